@@ -1,0 +1,146 @@
+using System.Runtime.CompilerServices;
+using GemmaGen.Specs;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>Receives intermediate activations (for tests and debugging): <c>embed</c>, <c>layer_out.{i}</c>,
+/// <c>final_norm</c>, each [D] for one position.</summary>
+public interface IActivationObserver
+{
+    void Observe(string name, int position, ReadOnlySpan<float> values);
+}
+
+/// <summary>
+/// One decoding state over shared weights: every activation buffer and the KV cache are allocated here, once;
+/// a step allocates nothing. Subclasses are the compiled (generated) kernels and the runtime-shape
+/// <see cref="ReferenceDecoder"/>; both compute exactly the Gemma 2 forward pass.
+/// </summary>
+public abstract unsafe class Gemma2Decoder
+{
+    private readonly string[] _layerNames;
+    private readonly List<float[]> _buffers = [];
+
+    protected Gemma2Decoder(ModelWeights weights, int maxContext, WorkerPool pool)
+    {
+        var c = weights.Config;
+        if (maxContext < 1) throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext, "the context must hold at least one token");
+        Weights = weights;
+        Config = c;
+        MaxContext = maxContext;
+        Pool = pool;
+        Cache = new KvCache(c, maxContext);
+        Rope = new RopeTable(c.HeadDim, c.RopeTheta, maxContext);
+        int qkvRows = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
+        X = Allocate(c.HiddenSize);
+        U = Allocate(c.HiddenSize);
+        Qkv = Allocate(qkvRows);
+        Attention = Allocate(c.NumAttentionHeads * c.HeadDim);
+        Branch = Allocate(c.HiddenSize);
+        Mlp = Allocate(c.IntermediateSize);
+        Scores = Allocate(c.NumAttentionHeads * maxContext);
+        _layerNames = Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer_out.{i}").ToArray();
+    }
+
+    public ModelWeights Weights { get; }
+
+    public Gemma2Config Config { get; }
+
+    /// <summary>Positions the KV cache holds; a step at a later position is refused.</summary>
+    public int MaxContext { get; }
+
+    public WorkerPool Pool { get; }
+
+    /// <summary>Tokens in the cache: positions [0, Length) have been processed.</summary>
+    public int Length { get; private set; }
+
+    /// <summary><c>compiled &lt;ClassName&gt;</c> or <c>reference</c>: which code runs.</summary>
+    public abstract string ExecutionPath { get; }
+
+    /// <summary>Called with intermediate activations when set.</summary>
+    public IActivationObserver? Observer { get; set; }
+
+    protected KvCache Cache { get; }
+
+    protected RopeTable Rope { get; }
+
+    /// <summary>Residual stream [D].</summary>
+    protected float* X { get; }
+
+    /// <summary>Normed input of a block [D].</summary>
+    protected float* U { get; }
+
+    /// <summary>q, k, v of the current token [(H + 2K)·d]; q is roped in place, k and v go to the cache.</summary>
+    protected float* Qkv { get; }
+
+    /// <summary>Attention output, heads concatenated [H·d].</summary>
+    protected float* Attention { get; }
+
+    /// <summary>Output of a block's projection, before its post-norm [D].</summary>
+    protected float* Branch { get; }
+
+    /// <summary>gelu(gate)·up [I].</summary>
+    protected float* Mlp { get; }
+
+    /// <summary>Attention probabilities, one row of MaxContext per query head [H, MaxContext].</summary>
+    protected float* Scores { get; }
+
+    /// <summary>Forgets every cached position.</summary>
+    public void Reset() => Length = 0;
+
+    /// <summary>
+    /// Runs token <paramref name="token"/> at <paramref name="position"/> (at most <see cref="Length"/>: a position
+    /// before it rewinds the cache) and writes its logits [V] when <paramref name="logits"/> is not empty.
+    /// </summary>
+    public void Step(int token, int position, Span<float> logits)
+    {
+        if ((uint)token >= (uint)Config.VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(token), token, $"token id must be in [0, {Config.VocabSize})");
+        if (position < 0 || position > Length)
+            throw new ArgumentOutOfRangeException(nameof(position), position, $"the next position is {Length}");
+        if (position >= MaxContext)
+            throw new InvalidOperationException($"the context is full ({MaxContext} tokens)");
+        if (!logits.IsEmpty && logits.Length != Config.VocabSize)
+            throw new ArgumentException($"logits must hold {Config.VocabSize} values", nameof(logits));
+        Length = position;
+        fixed (float* output = logits) StepCore(token, position, output);
+        Length = position + 1;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions <paramref name="start"/>, start+1, ...; <paramref name="logits"/>
+    /// is empty, [V] for the last position, or [n·V] for every position.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, int start, Span<float> logits)
+    {
+        int v = Config.VocabSize;
+        bool every = logits.Length == tokens.Length * v && tokens.Length > 1;
+        if (!logits.IsEmpty && !every && logits.Length != v)
+            throw new ArgumentException($"logits must hold 0, {v} or {tokens.Length}×{v} values", nameof(logits));
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            Span<float> target = every ? logits.Slice(i * v, v) : i == tokens.Length - 1 ? logits : default;
+            Step(tokens[i], start + i, target);
+        }
+    }
+
+    /// <summary>One token through every layer; <paramref name="logits"/> is null when not wanted.</summary>
+    protected abstract void StepCore(int token, int position, float* logits);
+
+    protected void ObserveEmbed(int position) => Observe("embed", position, X);
+
+    protected void ObserveLayer(int layer, int position) => Observe(_layerNames[layer], position, X);
+
+    protected void ObserveFinalNorm(int position) => Observe("final_norm", position, U);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Observe(string name, int position, float* values) =>
+        Observer?.Observe(name, position, new ReadOnlySpan<float>(values, Config.HiddenSize));
+
+    /// <summary>A pinned buffer that lives as long as this decoder.</summary>
+    protected float* Allocate(int length)
+    {
+        var buffer = GC.AllocateArray<float>(Math.Max(length, 1), pinned: true);
+        _buffers.Add(buffer);
+        return (float*)Unsafe.AsPointer(ref buffer[0]);
+    }
+}

@@ -1,0 +1,56 @@
+using GemmaGen.Specs;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>
+/// Keys and values of every layer, allocated once. Layout per layer: [kv head][slot][head_dim], so one kv
+/// head's keys are contiguous. A local layer keeps a ring of W slots (a query sees W keys, itself included),
+/// a global layer one slot per position.
+/// </summary>
+public sealed unsafe class KvCache
+{
+    private readonly float[][] _keys;
+    private readonly float[][] _values;
+
+    public KvCache(Gemma2Config config, int maxContext)
+    {
+        MaxContext = maxContext;
+        KvHeads = config.NumKeyValueHeads;
+        HeadDim = config.HeadDim;
+        int layers = config.NumHiddenLayers;
+        _keys = new float[layers][];
+        _values = new float[layers][];
+        Slots = new int[layers];
+        for (int l = 0; l < layers; l++)
+        {
+            Slots[l] = IsLocal(l) ? Math.Min(config.SlidingWindow, maxContext) : maxContext;
+            long length = (long)KvHeads * Slots[l] * HeadDim;
+            _keys[l] = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);
+            _values[l] = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);
+        }
+    }
+
+    /// <summary>Even layers attend through the sliding window, odd layers globally.</summary>
+    public static bool IsLocal(int layer) => (layer & 1) == 0;
+
+    public int MaxContext { get; }
+
+    public int KvHeads { get; }
+
+    public int HeadDim { get; }
+
+    /// <summary>Slots per kv head of each layer.</summary>
+    public int[] Slots { get; }
+
+    /// <summary>Bytes held by keys and values together.</summary>
+    public long ByteLength => _keys.Sum(k => (long)k.Length) * 2 * sizeof(float);
+
+    /// <summary>Keys of <paramref name="layer"/>: element [h, slot, i] at (h·Slots + slot)·d + i.</summary>
+    public float* Keys(int layer) => (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _keys[layer][0]);
+
+    /// <summary>Values of <paramref name="layer"/>, laid out as <see cref="Keys"/>.</summary>
+    public float* Values(int layer) => (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _values[layer][0]);
+
+    /// <summary>The slot that holds <paramref name="position"/> in <paramref name="layer"/>.</summary>
+    public int Slot(int layer, int position) => position % Slots[layer];
+}

@@ -1,0 +1,193 @@
+using GemmaGen.Specs;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>The weights of one decoder layer, in the layout the kernels stream.</summary>
+public sealed class LayerWeights : IDisposable
+{
+    /// <summary>input_layernorm [D], stored w (the kernels apply 1 + w).</summary>
+    public required float[] InputNorm { get; init; }
+
+    /// <summary>q_proj, k_proj and v_proj stacked: [(H + 2K)·d, D]; rows 0..H·d-1 are q, then k, then v.</summary>
+    public required WeightMatrix Qkv { get; init; }
+
+    /// <summary>o_proj [D, H·d].</summary>
+    public required WeightMatrix O { get; init; }
+
+    /// <summary>post_attention_layernorm [D].</summary>
+    public required float[] PostAttentionNorm { get; init; }
+
+    /// <summary>pre_feedforward_layernorm [D].</summary>
+    public required float[] PreFeedforwardNorm { get; init; }
+
+    /// <summary>gate_proj and up_proj interleaved by row: [2I, D]; row 2i is gate row i, row 2i+1 is up row i,
+    /// so one pass computes gelu(gate)·up for each output.</summary>
+    public required WeightMatrix GateUp { get; init; }
+
+    /// <summary>down_proj [D, I].</summary>
+    public required WeightMatrix Down { get; init; }
+
+    /// <summary>post_feedforward_layernorm [D].</summary>
+    public required float[] PostFeedforwardNorm { get; init; }
+
+    public void Dispose()
+    {
+        Qkv.Dispose();
+        O.Dispose();
+        GateUp.Dispose();
+        Down.Dispose();
+    }
+}
+
+/// <summary>All the weights of a Gemma 2 model, checked against its config and packed for the kernels.</summary>
+public sealed class ModelWeights : IDisposable
+{
+    private ModelWeights(Gemma2Config config, WeightMatrix embed, WeightMatrix? lmHead, float[] finalNorm, LayerWeights[] layers)
+    {
+        Config = config;
+        Embed = embed;
+        LmHead = lmHead;
+        FinalNorm = finalNorm;
+        Layers = layers;
+    }
+
+    public Gemma2Config Config { get; }
+
+    /// <summary>embed_tokens [V, D], unscaled (the embedding multiplies by sqrt(D) at run time).</summary>
+    public WeightMatrix Embed { get; }
+
+    /// <summary>lm_head [V, D] when the checkpoint has one; otherwise the head is tied to <see cref="Embed"/>.</summary>
+    public WeightMatrix? LmHead { get; }
+
+    /// <summary>The matrix the logits are computed with: lm_head if present, else the tied embedding.</summary>
+    public WeightMatrix Output => LmHead ?? Embed;
+
+    /// <summary>model.norm [D].</summary>
+    public float[] FinalNorm { get; }
+
+    public LayerWeights[] Layers { get; }
+
+    /// <summary>Bytes of weight data held.</summary>
+    public long ByteLength =>
+        Embed.ByteLength + (LmHead?.ByteLength ?? 0) +
+        Layers.Sum(l => l.Qkv.ByteLength + l.O.ByteLength + l.GateUp.ByteLength + l.Down.ByteLength);
+
+    /// <summary>
+    /// Reads every tensor the config calls for from <paramref name="source"/>, checks its shape and packs it.
+    /// </summary>
+    /// <param name="format">Storage format of the matrices; null keeps the checkpoint's (F16 becomes F32).</param>
+    /// <exception cref="WeightLoadException">A tensor is missing, misshapen, or of another dtype than its siblings.</exception>
+    public static ModelWeights Load(Gemma2Config config, ITensorSource source, WeightFormat? format = null)
+    {
+        int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
+        int inter = config.IntermediateSize, v = config.VocabSize;
+        var loader = new Loader(source, format);
+        var layers = new LayerWeights[config.NumHiddenLayers];
+        try
+        {
+            var embed = loader.Matrix("model.embed_tokens.weight", v, d);
+            WeightMatrix? lmHead = source.TryGetTensor("lm_head.weight", out _) ? loader.Matrix("lm_head.weight", v, d) : null;
+            var finalNorm = loader.Vector("model.norm.weight", d);
+            for (int l = 0; l < layers.Length; l++)
+            {
+                string p = $"model.layers.{l}.";
+                layers[l] = new LayerWeights
+                {
+                    InputNorm = loader.Vector(p + "input_layernorm.weight", d),
+                    Qkv = loader.Stacked(
+                        [(p + "self_attn.q_proj.weight", h * hd), (p + "self_attn.k_proj.weight", k * hd), (p + "self_attn.v_proj.weight", k * hd)],
+                        d, interleave: false),
+                    O = loader.Matrix(p + "self_attn.o_proj.weight", d, h * hd),
+                    PostAttentionNorm = loader.Vector(p + "post_attention_layernorm.weight", d),
+                    PreFeedforwardNorm = loader.Vector(p + "pre_feedforward_layernorm.weight", d),
+                    GateUp = loader.Stacked([(p + "mlp.gate_proj.weight", inter), (p + "mlp.up_proj.weight", inter)], d, interleave: true),
+                    Down = loader.Matrix(p + "mlp.down_proj.weight", d, inter),
+                    PostFeedforwardNorm = loader.Vector(p + "post_feedforward_layernorm.weight", d),
+                };
+            }
+            return new ModelWeights(config, embed, lmHead, finalNorm, layers);
+        }
+        catch
+        {
+            loader.DisposeAll();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Embed.Dispose();
+        LmHead?.Dispose();
+        foreach (var layer in Layers) layer?.Dispose();
+    }
+
+    private sealed class Loader(ITensorSource source, WeightFormat? format)
+    {
+        private readonly List<WeightMatrix> _made = [];
+
+        public void DisposeAll()
+        {
+            foreach (var m in _made) m.Dispose();
+        }
+
+        private TensorView Get(string name, params long[] shape)
+        {
+            if (!source.TryGetTensor(name, out var t))
+                throw new WeightLoadException($"{source.Description}: tensor '{name}' is missing (expected shape [{string.Join(", ", shape)}])");
+            if (!t.Shape.AsSpan().SequenceEqual(shape))
+                throw new WeightLoadException($"{t.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", shape)}]");
+            return t;
+        }
+
+        public float[] Vector(string name, int length)
+        {
+            var t = Get(name, length);
+            var result = new float[length];
+            t.ReadFloats(0, result);
+            return result;
+        }
+
+        private WeightFormat FormatFor(TensorDType dtype) =>
+            format ?? (dtype == TensorDType.BF16 ? WeightFormat.BF16 : WeightFormat.F32);
+
+        public WeightMatrix Matrix(string name, int rows, int cols) => Stacked([(name, rows)], cols, interleave: false);
+
+        /// <summary>Stacks tensors of equal width by rows; with <paramref name="interleave"/> (equal heights), row i of
+        /// each part becomes consecutive rows.</summary>
+        public WeightMatrix Stacked((string Name, int Rows)[] parts, int cols, bool interleave)
+        {
+            var views = parts.Select(p => Get(p.Name, p.Rows, cols)).ToArray();
+            var fmt = views.All(t => FormatFor(t.DType) == FormatFor(views[0].DType)) ? FormatFor(views[0].DType) : WeightFormat.F32;
+            int totalRows = parts.Sum(p => p.Rows);
+            var m = new WeightMatrix(string.Join(" + ", parts.Select(p => p.Name)), totalRows, cols, fmt);
+            _made.Add(m);
+            var row = new float[cols];
+            int target = 0;
+            if (interleave)
+            {
+                for (int r = 0; r < parts[0].Rows; r++)
+                    foreach (var view in views) Copy(view, r, cols, m, target++, row);
+            }
+            else
+            {
+                for (int part = 0; part < views.Length; part++)
+                    for (int r = 0; r < parts[part].Rows; r++) Copy(views[part], r, cols, m, target++, row);
+            }
+            return m;
+        }
+
+        private static unsafe void Copy(in TensorView view, int sourceRow, int cols, WeightMatrix m, int targetRow, float[] scratch)
+        {
+            bool sameBits = (view.DType == TensorDType.F32 && m.Format == WeightFormat.F32) ||
+                            (view.DType == TensorDType.BF16 && m.Format == WeightFormat.BF16);
+            if (sameBits)
+            {
+                int size = TensorView.ElementSize(view.DType);
+                new ReadOnlySpan<byte>(view.Data + (long)sourceRow * cols * size, cols * size).CopyTo(m.RowBytes(targetRow));
+                return;
+            }
+            view.ReadFloats((long)sourceRow * cols, scratch);
+            m.WriteRow(targetRow, scratch);
+        }
+    }
+}

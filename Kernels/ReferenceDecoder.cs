@@ -1,0 +1,142 @@
+using System.Numerics.Tensors;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>
+/// The runtime-shape Gemma 2 forward pass, written plainly over <see cref="TensorPrimitives"/>: the oracle in
+/// tests, the fallback for checkpoints no compiled spec matches, and the baseline of every benchmark.
+/// </summary>
+public sealed unsafe class ReferenceDecoder : Gemma2Decoder
+{
+    private readonly MatVecJob _matVec = new();
+    private readonly float* _gateUp;
+
+    public ReferenceDecoder(ModelWeights weights, int maxContext, WorkerPool pool)
+        : base(weights, maxContext, pool)
+    {
+        _gateUp = Allocate(2 * Config.IntermediateSize);
+    }
+
+    public override string ExecutionPath => "reference";
+
+    protected override void StepCore(int token, int position, float* logits)
+    {
+        var c = Config;
+        int dModel = c.HiddenSize, heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim;
+        int inter = c.IntermediateSize;
+        float eps = (float)c.RmsNormEps;
+        var x = new Span<float>(X, dModel);
+        var u = new Span<float>(U, dModel);
+        var branch = new Span<float>(Branch, dModel);
+        var qkv = new Span<float>(Qkv, (heads + 2 * kvHeads) * d);
+
+        Weights.Embed.ReadRow(token, x);
+        TensorPrimitives.Multiply(x, (float)Math.Sqrt(dModel), x);
+        ObserveEmbed(position);
+
+        for (int l = 0; l < Weights.Layers.Length; l++)
+        {
+            var w = Weights.Layers[l];
+            Activations.RmsNorm(x, w.InputNorm, eps, u);
+            MatVec(w.Qkv, U, Qkv);
+            for (int h = 0; h < heads; h++) Rope.Apply(qkv.Slice(h * d, d), position);
+            for (int h = 0; h < kvHeads; h++) Rope.Apply(qkv.Slice((heads + h) * d, d), position);
+            Attend(l, position);
+            MatVec(w.O, Attention, Branch);
+            Activations.RmsNorm(branch, w.PostAttentionNorm, eps, branch);
+            TensorPrimitives.Add(x, branch, x);
+
+            Activations.RmsNorm(x, w.PreFeedforwardNorm, eps, u);
+            MatVec(w.GateUp, U, _gateUp);
+            for (int i = 0; i < inter; i++) Mlp[i] = Activations.GeluTanh(_gateUp[2 * i]) * _gateUp[2 * i + 1];
+            MatVec(w.Down, Mlp, Branch);
+            Activations.RmsNorm(branch, w.PostFeedforwardNorm, eps, branch);
+            TensorPrimitives.Add(x, branch, x);
+            ObserveLayer(l, position);
+        }
+
+        Activations.RmsNorm(x, Weights.FinalNorm, eps, u);
+        ObserveFinalNorm(position);
+        if (logits == null) return;
+        MatVec(Weights.Output, U, logits);
+        Activations.SoftCap(new Span<float>(logits, c.VocabSize), (float)(c.FinalLogitSoftcapping ?? 0));
+    }
+
+    /// <summary>Stores this position's k and v, then attends every query head over the visible keys.</summary>
+    private void Attend(int layer, int position)
+    {
+        var c = Config;
+        int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim;
+        int slots = Cache.Slots[layer], slot = Cache.Slot(layer, position);
+        float* keys = Cache.Keys(layer), values = Cache.Values(layer);
+        for (int h = 0; h < kvHeads; h++)
+        {
+            new ReadOnlySpan<float>(Qkv + (heads + h) * d, d).CopyTo(new Span<float>(keys + ((long)h * slots + slot) * d, d));
+            new ReadOnlySpan<float>(Qkv + (heads + kvHeads + h) * d, d).CopyTo(new Span<float>(values + ((long)h * slots + slot) * d, d));
+        }
+
+        // A query at p sees keys p-W+1 .. p on local layers, 0 .. p on global ones.
+        int first = KvCache.IsLocal(layer) ? Math.Max(0, position - c.SlidingWindow + 1) : 0;
+        int count = position - first + 1;
+        float scale = (float)(1.0 / Math.Sqrt(c.QueryPreAttnScalar));
+        float cap = (float)(c.AttnLogitSoftcapping ?? 0);
+        int group = heads / kvHeads;
+        for (int h = 0; h < heads; h++)
+        {
+            int kv = h / group;
+            var q = new ReadOnlySpan<float>(Qkv + h * d, d);
+            var scores = new Span<float>(Scores + (long)h * MaxContext, count);
+            for (int j = 0; j < count; j++)
+            {
+                int s = (first + j) % slots;
+                scores[j] = TensorPrimitives.Dot(q, new ReadOnlySpan<float>(keys + ((long)kv * slots + s) * d, d)) * scale;
+            }
+            Activations.SoftCap(scores, cap);
+            Activations.Softmax(scores);
+            var output = new Span<float>(Attention + h * d, d);
+            output.Clear();
+            for (int j = 0; j < count; j++)
+            {
+                int s = (first + j) % slots;
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + ((long)kv * slots + s) * d, d), scores[j], output, output);
+            }
+        }
+    }
+
+    private void MatVec(WeightMatrix matrix, float* x, float* y)
+    {
+        _matVec.Matrix = matrix;
+        _matVec.X = x;
+        _matVec.Y = y;
+        Pool.Run(_matVec, matrix.Rows, grain: 16);
+    }
+
+    /// <summary>y[r] = W[r]·x: each row widened to float32, then <see cref="TensorPrimitives.Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/>.</summary>
+    private sealed class MatVecJob : IRowJob
+    {
+        [ThreadStatic]
+        private static float[]? t_row;
+
+        public WeightMatrix Matrix = null!;
+        public float* X;
+        public float* Y;
+
+        public void Execute(int start, int end)
+        {
+            int cols = Matrix.Cols;
+            var x = new ReadOnlySpan<float>(X, cols);
+            if (Matrix.Format == WeightFormat.F32)
+            {
+                for (int r = start; r < end; r++)
+                    Y[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>((float*)Matrix.Data + (long)r * cols, cols), x);
+                return;
+            }
+            var row = t_row is { } existing && existing.Length >= cols ? existing : t_row = new float[cols];
+            for (int r = start; r < end; r++)
+            {
+                Matrix.ReadRow(r, row);
+                Y[r] = TensorPrimitives.Dot(row.AsSpan(0, cols), x);
+            }
+        }
+    }
+}

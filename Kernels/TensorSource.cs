@@ -1,0 +1,70 @@
+namespace GemmaGen.Kernels;
+
+/// <summary>Element type of a checkpoint tensor.</summary>
+public enum TensorDType
+{
+    F32,
+    BF16,
+    F16,
+}
+
+/// <summary>A read-only view of one checkpoint tensor's bytes (row-major, little-endian).</summary>
+/// <param name="name">The checkpoint tensor name (<c>model.layers.0.self_attn.q_proj.weight</c>).</param>
+/// <param name="dtype">Element type.</param>
+/// <param name="shape">Dimensions, outermost first.</param>
+/// <param name="data">Start of the first element.</param>
+/// <param name="byteLength">Bytes from <paramref name="data"/>; equals element size × product of the shape.</param>
+/// <param name="origin">Where it came from (a file path, or "synthetic"), for messages.</param>
+public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] shape, byte* data, long byteLength, string origin)
+{
+    public string Name { get; } = name;
+
+    public TensorDType DType { get; } = dtype;
+
+    public long[] Shape { get; } = shape;
+
+    public byte* Data { get; } = data;
+
+    public long ByteLength { get; } = byteLength;
+
+    public string Origin { get; } = origin;
+
+    public static int ElementSize(TensorDType dtype) => dtype switch
+    {
+        TensorDType.F32 => 4,
+        TensorDType.BF16 => 2,
+        TensorDType.F16 => 2,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+    };
+
+    /// <summary>Copies elements [<paramref name="start"/>, start + destination.Length) widened to float32.</summary>
+    public void ReadFloats(long start, Span<float> destination)
+    {
+        switch (DType)
+        {
+            case TensorDType.F32:
+                new ReadOnlySpan<float>((float*)Data + start, destination.Length).CopyTo(destination);
+                break;
+            case TensorDType.BF16:
+                BFloat16.Widen(new ReadOnlySpan<ushort>((ushort*)Data + start, destination.Length), destination);
+                break;
+            case TensorDType.F16:
+                var half = new ReadOnlySpan<Half>((Half*)Data + start, destination.Length);
+                for (int i = 0; i < half.Length; i++) destination[i] = (float)half[i];
+                break;
+        }
+    }
+}
+
+/// <summary>Where weights come from: a checkpoint on disk or the synthetic-weight formula.</summary>
+public interface ITensorSource
+{
+    /// <summary>Describes the source in messages (a directory, a file, "synthetic weights").</summary>
+    string Description { get; }
+
+    /// <summary>Finds a tensor by its checkpoint name; the view stays valid while the source is alive.</summary>
+    bool TryGetTensor(string name, out TensorView tensor);
+}
+
+/// <summary>A checkpoint that does not fit the model: names the tensor and what was expected.</summary>
+public sealed class WeightLoadException(string message) : Exception(message);
