@@ -1,0 +1,208 @@
+using System;
+using System.Linq;
+
+namespace GemmaGen.Generator
+{
+    /// <summary>
+    /// Writes the SIMD kernels of one shape: every trip count is a constant, vector loops are unrolled by a fixed
+    /// factor (head-sized loops completely), each kernel has one branch per vector width (widest first, folded
+    /// by the JIT) and a scalar fallback, and scalar tail code only where a dimension is not a multiple of the
+    /// vector width.
+    /// </summary>
+    internal static class KernelEmitter
+    {
+        /// <summary>Vectors per iteration of a long dot-product loop: enough loads in flight to stream memory.</summary>
+        private const int Unroll = 8;
+
+        /// <summary>A loop of at most this many vectors is written out completely.</summary>
+        private const int FullUnrollLimit = 16;
+
+        public static string ElementType(WeightKind kind) => kind == WeightKind.F32 ? "float" : "ushort";
+
+        private static string ScalarWeight(WeightKind kind, string element) =>
+            kind == WeightKind.F32 ? element : $"BFloat16.ToSingle({element})";
+
+        public static string DotName(WeightKind kind, int cols) => $"Dot_{kind}_{cols}";
+
+        public static string MatVecName(WeightKind kind, int cols) => $"MatVec_{kind}_{cols}";
+
+        public static string GateUpName(WeightKind kind, int cols) => $"GateUp_{kind}_{cols}";
+
+        /// <summary>Writes an if / else-if chain with one branch per vector width that fits <paramref name="n"/>, widest
+        /// first, and the scalar fallback as the final else.</summary>
+        private static void Dispatch(CodeWriter w, int n, Action<VectorWidth> vector, Action scalar)
+        {
+            string keyword = "if";
+            foreach (var width in VectorWidth.All.Where(v => v.Lanes <= n))
+            {
+                w.Open($"{keyword} ({width.Type}.IsHardwareAccelerated)");
+                vector(width);
+                w.Close();
+                keyword = "else if";
+            }
+            if (keyword == "if")
+            {
+                scalar();
+                return;
+            }
+            w.Open("else");
+            scalar();
+            w.Close();
+        }
+
+        /// <summary>Σ w[i]·x[i] over a row of <paramref name="cols"/> weights.</summary>
+        public static void Dot(CodeWriter w, WeightKind kind, int cols)
+        {
+            w.Line($"/// <summary>Σ w[i]·x[i] over {cols} {kind} weights.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+            w.Open($"private static float {DotName(kind, cols)}({ElementType(kind)}* w, float* x)");
+            Dispatch(w, cols, v => DotBody(w, kind, cols, v), () =>
+            {
+                w.Line("float sum = 0f;");
+                w.Line($"for (int i = 0; i < {cols}; i++) sum += {ScalarWeight(kind, "w[i]")} * x[i];");
+                w.Line("return sum;");
+            });
+            w.Close();
+        }
+
+        private static void DotBody(CodeWriter w, WeightKind kind, int cols, VectorWidth v)
+        {
+            int vectors = cols / v.Lanes, tail = cols % v.Lanes;
+            int lanes = v.Lanes;
+            string Fma(int acc, string offset) =>
+                $"a{acc} = {v.Type}.MultiplyAddEstimate({v.LoadWeights(kind, "w + " + offset)}, {v.Type}.Load(x + {offset}), a{acc});";
+            int accumulators = Math.Min(vectors, Unroll);
+            if (vectors <= FullUnrollLimit)
+            {
+                w.Line($"// {cols} = {vectors} × {lanes}{(tail > 0 ? $" + {tail}" : "")}: written out completely");
+                for (int a = 0; a < accumulators; a++) w.Line($"var a{a} = {v.Float}.Zero;");
+                for (int i = 0; i < vectors; i++) w.Line(Fma(i % accumulators, (i * lanes).ToString()));
+            }
+            else
+            {
+                int loopVectors = vectors / Unroll * Unroll;
+                w.Line($"// {cols} = {vectors / Unroll} iterations × {Unroll} × {lanes}" +
+                       $"{(vectors % Unroll > 0 ? $" + {vectors % Unroll} × {lanes}" : "")}{(tail > 0 ? $" + {tail}" : "")}");
+                for (int a = 0; a < accumulators; a++) w.Line($"var a{a} = {v.Float}.Zero;");
+                w.Open($"for (int i = 0; i < {loopVectors * lanes}; i += {Unroll * lanes})");
+                for (int a = 0; a < Unroll; a++) w.Line(Fma(a, a == 0 ? "i" : $"i + {a * lanes}"));
+                w.Close();
+                for (int i = loopVectors; i < vectors; i++) w.Line(Fma(i - loopVectors, (i * lanes).ToString()));
+            }
+            w.Line($"float sum = {v.Type}.Sum({Reduce(accumulators)});");
+            if (tail > 0)
+                w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) sum += {ScalarWeight(kind, "w[i]")} * x[i];");
+            w.Line("return sum;");
+        }
+
+        /// <summary>A balanced sum of accumulators a0 .. a(n-1).</summary>
+        private static string Reduce(int n)
+        {
+            string Range(int from, int count) => count == 1 ? $"a{from}" : $"({Range(from, count / 2)} + {Range(from + count / 2, count - count / 2)})";
+            string sum = Range(0, n);
+            return sum.StartsWith("(", StringComparison.Ordinal) ? sum.Substring(1, sum.Length - 2) : sum;
+        }
+
+        /// <summary>y[r] = W[r]·x for a row range of a [rows, cols] matrix.</summary>
+        public static void MatVec(CodeWriter w, WeightKind kind, int cols)
+        {
+            w.Line($"/// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, {cols}] {kind} matrix.</summary>");
+            w.Open($"private static void {MatVecName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
+            w.Line($"for (int r = start; r < end; r++) y[r] = {DotName(kind, cols)}(w + (long)r * {cols}, x);");
+            w.Close();
+        }
+
+        /// <summary>gelu(gate·x)·(up·x) from the interleaved [2I, cols] gate/up matrix: one pass over both.</summary>
+        public static void GateUp(CodeWriter w, WeightKind kind, int cols)
+        {
+            w.Line($"/// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the");
+            w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass.</summary>");
+            w.Open($"private static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
+            w.Open("for (int i = start; i < end; i++)");
+            w.Line($"float gate = {DotName(kind, cols)}(w + (long)(2 * i) * {cols}, x);");
+            w.Line($"float up = {DotName(kind, cols)}(w + (long)(2 * i + 1) * {cols}, x);");
+            w.Line("y[i] = Activations.GeluTanh(gate) * up;");
+            w.Close();
+            w.Close();
+        }
+
+        /// <summary>An element-wise loop over <paramref name="n"/> floats: <paramref name="vector"/> gets the width and
+        /// the offset expression, <paramref name="scalar"/> the index expression.</summary>
+        public static void Elementwise(CodeWriter w, int n, Func<VectorWidth, string, string[]> vector, Func<string, string[]> scalar)
+        {
+            Dispatch(w, n, v =>
+            {
+                int vectors = n / v.Lanes, tail = n % v.Lanes;
+                if (vectors <= FullUnrollLimit)
+                {
+                    for (int i = 0; i < vectors; i++) Statements(w, vector(v, (i * v.Lanes).ToString()));
+                }
+                else
+                {
+                    int step = Unroll * v.Lanes, loop = vectors / Unroll * Unroll;
+                    w.Open($"for (int i = 0; i < {loop * v.Lanes}; i += {step})");
+                    for (int u = 0; u < Unroll; u++) Statements(w, vector(v, u == 0 ? "i" : $"i + {u * v.Lanes}"));
+                    w.Close();
+                    for (int i = loop; i < vectors; i++) Statements(w, vector(v, (i * v.Lanes).ToString()));
+                }
+                if (tail > 0)
+                {
+                    w.Open($"for (int i = {vectors * v.Lanes}; i < {n}; i++)");
+                    Statements(w, scalar("i"));
+                    w.Close();
+                }
+            }, () =>
+            {
+                w.Open($"for (int i = 0; i < {n}; i++)");
+                Statements(w, scalar("i"));
+                w.Close();
+            });
+        }
+
+        private static void Statements(CodeWriter w, string[] lines)
+        {
+            if (lines.Length == 1)
+            {
+                w.Line(lines[0]);
+                return;
+            }
+            w.Open();
+            foreach (var line in lines) w.Line(line);
+            w.Close();
+        }
+
+        /// <summary>o = Σ_n p[n]·v[slot(n)] over one head of <paramref name="headDim"/> values, the head held in
+        /// vector registers across the whole sum. Written inside AttendHead, whose locals it uses.</summary>
+        public static void WeightedValues(CodeWriter w, int headDim)
+        {
+            Dispatch(w, headDim, v =>
+            {
+                int vectors = headDim / v.Lanes, tail = headDim % v.Lanes;
+                for (int i = 0; i < vectors; i++) w.Line($"var o{i} = {v.Float}.Zero;");
+                w.Line("slot = firstSlot;");
+                w.Open("for (int n = 0; n < count; n++)");
+                w.Line("float* value = values + (long)slot * HeadDim;");
+                w.Line($"var p = {v.Type}.Create(scores[n]);");
+                for (int i = 0; i < vectors; i++)
+                    w.Line($"o{i} = {v.Type}.MultiplyAddEstimate({v.Type}.Load(value + {i * v.Lanes}), p, o{i});");
+                w.Line("if (++slot == ring) slot = 0;");
+                w.Close();
+                for (int i = 0; i < vectors; i++) w.Line($"o{i}.Store(output + {i * v.Lanes});");
+                if (tail > 0) ScalarWeightedValues(w, vectors * v.Lanes, headDim);
+            }, () => ScalarWeightedValues(w, 0, headDim));
+        }
+
+        private static void ScalarWeightedValues(CodeWriter w, int from, int headDim)
+        {
+            w.Open($"for (int i = {from}; i < {headDim}; i++)");
+            w.Line("float sum = 0f;");
+            w.Line("slot = firstSlot;");
+            w.Open("for (int n = 0; n < count; n++)");
+            w.Line("sum += scores[n] * values[(long)slot * HeadDim + i];");
+            w.Line("if (++slot == ring) slot = 0;");
+            w.Close();
+            w.Line("output[i] = sum;");
+            w.Close();
+        }
+    }
+}
