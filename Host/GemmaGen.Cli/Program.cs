@@ -1,0 +1,65 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using GemmaGen.Kernels;
+
+namespace GemmaGen.Cli;
+
+/// <summary>The <c>gemmagen</c> command line.</summary>
+public static class Program
+{
+    /// <summary>Exit code of a run that succeeded.</summary>
+    public const int Success = 0;
+
+    /// <summary>Exit code of an unexpected failure (a bug): reported without a stack trace.</summary>
+    public const int InternalError = 1;
+
+    /// <summary>Exit code of bad input: unparsable arguments, a missing or malformed model, a bad token list.</summary>
+    public const int BadInput = 2;
+
+    /// <summary>Runs the command line on the console.</summary>
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the command line with its output on the given writers.</summary>
+    /// <returns>The exit code: <see cref="Success"/>, <see cref="BadInput"/> or <see cref="InternalError"/>.</returns>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var root = new RootCommand("GemmaGen: Gemma 2 inference on kernels compiled from config.json specs")
+        {
+            LogitsCommand.Create(stderr),
+            GenerateCommand.Create(stdout, stderr),
+        };
+        var parse = root.Parse(args);
+        if (parse.Action is ParseErrorAction)
+        {
+            foreach (var error in parse.Errors) stderr.WriteLine($"error: {error.Message}");
+            return BadInput;
+        }
+        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+    }
+
+    /// <summary>
+    /// Runs a command's body; a failure becomes <c>error: message</c> on <paramref name="stderr"/> (one line per
+    /// line of the message) and an exit code, never a stack trace.
+    /// </summary>
+    internal static int Guard(TextWriter stderr, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is UsageException or CheckpointException or WeightLoadException or IOException or UnauthorizedAccessException)
+        {
+            return Fail(stderr, e.Message, BadInput);
+        }
+        catch (Exception e)
+        {
+            return Fail(stderr, $"internal error: {e.GetType().Name}: {e.Message}", InternalError);
+        }
+    }
+
+    private static int Fail(TextWriter stderr, string message, int exitCode)
+    {
+        foreach (string line in message.Split('\n')) stderr.WriteLine($"error: {line.TrimEnd('\r')}");
+        return exitCode;
+    }
+}
