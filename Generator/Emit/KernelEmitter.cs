@@ -107,6 +107,7 @@ namespace GemmaGen.Generator
         public static void MatVec(CodeWriter w, WeightKind kind, int cols)
         {
             w.Line($"/// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, {cols}] {kind} matrix.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open($"private static void {MatVecName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
             w.Line($"for (int r = start; r < end; r++) y[r] = {DotName(kind, cols)}(w + (long)r * {cols}, x);");
             w.Close();
@@ -117,6 +118,7 @@ namespace GemmaGen.Generator
         {
             w.Line($"/// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the");
             w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open($"private static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
             w.Open("for (int i = start; i < end; i++)");
             w.Line($"float gate = {DotName(kind, cols)}(w + (long)(2 * i) * {cols}, x);");

@@ -348,6 +348,7 @@ namespace GemmaGen.Generator
             w.Line();
             w.Line($"/// <summary>One query head over <paramref name=\"count\"/> keys starting at ring slot <paramref name=\"firstSlot\"/>");
             w.Line("/// (slots wrap at <paramref name=\"ring\"/>): scores, soft-cap, softmax, weighted sum of values.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open("private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)");
             w.Line("int slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");

@@ -812,6 +812,7 @@ namespace GemmaGen.Models
 
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
@@ -1655,36 +1656,42 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4096] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_4096(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_4096(w + (long)r * 4096, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4096] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_4096(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_4096(w + (long)r * 4096, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4608] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_4608(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_4608(w + (long)r * 4608, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4608] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_4608(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_4608(w + (long)r * 4608, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 36864] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_36864(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_36864(w + (long)r * 36864, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 36864] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_36864(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_36864(w + (long)r * 36864, x);
@@ -1692,6 +1699,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 4608] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_F32_4608(float* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)
@@ -1704,6 +1712,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 4608] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_BF16_4608(ushort* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)

@@ -847,6 +847,7 @@ namespace GemmaGen.Models
 
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
@@ -1861,36 +1862,42 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2048] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_2048(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_2048(w + (long)r * 2048, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2048] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_2048(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_2048(w + (long)r * 2048, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2304] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_2304(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_2304(w + (long)r * 2304, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2304] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_2304(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_2304(w + (long)r * 2304, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 9216] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_9216(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_9216(w + (long)r * 9216, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 9216] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_9216(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_9216(w + (long)r * 9216, x);
@@ -1898,6 +1905,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 2304] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_F32_2304(float* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)
@@ -1910,6 +1918,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 2304] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_BF16_2304(ushort* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)

@@ -768,6 +768,7 @@ namespace GemmaGen.Models
 
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
@@ -1352,24 +1353,28 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 256] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_256(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_256(w + (long)r * 256, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 256] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_256(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_256(w + (long)r * 256, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 768] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_768(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_768(w + (long)r * 768, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 768] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_768(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_768(w + (long)r * 768, x);
@@ -1377,6 +1382,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 256] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_F32_256(float* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)
@@ -1389,6 +1395,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 256] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_BF16_256(ushort* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)

@@ -613,6 +613,7 @@ namespace GemmaGen.Models
 
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
@@ -1074,24 +1075,28 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 64] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_64(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_64(w + (long)r * 64, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 64] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_64(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_64(w + (long)r * 64, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 192] F32 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_192(float* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_F32_192(w + (long)r * 192, x);
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 192] BF16 matrix.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_192(ushort* w, float* x, float* y, int start, int end)
         {
             for (int r = start; r < end; r++) y[r] = Dot_BF16_192(w + (long)r * 192, x);
@@ -1099,6 +1104,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 64] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_F32_64(float* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)
@@ -1111,6 +1117,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 64] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_BF16_64(ushort* w, float* x, float* y, int start, int end)
         {
             for (int i = start; i < end; i++)
