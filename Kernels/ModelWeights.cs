@@ -76,8 +76,9 @@ public sealed class ModelWeights : IDisposable
     /// Reads every tensor the config calls for from <paramref name="source"/>, checks its shape and packs it.
     /// </summary>
     /// <param name="format">Storage format of the matrices; null keeps the checkpoint's (F16 becomes F32).</param>
+    /// <param name="progress">Called after each tensor with the fraction of the layers loaded so far (0 to 1).</param>
     /// <exception cref="WeightLoadException">A tensor is missing, misshapen, or of another dtype than its siblings.</exception>
-    public static ModelWeights Load(Gemma2Config config, ITensorSource source, WeightFormat? format = null)
+    public static ModelWeights Load(Gemma2Config config, ITensorSource source, WeightFormat? format = null, Action<double>? progress = null)
     {
         int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
         int inter = config.IntermediateSize, v = config.VocabSize;
@@ -90,6 +91,7 @@ public sealed class ModelWeights : IDisposable
             var finalNorm = loader.Vector("model.norm.weight", d);
             for (int l = 0; l < layers.Length; l++)
             {
+                progress?.Invoke((double)l / layers.Length);
                 string p = $"model.layers.{l}.";
                 layers[l] = new LayerWeights
                 {
@@ -105,6 +107,7 @@ public sealed class ModelWeights : IDisposable
                     PostFeedforwardNorm = loader.Vector(p + "post_feedforward_layernorm.weight", d),
                 };
             }
+            progress?.Invoke(1);
             return new ModelWeights(config, embed, lmHead, finalNorm, layers);
         }
         catch

@@ -51,7 +51,7 @@ internal static class GenerateCommand
         return command;
     }
 
-    private static GemmaEngine Load(ModelSourceOptions model, ParseResult parse, int[] prompt, int count)
+    private static GemmaModel Load(ModelSourceOptions model, ParseResult parse, int[] prompt, int count)
     {
         using var source = model.Open(parse);
         TokenList.CheckVocabulary(prompt, source.Config);

@@ -36,7 +36,7 @@ internal static class LogitsCommand
             int[] ids = TokenList.Parse(parse.GetValue(tokens)!);
             string path = parse.GetValue(output)!;
             using var engine = Load(model, parse, ids);
-            float[] logits = engine.Logits(ids);
+            float[] logits = engine.ComputeLogits(ids);
             new SafetensorsWriter().AddF32(TensorName, logits, ids.Length, engine.Config.VocabSize).Save(path);
             stderr.WriteLine($"path: {engine.ExecutionPath}");
             return Program.Success;
@@ -44,7 +44,7 @@ internal static class LogitsCommand
         return command;
     }
 
-    private static GemmaEngine Load(ModelSourceOptions model, ParseResult parse, int[] ids)
+    private static GemmaModel Load(ModelSourceOptions model, ParseResult parse, int[] ids)
     {
         using var source = model.Open(parse);
         TokenList.CheckVocabulary(ids, source.Config);

@@ -14,8 +14,8 @@ internal sealed class ModelSource(Gemma2Config config, ITensorSource tensors, ID
     public ITensorSource Tensors { get; } = tensors;
 
     /// <summary>Loads the weights and creates the decoder; this source may be disposed afterwards.</summary>
-    public GemmaEngine Load(bool forceReference, int maxContext) =>
-        GemmaEngine.Open(Config, Tensors, new GemmaEngineOptions { ForceReference = forceReference, MaxContext = maxContext });
+    public GemmaModel Load(bool forceReference, int maxContext) =>
+        GemmaModel.Load(Config, Tensors, new GemmaModelOptions { ForceReference = forceReference, MaxContext = maxContext });
 
     /// <summary>Releases the checkpoint's mapped files or the synthetic tensors.</summary>
     public void Dispose() => owner.Dispose();

@@ -17,14 +17,26 @@ public static class Program
     public const int BadInput = 2;
 
     /// <summary>Runs the command line on the console.</summary>
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        Console.OutputEncoding = System.Text.Encoding.UTF8;
+        Console.InputEncoding = System.Text.Encoding.UTF8;
+        return Run(args, Console.In, Console.Out, Console.Error);
+    }
 
     /// <summary>Runs the command line with its output on the given writers.</summary>
     /// <returns>The exit code: <see cref="Success"/>, <see cref="BadInput"/> or <see cref="InternalError"/>.</returns>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, TextReader.Null, stdout, stderr);
+
+    /// <summary>Runs the command line with its input and output on the given reader and writers.</summary>
+    public static int Run(string[] args, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
         var root = new RootCommand("GemmaGen: Gemma 2 inference on kernels compiled from config.json specs")
         {
+            RunCommand.Create(stdout, stderr),
+            ChatCommand.Create(stdin, stdout, stderr),
+            TokenizeCommand.Create(stdin, stdout, stderr),
+            InfoCommand.Create(stdout, stderr),
             LogitsCommand.Create(stderr),
             GenerateCommand.Create(stdout, stderr),
         };
@@ -47,7 +59,7 @@ public static class Program
         {
             return body();
         }
-        catch (Exception e) when (e is UsageException or CheckpointException or WeightLoadException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is UsageException or CheckpointException or WeightLoadException or TokenizerException or IOException or UnauthorizedAccessException)
         {
             return Fail(stderr, e.Message, BadInput);
         }

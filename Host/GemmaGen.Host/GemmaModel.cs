@@ -3,35 +3,46 @@ using GemmaGen.Specs;
 
 namespace GemmaGen;
 
-/// <summary>How <see cref="GemmaEngine"/> opens a model.</summary>
-public sealed record GemmaEngineOptions
+/// <summary>How <see cref="GemmaModel"/> loads and runs a model.</summary>
+public sealed record GemmaModelOptions
 {
     /// <summary>Run the runtime-shape reference decoder even when a compiled spec matches the config.</summary>
     public bool ForceReference { get; init; }
 
-    /// <summary>Positions the KV cache holds; null means min(max_position_embeddings, <see cref="GemmaEngine.DefaultMaxContext"/>).</summary>
+    /// <summary>Positions a session holds by default; null means min(max_position_embeddings, <see cref="GemmaModel.DefaultMaxContext"/>).</summary>
     public int? MaxContext { get; init; }
 
     /// <summary>Worker threads, the caller's included; null means <see cref="Environment.ProcessorCount"/>.</summary>
     public int? Threads { get; init; }
+
+    /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>
+    public Action<double>? LoadProgress { get; init; }
 }
 
 /// <summary>
-/// A loaded model ready to run: its weights, a worker pool and one decoder — the compiled specialization whose
-/// layer shape matches the config when one is registered, the reference decoder otherwise.
+/// A loaded Gemma 2 model: its weights, its tokenizer (when the checkpoint has one) and a worker pool. Runs on the
+/// compiled specialization whose layer shape matches the config when one is registered (any assembly that
+/// compiles a <c>GemmaSpec</c> registers its classes), on the runtime-shape reference decoder otherwise.
+/// The model is shared and immutable; sessions hold the per-sequence state.
 /// </summary>
-public sealed class GemmaEngine : IDisposable
+public sealed class GemmaModel : IDisposable
 {
     /// <summary>The KV cache length used when neither the options nor the config ask for less.</summary>
     public const int DefaultMaxContext = 8192;
 
-    private readonly WorkerPool _pool;
+    /// <summary>The tokenizer file of a checkpoint directory.</summary>
+    public const string TokenizerFileName = "tokenizer.model";
 
-    private GemmaEngine(ModelWeights weights, WorkerPool pool, Gemma2Decoder decoder)
+    private readonly WorkerPool _pool;
+    private readonly CompiledModel? _compiled;
+
+    private GemmaModel(ModelWeights weights, WorkerPool pool, CompiledModel? compiled, GemmaTokenizer? tokenizer, int maxContext)
     {
         Weights = weights;
         _pool = pool;
-        Decoder = decoder;
+        _compiled = compiled;
+        Tokenizer = tokenizer;
+        MaxContext = maxContext;
     }
 
     /// <summary>The model's config.</summary>
@@ -40,70 +51,98 @@ public sealed class GemmaEngine : IDisposable
     /// <summary>The packed weights.</summary>
     public ModelWeights Weights { get; }
 
-    /// <summary>The decoder every call runs on.</summary>
-    public Gemma2Decoder Decoder { get; }
+    /// <summary>The checkpoint's tokenizer, or null when it was loaded without one.</summary>
+    public GemmaTokenizer? Tokenizer { get; }
 
-    /// <summary><c>compiled &lt;ClassName&gt;</c> or <c>reference</c>.</summary>
-    public string ExecutionPath => Decoder.ExecutionPath;
+    /// <summary>Positions a session holds unless it asks for another size.</summary>
+    public int MaxContext { get; }
 
-    /// <summary>Loads a Hugging Face checkpoint directory (see <see cref="Checkpoint"/>).</summary>
+    /// <summary><c>compiled &lt;ClassName&gt;</c> when a compiled spec runs the model, <c>reference</c> otherwise.</summary>
+    public string ExecutionPath => _compiled is { } c ? "compiled " + c.ClassName : "reference";
+
+    /// <summary>The compiled spec that runs the model, or null on the reference path.</summary>
+    public CompiledModel? CompiledSpec => _compiled;
+
+    /// <summary>Worker threads, the caller's included.</summary>
+    public int Threads => _pool.Threads;
+
+    /// <summary>Loads a Hugging Face checkpoint directory: config.json, the safetensors file(s) and, when present,
+    /// tokenizer.model (text in and out needs it: see <see cref="RequireTokenizer"/>).</summary>
     /// <exception cref="CheckpointException">The checkpoint is missing or malformed.</exception>
     /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
-    public static GemmaEngine OpenCheckpoint(string directory, GemmaEngineOptions? options = null)
+    /// <exception cref="TokenizerException">tokenizer.model is malformed.</exception>
+    public static GemmaModel Load(string directory, GemmaModelOptions? options = null)
     {
         using var checkpoint = Checkpoint.Open(directory);
-        return Open(checkpoint.Config, checkpoint, options);
+        string tokenizerPath = Path.Combine(directory, TokenizerFileName);
+        var tokenizer = File.Exists(tokenizerPath) ? GemmaTokenizer.Load(tokenizerPath) : null;
+        var model = Load(checkpoint.Config, checkpoint, options, tokenizer);
+        model.Directory = directory;
+        return model;
     }
 
-    /// <summary>Loads the model a config file describes, with synthetic weights (see <see cref="SyntheticWeights"/>).</summary>
+    /// <summary>The checkpoint directory the model was loaded from, or null.</summary>
+    public string? Directory { get; private set; }
+
+    /// <summary>The tokenizer, or a <see cref="TokenizerException"/> naming the missing tokenizer.model.</summary>
+    public GemmaTokenizer RequireTokenizer() => Tokenizer ?? throw new TokenizerException(
+        Directory != null
+            ? $"{Path.Combine(Directory, TokenizerFileName)}: file not found; text input and output need the checkpoint's tokenizer.model"
+            : "this model was loaded without a tokenizer; text input and output need a checkpoint's tokenizer.model");
+
+    /// <summary>Loads the model a config file describes, with synthetic weights (see <see cref="SyntheticWeights"/>) and no tokenizer.</summary>
     /// <exception cref="CheckpointException">The config file is missing or invalid.</exception>
-    public static GemmaEngine OpenSynthetic(string configPath, GemmaEngineOptions? options = null)
+    public static GemmaModel LoadSynthetic(string configPath, GemmaModelOptions? options = null)
     {
         var config = Checkpoint.LoadConfig(configPath);
         using var synthetic = new SyntheticWeights(config);
-        return Open(config, synthetic, options);
+        return Load(config, synthetic, options);
     }
 
     /// <summary>Loads <paramref name="config"/>'s weights from <paramref name="source"/> (which may be disposed
-    /// afterwards: the weights are copied) and creates the decoder.</summary>
+    /// afterwards: the weights are copied).</summary>
     /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
-    public static GemmaEngine Open(Gemma2Config config, ITensorSource source, GemmaEngineOptions? options = null)
+    public static GemmaModel Load(Gemma2Config config, ITensorSource source, GemmaModelOptions? options = null, GemmaTokenizer? tokenizer = null)
     {
-        options ??= new GemmaEngineOptions();
+        options ??= new GemmaModelOptions();
         int maxContext = options.MaxContext ?? Math.Min(config.MaxPositionEmbeddings, DefaultMaxContext);
         if (maxContext < 1)
             throw new ArgumentOutOfRangeException(nameof(options), maxContext, "the context must hold at least one token");
-        var weights = ModelWeights.Load(config, source);
-        WorkerPool? pool = null;
-        try
-        {
-            pool = new WorkerPool(options.Threads ?? Environment.ProcessorCount);
-            var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
-            var decoder = compiled?.Create(weights, maxContext, pool) ?? new ReferenceDecoder(weights, maxContext, pool);
-            return new GemmaEngine(weights, pool, decoder);
-        }
-        catch
-        {
-            pool?.Dispose();
-            weights.Dispose();
-            throw;
-        }
+        if (options.Threads is < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "threads must be at least 1");
+        var weights = ModelWeights.Load(config, source, progress: options.LoadProgress);
+        var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
+        return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, maxContext);
     }
 
-    /// <summary>One forward pass over <paramref name="tokens"/> from position 0 (the cache is reset first).</summary>
-    /// <returns>The logits of every position, [tokens.Length, V] row-major.</returns>
-    public float[] Logits(ReadOnlySpan<int> tokens)
+    /// <summary>A fresh decoder (its own KV cache of <paramref name="maxContext"/> positions) on this model's path.</summary>
+    public Gemma2Decoder CreateDecoder(int? maxContext = null)
+    {
+        int positions = maxContext ?? MaxContext;
+        return _compiled?.Create(Weights, positions, _pool) ?? new ReferenceDecoder(Weights, positions, _pool);
+    }
+
+    /// <summary>A generation session with its own KV cache.</summary>
+    public GenerationSession CreateSession(int? maxContext = null) => new(this, CreateDecoder(maxContext));
+
+    /// <summary>A chat session in the Gemma chat format (needs the tokenizer).</summary>
+    /// <param name="systemPrompt">Folded into the first user turn; Gemma has no system role.</param>
+    /// <param name="maxContext">Positions the conversation may use; null: <see cref="MaxContext"/>.</param>
+    public ChatSession CreateChat(string? systemPrompt = null, int? maxContext = null) => new(this, CreateSession(maxContext), systemPrompt);
+
+    /// <summary>One forward pass over <paramref name="tokens"/> from position 0.</summary>
+    /// <returns>The logits of every position, [tokens.Length × V] row-major.</returns>
+    public float[] ComputeLogits(ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty) throw new ArgumentException("at least one token is needed", nameof(tokens));
         var logits = new float[tokens.Length * Config.VocabSize];
-        Decoder.Reset();
-        Decoder.Forward(tokens, 0, logits);
+        CreateDecoder(tokens.Length).Forward(tokens, 0, logits);
         return logits;
     }
 
     /// <summary>
-    /// Greedy decoding: the prompt in one forward pass from position 0 (the cache is reset first), then the argmax
-    /// token, fed back one step at a time through the KV cache. Needs a context of prompt + maxNewTokens − 1.
+    /// Greedy decoding: the prompt in one forward pass from position 0, then the argmax token, fed back one step at a
+    /// time through the KV cache. Needs a context of prompt + maxNewTokens − 1.
     /// </summary>
     /// <param name="prompt">Token ids, BOS included; at least one.</param>
     /// <param name="maxNewTokens">Tokens to generate.</param>
@@ -114,16 +153,16 @@ public sealed class GemmaEngine : IDisposable
         if (prompt.IsEmpty) throw new ArgumentException("at least one prompt token is needed", nameof(prompt));
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
         if (maxNewTokens == 0) return [];
+        var decoder = CreateDecoder(Math.Max(prompt.Length, prompt.Length + maxNewTokens - 1));
         var generated = new List<int>();
         var logits = new float[Config.VocabSize];
-        Decoder.Reset();
-        Decoder.Forward(prompt, 0, logits);
+        decoder.Forward(prompt, 0, logits);
         while (true)
         {
             int next = ArgMax(logits);
             generated.Add(next);
             if (generated.Count == maxNewTokens || (stopAtEos && Config.EosTokenIds.Contains(next))) break;
-            Decoder.Step(next, prompt.Length + generated.Count - 1, logits);
+            decoder.Step(next, decoder.Length, logits);
         }
         return generated.ToArray();
     }

@@ -1,0 +1,52 @@
+using System.CommandLine;
+
+namespace GemmaGen.Cli;
+
+/// <summary>
+/// <c>gemmagen chat</c>: an interactive multi-turn conversation. Each line of input is a user turn; <c>/reset</c>
+/// starts over, <c>/exit</c> (or end of input) quits. Works with piped stdin, so it can be scripted. Ctrl+C stops
+/// the current reply and keeps the conversation.
+/// </summary>
+internal static class ChatCommand
+{
+    public static Command Create(TextReader stdin, TextWriter stdout, TextWriter stderr)
+    {
+        var options = new GenerationOptionSet();
+        var system = new Option<string?>("--system") { Description = "A system prompt, folded into the first user turn", HelpName = "TEXT" };
+        var command = new Command("chat", "Chat with the model (the built-in demo model unless --model is given); /reset, /exit");
+        command.Options.Add(system);
+        options.AddTo(command);
+        command.SetAction(parse => Program.Guard(stderr, () =>
+        {
+            var generation = options.Generation(parse);
+            using var model = options.Load(parse, stderr);
+            var chat = model.CreateChat(parse.GetValue(system));
+            bool interactive = ReferenceEquals(stdin, Console.In) && !Console.IsInputRedirected;
+            using var cancellation = new Cancellation();
+            if (interactive) stderr.WriteLine($"[{model.ExecutionPath}] /reset starts over, /exit quits");
+            while (true)
+            {
+                if (interactive) stdout.Write("> ");
+                string? line = stdin.ReadLine();
+                if (line == null || line.Trim() == "/exit") break;
+                if (line.Trim() == "/reset")
+                {
+                    chat.Reset();
+                    stderr.WriteLine("[conversation reset]");
+                    continue;
+                }
+                if (line.Trim().Length == 0) continue;
+                var reply = chat.Send(line, generation, piece => RunCommand.Write(stdout, piece), cancellation.Next());
+                stdout.WriteLine();
+                if (reply.Result.StopReason == StopReason.ContextFull && reply.Result.Tokens.Length == 0)
+                {
+                    stderr.WriteLine($"[the context of {chat.Session.MaxContext} tokens is full: /reset to start over]");
+                    continue;
+                }
+                RunCommand.Report(stderr, reply.Result, model, parse.GetValue(options.Stats));
+            }
+            return Program.Success;
+        }));
+        return command;
+    }
+}

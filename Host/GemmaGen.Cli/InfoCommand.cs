@@ -1,0 +1,83 @@
+using System.CommandLine;
+using GemmaGen.Kernels;
+using GemmaGen.Specs;
+
+namespace GemmaGen.Cli;
+
+/// <summary>
+/// <c>gemmagen info --model DIR</c>: the config, which compiled spec runs it (or that the reference path will, and
+/// how to compile a spec), the tensors with their dtypes and bytes, and the memory a run needs. Reads only headers.
+/// </summary>
+internal static class InfoCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Option<string>("--model") { Description = "Checkpoint directory (default: the built-in demo model)", HelpName = "DIR" };
+        var tensors = new Option<bool>("--tensors") { Description = "List every tensor" };
+        var command = new Command("info", "Describe a checkpoint: config, compiled spec, tensors, memory needed");
+        command.Options.Add(model);
+        command.Options.Add(tensors);
+        command.SetAction(parse => Program.Guard(stderr, () =>
+        {
+            string directory = parse.GetValue(model) ?? BuiltInModel.Directory;
+            using var checkpoint = Checkpoint.Open(directory);
+            var c = checkpoint.Config;
+            stdout.WriteLine($"checkpoint   {Path.GetFullPath(directory)}");
+            stdout.WriteLine($"layers       {c.NumHiddenLayers} ({(c.NumHiddenLayers + 1) / 2} local with window {c.SlidingWindow}, {c.NumHiddenLayers / 2} global)");
+            stdout.WriteLine($"hidden       {c.HiddenSize}, intermediate {c.IntermediateSize}, vocabulary {c.VocabSize}");
+            stdout.WriteLine($"attention    {c.NumAttentionHeads} query heads / {c.NumKeyValueHeads} kv heads of {c.HeadDim}, query_pre_attn_scalar {c.QueryPreAttnScalar}");
+            stdout.WriteLine($"soft-caps    attention {Cap(c.AttnLogitSoftcapping)}, final {Cap(c.FinalLogitSoftcapping)}");
+            stdout.WriteLine($"rope theta   {c.RopeTheta}, rms eps {c.RmsNormEps}, context {c.MaxPositionEmbeddings}");
+            stdout.WriteLine($"eos ids      {string.Join(", ", c.EosTokenIds)}");
+            var spec = CompiledModelRegistry.Find(c.Shape);
+            if (spec != null)
+            {
+                stdout.WriteLine($"runs on      compiled {spec.ClassName}");
+            }
+            else
+            {
+                stdout.WriteLine("runs on      reference (no compiled spec has this layer shape)");
+                stdout.WriteLine("             to compile one, add to a project that references GemmaGen:");
+                stdout.WriteLine($"               <GemmaSpec Include=\"{Path.Combine(Path.GetFullPath(directory), "config.json")}\" ClassName=\"MyGemma\" />");
+            }
+            string tokenizer = Path.Combine(directory, GemmaModel.TokenizerFileName);
+            stdout.WriteLine($"tokenizer    {(File.Exists(tokenizer) ? tokenizer : "none (text input and output need tokenizer.model)")}");
+
+            var all = checkpoint.Files.SelectMany(f => f.Tensors.Select(t => (File: f, Tensor: t))).ToList();
+            long fileBytes = all.Sum(t => t.Tensor.ByteLength);
+            var byDType = all.GroupBy(t => t.Tensor.DType).Select(g => $"{g.Key} {g.Count()} tensors {Bytes(g.Sum(t => t.Tensor.ByteLength))}");
+            stdout.WriteLine($"tensors      {all.Count} in {checkpoint.Files.Count} file(s), {Bytes(fileBytes)}: {string.Join("; ", byDType)}");
+            long weights = all.Sum(t => t.Tensor.DType == SafetensorsDType.F16 ? t.Tensor.ByteLength * 2 : t.Tensor.ByteLength);
+            int context = Math.Min(c.MaxPositionEmbeddings, GemmaModel.DefaultMaxContext);
+            long cache = KvCacheBytes(c, context);
+            stdout.WriteLine($"memory       weights {Bytes(weights)} + KV cache {Bytes(cache)} at {context} positions = {Bytes(weights + cache)}");
+            if (parse.GetValue(tensors))
+            {
+                foreach (var (file, tensor) in all)
+                    stdout.WriteLine($"  {tensor.Name,-56} {tensor.DType,-5} [{string.Join(", ", tensor.Shape)}] {Bytes(tensor.ByteLength)}  {Path.GetFileName(file.Path)}");
+            }
+            return Program.Success;
+        }));
+        return command;
+    }
+
+    /// <summary>Keys and values, float32, of every layer: a ring of W slots on local layers, every position on global ones.</summary>
+    internal static long KvCacheBytes(Gemma2Config c, int context)
+    {
+        long perSlot = 2L * c.NumKeyValueHeads * c.HeadDim * sizeof(float);
+        long slots = 0;
+        for (int layer = 0; layer < c.NumHiddenLayers; layer++)
+            slots += KvCache.IsLocal(layer) ? Math.Min(c.SlidingWindow, context) : context;
+        return slots * perSlot;
+    }
+
+    private static string Cap(double? cap) => cap?.ToString() ?? "off";
+
+    internal static string Bytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
+        >= 1L << 10 => $"{bytes / (double)(1L << 10):F1} KiB",
+        _ => $"{bytes} B",
+    };
+}

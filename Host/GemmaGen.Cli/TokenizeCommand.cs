@@ -1,0 +1,52 @@
+using System.CommandLine;
+using System.Text.Json;
+
+namespace GemmaGen.Cli;
+
+/// <summary>
+/// <c>gemmagen tokenize --model DIR</c>: reads text on stdin and prints its token ids, comma-separated (only
+/// <c>DIR/tokenizer.model</c> is read). With <c>--jsonl</c> every input line is a JSON string and every output line
+/// the ids of that string.
+/// </summary>
+internal static class TokenizeCommand
+{
+    public static Command Create(TextReader stdin, TextWriter stdout, TextWriter stderr)
+    {
+        var model = new Option<string>("--model") { Description = "Directory with tokenizer.model (default: the built-in demo model)", HelpName = "DIR" };
+        var jsonl = new Option<bool>("--jsonl") { Description = "Each input line is a JSON string; print one line of ids per input line" };
+        var bos = new Option<bool>("--bos") { Description = "Start with the BOS token" };
+        var command = new Command("tokenize", "Print the token ids of the text on stdin");
+        command.Options.Add(model);
+        command.Options.Add(jsonl);
+        command.Options.Add(bos);
+        command.SetAction(parse => Program.Guard(stderr, () =>
+        {
+            string directory = parse.GetValue(model) ?? BuiltInModel.Directory;
+            var tokenizer = GemmaTokenizer.Load(Path.Combine(directory, GemmaModel.TokenizerFileName));
+            bool addBos = parse.GetValue(bos);
+            if (!parse.GetValue(jsonl))
+            {
+                stdout.WriteLine(string.Join(",", tokenizer.Encode(stdin.ReadToEnd(), addBos)));
+                return Program.Success;
+            }
+            int number = 0;
+            while (stdin.ReadLine() is { } line)
+            {
+                number++;
+                if (line.Length == 0) continue;
+                string text;
+                try
+                {
+                    text = JsonSerializer.Deserialize<string>(line) ?? throw new JsonException("null is not a string");
+                }
+                catch (JsonException e)
+                {
+                    throw new UsageException($"stdin line {number}: expected a JSON string ({e.Message})");
+                }
+                stdout.WriteLine(string.Join(",", tokenizer.Encode(text, addBos)));
+            }
+            return Program.Success;
+        }));
+        return command;
+    }
+}

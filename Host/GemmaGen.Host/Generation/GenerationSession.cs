@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using GemmaGen.Kernels;
+
+namespace GemmaGen;
+
+/// <summary>What to generate: how many tokens at most, how to choose them, and which tokens end the text.</summary>
+public sealed record GenerationOptions
+{
+    /// <summary>Tokens to generate at most. Default 256.</summary>
+    public int MaxTokens { get; init; } = 256;
+
+    /// <summary>How tokens are chosen. Default: temperature 1, no filters.</summary>
+    public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>Keep going past end tokens (for benchmarks and reproducing reference continuations).</summary>
+    public bool IgnoreEndTokens { get; init; }
+}
+
+/// <summary>
+/// A running sequence on one decoder: the tokens so far live in its KV cache, so each call only processes what
+/// is new. A token that ended a call (an end token, or the last one allowed) is not in the cache yet: the next call
+/// feeds it first. Not thread-safe: one call at a time.
+/// </summary>
+public sealed class GenerationSession
+{
+    private readonly GemmaModel _model;
+    private readonly Gemma2Decoder _decoder;
+    private readonly float[] _logits;
+    private readonly List<int> _tokens;
+    private readonly HashSet<int> _endTokens;
+    private int? _pending;
+
+    internal GenerationSession(GemmaModel model, Gemma2Decoder decoder)
+    {
+        _model = model;
+        _decoder = decoder;
+        _logits = new float[model.Config.VocabSize];
+        _tokens = new List<int>(decoder.MaxContext + 1);
+        _endTokens = [.. model.Config.EosTokenIds];
+        if (model.Tokenizer is { } tokenizer)
+        {
+            _endTokens.Add(tokenizer.EosId);
+            if (tokenizer.EndOfTurnId is int endOfTurn) _endTokens.Add(endOfTurn);
+        }
+    }
+
+    /// <summary>Positions the session can hold.</summary>
+    public int MaxContext => _decoder.MaxContext;
+
+    /// <summary>Every token of the sequence so far: prompt, generated, and a pending last token.</summary>
+    public IReadOnlyList<int> Tokens => _tokens;
+
+    /// <summary>Tokens of the sequence that are not yet in the cache (0 or 1).</summary>
+    public int PendingTokens => _pending.HasValue ? 1 : 0;
+
+    /// <summary><c>compiled &lt;ClassName&gt;</c> or <c>reference</c>.</summary>
+    public string ExecutionPath => _decoder.ExecutionPath;
+
+    /// <summary>Tokens that end generation: the config's eos ids, <c>&lt;eos&gt;</c> and <c>&lt;end_of_turn&gt;</c>.</summary>
+    public IReadOnlySet<int> EndTokens => _endTokens;
+
+    /// <summary>Forgets the sequence.</summary>
+    public void Reset()
+    {
+        _decoder.Reset();
+        _tokens.Clear();
+        _pending = null;
+    }
+
+    /// <summary>Whether <paramref name="count"/> more tokens fit in the context (a pending token counts).</summary>
+    public bool Fits(int count) => _decoder.Length + PendingTokens + count <= MaxContext;
+
+    /// <summary>
+    /// Appends <paramref name="input"/> to the sequence and generates up to <see cref="GenerationOptions.MaxTokens"/>
+    /// tokens, calling <paramref name="onToken"/> with each as soon as it is chosen.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The input does not fit in the context.</exception>
+    public GenerationResult Generate(ReadOnlySpan<int> input, GenerationOptions options, Action<int>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxTokens);
+        var sampler = new Sampler(options.Sampling, _model.Config.VocabSize);
+        int promptTokens = input.Length + PendingTokens;
+        if (promptTokens == 0) throw new ArgumentException("nothing to continue: the input is empty and the session has no tokens", nameof(input));
+        if (!Fits(input.Length))
+            throw new InvalidOperationException($"the input ({input.Length} tokens) does not fit: {_decoder.Length + PendingTokens} of {MaxContext} positions are used");
+
+        var clock = Stopwatch.StartNew();
+        Append(input);
+        double prefill = clock.Elapsed.TotalSeconds;
+        var generated = new List<int>(Math.Min(options.MaxTokens, MaxContext));
+        TimeSpan firstToken = TimeSpan.Zero;
+        var reason = StopReason.MaxTokens;
+        while (generated.Count < options.MaxTokens)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                reason = StopReason.Cancelled;
+                break;
+            }
+            if (generated.Count > 0)
+            {
+                if (!Fits(0))
+                {
+                    reason = StopReason.ContextFull;
+                    break;
+                }
+                Feed(_pending!.Value);
+            }
+            int next = sampler.Sample(_logits, TokenSpan());
+            _pending = next;
+            _tokens.Add(next);
+            generated.Add(next);
+            if (generated.Count == 1) firstToken = clock.Elapsed;
+            onToken?.Invoke(next);
+            if (!options.IgnoreEndTokens && _endTokens.Contains(next))
+            {
+                reason = StopReason.EndToken;
+                break;
+            }
+        }
+        double decode = generated.Count > 1 ? clock.Elapsed.TotalSeconds - firstToken.TotalSeconds : 0;
+        return new GenerationResult(generated.ToArray(), reason,
+            new GenerationStats(promptTokens, prefill, firstToken, generated.Count, decode));
+    }
+
+    /// <summary>Feeds the pending token and <paramref name="input"/> into the cache, leaving the logits of the last.</summary>
+    public void Append(ReadOnlySpan<int> input)
+    {
+        if (!Fits(input.Length))
+            throw new InvalidOperationException($"{input.Length} tokens do not fit: {_decoder.Length + PendingTokens} of {MaxContext} positions are used");
+        if (_pending is int pending) Feed(pending);
+        if (input.IsEmpty) return;
+        _decoder.Forward(input, _decoder.Length, _logits);
+        foreach (int id in input) _tokens.Add(id);
+    }
+
+    private void Feed(int token)
+    {
+        _decoder.Step(token, _decoder.Length, _logits);
+        _pending = null;
+    }
+
+    private ReadOnlySpan<int> TokenSpan() => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
+}
