@@ -147,6 +147,7 @@ public sealed class ModelWeights : IDisposable
             var t = Get(name, length);
             var result = new float[length];
             t.ReadFloats(0, result);
+            source.Release(name);
             return result;
         }
 
@@ -176,6 +177,7 @@ public sealed class ModelWeights : IDisposable
                 for (int part = 0; part < views.Length; part++)
                     for (int r = 0; r < parts[part].Rows; r++) Copy(views[part], r, cols, m, target++, row);
             }
+            foreach (var part in parts) source.Release(part.Name);
             return m;
         }
 

@@ -62,8 +62,15 @@ public interface ITensorSource
     /// <summary>Describes the source in messages (a directory, a file, "synthetic weights").</summary>
     string Description { get; }
 
-    /// <summary>Finds a tensor by its checkpoint name; the view stays valid while the source is alive.</summary>
+    /// <summary>Finds a tensor by its checkpoint name; the view stays valid while the source is alive, or until
+    /// <see cref="Release"/> names it.</summary>
     bool TryGetTensor(string name, out TensorView tensor);
+
+    /// <summary>The caller is done with the tensor: a source that made it in memory may free it now (a memory-mapped
+    /// file has nothing to free).</summary>
+    void Release(string name)
+    {
+    }
 }
 
 /// <summary>A checkpoint that does not fit the model: names the tensor and what was expected.</summary>

@@ -13,7 +13,8 @@ public interface IRowJob
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
-    private const int SpinIterations = 20_000;
+    /// <summary>Spin-wait rounds before blocking; after the first few, each round yields the core.</summary>
+    private const int SpinIterations = 2_000;
 
     private readonly Thread[] _workers;
     private readonly object _gate = new();
@@ -48,6 +49,7 @@ public sealed class WorkerPool : IDisposable
     public void Run(IRowJob job, int total, int grain = 1)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(grain);
         if (total <= 0) return;
         if (_workers.Length == 0 || total <= grain)
         {
@@ -120,12 +122,13 @@ public sealed class WorkerPool : IDisposable
     /// <summary>Spins for a new generation, then blocks; -1 once the pool is disposed.</summary>
     private long WaitForJob(long seen)
     {
+        var spinner = new SpinWait();
         for (int i = 0; i < SpinIterations; i++)
         {
             long g = Volatile.Read(ref _generation);
             if (g != seen) return g;
             if (Volatile.Read(ref _disposed)) return -1;
-            Thread.SpinWait(8);
+            spinner.SpinOnce(sleep1Threshold: -1);
         }
         lock (_gate)
         {

@@ -37,6 +37,7 @@ public static class Program
             ChatCommand.Create(stdin, stdout, stderr),
             TokenizeCommand.Create(stdin, stdout, stderr),
             InfoCommand.Create(stdout, stderr),
+            BenchCommand.Create(stdout, stderr),
             LogitsCommand.Create(stderr),
             GenerateCommand.Create(stdout, stderr),
         };

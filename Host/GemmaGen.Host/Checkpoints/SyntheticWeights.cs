@@ -123,7 +123,7 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
         for (int i = 0; i < destination.Length; i++) destination[i] = Value(seed, unit, start + i);
     }
 
-    /// <summary>Generates the tensor on first request; the view stays valid while this source lives.</summary>
+    /// <summary>Generates the tensor on first request; the view stays valid until <see cref="Release"/> or disposal.</summary>
     public bool TryGetTensor(string name, out TensorView tensor)
     {
         if (!_tensors.TryGetValue(name, out var info))
@@ -143,6 +143,16 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
         }
         tensor = new TensorView(name, TensorDType.F32, info.ShapeArray.ToArray(), (byte*)buffer.Pointer, buffer.ByteLength, Description);
         return true;
+    }
+
+    /// <summary>Frees a generated tensor (it is made again if asked for): loading a full-size model this way holds a
+    /// few tensors at a time, not a float32 copy of the whole model.</summary>
+    public void Release(string name)
+    {
+        lock (_gate)
+        {
+            if (_generated.Remove(name, out var buffer)) buffer.Dispose();
+        }
     }
 
     /// <summary>Frees every generated tensor.</summary>

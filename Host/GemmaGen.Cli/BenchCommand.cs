@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using GemmaGen.Kernels;
+
+namespace GemmaGen.Cli;
+
+/// <summary>
+/// <c>gemmagen bench --spec gemma-2-2b|gemma-2-9b|gemma-2-27b|FILE</c>: prefill and decode of a model shape with
+/// synthetic weights, the decode rate against a bandwidth probe in the same process, peak memory, and with
+/// <c>--compare reference</c> the runtime-shape path on the same weights.
+/// </summary>
+internal static class BenchCommand
+{
+    public static Command Create(TextWriter stdout, TextWriter stderr)
+    {
+        var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file", HelpName = "SPEC", Required = true };
+        var format = new Option<string>("--format") { Description = "Weight format: bf16 or f32", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
+        var layers = new Option<int?>("--layers") { Description = "Run the first N layers and extrapolate to the whole model", HelpName = "N" };
+        var threads = new Option<int?>("--threads") { Description = "Worker threads (default: all cores)", HelpName = "N" };
+        var prompt = new Option<int>("--prompt") { Description = "Prompt tokens of the prefill", HelpName = "N", DefaultValueFactory = _ => 128 };
+        var tokens = new Option<int>("--tokens") { Description = "Decoded tokens", HelpName = "N", DefaultValueFactory = _ => 32 };
+        var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
+        var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights");
+        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, compare, json }) command.Options.Add(option);
+        command.SetAction(parse => Program.Guard(stderr, () =>
+        {
+            string specName = parse.GetValue(spec)!;
+            var config = Checkpoint.LoadConfig(ResolveSpec(specName));
+            string compareWith = parse.GetValue(compare) ?? "";
+            if (compareWith is not ("" or "reference")) throw new UsageException($"--compare {compareWith}: the only comparison is 'reference'");
+            int? layerCount = parse.GetValue(layers);
+            if (layerCount is < 1) throw new UsageException($"--layers is {layerCount}; expected 1 or more");
+            int threadCount = parse.GetValue(threads) ?? Environment.ProcessorCount;
+            if (threadCount < 1) throw new UsageException($"--threads is {threadCount}; expected 1 or more");
+            int promptTokens = parse.GetValue(prompt), decodeTokens = parse.GetValue(tokens);
+            if (promptTokens < 1 || decodeTokens < 1) throw new UsageException("--prompt and --tokens must be 1 or more");
+            var report = ModelBenchmark.Run(new BenchmarkOptions
+            {
+                Config = config,
+                Format = ParseFormat(parse.GetValue(format)!),
+                Layers = layerCount,
+                Threads = threadCount,
+                PromptTokens = promptTokens,
+                DecodeTokens = decodeTokens,
+                CompareReference = compareWith == "reference",
+            }, Path.GetFileNameWithoutExtension(specName), stderr);
+            if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            else WriteTable(stdout, report);
+            return Program.Success;
+        }));
+        return command;
+    }
+
+    /// <summary>A built-in spec name (shipped next to the command) or a config.json path.</summary>
+    private static string ResolveSpec(string spec)
+    {
+        string builtIn = Path.Combine(AppContext.BaseDirectory, "specs", spec + ".json");
+        if (File.Exists(builtIn)) return builtIn;
+        if (File.Exists(spec)) return spec;
+        string known = string.Join(", ", Directory.EnumerateFiles(Path.Combine(AppContext.BaseDirectory, "specs"), "*.json").Select(Path.GetFileNameWithoutExtension).Order());
+        throw new UsageException($"--spec {spec}: neither a built-in spec ({known}) nor an existing file");
+    }
+
+    private static WeightFormat ParseFormat(string format) => format.ToLowerInvariant() switch
+    {
+        "bf16" => WeightFormat.BF16,
+        "f32" => WeightFormat.F32,
+        _ => throw new UsageException($"--format {format}: expected bf16 or f32"),
+    };
+
+    internal static JsonObject ToJson(BenchmarkReport r)
+    {
+        JsonObject Measurement(DecoderMeasurement m) => new()
+        {
+            ["path"] = m.ExecutionPath,
+            ["spec"] = r.Spec,
+            ["format"] = r.Format.ToString().ToLowerInvariant(),
+            ["threads"] = r.Threads,
+            ["layers_run"] = r.LayersRun,
+            ["extrapolated"] = r.Extrapolated,
+            ["prefill_tok_s"] = m.PrefillTokensPerSecond,
+            ["decode_tok_s"] = m.DecodeTokensPerSecond,
+            ["decode_gb_s"] = m.DecodeGigabytesPerSecond,
+            ["bandwidth_gb_s"] = r.BandwidthGigabytesPerSecond,
+            ["bandwidth_fraction"] = m.BandwidthFraction,
+            ["peak_rss_bytes"] = r.PeakRssBytes,
+            ["prefill_s_per_layer_token"] = m.PrefillSecondsPerLayer,
+            ["decode_s_per_layer_token"] = m.DecodeSecondsPerLayer,
+        };
+        var json = Measurement(r.Compiled);
+        json["layers"] = r.Layers;
+        json["prompt_tokens"] = r.PromptTokens;
+        json["decode_tokens"] = r.DecodeTokens;
+        json["weight_bytes_per_token"] = r.WeightBytesPerToken;
+        if (r.Reference is { } reference)
+        {
+            json["reference"] = Measurement(reference);
+            json["speedup_vs_reference"] = r.SpeedupVsReference;
+            json["prefill_speedup_vs_reference"] = r.PrefillSpeedupVsReference;
+        }
+        return json;
+    }
+
+    private static void WriteTable(TextWriter stdout, BenchmarkReport r)
+    {
+        string scope = r.Extrapolated ? $"{r.LayersRun} of {r.Layers} layers run; whole-model figures extrapolated" : $"all {r.Layers} layers";
+        stdout.WriteLine($"{r.Spec}, {r.Format}, {r.Threads} threads, {scope}");
+        stdout.WriteLine($"weights read per token {InfoCommand.Bytes(r.WeightBytesPerToken)}; bandwidth probe {r.BandwidthGigabytesPerSecond:F1} GB/s; peak RSS {InfoCommand.Bytes(r.PeakRssBytes)}");
+        stdout.WriteLine($"{"path",-26} {"prefill tok/s",14} {"decode tok/s",13} {"decode GB/s",12} {"of probe",9}");
+        foreach (var m in new[] { r.Compiled, r.Reference }.OfType<DecoderMeasurement>())
+            stdout.WriteLine($"{m.ExecutionPath,-26} {m.PrefillTokensPerSecond,14:F2} {m.DecodeTokensPerSecond,13:F2} {m.DecodeGigabytesPerSecond,12:F1} {m.BandwidthFraction,9:P0}");
+        if (r.SpeedupVsReference is double speedup)
+            stdout.WriteLine($"compiled vs reference: decode {speedup:F2}x, prefill {r.PrefillSpeedupVsReference:F2}x");
+    }
+}

@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using GemmaGen.Kernels;
+using GemmaGen.Specs;
+
+namespace GemmaGen;
+
+/// <summary>What <see cref="ModelBenchmark"/> measures.</summary>
+public sealed record BenchmarkOptions
+{
+    /// <summary>The model shape; its weights are synthetic (the fixture formula).</summary>
+    public required Gemma2Config Config { get; init; }
+
+    /// <summary>Storage format of the matrices. Default BF16.</summary>
+    public WeightFormat Format { get; init; } = WeightFormat.BF16;
+
+    /// <summary>Run only the first N layers and extrapolate to the whole model; null runs every layer.</summary>
+    public int? Layers { get; init; }
+
+    /// <summary>Worker threads, the caller's included.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Prompt tokens of the prefill measurement.</summary>
+    public int PromptTokens { get; init; } = 128;
+
+    /// <summary>Tokens of the decode measurement.</summary>
+    public int DecodeTokens { get; init; } = 32;
+
+    /// <summary>Also measure the runtime-shape reference decoder on the same weights.</summary>
+    public bool CompareReference { get; init; }
+}
+
+/// <summary>Prefill and decode rates of one decoder; whole-model values (extrapolated when fewer layers ran).</summary>
+/// <param name="ExecutionPath"><c>compiled &lt;ClassName&gt;</c> or <c>reference</c>.</param>
+/// <param name="PrefillTokensPerSecond">Prompt tokens per second.</param>
+/// <param name="DecodeTokensPerSecond">Generated tokens per second.</param>
+/// <param name="DecodeGigabytesPerSecond">Weight bytes read per second while decoding (every weight once per token).</param>
+/// <param name="BandwidthFraction">Decode rate as a fraction of the bandwidth probe of the same run.</param>
+/// <param name="PrefillSecondsPerLayer">Prefill time of one layer (the per-layer cost the extrapolation uses).</param>
+/// <param name="DecodeSecondsPerLayer">Decode time of one layer per token.</param>
+public sealed record DecoderMeasurement(
+    string ExecutionPath,
+    double PrefillTokensPerSecond,
+    double DecodeTokensPerSecond,
+    double DecodeGigabytesPerSecond,
+    double BandwidthFraction,
+    double PrefillSecondsPerLayer,
+    double DecodeSecondsPerLayer);
+
+/// <summary>The result of a benchmark run.</summary>
+public sealed record BenchmarkReport(
+    string Spec,
+    WeightFormat Format,
+    int Threads,
+    int LayersRun,
+    int Layers,
+    bool Extrapolated,
+    int PromptTokens,
+    int DecodeTokens,
+    long WeightBytesPerToken,
+    double BandwidthGigabytesPerSecond,
+    long PeakRssBytes,
+    DecoderMeasurement Compiled,
+    DecoderMeasurement? Reference)
+{
+    /// <summary>Decode speed of the compiled path over the reference path, when both ran.</summary>
+    public double? SpeedupVsReference => Reference is { } r ? Compiled.DecodeTokensPerSecond / r.DecodeTokensPerSecond : null;
+
+    /// <summary>Prefill speed of the compiled path over the reference path, when both ran.</summary>
+    public double? PrefillSpeedupVsReference => Reference is { } r ? Compiled.PrefillTokensPerSecond / r.PrefillTokensPerSecond : null;
+}
+
+/// <summary>
+/// <c>gemmagen bench</c>: runs a model shape with synthetic weights and measures prefill and decode, the rate at which
+/// decoding reads weights, and that rate against a bandwidth probe in the same process. With fewer layers than
+/// the model has, it also runs the model with no layers (embedding, final norm and logits only) and extrapolates:
+/// time(L) = time(0) + L × (time(N) − time(0)) / N.
+/// </summary>
+public static class ModelBenchmark
+{
+    public static BenchmarkReport Run(BenchmarkOptions options, string specName, TextWriter? log = null)
+    {
+        var full = options.Config;
+        int layers = Math.Min(options.Layers ?? full.NumHiddenLayers, full.NumHiddenLayers);
+        if (layers < 1) throw new ArgumentOutOfRangeException(nameof(options), layers, "at least one layer must run");
+        if (options.PromptTokens < 1 || options.DecodeTokens < 1) throw new ArgumentOutOfRangeException(nameof(options), "prompt and decode tokens must be at least 1");
+        bool extrapolate = layers < full.NumHiddenLayers;
+        using var pool = new WorkerPool(options.Threads);
+        log?.WriteLine($"bandwidth probe ({options.Threads} threads)...");
+        double bandwidth = BandwidthProbe.Measure(pool);
+
+        var compiled = CompiledModelRegistry.Find(full.Shape);
+        var paths = new List<bool> { compiled != null };
+        if (options.CompareReference && compiled != null) paths.Add(false);
+        var timings = paths.ToDictionary(p => p, _ => new List<(int Layers, Timing Timing)>());
+        long layerBytes = 0, headBytes = 0;
+        foreach (int n in extrapolate ? new[] { layers, 0 } : new[] { layers })
+        {
+            var config = full with { NumHiddenLayers = n };
+            log?.WriteLine($"loading {n} layer(s) of synthetic weights as {options.Format}...");
+            using var source = new SyntheticWeights(config);
+            using var weights = ModelWeights.Load(config, source, options.Format);
+            long output = weights.Output.ByteLength;
+            if (n > 0) layerBytes = (weights.ByteLength - weights.Embed.ByteLength - (weights.LmHead?.ByteLength ?? 0)) / n;
+            headBytes = output;
+            foreach (bool onCompiled in paths)
+            {
+                int context = options.PromptTokens + options.DecodeTokens;
+                var decoder = onCompiled ? compiled!.Create(weights, context, pool) : new ReferenceDecoder(weights, context, pool);
+                log?.WriteLine($"measuring {decoder.ExecutionPath} with {n} layer(s)...");
+                timings[onCompiled].Add((n, Measure(decoder, options)));
+            }
+        }
+
+        long bytesPerToken = headBytes + full.NumHiddenLayers * layerBytes;
+        DecoderMeasurement Summarize(bool onCompiled)
+        {
+            var runs = timings[onCompiled];
+            var measured = runs.First(r => r.Layers == layers).Timing;
+            var head = extrapolate ? runs.First(r => r.Layers == 0).Timing : default;
+            double prefillPerLayer = extrapolate ? (measured.PrefillSeconds - head.PrefillSeconds) / layers : measured.PrefillSeconds / layers;
+            double decodePerLayer = extrapolate ? (measured.DecodeSecondsPerToken - head.DecodeSecondsPerToken) / layers : measured.DecodeSecondsPerToken / layers;
+            double prefill = extrapolate ? head.PrefillSeconds + full.NumHiddenLayers * prefillPerLayer : measured.PrefillSeconds;
+            double decode = extrapolate ? head.DecodeSecondsPerToken + full.NumHiddenLayers * decodePerLayer : measured.DecodeSecondsPerToken;
+            double gbs = bytesPerToken / decode / 1e9;
+            return new DecoderMeasurement(onCompiled ? "compiled " + compiled!.ClassName : "reference",
+                options.PromptTokens / prefill, 1 / decode, gbs, gbs / bandwidth, prefillPerLayer / options.PromptTokens, decodePerLayer);
+        }
+
+        using var process = Process.GetCurrentProcess();
+        process.Refresh();
+        return new BenchmarkReport(specName, options.Format, options.Threads, layers, full.NumHiddenLayers, extrapolate,
+            options.PromptTokens, options.DecodeTokens, bytesPerToken, bandwidth, process.PeakWorkingSet64,
+            Summarize(paths[0]), paths.Count > 1 ? Summarize(false) : null);
+    }
+
+    private readonly record struct Timing(double PrefillSeconds, double DecodeSecondsPerToken);
+
+    /// <summary>One warm-up pass, then the prompt as a prefill and the decode steps, each timed.</summary>
+    private static Timing Measure(Gemma2Decoder decoder, BenchmarkOptions options)
+    {
+        int v = decoder.Config.VocabSize;
+        var prompt = Enumerable.Range(0, options.PromptTokens).Select(i => (int)((2 + i * 7919L) % v)).ToArray();
+        var logits = new float[v];
+        decoder.Forward(prompt.AsSpan(0, Math.Min(8, prompt.Length)), 0, logits);
+        decoder.Reset();
+
+        var clock = Stopwatch.StartNew();
+        decoder.Forward(prompt, 0, logits);
+        double prefill = clock.Elapsed.TotalSeconds;
+
+        clock.Restart();
+        for (int i = 0; i < options.DecodeTokens; i++)
+        {
+            int next = GemmaModel.ArgMax(logits);
+            decoder.Step(next, decoder.Length, logits);
+        }
+        return new Timing(prefill, clock.Elapsed.TotalSeconds / options.DecodeTokens);
+    }
+}
