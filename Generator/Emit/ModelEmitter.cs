@@ -241,7 +241,11 @@ namespace GemmaGen.Generator
             w.Open("private void Embed(int token)");
             w.Line("var e = Weights.Embed;");
             w.Line("if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, X);");
-            w.Line("else ScaleRow((float*)e.Data + (long)token * HiddenSize, X);");
+            w.Line("else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, X);");
+            w.Open("else");
+            w.Line("e.ReadRow(token, new Span<float>(X, HiddenSize));");
+            w.Line("ScaleRow(X, X);");
+            w.Close();
             w.Close();
         }
 
@@ -481,10 +485,14 @@ namespace GemmaGen.Generator
             w.Line();
         }
 
+        /// <summary>Dispatches on the matrix's format: the generated kernels for BF16 and F32, the hand-written ones in
+        /// <c>QuantizedMatVec</c> for quantized formats (whose block arithmetic specializing does not change).</summary>
         private static void MatVecCall(CodeWriter w, string matrix, string x, string y, int cols, Func<WeightKind, int, string> kernel)
         {
+            string quantized = kernel == KernelEmitter.GateUpName ? "GateUpRows" : "Rows";
             w.Line($"if ({matrix}.Format == WeightFormat.BF16) {kernel(WeightKind.BF16, cols)}((ushort*){matrix}.Data, {x}, {y}, start, end);");
-            w.Line($"else {kernel(WeightKind.F32, cols)}((float*){matrix}.Data, {x}, {y}, start, end);");
+            w.Line($"else if ({matrix}.Format == WeightFormat.F32) {kernel(WeightKind.F32, cols)}((float*){matrix}.Data, {x}, {y}, start, end);");
+            w.Line($"else QuantizedMatVec.{quantized}({matrix}, {x}, {y}, start, end);");
         }
     }
 }

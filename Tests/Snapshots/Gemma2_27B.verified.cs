@@ -173,7 +173,12 @@ namespace GemmaGen.Models
         {
             var e = Weights.Embed;
             if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, X);
-            else ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            else
+            {
+                e.ReadRow(token, new Span<float>(X, HiddenSize));
+                ScaleRow(X, X);
+            }
         }
 
         // ---- kernels of this shape: D 4608, H 32, K 16, d 128, I 36864, W 4096 ----
@@ -1740,7 +1745,8 @@ namespace GemmaGen.Models
             {
                 var o = _owner;
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4608((ushort*)Matrix.Data, o.U, o.Qkv, start, end);
-                else MatVec_F32_4608((float*)Matrix.Data, o.U, o.Qkv, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, o.U, o.Qkv, start, end);
+                else QuantizedMatVec.Rows(Matrix, o.U, o.Qkv, start, end);
                 float* cos = o.Rope.Cos(Position), sin = o.Rope.Sin(Position);
                 long slot = o.Cache.Slot(Layer, Position), slots = o.Cache.Slots[Layer];
                 for (int head = start / HeadDim; head < end / HeadDim; head++)
@@ -1797,7 +1803,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4096((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_4096((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4096((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
             }
         }
 
@@ -1811,7 +1818,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_36864((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_36864((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_36864((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
             }
         }
 
@@ -1825,7 +1833,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) GateUp_BF16_4608((ushort*)Matrix.Data, X, Y, start, end);
-                else GateUp_F32_4608((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) GateUp_F32_4608((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.GateUpRows(Matrix, X, Y, start, end);
             }
         }
 
@@ -1839,7 +1848,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4608((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_4608((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
                 TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
                 TensorPrimitives.Tanh(z, z);

@@ -173,7 +173,12 @@ namespace GemmaGen.Models
         {
             var e = Weights.Embed;
             if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, X);
-            else ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            else
+            {
+                e.ReadRow(token, new Span<float>(X, HiddenSize));
+                ScaleRow(X, X);
+            }
         }
 
         // ---- kernels of this shape: D 3584, H 16, K 8, d 256, I 14336, W 4096 ----
@@ -1946,7 +1951,8 @@ namespace GemmaGen.Models
             {
                 var o = _owner;
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_3584((ushort*)Matrix.Data, o.U, o.Qkv, start, end);
-                else MatVec_F32_3584((float*)Matrix.Data, o.U, o.Qkv, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_3584((float*)Matrix.Data, o.U, o.Qkv, start, end);
+                else QuantizedMatVec.Rows(Matrix, o.U, o.Qkv, start, end);
                 float* cos = o.Rope.Cos(Position), sin = o.Rope.Sin(Position);
                 long slot = o.Cache.Slot(Layer, Position), slots = o.Cache.Slots[Layer];
                 for (int head = start / HeadDim; head < end / HeadDim; head++)
@@ -2003,7 +2009,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4096((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_4096((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4096((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
             }
         }
 
@@ -2017,7 +2024,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_14336((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_14336((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_14336((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
             }
         }
 
@@ -2031,7 +2039,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) GateUp_BF16_3584((ushort*)Matrix.Data, X, Y, start, end);
-                else GateUp_F32_3584((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) GateUp_F32_3584((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.GateUpRows(Matrix, X, Y, start, end);
             }
         }
 
@@ -2045,7 +2054,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_3584((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_3584((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_3584((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
                 TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
                 TensorPrimitives.Tanh(z, z);

@@ -173,7 +173,12 @@ namespace GemmaGen.Models
         {
             var e = Weights.Embed;
             if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, X);
-            else ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            else
+            {
+                e.ReadRow(token, new Span<float>(X, HiddenSize));
+                ScaleRow(X, X);
+            }
         }
 
         // ---- kernels of this shape: D 64, H 4, K 2, d 16, I 192, W 8 ----
@@ -1145,7 +1150,8 @@ namespace GemmaGen.Models
             {
                 var o = _owner;
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_64((ushort*)Matrix.Data, o.U, o.Qkv, start, end);
-                else MatVec_F32_64((float*)Matrix.Data, o.U, o.Qkv, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_64((float*)Matrix.Data, o.U, o.Qkv, start, end);
+                else QuantizedMatVec.Rows(Matrix, o.U, o.Qkv, start, end);
                 float* cos = o.Rope.Cos(Position), sin = o.Rope.Sin(Position);
                 long slot = o.Cache.Slot(Layer, Position), slots = o.Cache.Slots[Layer];
                 for (int head = start / HeadDim; head < end / HeadDim; head++)
@@ -1202,7 +1208,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_64((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_64((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_64((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
             }
         }
 
@@ -1216,7 +1223,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_192((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_192((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_192((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
             }
         }
 
@@ -1230,7 +1238,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) GateUp_BF16_64((ushort*)Matrix.Data, X, Y, start, end);
-                else GateUp_F32_64((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) GateUp_F32_64((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.GateUpRows(Matrix, X, Y, start, end);
             }
         }
 
@@ -1244,7 +1253,8 @@ namespace GemmaGen.Models
             public void Execute(int start, int end)
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_64((ushort*)Matrix.Data, X, Y, start, end);
-                else MatVec_F32_64((float*)Matrix.Data, X, Y, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_64((float*)Matrix.Data, X, Y, start, end);
+                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
                 TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
                 TensorPrimitives.Tanh(z, z);
