@@ -20,15 +20,22 @@ public abstract unsafe class Gemma2Decoder
     private readonly string[] _layerNames;
     private readonly List<float[]> _buffers = [];
 
-    protected Gemma2Decoder(ModelWeights weights, int maxContext, WorkerPool pool)
+    /// <param name="weights">The model's weights (shared, read-only).</param>
+    /// <param name="maxContext">Positions the KV cache holds.</param>
+    /// <param name="pool">The workers that run the kernels.</param>
+    /// <param name="maxBatch">Tokens a subclass processes at once in <see cref="ForwardCore"/>; local layers keep
+    /// W + maxBatch − 1 ring slots so a batch never overwrites a key an earlier token of it still sees.</param>
+    protected Gemma2Decoder(ModelWeights weights, int maxContext, WorkerPool pool, int maxBatch = 1)
     {
         var c = weights.Config;
         if (maxContext < 1) throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext, "the context must hold at least one token");
+        if (maxBatch < 1) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "a batch holds at least one token");
         Weights = weights;
         Config = c;
         MaxContext = maxContext;
+        MaxBatch = maxBatch;
         Pool = pool;
-        Cache = new KvCache(c, maxContext);
+        Cache = new KvCache(c, maxContext, maxBatch);
         Rope = new RopeTable(c.HeadDim, c.RopeTheta, maxContext);
         int qkvRows = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
         X = Allocate(c.HiddenSize);
@@ -49,6 +56,9 @@ public abstract unsafe class Gemma2Decoder
     public int MaxContext { get; }
 
     public WorkerPool Pool { get; }
+
+    /// <summary>Tokens processed at once by <see cref="Forward"/> (1: one at a time).</summary>
+    public int MaxBatch { get; }
 
     /// <summary>Tokens in the cache: positions [0, Length) have been processed.</summary>
     public int Length { get; private set; }
@@ -116,6 +126,28 @@ public abstract unsafe class Gemma2Decoder
         bool every = logits.Length == tokens.Length * v && tokens.Length > 1;
         if (!logits.IsEmpty && !every && logits.Length != v)
             throw new ArgumentException($"logits must hold 0, {v} or {tokens.Length}×{v} values", nameof(logits));
+        if (tokens.IsEmpty) return;
+        if (start < 0 || start > Length)
+            throw new ArgumentOutOfRangeException(nameof(start), start, $"the next position is {Length}");
+        if ((long)start + tokens.Length > MaxContext)
+            throw new InvalidOperationException($"the context is full ({MaxContext} tokens)");
+        foreach (int token in tokens)
+        {
+            if ((uint)token >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), token, $"token id must be in [0, {v})");
+        }
+        Length = start;
+        ForwardCore(tokens, start, logits, every);
+        Length = start + tokens.Length;
+    }
+
+    /// <summary>
+    /// Runs validated <paramref name="tokens"/> from <paramref name="start"/>; writes the logits of every position when
+    /// <paramref name="every"/>, of the last one when <paramref name="logits"/> holds one row, none when it is empty.
+    /// The default runs one token at a time; compiled decoders process batches.
+    /// </summary>
+    protected virtual void ForwardCore(ReadOnlySpan<int> tokens, int start, Span<float> logits, bool every)
+    {
+        int v = Config.VocabSize;
         for (int i = 0; i < tokens.Length; i++)
         {
             Span<float> target = every ? logits.Slice(i * v, v) : i == tokens.Length - 1 ? logits : default;
@@ -126,11 +158,14 @@ public abstract unsafe class Gemma2Decoder
     /// <summary>One token through every layer; <paramref name="logits"/> is null when not wanted.</summary>
     protected abstract void StepCore(int token, int position, float* logits);
 
-    protected void ObserveEmbed(int position) => Observe("embed", position, X);
+    /// <summary>Reports the scaled embedding [D] at <paramref name="x"/> (default: the residual stream).</summary>
+    protected void ObserveEmbed(int position, float* x = null) => Observe("embed", position, x != null ? x : X);
 
-    protected void ObserveLayer(int layer, int position) => Observe(_layerNames[layer], position, X);
+    /// <summary>Reports the residual stream after <paramref name="layer"/>.</summary>
+    protected void ObserveLayer(int layer, int position, float* x = null) => Observe(_layerNames[layer], position, x != null ? x : X);
 
-    protected void ObserveFinalNorm(int position) => Observe("final_norm", position, U);
+    /// <summary>Reports the output of the final norm.</summary>
+    protected void ObserveFinalNorm(int position, float* u = null) => Observe("final_norm", position, u != null ? u : U);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Observe(string name, int position, float* values) =>

@@ -4,15 +4,19 @@ namespace GemmaGen.Kernels;
 
 /// <summary>
 /// Keys and values of every layer, allocated once. Layout per layer: [kv head][slot][head_dim], so one kv
-/// head's keys are contiguous. A local layer keeps a ring of W slots (a query sees W keys, itself included),
-/// a global layer one slot per position.
+/// head's keys are contiguous. A local layer keeps a ring of W slots (a query sees W keys, itself included; a
+/// decoder that writes batches asks for W + batch − 1), a global layer one slot per position.
 /// </summary>
 public sealed unsafe class KvCache
 {
     private readonly float[][] _keys;
     private readonly float[][] _values;
 
-    public KvCache(Gemma2Config config, int maxContext)
+    /// <param name="config">The model.</param>
+    /// <param name="maxContext">Positions a global layer holds.</param>
+    /// <param name="maxBatch">Tokens written before any of them attends: a local layer's ring holds W + maxBatch − 1
+    /// slots, so writing a batch never overwrites a key an earlier token of that batch still sees.</param>
+    public KvCache(Gemma2Config config, int maxContext, int maxBatch = 1)
     {
         MaxContext = maxContext;
         KvHeads = config.NumKeyValueHeads;
@@ -23,7 +27,7 @@ public sealed unsafe class KvCache
         Slots = new int[layers];
         for (int l = 0; l < layers; l++)
         {
-            Slots[l] = IsLocal(l) ? Math.Min(config.SlidingWindow, maxContext) : maxContext;
+            Slots[l] = IsLocal(l) ? (int)Math.Min((long)config.SlidingWindow + maxBatch - 1, maxContext) : maxContext;
             long length = (long)KvHeads * Slots[l] * HeadDim;
             _keys[l] = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);
             _values[l] = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);

@@ -103,13 +103,64 @@ namespace GemmaGen.Generator
             return sum.StartsWith("(", StringComparison.Ordinal) ? sum.Substring(1, sum.Length - 2) : sum;
         }
 
-        /// <summary>y[r] = W[r]·x for a row range of a [rows, cols] matrix.</summary>
+        public static string Dot4Name(WeightKind kind, int cols) => $"Dot4_{kind}_{cols}";
+
+        /// <summary>Four consecutive rows against the same x: every x vector loaded once serves four rows, which keeps
+        /// x in registers instead of re-reading it from L1/L2 per row (it does not fit L1 for the down projection).</summary>
+        public static void Dot4(CodeWriter w, WeightKind kind, int cols)
+        {
+            w.Line($"/// <summary>y[0..3] = W[0..3]·x for four consecutive rows of {cols} {kind} weights starting at w.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+            w.Open($"private static void {Dot4Name(kind, cols)}({ElementType(kind)}* w, float* x, float* y)");
+            Dispatch(w, cols, v =>
+            {
+                int lanes = v.Lanes, vectors = cols / lanes, tail = cols % lanes;
+                int pairs = vectors / 2;
+                for (int r = 0; r < 4; r++) w.Line($"Vector{v.Lanes * 32}<float> a{r}0 = default, a{r}1 = default;");
+                string Fma(int r, int k, string offset, string xv) =>
+                    $"a{r}{k} = {v.Type}.MultiplyAddEstimate({v.LoadWeights(kind, $"w + {(r == 0 ? "" : $"{r * cols} + ")}{offset}")}, {xv}, a{r}{k});";
+                if (pairs > 0)
+                {
+                    w.Line($"// {cols} = {pairs} iterations × 2 × {lanes}{(vectors % 2 == 1 ? $" + {lanes}" : "")}{(tail > 0 ? $" + {tail}" : "")}, four rows at a time");
+                    w.Open($"for (int i = 0; i < {pairs * 2 * lanes}; i += {2 * lanes})");
+                    w.Line($"var x0 = {v.Type}.Load(x + i);");
+                    w.Line($"var x1 = {v.Type}.Load(x + i + {lanes});");
+                    for (int r = 0; r < 4; r++)
+                    {
+                        w.Line(Fma(r, 0, "i", "x0"));
+                        w.Line(Fma(r, 1, $"i + {lanes}", "x1"));
+                    }
+                    w.Close();
+                }
+                if (vectors % 2 == 1)
+                {
+                    int offset = (vectors - 1) * lanes;
+                    w.Line($"var xl = {v.Type}.Load(x + {offset});");
+                    for (int r = 0; r < 4; r++) w.Line(Fma(r, 0, offset.ToString(), "xl"));
+                }
+                for (int r = 0; r < 4; r++) w.Line($"y[{r}] = {v.Type}.Sum(a{r}0 + a{r}1);");
+                if (tail > 0)
+                {
+                    w.Open($"for (int i = {vectors * lanes}; i < {cols}; i++)");
+                    for (int r = 0; r < 4; r++) w.Line($"y[{r}] += {ScalarWeight(kind, $"w[{r * cols} + i]")} * x[i];");
+                    w.Close();
+                }
+            }, () =>
+            {
+                for (int r = 0; r < 4; r++) w.Line($"y[{r}] = {DotName(kind, cols)}(w + {r * cols}, x);");
+            });
+            w.Close();
+        }
+
+        /// <summary>y[r] = W[r]·x for a row range of a [rows, cols] matrix, four rows at a time.</summary>
         public static void MatVec(CodeWriter w, WeightKind kind, int cols)
         {
             w.Line($"/// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, {cols}] {kind} matrix.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open($"private static void {MatVecName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
-            w.Line($"for (int r = start; r < end; r++) y[r] = {DotName(kind, cols)}(w + (long)r * {cols}, x);");
+            w.Line("int r = start;");
+            w.Line($"for (; r + 4 <= end; r += 4) {Dot4Name(kind, cols)}(w + (long)r * {cols}, x, y + r);");
+            w.Line($"for (; r < end; r++) y[r] = {DotName(kind, cols)}(w + (long)r * {cols}, x);");
             w.Close();
         }
 
@@ -120,7 +171,14 @@ namespace GemmaGen.Generator
             w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open($"private static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
-            w.Open("for (int i = start; i < end; i++)");
+            w.Line("float* pair = stackalloc float[4];");
+            w.Line("int i = start;");
+            w.Open("for (; i + 2 <= end; i += 2)");
+            w.Line($"{Dot4Name(kind, cols)}(w + (long)(2 * i) * {cols}, x, pair);");
+            w.Line("y[i] = Activations.GeluTanh(pair[0]) * pair[1];");
+            w.Line("y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];");
+            w.Close();
+            w.Open("for (; i < end; i++)");
             w.Line($"float gate = {DotName(kind, cols)}(w + (long)(2 * i) * {cols}, x);");
             w.Line($"float up = {DotName(kind, cols)}(w + (long)(2 * i + 1) * {cols}, x);");
             w.Line("y[i] = Activations.GeluTanh(gate) * up;");

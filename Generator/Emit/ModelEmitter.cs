@@ -168,10 +168,21 @@ namespace GemmaGen.Generator
             w.Line("private readonly GateUpJob _gateUp;");
             w.Line($"private readonly MatVecJob{c.IntermediateSize} _down;");
             w.Line("private readonly LogitsJob _logits;");
+            w.Line("private readonly MatMulJob _matMul;");
+            w.Line("private readonly HeadsJob _heads;");
+            w.Line("private readonly BatchAttentionJob _batchAttention;");
+            w.Line("private readonly GeluJob _gelu;");
+            w.Line();
+            w.Line("// prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],");
+            w.Line("// attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]");
+            w.Line("private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;");
+            w.Line();
+            w.Line("/// <summary>Tokens a prefill processes per pass over the weights.</summary>");
+            w.Line("public const int PrefillBatch = 32;");
             w.Line();
             w.Line("/// <summary>A decoder over <paramref name=\"weights\"/>, whose config must have this class's layer shape.</summary>");
             w.Line($"public {model.ClassName}(ModelWeights weights, int maxContext, WorkerPool pool)");
-            w.Line("    : base(weights, maxContext, pool)");
+            w.Line("    : base(weights, maxContext, pool, Math.Min(PrefillBatch, maxContext))");
             w.Open();
             w.Open("if (weights.Config.Shape != Shape)");
             w.Line($"throw new ArgumentException($\"{model.ClassName} is compiled for {{Shape}}, the weights have {{weights.Config.Shape}}\", nameof(weights));");
@@ -182,6 +193,17 @@ namespace GemmaGen.Generator
             w.Line("_gateUp = new GateUpJob();");
             w.Line($"_down = new MatVecJob{c.IntermediateSize}();");
             w.Line("_logits = new LogitsJob();");
+            w.Line("_matMul = new MatMulJob();");
+            w.Line("_heads = new HeadsJob(this);");
+            w.Line("_batchAttention = new BatchAttentionJob(this);");
+            w.Line("_gelu = new GeluJob(this);");
+            w.Line("_xb = Allocate(MaxBatch * HiddenSize);");
+            w.Line("_ub = Allocate(MaxBatch * HiddenSize);");
+            w.Line("_qkvb = Allocate(MaxBatch * QkvRows);");
+            w.Line("_attb = Allocate(MaxBatch * AttentionWidth);");
+            w.Line("_branchb = Allocate(MaxBatch * HiddenSize);");
+            w.Line("_gateupb = Allocate(MaxBatch * 2 * IntermediateSize);");
+            w.Line("_mlpb = Allocate(MaxBatch * IntermediateSize);");
             w.Close();
             w.Line();
             w.Line("/// <inheritdoc/>");
@@ -189,7 +211,7 @@ namespace GemmaGen.Generator
             w.Line();
             w.Line("/// <inheritdoc/>");
             w.Open("protected override void StepCore(int token, int position, float* logits)");
-            w.Line("Embed(token);");
+            w.Line("Embed(token, X);");
             w.Line("ObserveEmbed(position);");
             w.Line("var layers = Weights.Layers;");
             w.Open("for (int layer = 0; layer < layers.Length; layer++)");
@@ -238,15 +260,134 @@ namespace GemmaGen.Generator
             w.Close();
             w.Line();
             w.Line("/// <summary>x = E[token]·sqrt(D).</summary>");
-            w.Open("private void Embed(int token)");
+            w.Open("private void Embed(int token, float* x)");
             w.Line("var e = Weights.Embed;");
-            w.Line("if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, X);");
-            w.Line("else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, X);");
+            w.Line("if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, x);");
+            w.Line("else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, x);");
             w.Open("else");
-            w.Line("e.ReadRow(token, new Span<float>(X, HiddenSize));");
-            w.Line("ScaleRow(X, X);");
+            w.Line("e.ReadRow(token, new Span<float>(x, HiddenSize));");
+            w.Line("ScaleRow(x, x);");
             w.Close();
             w.Close();
+            w.Line();
+            w.Line("/// <summary>Rope and cache one head of a token's q/k/v: q heads are roped in place, k heads roped and stored,");
+            w.Line("/// v heads stored.</summary>");
+            w.Open("private void StoreHead(float* qkv, int head, int layer, int position)");
+            w.Line("float* x = qkv + head * HeadDim;");
+            w.Open("if (head < Heads)");
+            w.Line("ApplyRope(x, Rope.Cos(position), Rope.Sin(position));");
+            w.Line("return;");
+            w.Close();
+            w.Line("long slot = Cache.Slot(layer, position), slots = Cache.Slots[layer];");
+            w.Open("if (head < Heads + KvHeads)");
+            w.Line("ApplyRope(x, Rope.Cos(position), Rope.Sin(position));");
+            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));");
+            w.Close();
+            w.Open("else");
+            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));");
+            w.Close();
+            w.Close();
+            Prefill(w, c);
+        }
+
+        /// <summary>The batched prefill: each weight matrix is read once per batch of up to PrefillBatch tokens.</summary>
+        private static void Prefill(CodeWriter w, Gemma2Config c)
+        {
+            w.Line();
+            w.Line("/// <summary>Prompt processing in batches of up to <see cref=\"PrefillBatch\"/> tokens: every weight matrix is read");
+            w.Line("/// once per batch (matrix-matrix products), not once per token.</summary>");
+            w.Open("protected override void ForwardCore(ReadOnlySpan<int> tokens, int start, Span<float> logits, bool every)");
+            w.Line("int v = Config.VocabSize;");
+            w.Open("fixed (float* output = logits)");
+            w.Open("for (int done = 0; done < tokens.Length; done += MaxBatch)");
+            w.Line("int n = Math.Min(MaxBatch, tokens.Length - done);");
+            w.Line("float* target = every ? output + (long)done * v : done + n == tokens.Length ? output : null;");
+            w.Line("Batch(tokens.Slice(done, n), start + done, target, every);");
+            w.Close();
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>One batch through every layer; logits of every token (<paramref name=\"every\"/>) or of the last.</summary>");
+            w.Open("private void Batch(ReadOnlySpan<int> tokens, int first, float* logits, bool every)");
+            w.Line("int n = tokens.Length;");
+            w.Open("for (int t = 0; t < n; t++)");
+            w.Line("Embed(tokens[t], _xb + t * HiddenSize);");
+            w.Line("ObserveEmbed(first + t, _xb + t * HiddenSize);");
+            w.Close();
+            w.Line("var layers = Weights.Layers;");
+            w.Open("for (int layer = 0; layer < layers.Length; layer++)");
+            w.Line("BatchLayer(layers[layer], layer, first, n);");
+            w.Line("for (int t = 0; t < n; t++) ObserveLayer(layer, first + t, _xb + t * HiddenSize);");
+            w.Close();
+            w.Open("fixed (float* norm = Weights.FinalNorm)");
+            w.Open("for (int t = 0; t < n; t++)");
+            w.Line("RmsNorm(_xb + t * HiddenSize, norm, _ub + t * HiddenSize);");
+            w.Line("ObserveFinalNorm(first + t, _ub + t * HiddenSize);");
+            w.Close();
+            w.Close();
+            w.Line("if (logits == null) return;");
+            w.Open("if (every)");
+            w.Line("MultiplyBatch(Weights.Output, _ub, HiddenSize, logits, Config.VocabSize, n);");
+            if (c.FinalLogitSoftcapping.HasValue)
+            {
+                w.Open("for (int t = 0; t < n; t++)");
+                w.Line("var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);");
+                FinalSoftcap(w);
+                w.Close();
+            }
+            w.Line("return;");
+            w.Close();
+            w.Line("new ReadOnlySpan<float>(_ub + (n - 1) * HiddenSize, HiddenSize).CopyTo(new Span<float>(U, HiddenSize));");
+            w.Line("_logits.Matrix = Weights.Output;");
+            w.Line("_logits.X = U;");
+            w.Line("_logits.Y = logits;");
+            w.Line("Pool.Run(_logits, Weights.Output.Rows, grain: 64);");
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>One layer over a batch: the same steps as a decode step, with matrix-matrix products.</summary>");
+            w.Open("private void BatchLayer(LayerWeights w, int layer, int first, int n)");
+            w.Line("fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)");
+            w.Line("fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)");
+            w.Open();
+            w.Line("for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, inputNorm, _ub + t * HiddenSize);");
+            w.Line("MultiplyBatch(w.Qkv, _ub, HiddenSize, _qkvb, QkvRows, n);");
+            w.Line("_heads.Layer = layer;");
+            w.Line("_heads.First = first;");
+            w.Line("Pool.Run(_heads, n);");
+            w.Line("// every k and v of the batch is in the cache before any token attends (the ring has room for the batch)");
+            w.Line("_batchAttention.Layer = layer;");
+            w.Line("_batchAttention.First = first;");
+            w.Line("_batchAttention.Tokens = n;");
+            w.Line("Pool.Run(_batchAttention, Heads);");
+            w.Line("MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);");
+            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);");
+            w.Line();
+            w.Line("for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, preFeedforwardNorm, _ub + t * HiddenSize);");
+            w.Line("MultiplyBatch(w.GateUp, _ub, HiddenSize, _gateupb, 2 * IntermediateSize, n);");
+            w.Line("Pool.Run(_gelu, n);");
+            w.Line("MultiplyBatch(w.Down, _mlpb, IntermediateSize, _branchb, HiddenSize, n);");
+            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postFeedforwardNorm, _xb + t * HiddenSize);");
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>Y[t] = X[t]·Wᵀ for n tokens, rows split across the pool.</summary>");
+            w.Open("private void MultiplyBatch(WeightMatrix matrix, float* x, int xStride, float* y, int yStride, int n)");
+            w.Line("_matMul.Matrix = matrix;");
+            w.Line("_matMul.X = x;");
+            w.Line("_matMul.XStride = xStride;");
+            w.Line("_matMul.Y = y;");
+            w.Line("_matMul.YStride = yStride;");
+            w.Line("_matMul.Tokens = n;");
+            w.Line("Pool.Run(_matMul, matrix.Rows, grain: 16);");
+            w.Close();
+        }
+
+        /// <summary>z = cap·tanh(z / cap) over the span <c>z</c>.</summary>
+        private static void FinalSoftcap(CodeWriter w)
+        {
+            w.Line("TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);");
+            w.Line("TensorPrimitives.Tanh(z, z);");
+            w.Line("TensorPrimitives.Multiply(z, FinalSoftcap, z);");
         }
 
         private static void Kernels(CodeWriter w, Gemma2Config c)
@@ -321,6 +462,8 @@ namespace GemmaGen.Generator
             {
                 foreach (var kind in Kinds)
                 {
+                    KernelEmitter.Dot4(w, kind, cols);
+                    w.Line();
                     KernelEmitter.MatVec(w, kind, cols);
                     w.Line();
                 }
@@ -339,10 +482,11 @@ namespace GemmaGen.Generator
             string cap = c.AttnLogitSoftcapping.HasValue ? $"softcap {Double(c.AttnLogitSoftcapping.Value)}" : "no softcap";
             string heads = $"{c.NumAttentionHeads} q heads / {c.NumKeyValueHeads} kv heads, d {head}";
             w.Line($"/// <summary>local attention: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
-            w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in ring slot j % W.</summary>");
-            w.Open("private static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)");
+            w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,");
+            w.Line("/// which has W slots or more (a prefill batch writes all its keys before attending).</summary>");
+            w.Open("private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)");
             w.Line("int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;");
-            w.Line("AttendHead(q, keys, values, first % SlidingWindow, position - first + 1, SlidingWindow, scores, output);");
+            w.Line("AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);");
             w.Close();
             w.Line();
             w.Line($"/// <summary>global attention: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
@@ -398,25 +542,10 @@ namespace GemmaGen.Generator
             w.Open("public void Execute(int start, int end)");
             w.Line("var o = _owner;");
             MatVecCall(w, "Matrix", "o.U", "o.Qkv", c.HiddenSize, KernelEmitter.MatVecName);
-            w.Line("float* cos = o.Rope.Cos(Position), sin = o.Rope.Sin(Position);");
-            w.Line("long slot = o.Cache.Slot(Layer, Position), slots = o.Cache.Slots[Layer];");
-            w.Open("for (int head = start / HeadDim; head < end / HeadDim; head++)");
-            w.Line("float* x = o.Qkv + head * HeadDim;");
-            w.Open("if (head < Heads)");
-            w.Line("ApplyRope(x, cos, sin);");
-            w.Close();
-            w.Open("else if (head < Heads + KvHeads)");
-            w.Line("ApplyRope(x, cos, sin);");
-            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(o.Cache.Keys(Layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));");
-            w.Close();
-            w.Open("else");
-            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(o.Cache.Values(Layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));");
-            w.Close();
-            w.Close();
+            w.Line("for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o.Qkv, head, Layer, Position);");
             w.Close();
             w.Close();
             w.Line();
-
             w.Line("/// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>");
             w.Open("private sealed class AttentionJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
@@ -432,7 +561,7 @@ namespace GemmaGen.Generator
             w.Open("for (int h = start; h < end; h++)");
             w.Line("long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head");
             w.Line("float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;");
-            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, scores, output);");
+            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);");
             w.Line("else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);");
             w.Close();
             w.Close();
@@ -469,10 +598,83 @@ namespace GemmaGen.Generator
             if (c.FinalLogitSoftcapping.HasValue)
             {
                 w.Line("var z = new Span<float>(Y + start, end - start);");
-                w.Line("TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);");
-                w.Line("TensorPrimitives.Tanh(z, z);");
-                w.Line("TensorPrimitives.Multiply(z, FinalSoftcap, z);");
+                FinalSoftcap(w);
             }
+            w.Close();
+            w.Close();
+            w.Line();
+            BatchJobs(w, owner);
+        }
+
+        private static void BatchJobs(CodeWriter w, string owner)
+        {
+            w.Line("/// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the batched kernels in MatMul).</summary>");
+            w.Open("private sealed class MatMulJob : IRowJob");
+            w.Line("public WeightMatrix Matrix = null!;");
+            w.Line("public float* X;");
+            w.Line("public int XStride;");
+            w.Line("public float* Y;");
+            w.Line("public int YStride;");
+            w.Line("public int Tokens;");
+            w.Line();
+            w.Open("public void Execute(int start, int end)");
+            w.Line("if (Matrix.Format == WeightFormat.BF16) MatMul.Rows<BF16Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);");
+            w.Line("else if (Matrix.Format == WeightFormat.F32) MatMul.Rows<F32Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);");
+            w.Line("else for (int t = 0; t < Tokens; t++) QuantizedMatVec.Rows(Matrix, X + (long)t * XStride, Y + (long)t * YStride, start, end);");
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>Prefill: rope and cache the heads of a range of the batch's tokens.</summary>");
+            w.Open("private sealed class HeadsJob : IRowJob");
+            w.Line($"private readonly {owner} _owner;");
+            w.Line("public int Layer;");
+            w.Line("public int First;");
+            w.Line();
+            w.Line($"public HeadsJob({owner} owner) => _owner = owner;");
+            w.Line();
+            w.Open("public void Execute(int start, int end)");
+            w.Open("for (int t = start; t < end; t++)");
+            w.Line("for (int head = 0; head < Heads + 2 * KvHeads; head++) _owner.StoreHead(_owner._qkvb + t * QkvRows, head, Layer, First + t);");
+            w.Close();
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>");
+            w.Open("private sealed class BatchAttentionJob : IRowJob");
+            w.Line($"private readonly {owner} _owner;");
+            w.Line("public int Layer;");
+            w.Line("public int First;");
+            w.Line("public int Tokens;");
+            w.Line();
+            w.Line($"public BatchAttentionJob({owner} owner) => _owner = owner;");
+            w.Line();
+            w.Open("public void Execute(int start, int end)");
+            w.Line("var o = _owner;");
+            w.Line("long slots = o.Cache.Slots[Layer];");
+            w.Line("float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);");
+            w.Open("for (int h = start; h < end; h++)");
+            w.Line("long kv = (h / GroupSize) * slots * HeadDim;");
+            w.Line("float* scores = o.Scores + (long)h * o.MaxContext;");
+            w.Open("for (int t = 0; t < Tokens; t++)");
+            w.Line("float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;");
+            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);");
+            w.Line("else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);");
+            w.Close();
+            w.Close();
+            w.Close();
+            w.Close();
+            w.Line();
+            w.Line("/// <summary>Prefill: gelu_tanh(gate)·up for a range of the batch's tokens (gate/up rows interleaved).</summary>");
+            w.Open("private sealed class GeluJob : IRowJob");
+            w.Line($"private readonly {owner} _owner;");
+            w.Line();
+            w.Line($"public GeluJob({owner} owner) => _owner = owner;");
+            w.Line();
+            w.Open("public void Execute(int start, int end)");
+            w.Open("for (int t = start; t < end; t++)");
+            w.Line("float* gateUp = _owner._gateupb + t * 2 * IntermediateSize, mlp = _owner._mlpb + t * IntermediateSize;");
+            w.Line("for (int i = 0; i < IntermediateSize; i++) mlp[i] = Activations.GeluTanh(gateUp[2 * i]) * gateUp[2 * i + 1];");
+            w.Close();
             w.Close();
             w.Close();
         }

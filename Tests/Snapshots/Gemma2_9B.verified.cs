@@ -95,10 +95,21 @@ namespace GemmaGen.Models
         private readonly GateUpJob _gateUp;
         private readonly MatVecJob14336 _down;
         private readonly LogitsJob _logits;
+        private readonly MatMulJob _matMul;
+        private readonly HeadsJob _heads;
+        private readonly BatchAttentionJob _batchAttention;
+        private readonly GeluJob _gelu;
+
+        // prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],
+        // attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]
+        private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
+
+        /// <summary>Tokens a prefill processes per pass over the weights.</summary>
+        public const int PrefillBatch = 32;
 
         /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
         public Gemma2_9B(ModelWeights weights, int maxContext, WorkerPool pool)
-            : base(weights, maxContext, pool)
+            : base(weights, maxContext, pool, Math.Min(PrefillBatch, maxContext))
         {
             if (weights.Config.Shape != Shape)
             {
@@ -110,6 +121,17 @@ namespace GemmaGen.Models
             _gateUp = new GateUpJob();
             _down = new MatVecJob14336();
             _logits = new LogitsJob();
+            _matMul = new MatMulJob();
+            _heads = new HeadsJob(this);
+            _batchAttention = new BatchAttentionJob(this);
+            _gelu = new GeluJob(this);
+            _xb = Allocate(MaxBatch * HiddenSize);
+            _ub = Allocate(MaxBatch * HiddenSize);
+            _qkvb = Allocate(MaxBatch * QkvRows);
+            _attb = Allocate(MaxBatch * AttentionWidth);
+            _branchb = Allocate(MaxBatch * HiddenSize);
+            _gateupb = Allocate(MaxBatch * 2 * IntermediateSize);
+            _mlpb = Allocate(MaxBatch * IntermediateSize);
         }
 
         /// <inheritdoc/>
@@ -118,7 +140,7 @@ namespace GemmaGen.Models
         /// <inheritdoc/>
         protected override void StepCore(int token, int position, float* logits)
         {
-            Embed(token);
+            Embed(token, X);
             ObserveEmbed(position);
             var layers = Weights.Layers;
             for (int layer = 0; layer < layers.Length; layer++)
@@ -169,16 +191,136 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x = E[token]·sqrt(D).</summary>
-        private void Embed(int token)
+        private void Embed(int token, float* x)
         {
             var e = Weights.Embed;
-            if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, X);
-            else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, X);
+            if (e.Format == WeightFormat.BF16) ScaleRow((ushort*)e.Data + (long)token * HiddenSize, x);
+            else if (e.Format == WeightFormat.F32) ScaleRow((float*)e.Data + (long)token * HiddenSize, x);
             else
             {
-                e.ReadRow(token, new Span<float>(X, HiddenSize));
-                ScaleRow(X, X);
+                e.ReadRow(token, new Span<float>(x, HiddenSize));
+                ScaleRow(x, x);
             }
+        }
+
+        /// <summary>Rope and cache one head of a token's q/k/v: q heads are roped in place, k heads roped and stored,
+        /// v heads stored.</summary>
+        private void StoreHead(float* qkv, int head, int layer, int position)
+        {
+            float* x = qkv + head * HeadDim;
+            if (head < Heads)
+            {
+                ApplyRope(x, Rope.Cos(position), Rope.Sin(position));
+                return;
+            }
+            long slot = Cache.Slot(layer, position), slots = Cache.Slots[layer];
+            if (head < Heads + KvHeads)
+            {
+                ApplyRope(x, Rope.Cos(position), Rope.Sin(position));
+                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));
+            }
+            else
+            {
+                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));
+            }
+        }
+
+        /// <summary>Prompt processing in batches of up to <see cref="PrefillBatch"/> tokens: every weight matrix is read
+        /// once per batch (matrix-matrix products), not once per token.</summary>
+        protected override void ForwardCore(ReadOnlySpan<int> tokens, int start, Span<float> logits, bool every)
+        {
+            int v = Config.VocabSize;
+            fixed (float* output = logits)
+            {
+                for (int done = 0; done < tokens.Length; done += MaxBatch)
+                {
+                    int n = Math.Min(MaxBatch, tokens.Length - done);
+                    float* target = every ? output + (long)done * v : done + n == tokens.Length ? output : null;
+                    Batch(tokens.Slice(done, n), start + done, target, every);
+                }
+            }
+        }
+
+        /// <summary>One batch through every layer; logits of every token (<paramref name="every"/>) or of the last.</summary>
+        private void Batch(ReadOnlySpan<int> tokens, int first, float* logits, bool every)
+        {
+            int n = tokens.Length;
+            for (int t = 0; t < n; t++)
+            {
+                Embed(tokens[t], _xb + t * HiddenSize);
+                ObserveEmbed(first + t, _xb + t * HiddenSize);
+            }
+            var layers = Weights.Layers;
+            for (int layer = 0; layer < layers.Length; layer++)
+            {
+                BatchLayer(layers[layer], layer, first, n);
+                for (int t = 0; t < n; t++) ObserveLayer(layer, first + t, _xb + t * HiddenSize);
+            }
+            fixed (float* norm = Weights.FinalNorm)
+            {
+                for (int t = 0; t < n; t++)
+                {
+                    RmsNorm(_xb + t * HiddenSize, norm, _ub + t * HiddenSize);
+                    ObserveFinalNorm(first + t, _ub + t * HiddenSize);
+                }
+            }
+            if (logits == null) return;
+            if (every)
+            {
+                MultiplyBatch(Weights.Output, _ub, HiddenSize, logits, Config.VocabSize, n);
+                for (int t = 0; t < n; t++)
+                {
+                    var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
+                    TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
+                    TensorPrimitives.Tanh(z, z);
+                    TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                }
+                return;
+            }
+            new ReadOnlySpan<float>(_ub + (n - 1) * HiddenSize, HiddenSize).CopyTo(new Span<float>(U, HiddenSize));
+            _logits.Matrix = Weights.Output;
+            _logits.X = U;
+            _logits.Y = logits;
+            Pool.Run(_logits, Weights.Output.Rows, grain: 64);
+        }
+
+        /// <summary>One layer over a batch: the same steps as a decode step, with matrix-matrix products.</summary>
+        private void BatchLayer(LayerWeights w, int layer, int first, int n)
+        {
+            fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
+            fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
+            {
+                for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, inputNorm, _ub + t * HiddenSize);
+                MultiplyBatch(w.Qkv, _ub, HiddenSize, _qkvb, QkvRows, n);
+                _heads.Layer = layer;
+                _heads.First = first;
+                Pool.Run(_heads, n);
+                // every k and v of the batch is in the cache before any token attends (the ring has room for the batch)
+                _batchAttention.Layer = layer;
+                _batchAttention.First = first;
+                _batchAttention.Tokens = n;
+                Pool.Run(_batchAttention, Heads);
+                MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);
+                for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);
+
+                for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, preFeedforwardNorm, _ub + t * HiddenSize);
+                MultiplyBatch(w.GateUp, _ub, HiddenSize, _gateupb, 2 * IntermediateSize, n);
+                Pool.Run(_gelu, n);
+                MultiplyBatch(w.Down, _mlpb, IntermediateSize, _branchb, HiddenSize, n);
+                for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postFeedforwardNorm, _xb + t * HiddenSize);
+            }
+        }
+
+        /// <summary>Y[t] = X[t]·Wᵀ for n tokens, rows split across the pool.</summary>
+        private void MultiplyBatch(WeightMatrix matrix, float* x, int xStride, float* y, int yStride, int n)
+        {
+            _matMul.Matrix = matrix;
+            _matMul.X = x;
+            _matMul.XStride = xStride;
+            _matMul.Y = y;
+            _matMul.YStride = yStride;
+            _matMul.Tokens = n;
+            Pool.Run(_matMul, matrix.Rows, grain: 16);
         }
 
         // ---- kernels of this shape: D 3584, H 16, K 8, d 256, I 14336, W 4096 ----
@@ -837,11 +979,12 @@ namespace GemmaGen.Models
         }
 
         /// <summary>local attention: window 4096, 16 q heads / 8 kv heads, d 256, softcap 50.0, scale 1/sqrt(256.0).
-        /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in ring slot j % W.</summary>
-        private static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
+        /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
+        private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
-            AttendHead(q, keys, values, first % SlidingWindow, position - first + 1, SlidingWindow, scores, output);
+            AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
         }
 
         /// <summary>global attention: 16 q heads / 8 kv heads, d 256, softcap 50.0, scale 1/sqrt(256.0). A query at p sees keys 0 .. p.</summary>
@@ -1866,46 +2009,586 @@ namespace GemmaGen.Models
             }
         }
 
+        /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 3584 F32 weights starting at w.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4_F32_3584(float* w, float* x, float* y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> a00 = default, a01 = default;
+                Vector512<float> a10 = default, a11 = default;
+                Vector512<float> a20 = default, a21 = default;
+                Vector512<float> a30 = default, a31 = default;
+                // 3584 = 112 iterations × 2 × 16, four rows at a time
+                for (int i = 0; i < 3584; i += 32)
+                {
+                    var x0 = Vector512.Load(x + i);
+                    var x1 = Vector512.Load(x + i + 16);
+                    a00 = Vector512.MultiplyAddEstimate(Vector512.Load(w + i), x0, a00);
+                    a01 = Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 16), x1, a01);
+                    a10 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 3584 + i), x0, a10);
+                    a11 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 3584 + i + 16), x1, a11);
+                    a20 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 7168 + i), x0, a20);
+                    a21 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 7168 + i + 16), x1, a21);
+                    a30 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 10752 + i), x0, a30);
+                    a31 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 10752 + i + 16), x1, a31);
+                }
+                y[0] = Vector512.Sum(a00 + a01);
+                y[1] = Vector512.Sum(a10 + a11);
+                y[2] = Vector512.Sum(a20 + a21);
+                y[3] = Vector512.Sum(a30 + a31);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> a00 = default, a01 = default;
+                Vector256<float> a10 = default, a11 = default;
+                Vector256<float> a20 = default, a21 = default;
+                Vector256<float> a30 = default, a31 = default;
+                // 3584 = 224 iterations × 2 × 8, four rows at a time
+                for (int i = 0; i < 3584; i += 16)
+                {
+                    var x0 = Vector256.Load(x + i);
+                    var x1 = Vector256.Load(x + i + 8);
+                    a00 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i), x0, a00);
+                    a01 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), x1, a01);
+                    a10 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 3584 + i), x0, a10);
+                    a11 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 3584 + i + 8), x1, a11);
+                    a20 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 7168 + i), x0, a20);
+                    a21 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 7168 + i + 8), x1, a21);
+                    a30 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 10752 + i), x0, a30);
+                    a31 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 10752 + i + 8), x1, a31);
+                }
+                y[0] = Vector256.Sum(a00 + a01);
+                y[1] = Vector256.Sum(a10 + a11);
+                y[2] = Vector256.Sum(a20 + a21);
+                y[3] = Vector256.Sum(a30 + a31);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                Vector128<float> a00 = default, a01 = default;
+                Vector128<float> a10 = default, a11 = default;
+                Vector128<float> a20 = default, a21 = default;
+                Vector128<float> a30 = default, a31 = default;
+                // 3584 = 448 iterations × 2 × 4, four rows at a time
+                for (int i = 0; i < 3584; i += 8)
+                {
+                    var x0 = Vector128.Load(x + i);
+                    var x1 = Vector128.Load(x + i + 4);
+                    a00 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), x0, a00);
+                    a01 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), x1, a01);
+                    a10 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 3584 + i), x0, a10);
+                    a11 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 3584 + i + 4), x1, a11);
+                    a20 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 7168 + i), x0, a20);
+                    a21 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 7168 + i + 4), x1, a21);
+                    a30 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 10752 + i), x0, a30);
+                    a31 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 10752 + i + 4), x1, a31);
+                }
+                y[0] = Vector128.Sum(a00 + a01);
+                y[1] = Vector128.Sum(a10 + a11);
+                y[2] = Vector128.Sum(a20 + a21);
+                y[3] = Vector128.Sum(a30 + a31);
+            }
+            else
+            {
+                y[0] = Dot_F32_3584(w + 0, x);
+                y[1] = Dot_F32_3584(w + 3584, x);
+                y[2] = Dot_F32_3584(w + 7168, x);
+                y[3] = Dot_F32_3584(w + 10752, x);
+            }
+        }
+
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 3584] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_3584(float* w, float* x, float* y, int start, int end)
         {
-            for (int r = start; r < end; r++) y[r] = Dot_F32_3584(w + (long)r * 3584, x);
+            int r = start;
+            for (; r + 4 <= end; r += 4) Dot4_F32_3584(w + (long)r * 3584, x, y + r);
+            for (; r < end; r++) y[r] = Dot_F32_3584(w + (long)r * 3584, x);
+        }
+
+        /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 3584 BF16 weights starting at w.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4_BF16_3584(ushort* w, float* x, float* y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> a00 = default, a01 = default;
+                Vector512<float> a10 = default, a11 = default;
+                Vector512<float> a20 = default, a21 = default;
+                Vector512<float> a30 = default, a31 = default;
+                // 3584 = 112 iterations × 2 × 16, four rows at a time
+                for (int i = 0; i < 3584; i += 32)
+                {
+                    var x0 = Vector512.Load(x + i);
+                    var x1 = Vector512.Load(x + i + 16);
+                    a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 3584 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 3584 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 7168 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 7168 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 10752 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 10752 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector512.Sum(a00 + a01);
+                y[1] = Vector512.Sum(a10 + a11);
+                y[2] = Vector512.Sum(a20 + a21);
+                y[3] = Vector512.Sum(a30 + a31);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> a00 = default, a01 = default;
+                Vector256<float> a10 = default, a11 = default;
+                Vector256<float> a20 = default, a21 = default;
+                Vector256<float> a30 = default, a31 = default;
+                // 3584 = 224 iterations × 2 × 8, four rows at a time
+                for (int i = 0; i < 3584; i += 16)
+                {
+                    var x0 = Vector256.Load(x + i);
+                    var x1 = Vector256.Load(x + i + 8);
+                    a00 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 3584 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 3584 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 7168 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 7168 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 10752 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 10752 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector256.Sum(a00 + a01);
+                y[1] = Vector256.Sum(a10 + a11);
+                y[2] = Vector256.Sum(a20 + a21);
+                y[3] = Vector256.Sum(a30 + a31);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                Vector128<float> a00 = default, a01 = default;
+                Vector128<float> a10 = default, a11 = default;
+                Vector128<float> a20 = default, a21 = default;
+                Vector128<float> a30 = default, a31 = default;
+                // 3584 = 448 iterations × 2 × 4, four rows at a time
+                for (int i = 0; i < 3584; i += 8)
+                {
+                    var x0 = Vector128.Load(x + i);
+                    var x1 = Vector128.Load(x + i + 4);
+                    a00 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 3584 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 3584 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 7168 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 7168 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 10752 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 10752 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector128.Sum(a00 + a01);
+                y[1] = Vector128.Sum(a10 + a11);
+                y[2] = Vector128.Sum(a20 + a21);
+                y[3] = Vector128.Sum(a30 + a31);
+            }
+            else
+            {
+                y[0] = Dot_BF16_3584(w + 0, x);
+                y[1] = Dot_BF16_3584(w + 3584, x);
+                y[2] = Dot_BF16_3584(w + 7168, x);
+                y[3] = Dot_BF16_3584(w + 10752, x);
+            }
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 3584] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_3584(ushort* w, float* x, float* y, int start, int end)
         {
-            for (int r = start; r < end; r++) y[r] = Dot_BF16_3584(w + (long)r * 3584, x);
+            int r = start;
+            for (; r + 4 <= end; r += 4) Dot4_BF16_3584(w + (long)r * 3584, x, y + r);
+            for (; r < end; r++) y[r] = Dot_BF16_3584(w + (long)r * 3584, x);
+        }
+
+        /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 4096 F32 weights starting at w.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4_F32_4096(float* w, float* x, float* y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> a00 = default, a01 = default;
+                Vector512<float> a10 = default, a11 = default;
+                Vector512<float> a20 = default, a21 = default;
+                Vector512<float> a30 = default, a31 = default;
+                // 4096 = 128 iterations × 2 × 16, four rows at a time
+                for (int i = 0; i < 4096; i += 32)
+                {
+                    var x0 = Vector512.Load(x + i);
+                    var x1 = Vector512.Load(x + i + 16);
+                    a00 = Vector512.MultiplyAddEstimate(Vector512.Load(w + i), x0, a00);
+                    a01 = Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 16), x1, a01);
+                    a10 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 4096 + i), x0, a10);
+                    a11 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 4096 + i + 16), x1, a11);
+                    a20 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 8192 + i), x0, a20);
+                    a21 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 8192 + i + 16), x1, a21);
+                    a30 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 12288 + i), x0, a30);
+                    a31 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 12288 + i + 16), x1, a31);
+                }
+                y[0] = Vector512.Sum(a00 + a01);
+                y[1] = Vector512.Sum(a10 + a11);
+                y[2] = Vector512.Sum(a20 + a21);
+                y[3] = Vector512.Sum(a30 + a31);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> a00 = default, a01 = default;
+                Vector256<float> a10 = default, a11 = default;
+                Vector256<float> a20 = default, a21 = default;
+                Vector256<float> a30 = default, a31 = default;
+                // 4096 = 256 iterations × 2 × 8, four rows at a time
+                for (int i = 0; i < 4096; i += 16)
+                {
+                    var x0 = Vector256.Load(x + i);
+                    var x1 = Vector256.Load(x + i + 8);
+                    a00 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i), x0, a00);
+                    a01 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), x1, a01);
+                    a10 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 4096 + i), x0, a10);
+                    a11 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 4096 + i + 8), x1, a11);
+                    a20 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 8192 + i), x0, a20);
+                    a21 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 8192 + i + 8), x1, a21);
+                    a30 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 12288 + i), x0, a30);
+                    a31 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 12288 + i + 8), x1, a31);
+                }
+                y[0] = Vector256.Sum(a00 + a01);
+                y[1] = Vector256.Sum(a10 + a11);
+                y[2] = Vector256.Sum(a20 + a21);
+                y[3] = Vector256.Sum(a30 + a31);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                Vector128<float> a00 = default, a01 = default;
+                Vector128<float> a10 = default, a11 = default;
+                Vector128<float> a20 = default, a21 = default;
+                Vector128<float> a30 = default, a31 = default;
+                // 4096 = 512 iterations × 2 × 4, four rows at a time
+                for (int i = 0; i < 4096; i += 8)
+                {
+                    var x0 = Vector128.Load(x + i);
+                    var x1 = Vector128.Load(x + i + 4);
+                    a00 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), x0, a00);
+                    a01 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), x1, a01);
+                    a10 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 4096 + i), x0, a10);
+                    a11 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 4096 + i + 4), x1, a11);
+                    a20 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 8192 + i), x0, a20);
+                    a21 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 8192 + i + 4), x1, a21);
+                    a30 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 12288 + i), x0, a30);
+                    a31 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 12288 + i + 4), x1, a31);
+                }
+                y[0] = Vector128.Sum(a00 + a01);
+                y[1] = Vector128.Sum(a10 + a11);
+                y[2] = Vector128.Sum(a20 + a21);
+                y[3] = Vector128.Sum(a30 + a31);
+            }
+            else
+            {
+                y[0] = Dot_F32_4096(w + 0, x);
+                y[1] = Dot_F32_4096(w + 4096, x);
+                y[2] = Dot_F32_4096(w + 8192, x);
+                y[3] = Dot_F32_4096(w + 12288, x);
+            }
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4096] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_4096(float* w, float* x, float* y, int start, int end)
         {
-            for (int r = start; r < end; r++) y[r] = Dot_F32_4096(w + (long)r * 4096, x);
+            int r = start;
+            for (; r + 4 <= end; r += 4) Dot4_F32_4096(w + (long)r * 4096, x, y + r);
+            for (; r < end; r++) y[r] = Dot_F32_4096(w + (long)r * 4096, x);
+        }
+
+        /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 4096 BF16 weights starting at w.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4_BF16_4096(ushort* w, float* x, float* y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> a00 = default, a01 = default;
+                Vector512<float> a10 = default, a11 = default;
+                Vector512<float> a20 = default, a21 = default;
+                Vector512<float> a30 = default, a31 = default;
+                // 4096 = 128 iterations × 2 × 16, four rows at a time
+                for (int i = 0; i < 4096; i += 32)
+                {
+                    var x0 = Vector512.Load(x + i);
+                    var x1 = Vector512.Load(x + i + 16);
+                    a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 4096 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 4096 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 8192 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 8192 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 12288 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 12288 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector512.Sum(a00 + a01);
+                y[1] = Vector512.Sum(a10 + a11);
+                y[2] = Vector512.Sum(a20 + a21);
+                y[3] = Vector512.Sum(a30 + a31);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> a00 = default, a01 = default;
+                Vector256<float> a10 = default, a11 = default;
+                Vector256<float> a20 = default, a21 = default;
+                Vector256<float> a30 = default, a31 = default;
+                // 4096 = 256 iterations × 2 × 8, four rows at a time
+                for (int i = 0; i < 4096; i += 16)
+                {
+                    var x0 = Vector256.Load(x + i);
+                    var x1 = Vector256.Load(x + i + 8);
+                    a00 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 4096 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 4096 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 8192 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 8192 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 12288 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 12288 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector256.Sum(a00 + a01);
+                y[1] = Vector256.Sum(a10 + a11);
+                y[2] = Vector256.Sum(a20 + a21);
+                y[3] = Vector256.Sum(a30 + a31);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                Vector128<float> a00 = default, a01 = default;
+                Vector128<float> a10 = default, a11 = default;
+                Vector128<float> a20 = default, a21 = default;
+                Vector128<float> a30 = default, a31 = default;
+                // 4096 = 512 iterations × 2 × 4, four rows at a time
+                for (int i = 0; i < 4096; i += 8)
+                {
+                    var x0 = Vector128.Load(x + i);
+                    var x1 = Vector128.Load(x + i + 4);
+                    a00 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 4096 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 4096 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 8192 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 8192 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 12288 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 12288 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector128.Sum(a00 + a01);
+                y[1] = Vector128.Sum(a10 + a11);
+                y[2] = Vector128.Sum(a20 + a21);
+                y[3] = Vector128.Sum(a30 + a31);
+            }
+            else
+            {
+                y[0] = Dot_BF16_4096(w + 0, x);
+                y[1] = Dot_BF16_4096(w + 4096, x);
+                y[2] = Dot_BF16_4096(w + 8192, x);
+                y[3] = Dot_BF16_4096(w + 12288, x);
+            }
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4096] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_4096(ushort* w, float* x, float* y, int start, int end)
         {
-            for (int r = start; r < end; r++) y[r] = Dot_BF16_4096(w + (long)r * 4096, x);
+            int r = start;
+            for (; r + 4 <= end; r += 4) Dot4_BF16_4096(w + (long)r * 4096, x, y + r);
+            for (; r < end; r++) y[r] = Dot_BF16_4096(w + (long)r * 4096, x);
+        }
+
+        /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 14336 F32 weights starting at w.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4_F32_14336(float* w, float* x, float* y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> a00 = default, a01 = default;
+                Vector512<float> a10 = default, a11 = default;
+                Vector512<float> a20 = default, a21 = default;
+                Vector512<float> a30 = default, a31 = default;
+                // 14336 = 448 iterations × 2 × 16, four rows at a time
+                for (int i = 0; i < 14336; i += 32)
+                {
+                    var x0 = Vector512.Load(x + i);
+                    var x1 = Vector512.Load(x + i + 16);
+                    a00 = Vector512.MultiplyAddEstimate(Vector512.Load(w + i), x0, a00);
+                    a01 = Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 16), x1, a01);
+                    a10 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 14336 + i), x0, a10);
+                    a11 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 14336 + i + 16), x1, a11);
+                    a20 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 28672 + i), x0, a20);
+                    a21 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 28672 + i + 16), x1, a21);
+                    a30 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 43008 + i), x0, a30);
+                    a31 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 43008 + i + 16), x1, a31);
+                }
+                y[0] = Vector512.Sum(a00 + a01);
+                y[1] = Vector512.Sum(a10 + a11);
+                y[2] = Vector512.Sum(a20 + a21);
+                y[3] = Vector512.Sum(a30 + a31);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> a00 = default, a01 = default;
+                Vector256<float> a10 = default, a11 = default;
+                Vector256<float> a20 = default, a21 = default;
+                Vector256<float> a30 = default, a31 = default;
+                // 14336 = 896 iterations × 2 × 8, four rows at a time
+                for (int i = 0; i < 14336; i += 16)
+                {
+                    var x0 = Vector256.Load(x + i);
+                    var x1 = Vector256.Load(x + i + 8);
+                    a00 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i), x0, a00);
+                    a01 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), x1, a01);
+                    a10 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 14336 + i), x0, a10);
+                    a11 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 14336 + i + 8), x1, a11);
+                    a20 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 28672 + i), x0, a20);
+                    a21 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 28672 + i + 8), x1, a21);
+                    a30 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 43008 + i), x0, a30);
+                    a31 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 43008 + i + 8), x1, a31);
+                }
+                y[0] = Vector256.Sum(a00 + a01);
+                y[1] = Vector256.Sum(a10 + a11);
+                y[2] = Vector256.Sum(a20 + a21);
+                y[3] = Vector256.Sum(a30 + a31);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                Vector128<float> a00 = default, a01 = default;
+                Vector128<float> a10 = default, a11 = default;
+                Vector128<float> a20 = default, a21 = default;
+                Vector128<float> a30 = default, a31 = default;
+                // 14336 = 1792 iterations × 2 × 4, four rows at a time
+                for (int i = 0; i < 14336; i += 8)
+                {
+                    var x0 = Vector128.Load(x + i);
+                    var x1 = Vector128.Load(x + i + 4);
+                    a00 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), x0, a00);
+                    a01 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), x1, a01);
+                    a10 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 14336 + i), x0, a10);
+                    a11 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 14336 + i + 4), x1, a11);
+                    a20 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 28672 + i), x0, a20);
+                    a21 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 28672 + i + 4), x1, a21);
+                    a30 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 43008 + i), x0, a30);
+                    a31 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 43008 + i + 4), x1, a31);
+                }
+                y[0] = Vector128.Sum(a00 + a01);
+                y[1] = Vector128.Sum(a10 + a11);
+                y[2] = Vector128.Sum(a20 + a21);
+                y[3] = Vector128.Sum(a30 + a31);
+            }
+            else
+            {
+                y[0] = Dot_F32_14336(w + 0, x);
+                y[1] = Dot_F32_14336(w + 14336, x);
+                y[2] = Dot_F32_14336(w + 28672, x);
+                y[3] = Dot_F32_14336(w + 43008, x);
+            }
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 14336] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_F32_14336(float* w, float* x, float* y, int start, int end)
         {
-            for (int r = start; r < end; r++) y[r] = Dot_F32_14336(w + (long)r * 14336, x);
+            int r = start;
+            for (; r + 4 <= end; r += 4) Dot4_F32_14336(w + (long)r * 14336, x, y + r);
+            for (; r < end; r++) y[r] = Dot_F32_14336(w + (long)r * 14336, x);
+        }
+
+        /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 14336 BF16 weights starting at w.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Dot4_BF16_14336(ushort* w, float* x, float* y)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                Vector512<float> a00 = default, a01 = default;
+                Vector512<float> a10 = default, a11 = default;
+                Vector512<float> a20 = default, a21 = default;
+                Vector512<float> a30 = default, a31 = default;
+                // 14336 = 448 iterations × 2 × 16, four rows at a time
+                for (int i = 0; i < 14336; i += 32)
+                {
+                    var x0 = Vector512.Load(x + i);
+                    var x1 = Vector512.Load(x + i + 16);
+                    a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 14336 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 14336 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 28672 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 28672 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 43008 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 43008 + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector512.Sum(a00 + a01);
+                y[1] = Vector512.Sum(a10 + a11);
+                y[2] = Vector512.Sum(a20 + a21);
+                y[3] = Vector512.Sum(a30 + a31);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<float> a00 = default, a01 = default;
+                Vector256<float> a10 = default, a11 = default;
+                Vector256<float> a20 = default, a21 = default;
+                Vector256<float> a30 = default, a31 = default;
+                // 14336 = 896 iterations × 2 × 8, four rows at a time
+                for (int i = 0; i < 14336; i += 16)
+                {
+                    var x0 = Vector256.Load(x + i);
+                    var x1 = Vector256.Load(x + i + 8);
+                    a00 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 14336 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 14336 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 28672 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 28672 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 43008 + i).ToVector256Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector256.MultiplyAddEstimate((Vector256.WidenLower(Vector128.Load(w + 43008 + i + 8).ToVector256Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector256.Sum(a00 + a01);
+                y[1] = Vector256.Sum(a10 + a11);
+                y[2] = Vector256.Sum(a20 + a21);
+                y[3] = Vector256.Sum(a30 + a31);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                Vector128<float> a00 = default, a01 = default;
+                Vector128<float> a10 = default, a11 = default;
+                Vector128<float> a20 = default, a21 = default;
+                Vector128<float> a30 = default, a31 = default;
+                // 14336 = 1792 iterations × 2 × 4, four rows at a time
+                for (int i = 0; i < 14336; i += 8)
+                {
+                    var x0 = Vector128.Load(x + i);
+                    var x1 = Vector128.Load(x + i + 4);
+                    a00 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a00);
+                    a01 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a01);
+                    a10 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 14336 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a10);
+                    a11 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 14336 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a11);
+                    a20 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 28672 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a20);
+                    a21 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 28672 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a21);
+                    a30 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 43008 + i).ToVector128Unsafe()) << 16).AsSingle(), x0, a30);
+                    a31 = Vector128.MultiplyAddEstimate((Vector128.WidenLower(Vector64.Load(w + 43008 + i + 4).ToVector128Unsafe()) << 16).AsSingle(), x1, a31);
+                }
+                y[0] = Vector128.Sum(a00 + a01);
+                y[1] = Vector128.Sum(a10 + a11);
+                y[2] = Vector128.Sum(a20 + a21);
+                y[3] = Vector128.Sum(a30 + a31);
+            }
+            else
+            {
+                y[0] = Dot_BF16_14336(w + 0, x);
+                y[1] = Dot_BF16_14336(w + 14336, x);
+                y[2] = Dot_BF16_14336(w + 28672, x);
+                y[3] = Dot_BF16_14336(w + 43008, x);
+            }
         }
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 14336] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void MatVec_BF16_14336(ushort* w, float* x, float* y, int start, int end)
         {
-            for (int r = start; r < end; r++) y[r] = Dot_BF16_14336(w + (long)r * 14336, x);
+            int r = start;
+            for (; r + 4 <= end; r += 4) Dot4_BF16_14336(w + (long)r * 14336, x, y + r);
+            for (; r < end; r++) y[r] = Dot_BF16_14336(w + (long)r * 14336, x);
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
@@ -1913,7 +2596,15 @@ namespace GemmaGen.Models
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_F32_3584(float* w, float* x, float* y, int start, int end)
         {
-            for (int i = start; i < end; i++)
+            float* pair = stackalloc float[4];
+            int i = start;
+            for (; i + 2 <= end; i += 2)
+            {
+                Dot4_F32_3584(w + (long)(2 * i) * 3584, x, pair);
+                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
+                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
+            }
+            for (; i < end; i++)
             {
                 float gate = Dot_F32_3584(w + (long)(2 * i) * 3584, x);
                 float up = Dot_F32_3584(w + (long)(2 * i + 1) * 3584, x);
@@ -1926,7 +2617,15 @@ namespace GemmaGen.Models
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private static void GateUp_BF16_3584(ushort* w, float* x, float* y, int start, int end)
         {
-            for (int i = start; i < end; i++)
+            float* pair = stackalloc float[4];
+            int i = start;
+            for (; i + 2 <= end; i += 2)
+            {
+                Dot4_BF16_3584(w + (long)(2 * i) * 3584, x, pair);
+                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
+                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
+            }
+            for (; i < end; i++)
             {
                 float gate = Dot_BF16_3584(w + (long)(2 * i) * 3584, x);
                 float up = Dot_BF16_3584(w + (long)(2 * i + 1) * 3584, x);
@@ -1953,25 +2652,7 @@ namespace GemmaGen.Models
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_3584((ushort*)Matrix.Data, o.U, o.Qkv, start, end);
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_3584((float*)Matrix.Data, o.U, o.Qkv, start, end);
                 else QuantizedMatVec.Rows(Matrix, o.U, o.Qkv, start, end);
-                float* cos = o.Rope.Cos(Position), sin = o.Rope.Sin(Position);
-                long slot = o.Cache.Slot(Layer, Position), slots = o.Cache.Slots[Layer];
-                for (int head = start / HeadDim; head < end / HeadDim; head++)
-                {
-                    float* x = o.Qkv + head * HeadDim;
-                    if (head < Heads)
-                    {
-                        ApplyRope(x, cos, sin);
-                    }
-                    else if (head < Heads + KvHeads)
-                    {
-                        ApplyRope(x, cos, sin);
-                        new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(o.Cache.Keys(Layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));
-                    }
-                    else
-                    {
-                        new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(o.Cache.Values(Layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));
-                    }
-                }
+                for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o.Qkv, head, Layer, Position);
             }
         }
 
@@ -1993,7 +2674,7 @@ namespace GemmaGen.Models
                 {
                     long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head
                     float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;
-                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, scores, output);
+                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
                     else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);
                 }
             }
@@ -2060,6 +2741,88 @@ namespace GemmaGen.Models
                 TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
                 TensorPrimitives.Tanh(z, z);
                 TensorPrimitives.Multiply(z, FinalSoftcap, z);
+            }
+        }
+
+        /// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the batched kernels in MatMul).</summary>
+        private sealed class MatMulJob : IRowJob
+        {
+            public WeightMatrix Matrix = null!;
+            public float* X;
+            public int XStride;
+            public float* Y;
+            public int YStride;
+            public int Tokens;
+
+            public void Execute(int start, int end)
+            {
+                if (Matrix.Format == WeightFormat.BF16) MatMul.Rows<BF16Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatMul.Rows<F32Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);
+                else for (int t = 0; t < Tokens; t++) QuantizedMatVec.Rows(Matrix, X + (long)t * XStride, Y + (long)t * YStride, start, end);
+            }
+        }
+
+        /// <summary>Prefill: rope and cache the heads of a range of the batch's tokens.</summary>
+        private sealed class HeadsJob : IRowJob
+        {
+            private readonly Gemma2_9B _owner;
+            public int Layer;
+            public int First;
+
+            public HeadsJob(Gemma2_9B owner) => _owner = owner;
+
+            public void Execute(int start, int end)
+            {
+                for (int t = start; t < end; t++)
+                {
+                    for (int head = 0; head < Heads + 2 * KvHeads; head++) _owner.StoreHead(_owner._qkvb + t * QkvRows, head, Layer, First + t);
+                }
+            }
+        }
+
+        /// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>
+        private sealed class BatchAttentionJob : IRowJob
+        {
+            private readonly Gemma2_9B _owner;
+            public int Layer;
+            public int First;
+            public int Tokens;
+
+            public BatchAttentionJob(Gemma2_9B owner) => _owner = owner;
+
+            public void Execute(int start, int end)
+            {
+                var o = _owner;
+                long slots = o.Cache.Slots[Layer];
+                float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
+                for (int h = start; h < end; h++)
+                {
+                    long kv = (h / GroupSize) * slots * HeadDim;
+                    float* scores = o.Scores + (long)h * o.MaxContext;
+                    for (int t = 0; t < Tokens; t++)
+                    {
+                        float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;
+                        if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
+                        else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);
+                    }
+                }
+            }
+        }
+
+        /// <summary>Prefill: gelu_tanh(gate)·up for a range of the batch's tokens (gate/up rows interleaved).</summary>
+        private sealed class GeluJob : IRowJob
+        {
+            private readonly Gemma2_9B _owner;
+
+            public GeluJob(Gemma2_9B owner) => _owner = owner;
+
+            public void Execute(int start, int end)
+            {
+                for (int t = start; t < end; t++)
+                {
+                    float* gateUp = _owner._gateupb + t * 2 * IntermediateSize, mlp = _owner._mlpb + t * IntermediateSize;
+                    for (int i = 0; i < IntermediateSize; i++) mlp[i] = Activations.GeluTanh(gateUp[2 * i]) * gateUp[2 * i + 1];
+                }
             }
         }
     }
