@@ -55,7 +55,7 @@ namespace GemmaGen.Generator
         {
             w.Line($"/// <summary>Σ w[i]·x[i] over {cols} {kind} weights.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-            w.Open($"private static float {DotName(kind, cols)}({ElementType(kind)}* w, float* x)");
+            w.Open($"internal static float {DotName(kind, cols)}({ElementType(kind)}* w, float* x)");
             Dispatch(w, cols, v => DotBody(w, kind, cols, v), () =>
             {
                 w.Line("float sum = 0f;");
@@ -111,7 +111,7 @@ namespace GemmaGen.Generator
         {
             w.Line($"/// <summary>y[0..3] = W[0..3]·x for four consecutive rows of {cols} {kind} weights starting at w.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-            w.Open($"private static void {Dot4Name(kind, cols)}({ElementType(kind)}* w, float* x, float* y)");
+            w.Open($"internal static void {Dot4Name(kind, cols)}({ElementType(kind)}* w, float* x, float* y)");
             Dispatch(w, cols, v =>
             {
                 int lanes = v.Lanes, vectors = cols / lanes, tail = cols % lanes;
@@ -157,7 +157,7 @@ namespace GemmaGen.Generator
         {
             w.Line($"/// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, {cols}] {kind} matrix.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open($"private static void {MatVecName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
+            w.Open($"internal static void {MatVecName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
             w.Line("int r = start;");
             w.Line($"for (; r + 4 <= end; r += 4) {Dot4Name(kind, cols)}(w + (long)r * {cols}, x, y + r);");
             w.Line($"for (; r < end; r++) y[r] = {DotName(kind, cols)}(w + (long)r * {cols}, x);");
@@ -170,7 +170,7 @@ namespace GemmaGen.Generator
             w.Line($"/// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the");
             w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open($"private static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
+            w.Open($"internal static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
             w.Line("float* pair = stackalloc float[4];");
             w.Line("int i = start;");
             w.Open("for (; i + 2 <= end; i += 2)");

@@ -394,11 +394,12 @@ namespace GemmaGen.Generator
         {
             int d = c.HiddenSize, head = c.HeadDim, attentionWidth = c.NumAttentionHeads * c.HeadDim, inter = c.IntermediateSize;
             w.Line($"// ---- kernels of this shape: D {d}, H {c.NumAttentionHeads}, K {c.NumKeyValueHeads}, d {head}, I {inter}, W {c.SlidingWindow} ----");
+            w.Line("// (internal, not private: benchmarks and tests in the compiling assembly measure them one by one)");
             w.Line();
             foreach (var kind in Kinds)
             {
                 w.Line($"/// <summary>x = e·sqrt(D) for one {kind} embedding row of {d}.</summary>");
-                w.Open($"private static void ScaleRow({KernelEmitter.ElementType(kind)}* e, float* x)");
+                w.Open($"internal static void ScaleRow({KernelEmitter.ElementType(kind)}* e, float* x)");
                 KernelEmitter.Elementwise(w, d,
                     (v, o) => new[] { $"({v.LoadWeights(kind, "e + " + o)} * EmbedScale).Store(x + {o});" },
                     i => new[] { $"x[{i}] = {(kind == WeightKind.F32 ? $"e[{i}]" : $"BFloat16.ToSingle(e[{i}])")} * EmbedScale;" });
@@ -407,7 +408,7 @@ namespace GemmaGen.Generator
             }
 
             w.Line($"/// <summary>RMSNorm over D = {d}: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>");
-            w.Open("private static void RmsNorm(float* x, float* w, float* y)");
+            w.Open("internal static void RmsNorm(float* x, float* w, float* y)");
             w.Line($"float scale = 1f / MathF.Sqrt({KernelEmitter.DotName(WeightKind.F32, d)}(x, x) / HiddenSize + RmsNormEps);");
             w.Line("// (1 + w)·m = m + w·m: one FMA");
             KernelEmitter.Elementwise(w, d,
@@ -416,7 +417,7 @@ namespace GemmaGen.Generator
             w.Close();
             w.Line();
             w.Line($"/// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = {d}.</summary>");
-            w.Open("private static void RmsNormAdd(float* branch, float* w, float* x)");
+            w.Open("internal static void RmsNormAdd(float* branch, float* w, float* x)");
             w.Line($"float scale = 1f / MathF.Sqrt({KernelEmitter.DotName(WeightKind.F32, d)}(branch, branch) / HiddenSize + RmsNormEps);");
             KernelEmitter.Elementwise(w, d,
                 (v, o) => new[] { $"var m = {v.Type}.Load(branch + {o}) * scale;", $"({v.Type}.Load(x + {o}) + {v.Type}.MultiplyAddEstimate({v.Type}.Load(w + {o}), m, m)).Store(x + {o});" },
@@ -426,7 +427,7 @@ namespace GemmaGen.Generator
 
             int half = head / 2;
             w.Line($"/// <summary>RoPE, rotate-half, on one head of d = {head}: element i pairs with i + {half}.</summary>");
-            w.Open("private static void ApplyRope(float* x, float* cos, float* sin)");
+            w.Open("internal static void ApplyRope(float* x, float* cos, float* sin)");
             KernelEmitter.Elementwise(w, half,
                 (v, o) => new[]
                 {
@@ -484,20 +485,20 @@ namespace GemmaGen.Generator
             w.Line($"/// <summary>local attention: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
             w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,");
             w.Line("/// which has W slots or more (a prefill batch writes all its keys before attending).</summary>");
-            w.Open("private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)");
+            w.Open("internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)");
             w.Line("int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;");
             w.Line("AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);");
             w.Close();
             w.Line();
             w.Line($"/// <summary>global attention: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
-            w.Open("private static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)");
+            w.Open("internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)");
             w.Line("AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);");
             w.Close();
             w.Line();
             w.Line($"/// <summary>One query head over <paramref name=\"count\"/> keys starting at ring slot <paramref name=\"firstSlot\"/>");
             w.Line("/// (slots wrap at <paramref name=\"ring\"/>): scores, soft-cap, softmax, weighted sum of values.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open("private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)");
+            w.Open("internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)");
             w.Line("int slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
             w.Line($"scores[n] = {KernelEmitter.DotName(WeightKind.F32, head)}(q, keys + (long)slot * HeadDim);");

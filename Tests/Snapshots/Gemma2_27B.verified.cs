@@ -324,9 +324,10 @@ namespace GemmaGen.Models
         }
 
         // ---- kernels of this shape: D 4608, H 32, K 16, d 128, I 36864, W 4096 ----
+        // (internal, not private: benchmarks and tests in the compiling assembly measure them one by one)
 
         /// <summary>x = e·sqrt(D) for one F32 embedding row of 4608.</summary>
-        private static void ScaleRow(float* e, float* x)
+        internal static void ScaleRow(float* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -380,7 +381,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x = e·sqrt(D) for one BF16 embedding row of 4608.</summary>
-        private static void ScaleRow(ushort* e, float* x)
+        internal static void ScaleRow(ushort* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -434,7 +435,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RMSNorm over D = 4608: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        private static void RmsNorm(float* x, float* w, float* y)
+        internal static void RmsNorm(float* x, float* w, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_4608(x, x) / HiddenSize + RmsNormEps);
             // (1 + w)·m = m + w·m: one FMA
@@ -565,7 +566,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 4608.</summary>
-        private static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* w, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_4608(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
@@ -695,7 +696,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RoPE, rotate-half, on one head of d = 128: element i pairs with i + 64.</summary>
-        private static void ApplyRope(float* x, float* cos, float* sin)
+        internal static void ApplyRope(float* x, float* cos, float* sin)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -946,14 +947,14 @@ namespace GemmaGen.Models
         /// <summary>local attention: window 4096, 32 q heads / 16 kv heads, d 128, softcap 50.0, scale 1/sqrt(144.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
             AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
         }
 
         /// <summary>global attention: 32 q heads / 16 kv heads, d 128, softcap 50.0, scale 1/sqrt(144.0). A query at p sees keys 0 .. p.</summary>
-        private static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
         {
             AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
         }
@@ -961,7 +962,7 @@ namespace GemmaGen.Models
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
@@ -1194,7 +1195,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 128 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_128(float* w, float* x)
+        internal static float Dot_F32_128(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1283,7 +1284,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 4096 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_4096(float* w, float* x)
+        internal static float Dot_F32_4096(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1370,7 +1371,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 4096 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_4096(ushort* w, float* x)
+        internal static float Dot_BF16_4096(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1457,7 +1458,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 4608 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_4608(float* w, float* x)
+        internal static float Dot_F32_4608(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1544,7 +1545,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 4608 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_4608(ushort* w, float* x)
+        internal static float Dot_BF16_4608(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1631,7 +1632,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 36864 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_36864(float* w, float* x)
+        internal static float Dot_F32_36864(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1718,7 +1719,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 36864 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_36864(ushort* w, float* x)
+        internal static float Dot_BF16_36864(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1805,7 +1806,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 4096 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_4096(float* w, float* x, float* y)
+        internal static void Dot4_F32_4096(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1893,7 +1894,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4096] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_4096(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_4096(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_4096(w + (long)r * 4096, x, y + r);
@@ -1902,7 +1903,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 4096 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_4096(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_4096(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1990,7 +1991,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4096] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_4096(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_4096(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_4096(w + (long)r * 4096, x, y + r);
@@ -1999,7 +2000,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 4608 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_4608(float* w, float* x, float* y)
+        internal static void Dot4_F32_4608(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2087,7 +2088,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4608] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_4608(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_4608(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_4608(w + (long)r * 4608, x, y + r);
@@ -2096,7 +2097,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 4608 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_4608(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_4608(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2184,7 +2185,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 4608] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_4608(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_4608(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_4608(w + (long)r * 4608, x, y + r);
@@ -2193,7 +2194,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 36864 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_36864(float* w, float* x, float* y)
+        internal static void Dot4_F32_36864(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2281,7 +2282,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 36864] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_36864(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_36864(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_36864(w + (long)r * 36864, x, y + r);
@@ -2290,7 +2291,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 36864 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_36864(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_36864(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2378,7 +2379,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 36864] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_36864(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_36864(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_36864(w + (long)r * 36864, x, y + r);
@@ -2388,7 +2389,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 4608] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_F32_4608(float* w, float* x, float* y, int start, int end)
+        internal static void GateUp_F32_4608(float* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;
@@ -2409,7 +2410,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 4608] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_BF16_4608(ushort* w, float* x, float* y, int start, int end)
+        internal static void GateUp_BF16_4608(ushort* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;

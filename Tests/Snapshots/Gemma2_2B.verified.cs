@@ -324,9 +324,10 @@ namespace GemmaGen.Models
         }
 
         // ---- kernels of this shape: D 2304, H 8, K 4, d 256, I 9216, W 4096 ----
+        // (internal, not private: benchmarks and tests in the compiling assembly measure them one by one)
 
         /// <summary>x = e·sqrt(D) for one F32 embedding row of 2304.</summary>
-        private static void ScaleRow(float* e, float* x)
+        internal static void ScaleRow(float* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -380,7 +381,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x = e·sqrt(D) for one BF16 embedding row of 2304.</summary>
-        private static void ScaleRow(ushort* e, float* x)
+        internal static void ScaleRow(ushort* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -434,7 +435,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RMSNorm over D = 2304: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        private static void RmsNorm(float* x, float* w, float* y)
+        internal static void RmsNorm(float* x, float* w, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_2304(x, x) / HiddenSize + RmsNormEps);
             // (1 + w)·m = m + w·m: one FMA
@@ -565,7 +566,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 2304.</summary>
-        private static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* w, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_2304(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
@@ -695,7 +696,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RoPE, rotate-half, on one head of d = 256: element i pairs with i + 128.</summary>
-        private static void ApplyRope(float* x, float* cos, float* sin)
+        internal static void ApplyRope(float* x, float* cos, float* sin)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -981,14 +982,14 @@ namespace GemmaGen.Models
         /// <summary>local attention: window 4096, 8 q heads / 4 kv heads, d 256, softcap 50.0, scale 1/sqrt(256.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
             AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
         }
 
         /// <summary>global attention: 8 q heads / 4 kv heads, d 256, softcap 50.0, scale 1/sqrt(256.0). A query at p sees keys 0 .. p.</summary>
-        private static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
         {
             AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
         }
@@ -996,7 +997,7 @@ namespace GemmaGen.Models
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
@@ -1397,7 +1398,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 256 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_256(float* w, float* x)
+        internal static float Dot_F32_256(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1489,7 +1490,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 2048 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_2048(float* w, float* x)
+        internal static float Dot_F32_2048(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1576,7 +1577,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 2048 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_2048(ushort* w, float* x)
+        internal static float Dot_BF16_2048(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1663,7 +1664,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 2304 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_2304(float* w, float* x)
+        internal static float Dot_F32_2304(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1750,7 +1751,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 2304 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_2304(ushort* w, float* x)
+        internal static float Dot_BF16_2304(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1837,7 +1838,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 9216 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_9216(float* w, float* x)
+        internal static float Dot_F32_9216(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1924,7 +1925,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 9216 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_9216(ushort* w, float* x)
+        internal static float Dot_BF16_9216(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2011,7 +2012,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 2048 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_2048(float* w, float* x, float* y)
+        internal static void Dot4_F32_2048(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2099,7 +2100,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2048] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_2048(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_2048(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_2048(w + (long)r * 2048, x, y + r);
@@ -2108,7 +2109,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 2048 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_2048(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_2048(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2196,7 +2197,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2048] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_2048(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_2048(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_2048(w + (long)r * 2048, x, y + r);
@@ -2205,7 +2206,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 2304 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_2304(float* w, float* x, float* y)
+        internal static void Dot4_F32_2304(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2293,7 +2294,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2304] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_2304(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_2304(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_2304(w + (long)r * 2304, x, y + r);
@@ -2302,7 +2303,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 2304 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_2304(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_2304(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2390,7 +2391,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 2304] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_2304(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_2304(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_2304(w + (long)r * 2304, x, y + r);
@@ -2399,7 +2400,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 9216 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_9216(float* w, float* x, float* y)
+        internal static void Dot4_F32_9216(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2487,7 +2488,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 9216] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_9216(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_9216(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_9216(w + (long)r * 9216, x, y + r);
@@ -2496,7 +2497,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 9216 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_9216(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_9216(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -2584,7 +2585,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 9216] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_9216(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_9216(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_9216(w + (long)r * 9216, x, y + r);
@@ -2594,7 +2595,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 2304] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_F32_2304(float* w, float* x, float* y, int start, int end)
+        internal static void GateUp_F32_2304(float* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;
@@ -2615,7 +2616,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 2304] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_BF16_2304(ushort* w, float* x, float* y, int start, int end)
+        internal static void GateUp_BF16_2304(ushort* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;

@@ -324,9 +324,10 @@ namespace GemmaGen.Models
         }
 
         // ---- kernels of this shape: D 256, H 4, K 2, d 64, I 768, W 128 ----
+        // (internal, not private: benchmarks and tests in the compiling assembly measure them one by one)
 
         /// <summary>x = e·sqrt(D) for one F32 embedding row of 256.</summary>
-        private static void ScaleRow(float* e, float* x)
+        internal static void ScaleRow(float* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -385,7 +386,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x = e·sqrt(D) for one BF16 embedding row of 256.</summary>
-        private static void ScaleRow(ushort* e, float* x)
+        internal static void ScaleRow(ushort* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -444,7 +445,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RMSNorm over D = 256: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        private static void RmsNorm(float* x, float* w, float* y)
+        internal static void RmsNorm(float* x, float* w, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_256(x, x) / HiddenSize + RmsNormEps);
             // (1 + w)·m = m + w·m: one FMA
@@ -604,7 +605,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 256.</summary>
-        private static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* w, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_256(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
@@ -763,7 +764,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RoPE, rotate-half, on one head of d = 64: element i pairs with i + 32.</summary>
-        private static void ApplyRope(float* x, float* cos, float* sin)
+        internal static void ApplyRope(float* x, float* cos, float* sin)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -902,14 +903,14 @@ namespace GemmaGen.Models
         /// <summary>local attention: window 128, 4 q heads / 2 kv heads, d 64, softcap 50.0, scale 1/sqrt(64.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
             AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
         }
 
         /// <summary>global attention: 4 q heads / 2 kv heads, d 64, softcap 50.0, scale 1/sqrt(64.0). A query at p sees keys 0 .. p.</summary>
-        private static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
         {
             AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
         }
@@ -917,7 +918,7 @@ namespace GemmaGen.Models
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
@@ -1066,7 +1067,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 64 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_64(float* w, float* x)
+        internal static float Dot_F32_64(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1144,7 +1145,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 256 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_256(float* w, float* x)
+        internal static float Dot_F32_256(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1236,7 +1237,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 256 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_256(ushort* w, float* x)
+        internal static float Dot_BF16_256(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1328,7 +1329,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 768 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_768(float* w, float* x)
+        internal static float Dot_F32_768(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1415,7 +1416,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 768 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_768(ushort* w, float* x)
+        internal static float Dot_BF16_768(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1502,7 +1503,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 256 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_256(float* w, float* x, float* y)
+        internal static void Dot4_F32_256(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1590,7 +1591,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 256] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_256(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_256(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_256(w + (long)r * 256, x, y + r);
@@ -1599,7 +1600,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 256 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_256(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_256(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1687,7 +1688,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 256] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_256(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_256(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_256(w + (long)r * 256, x, y + r);
@@ -1696,7 +1697,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 768 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_768(float* w, float* x, float* y)
+        internal static void Dot4_F32_768(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1784,7 +1785,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 768] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_768(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_768(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_768(w + (long)r * 768, x, y + r);
@@ -1793,7 +1794,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 768 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_768(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_768(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1881,7 +1882,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 768] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_768(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_768(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_768(w + (long)r * 768, x, y + r);
@@ -1891,7 +1892,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 256] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_F32_256(float* w, float* x, float* y, int start, int end)
+        internal static void GateUp_F32_256(float* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;
@@ -1912,7 +1913,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 256] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_BF16_256(ushort* w, float* x, float* y, int start, int end)
+        internal static void GateUp_BF16_256(ushort* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;

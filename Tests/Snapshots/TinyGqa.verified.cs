@@ -324,9 +324,10 @@ namespace GemmaGen.Models
         }
 
         // ---- kernels of this shape: D 64, H 4, K 2, d 16, I 192, W 8 ----
+        // (internal, not private: benchmarks and tests in the compiling assembly measure them one by one)
 
         /// <summary>x = e·sqrt(D) for one F32 embedding row of 64.</summary>
-        private static void ScaleRow(float* e, float* x)
+        internal static void ScaleRow(float* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -375,7 +376,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x = e·sqrt(D) for one BF16 embedding row of 64.</summary>
-        private static void ScaleRow(ushort* e, float* x)
+        internal static void ScaleRow(ushort* e, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -424,7 +425,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RMSNorm over D = 64: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        private static void RmsNorm(float* x, float* w, float* y)
+        internal static void RmsNorm(float* x, float* w, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_64(x, x) / HiddenSize + RmsNormEps);
             // (1 + w)·m = m + w·m: one FMA
@@ -562,7 +563,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 64.</summary>
-        private static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* w, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_64(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
@@ -699,7 +700,7 @@ namespace GemmaGen.Models
         }
 
         /// <summary>RoPE, rotate-half, on one head of d = 16: element i pairs with i + 8.</summary>
-        private static void ApplyRope(float* x, float* cos, float* sin)
+        internal static void ApplyRope(float* x, float* cos, float* sin)
         {
             if (Vector256.IsHardwareAccelerated)
             {
@@ -747,14 +748,14 @@ namespace GemmaGen.Models
         /// <summary>local attention: window 8, 4 q heads / 2 kv heads, d 16, softcap 50.0, scale 1/sqrt(16.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        private static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
             AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
         }
 
         /// <summary>global attention: 4 q heads / 2 kv heads, d 16, softcap 50.0, scale 1/sqrt(16.0). A query at p sees keys 0 .. p.</summary>
-        private static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
         {
             AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
         }
@@ -762,7 +763,7 @@ namespace GemmaGen.Models
         /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
         /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
@@ -848,7 +849,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 16 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_16(float* w, float* x)
+        internal static float Dot_F32_16(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -892,7 +893,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 64 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_64(float* w, float* x)
+        internal static float Dot_F32_64(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -970,7 +971,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 64 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_64(ushort* w, float* x)
+        internal static float Dot_BF16_64(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1048,7 +1049,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 192 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_F32_192(float* w, float* x)
+        internal static float Dot_F32_192(float* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1136,7 +1137,7 @@ namespace GemmaGen.Models
 
         /// <summary>Σ w[i]·x[i] over 192 BF16 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static float Dot_BF16_192(ushort* w, float* x)
+        internal static float Dot_BF16_192(ushort* w, float* x)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1224,7 +1225,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 64 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_64(float* w, float* x, float* y)
+        internal static void Dot4_F32_64(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1312,7 +1313,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 64] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_64(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_64(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_64(w + (long)r * 64, x, y + r);
@@ -1321,7 +1322,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 64 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_64(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_64(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1409,7 +1410,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 64] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_64(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_64(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_64(w + (long)r * 64, x, y + r);
@@ -1418,7 +1419,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 192 F32 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_F32_192(float* w, float* x, float* y)
+        internal static void Dot4_F32_192(float* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1506,7 +1507,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 192] F32 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_F32_192(float* w, float* x, float* y, int start, int end)
+        internal static void MatVec_F32_192(float* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_F32_192(w + (long)r * 192, x, y + r);
@@ -1515,7 +1516,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[0..3] = W[0..3]·x for four consecutive rows of 192 BF16 weights starting at w.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Dot4_BF16_192(ushort* w, float* x, float* y)
+        internal static void Dot4_BF16_192(ushort* w, float* x, float* y)
         {
             if (Vector512.IsHardwareAccelerated)
             {
@@ -1603,7 +1604,7 @@ namespace GemmaGen.Models
 
         /// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, 192] BF16 matrix.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void MatVec_BF16_192(ushort* w, float* x, float* y, int start, int end)
+        internal static void MatVec_BF16_192(ushort* w, float* x, float* y, int start, int end)
         {
             int r = start;
             for (; r + 4 <= end; r += 4) Dot4_BF16_192(w + (long)r * 192, x, y + r);
@@ -1613,7 +1614,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 64] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_F32_64(float* w, float* x, float* y, int start, int end)
+        internal static void GateUp_F32_64(float* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;
@@ -1634,7 +1635,7 @@ namespace GemmaGen.Models
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
         /// interleaved [2I, 64] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void GateUp_BF16_64(ushort* w, float* x, float* y, int start, int end)
+        internal static void GateUp_BF16_64(ushort* w, float* x, float* y, int start, int end)
         {
             float* pair = stackalloc float[4];
             int i = start;
