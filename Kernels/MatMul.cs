@@ -22,26 +22,34 @@ public unsafe interface IWeightElements
 /// <summary>float32 weights.</summary>
 public readonly unsafe struct F32Elements : IWeightElements
 {
+    /// <inheritdoc/>
     public static Vector512<float> Load512(void* row, int index) => Vector512.Load((float*)row + index);
 
+    /// <inheritdoc/>
     public static Vector256<float> Load256(void* row, int index) => Vector256.Load((float*)row + index);
 
+    /// <inheritdoc/>
     public static float Load(void* row, int index) => ((float*)row)[index];
 
+    /// <inheritdoc/>
     public static int Size => 4;
 }
 
 /// <summary>bfloat16 weights, widened exactly by a 16-bit shift.</summary>
 public readonly unsafe struct BF16Elements : IWeightElements
 {
+    /// <inheritdoc/>
     public static Vector512<float> Load512(void* row, int index) =>
         (Vector512.WidenLower(Vector256.Load((ushort*)row + index).ToVector512Unsafe()) << 16).AsSingle();
 
+    /// <inheritdoc/>
     public static Vector256<float> Load256(void* row, int index) =>
         (Vector256.WidenLower(Vector128.Load((ushort*)row + index).ToVector256Unsafe()) << 16).AsSingle();
 
+    /// <inheritdoc/>
     public static float Load(void* row, int index) => BFloat16.ToSingle(((ushort*)row)[index]);
 
+    /// <inheritdoc/>
     public static int Size => 2;
 }
 
@@ -55,6 +63,15 @@ public static unsafe class MatMul
 {
     /// <summary>Y[t·yStride + r] = W[r]·X[t·xStride ..] for rows [start, end) and tokens [0, tokens).</summary>
     /// <param name="w">Row 0 of a row-major [rows, cols] matrix.</param>
+    /// <typeparam name="TW">The weight format.</typeparam>
+    /// <param name="cols">Columns of the matrix (the input width).</param>
+    /// <param name="x">Token 0's input; token t's starts <paramref name="xStride"/> floats later.</param>
+    /// <param name="xStride">Floats between consecutive tokens' inputs.</param>
+    /// <param name="tokens">Tokens in the batch.</param>
+    /// <param name="y">Token 0's output row; token t's starts <paramref name="yStride"/> floats later.</param>
+    /// <param name="yStride">Floats between consecutive tokens' outputs.</param>
+    /// <param name="start">First row.</param>
+    /// <param name="end">Row after the last.</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rows<TW>(void* w, int cols, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TW : struct, IWeightElements

@@ -11,11 +11,7 @@ namespace GemmaGen.Specs
     /// Lines end at <c>\n</c>, <c>\r\n</c> or <c>\r</c>; a column counts UTF-16 code units, like Roslyn's
     /// <c>LinePosition</c>.
     /// </summary>
-#if GEMMAGEN_RUNTIME
-    public
-#else
     internal
-#endif
     sealed class JsonReader
     {
         /// <summary>Objects and arrays nested deeper than this are refused, so a hostile file cannot exhaust the

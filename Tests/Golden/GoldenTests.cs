@@ -75,6 +75,29 @@ public sealed class GoldenTests
         Assert.Equal(expected, generated);
     }
 
+    [Theory]
+    [InlineData("tiny-long", true)]
+    [InlineData("tiny-long", false)]
+    [InlineData("tiny-gqa", true)]
+    public void Prompt_fed_in_uneven_chunks_and_single_steps_matches_the_reference(string folder, bool compiled)
+    {
+        using var fixture = new GoldenCheckpoint(folder);
+        using var pool = new WorkerPool(2);
+        int length = fixture.PromptIds.Length, v = fixture.VocabSize;
+        var decoder = fixture.CreateDecoder(compiled, pool, length);
+        var logits = new float[length * v];
+        // Chunk lengths that straddle prefill batches and, on tiny-long, the sliding window's ring.
+        int[] cuts = [0, 3, 4, 41, length / 2, length - 2, length - 1, length];
+        for (int i = 0; i + 1 < cuts.Length; i++)
+        {
+            int start = cuts[i], n = cuts[i + 1] - cuts[i];
+            if (n == 1) decoder.Step(fixture.PromptIds[start], start, logits.AsSpan(start * v, v));
+            else decoder.Forward(fixture.PromptIds.AsSpan(start, n), start, logits.AsSpan(start * v, n * v));
+        }
+
+        AssertClose(fixture.Golden.GetF32("prompt_logits"), logits, LogitTolerance, "prompt_logits");
+    }
+
     internal static float TensorMax(ReadOnlySpan<float> values)
     {
         float max = 0;
