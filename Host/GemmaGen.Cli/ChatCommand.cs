@@ -20,7 +20,7 @@ internal static class ChatCommand
         {
             var generation = options.Generation(parse);
             using var model = options.Load(parse, stderr);
-            var chat = model.CreateChat(parse.GetValue(system));
+            var chat = CreateChat(model, parse.GetValue(system));
             bool interactive = ReferenceEquals(stdin, Console.In) && !Console.IsInputRedirected;
             using var cancellation = new Cancellation();
             if (interactive) stderr.WriteLine($"[{model.ExecutionPath}] /reset starts over, /exit quits");
@@ -36,7 +36,9 @@ internal static class ChatCommand
                     continue;
                 }
                 if (line.Trim().Length == 0) continue;
-                var reply = chat.Send(line, generation, piece => RunCommand.Write(stdout, piece), cancellation.Next());
+                ChatReply reply;
+                using (var scope = cancellation.Begin())
+                    reply = chat.Send(line, generation, piece => RunCommand.Write(stdout, piece), scope.Token);
                 stdout.WriteLine();
                 if (reply.Result.StopReason == StopReason.ContextFull && reply.Result.Tokens.Length == 0)
                 {
@@ -48,5 +50,17 @@ internal static class ChatCommand
             return Program.Success;
         }));
         return command;
+    }
+
+    /// <summary>A chat session, or a usage error when the tokenizer has no chat markers.</summary>
+    internal static ChatSession CreateChat(GemmaModel model, string? system)
+    {
+        var tokenizer = model.RequireTokenizer();
+        if (tokenizer.StartOfTurnId is null || tokenizer.EndOfTurnId is null)
+        {
+            string file = model.Directory is { } directory ? Path.Combine(directory, GemmaModel.TokenizerFileName) : "the tokenizer";
+            throw new UsageException($"{file}: no <start_of_turn> and <end_of_turn> pieces; the chat format needs a Gemma chat vocabulary");
+        }
+        return model.CreateChat(system);
     }
 }

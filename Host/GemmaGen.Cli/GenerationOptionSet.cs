@@ -68,22 +68,29 @@ internal sealed class GenerationOptionSet
         var sampling = new SamplingOptions
         {
             Greedy = parse.GetValue(Greedy),
-            Temperature = parse.GetValue(Temperature),
-            TopK = parse.GetValue(TopK),
-            TopP = parse.GetValue(TopP),
-            MinP = parse.GetValue(MinP),
-            RepetitionPenalty = parse.GetValue(RepetitionPenalty),
+            Temperature = Check(parse, Temperature, value => new SamplingOptions { Temperature = value }),
+            TopK = Check(parse, TopK, value => new SamplingOptions { TopK = value }),
+            TopP = Check(parse, TopP, value => new SamplingOptions { TopP = value }),
+            MinP = Check(parse, MinP, value => new SamplingOptions { MinP = value }),
+            RepetitionPenalty = Check(parse, RepetitionPenalty, value => new SamplingOptions { RepetitionPenalty = value }),
             Seed = parse.GetValue(Seed),
         };
+        return new GenerationOptions { MaxTokens = maxTokens, Sampling = sampling, IgnoreEndTokens = ignoreEndTokens };
+    }
+
+    /// <summary>The value of one sampling option, validated on its own so that the error names the option as typed.</summary>
+    private static T Check<T>(ParseResult parse, Option<T> option, Func<T, SamplingOptions> alone)
+    {
+        T value = parse.GetValue(option)!;
         try
         {
-            sampling.Validate();
+            alone(value).Validate();
         }
         catch (ArgumentException e)
         {
-            throw new UsageException(e.Message);
+            throw new UsageException($"{option.Name}: {e.Message}");
         }
-        return new GenerationOptions { MaxTokens = maxTokens, Sampling = sampling, IgnoreEndTokens = ignoreEndTokens };
+        return value;
     }
 
     /// <summary>Loads the model (the built-in demo when no --model is given), drawing a progress bar on a terminal.</summary>
@@ -101,8 +108,18 @@ internal sealed class GenerationOptionSet
             MaxContext = context,
             LoadProgress = progress.Report,
         });
-        model.RequireTokenizer();
-        return model;
+        try
+        {
+            model.RequireTokenizer();
+            if (context > model.Config.MaxPositionEmbeddings)
+                throw new UsageException($"--context is {context}, more than the model's context of {model.Config.MaxPositionEmbeddings} (max_position_embeddings)");
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 }
 

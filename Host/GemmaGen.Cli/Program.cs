@@ -33,7 +33,7 @@ public static class Program
     {
         var root = new RootCommand("GemmaGen: Gemma 2 inference on kernels compiled from config.json specs")
         {
-            RunCommand.Create(stdout, stderr),
+            RunCommand.Create(stdin, stdout, stderr),
             ChatCommand.Create(stdin, stdout, stderr),
             TokenizeCommand.Create(stdin, stdout, stderr),
             InfoCommand.Create(stdout, stderr),

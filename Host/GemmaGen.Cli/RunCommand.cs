@@ -8,7 +8,7 @@ namespace GemmaGen.Cli;
 /// </summary>
 internal static class RunCommand
 {
-    public static Command Create(TextWriter stdout, TextWriter stderr)
+    public static Command Create(TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
         var options = new GenerationOptionSet();
         var prompt = new Argument<string?>("PROMPT") { Description = "The text to continue (default: read stdin)", Arity = ArgumentArity.ZeroOrOne };
@@ -23,7 +23,7 @@ internal static class RunCommand
         options.AddTo(command);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
-            string text = parse.GetValue(prompt) ?? ReadStdin();
+            string text = parse.GetValue(prompt) ?? ReadStdin(stdin);
             var generation = options.Generation(parse, parse.GetValue(ignoreEos));
             if (parse.GetValue(system) != null && !parse.GetValue(chat)) throw new UsageException("--system goes with --chat");
             using var model = options.Load(parse, stderr);
@@ -31,8 +31,9 @@ internal static class RunCommand
             GenerationResult result;
             if (parse.GetValue(chat))
             {
-                var session = model.CreateChat(parse.GetValue(system));
-                result = session.Send(text, generation, piece => Write(stdout, piece), cancellation.Next()).Result;
+                var session = ChatCommand.CreateChat(model, parse.GetValue(system));
+                using (var scope = cancellation.Begin())
+                    result = session.Send(text, generation, piece => Write(stdout, piece), scope.Token).Result;
                 if (result.StopReason == StopReason.ContextFull && result.Tokens.Length == 0)
                     throw new UsageException($"the prompt does not fit in the context of {session.Session.MaxContext} tokens");
             }
@@ -44,7 +45,8 @@ internal static class RunCommand
                 if (!session.Fits(ids.Length + 1))
                     throw new UsageException($"the prompt is {ids.Length} tokens; the context holds {session.MaxContext}");
                 var stream = tokenizer.CreateStreamingDecoder();
-                result = session.Generate(ids, generation, id => Write(stdout, stream.Push(id)), cancellation.Next());
+                using (var scope = cancellation.Begin())
+                    result = session.Generate(ids, generation, id => Write(stdout, stream.Push(id)), scope.Token);
                 Write(stdout, stream.Flush());
             }
             stdout.WriteLine();
@@ -69,9 +71,12 @@ internal static class RunCommand
         if (!quiet) stderr.WriteLine($"[{model.ExecutionPath}] {result.Stats}");
     }
 
-    private static string ReadStdin()
+    private static string ReadStdin(TextReader stdin)
     {
-        if (!Console.IsInputRedirected) throw new UsageException("no prompt: give one as an argument or on stdin");
-        return Console.In.ReadToEnd();
+        bool console = ReferenceEquals(stdin, Console.In);
+        if (console && !Console.IsInputRedirected) throw new UsageException("no prompt: give one as an argument or on stdin");
+        string text = stdin.ReadToEnd();
+        if (text.Length == 0) throw new UsageException("no prompt: give one as an argument or on stdin");
+        return text;
     }
 }

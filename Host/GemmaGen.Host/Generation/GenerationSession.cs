@@ -30,6 +30,10 @@ public sealed class GenerationSession
     private readonly HashSet<int> _endTokens;
     private int? _pending;
 
+    // True when _logits are those of the last token in the cache and no token has been chosen from them yet (after a
+    // call that stopped before its first token, or after Append): a call with no input chooses from them.
+    private bool _logitsReady;
+
     internal GenerationSession(GemmaModel model, Gemma2Decoder decoder)
     {
         _model = model;
@@ -65,6 +69,7 @@ public sealed class GenerationSession
         _decoder.Reset();
         _tokens.Clear();
         _pending = null;
+        _logitsReady = false;
     }
 
     /// <summary>Whether <paramref name="count"/> more tokens fit in the context (a pending token counts).</summary>
@@ -80,7 +85,8 @@ public sealed class GenerationSession
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxTokens);
         var sampler = new Sampler(options.Sampling, _model.Config.VocabSize);
         int promptTokens = input.Length + PendingTokens;
-        if (promptTokens == 0) throw new ArgumentException("nothing to continue: the input is empty and the session has no tokens", nameof(input));
+        if (promptTokens == 0 && !_logitsReady)
+            throw new ArgumentException("nothing to continue: the input is empty and the session has no tokens", nameof(input));
         if (!Fits(input.Length))
             throw new InvalidOperationException($"the input ({input.Length} tokens) does not fit: {_decoder.Length + PendingTokens} of {MaxContext} positions are used");
 
@@ -107,6 +113,7 @@ public sealed class GenerationSession
                 Feed(_pending!.Value);
             }
             int next = sampler.Sample(_logits, TokenSpan());
+            _logitsReady = false;
             _pending = next;
             _tokens.Add(next);
             generated.Add(next);
@@ -132,12 +139,14 @@ public sealed class GenerationSession
         if (input.IsEmpty) return;
         _decoder.Forward(input, _decoder.Length, _logits);
         foreach (int id in input) _tokens.Add(id);
+        _logitsReady = true;
     }
 
     private void Feed(int token)
     {
         _decoder.Step(token, _decoder.Length, _logits);
         _pending = null;
+        _logitsReady = true;
     }
 
     private ReadOnlySpan<int> TokenSpan() => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
