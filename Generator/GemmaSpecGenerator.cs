@@ -14,11 +14,12 @@ namespace GemmaGen.Generator
 {
     /// <summary>
     /// Compiles each Gemma 2 spec (an <c>AdditionalFiles</c> item that <c>build/GemmaGen.props</c> marks with
-    /// <c>GemmaGenSpec=true</c>) into a specialized model class. Stages: read and parse each spec
-    /// (<see cref="TrackingNames.Specs"/>), check that no two specs generate the same class
-    /// (<see cref="TrackingNames.ModelSet"/>), then emit one source per model (<see cref="TrackingNames.Models"/>)
-    /// and report the diagnostics (<see cref="TrackingNames.Diagnostics"/>). Every stage's output is
-    /// value-equatable, so a spec that did not change regenerates nothing.
+    /// <c>GemmaGenSpec=true</c>) into a specialized model class. Stages: pick the spec files and their metadata
+    /// (<see cref="TrackingNames.SpecFiles"/>), read and parse each spec (<see cref="TrackingNames.Specs"/>), check
+    /// that no two specs generate the same class (<see cref="TrackingNames.ModelSet"/>), then emit one source per
+    /// model (<see cref="TrackingNames.Models"/>) and report the diagnostics (<see cref="TrackingNames.Diagnostics"/>).
+    /// Every stage's output is value-equatable, so a spec that did not change regenerates nothing; the options are
+    /// read into values before parsing, so new options (a new .editorconfig after any item edit) parse nothing again.
     /// </summary>
     [Generator(LanguageNames.CSharp)]
     public sealed class GemmaSpecGenerator : IIncrementalGenerator
@@ -38,10 +39,14 @@ namespace GemmaGen.Generator
         /// <inheritdoc/>
         public void Initialize(IncrementalGeneratorInitializationContext context)
         {
-            IncrementalValuesProvider<ParsedSpec> specs = context.AdditionalTextsProvider
+            IncrementalValuesProvider<SpecItem> specFiles = context.AdditionalTextsProvider
                 .Combine(context.AnalyzerConfigOptionsProvider)
-                .Where(static pair => IsSpec(pair.Right.GetOptions(pair.Left)))
-                .Select(static (pair, cancellationToken) => ReadSpec(pair.Left, pair.Right.GetOptions(pair.Left), cancellationToken))
+                .Select(static (pair, _) => SpecItemOf(pair.Left, pair.Right.GetOptions(pair.Left)))
+                .Where(static file => file.IsSpec)
+                .WithTrackingName(TrackingNames.SpecFiles);
+
+            IncrementalValuesProvider<ParsedSpec> specs = specFiles
+                .Select(static (file, cancellationToken) => ReadSpec(file, cancellationToken))
                 .WithTrackingName(TrackingNames.Specs);
 
             IncrementalValueProvider<ModelSet> modelSet = specs
@@ -63,12 +68,17 @@ namespace GemmaGen.Generator
                 output.ReportDiagnostic(diagnostic.ToDiagnostic()));
         }
 
-        private static bool IsSpec(AnalyzerConfigOptions options) =>
-            options.TryGetValue(SpecMetadata, out string? value) && string.Equals(value, "true", StringComparison.OrdinalIgnoreCase);
+        /// <summary>An additional file with the GemmaSpec metadata its options carry.</summary>
+        private static SpecItem SpecItemOf(AdditionalText file, AnalyzerConfigOptions options) =>
+            new SpecItem(file,
+                options.TryGetValue(SpecMetadata, out string? value) && string.Equals(value, "true", StringComparison.OrdinalIgnoreCase),
+                Metadata(options, ClassNameMetadata),
+                Metadata(options, NamespaceMetadata));
 
         /// <summary>Parses one spec and works out its class name and namespace; every problem becomes a diagnostic.</summary>
-        private static ParsedSpec ReadSpec(AdditionalText file, AnalyzerConfigOptions options, CancellationToken cancellationToken)
+        private static ParsedSpec ReadSpec(SpecItem spec, CancellationToken cancellationToken)
         {
+            AdditionalText file = spec.File;
             string path = file.Path;
             var diagnostics = ImmutableArray.CreateBuilder<SpecDiagnostic>();
 
@@ -92,7 +102,7 @@ namespace GemmaGen.Generator
 
             string fileName = Path.GetFileName(path);
             string className;
-            if (Metadata(options, ClassNameMetadata) is { } explicitName)
+            if (spec.ClassName is { } explicitName)
             {
                 className = explicitName;
                 if (!IsValidClassName(className))
@@ -113,7 +123,7 @@ namespace GemmaGen.Generator
                 }
             }
 
-            string ns = Metadata(options, NamespaceMetadata) ?? DefaultNamespace;
+            string ns = spec.Namespace ?? DefaultNamespace;
             if (!IsValidNamespace(ns))
             {
                 diagnostics.Add(AtFileStart(SpecDiagnosticIds.InvalidName, path,
@@ -234,6 +244,9 @@ namespace GemmaGen.Generator
     /// <summary>The names of the generator's tracked steps, so tests can check which steps reran.</summary>
     public static class TrackingNames
     {
+        /// <summary>One step per spec file: the file and its GemmaSpec metadata, read from the options.</summary>
+        public const string SpecFiles = nameof(SpecFiles);
+
         /// <summary>One step per spec file: the parsed config (or its diagnostics), class name and namespace.</summary>
         public const string Specs = nameof(Specs);
 
@@ -246,6 +259,14 @@ namespace GemmaGen.Generator
         /// <summary>One output per diagnostic.</summary>
         public const string Diagnostics = nameof(Diagnostics);
     }
+
+    /// <summary>An additional file and the metadata the generator reads from its options. The file compares by
+    /// reference: the compiler hands over the same instance while the file is unchanged.</summary>
+    /// <param name="File">The additional file.</param>
+    /// <param name="IsSpec">Whether its item is a GemmaSpec (metadata <c>GemmaGenSpec=true</c>).</param>
+    /// <param name="ClassName">The ClassName metadata, or null when it is absent or blank.</param>
+    /// <param name="Namespace">The Namespace metadata, or null when it is absent or blank.</param>
+    internal sealed record SpecItem(AdditionalText File, bool IsSpec, string? ClassName, string? Namespace);
 
     /// <summary>One spec file after parsing: what the later stages need, and nothing that is not value-equatable.</summary>
     /// <param name="Path">The spec's path, as the compiler was given it.</param>

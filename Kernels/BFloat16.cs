@@ -6,6 +6,7 @@ namespace GemmaGen.Kernels;
 /// <summary>bfloat16 ⇄ float32 conversions. bf16 is the upper half of a float32, so widening is exact.</summary>
 public static class BFloat16
 {
+    /// <summary>Widens one bf16 value, given as its bits, to float32 (exact).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 

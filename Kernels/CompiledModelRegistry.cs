@@ -1,3 +1,4 @@
+using System.Reflection;
 using GemmaGen.Specs;
 
 namespace GemmaGen.Kernels;
@@ -6,22 +7,32 @@ namespace GemmaGen.Kernels;
 public delegate Gemma2Decoder CompiledDecoderFactory(ModelWeights weights, int maxContext, WorkerPool pool);
 
 /// <summary>A spec compiled by the generator: its class, the layer shape it is specialized for, and a factory.</summary>
-public sealed record CompiledModel(string ClassName, LayerShape Shape, CompiledDecoderFactory Create);
+/// <param name="ClassName">The generated class's name, as <c>ExecutionPath</c> shows it.</param>
+/// <param name="Shape">The layer shape the class is specialized for.</param>
+/// <param name="Create">Creates a decoder of the class.</param>
+public sealed record CompiledModel(string ClassName, LayerShape Shape, CompiledDecoderFactory Create)
+{
+    /// <summary>The assembly the class was compiled into: the one that defines its factory.</summary>
+    public Assembly Assembly => Create.Method.Module.Assembly;
+}
 
 /// <summary>
 /// Every compiled spec in the process; generated classes register themselves from a module initializer, so a
-/// host finds the specialization for a checkpoint by its config alone.
+/// host finds the specialization for a checkpoint by its config alone. When several classes have the shape a
+/// checkpoint needs, the application's own class wins: one compiled into the entry assembly is preferred over
+/// one of a library (GemmaGen's built-in specs among them); otherwise the first registered.
 /// </summary>
 public static class CompiledModelRegistry
 {
     private static readonly object Gate = new();
     private static readonly List<CompiledModel> Models = [];
 
+    /// <summary>Adds a compiled spec; registering the same class of the same assembly again changes nothing.</summary>
     public static void Register(CompiledModel model)
     {
         lock (Gate)
         {
-            if (!Models.Any(m => m.ClassName == model.ClassName && m.Shape == model.Shape)) Models.Add(model);
+            if (!Models.Any(m => m.ClassName == model.ClassName && m.Shape == model.Shape && m.Assembly == model.Assembly)) Models.Add(model);
         }
     }
 
@@ -34,9 +45,18 @@ public static class CompiledModelRegistry
         }
     }
 
-    /// <summary>The first compiled spec whose layer shape equals <paramref name="shape"/>, or null.</summary>
-    public static CompiledModel? Find(LayerShape shape)
+    /// <summary>The compiled spec to run layers of <paramref name="shape"/>: one of the entry assembly, else the
+    /// first registered; null when none has that shape.</summary>
+    public static CompiledModel? Find(LayerShape shape) => Find(shape, Assembly.GetEntryAssembly());
+
+    /// <summary>The first compiled spec of <paramref name="shape"/> compiled into <paramref name="application"/>,
+    /// else the first of any assembly, or null.</summary>
+    internal static CompiledModel? Find(LayerShape shape, Assembly? application)
     {
-        lock (Gate) return Models.FirstOrDefault(m => m.Shape == shape);
+        lock (Gate)
+        {
+            return Models.FirstOrDefault(m => m.Shape == shape && m.Assembly == application)
+                ?? Models.FirstOrDefault(m => m.Shape == shape);
+        }
     }
 }

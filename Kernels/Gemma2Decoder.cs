@@ -7,6 +7,8 @@ namespace GemmaGen.Kernels;
 /// <c>final_norm</c>, each [D] for one position.</summary>
 public interface IActivationObserver
 {
+    /// <summary>Receives activation <paramref name="name"/> of the token at <paramref name="position"/>; <paramref name="values"/>
+    /// is valid during the call only.</summary>
     void Observe(string name, int position, ReadOnlySpan<float> values);
 }
 
@@ -48,13 +50,16 @@ public abstract unsafe class Gemma2Decoder
         _layerNames = Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer_out.{i}").ToArray();
     }
 
+    /// <summary>The model's weights (shared, read-only).</summary>
     public ModelWeights Weights { get; }
 
+    /// <summary>The model's config.</summary>
     public Gemma2Config Config { get; }
 
     /// <summary>Positions the KV cache holds; a step at a later position is refused.</summary>
     public int MaxContext { get; }
 
+    /// <summary>The workers that run the kernels.</summary>
     public WorkerPool Pool { get; }
 
     /// <summary>Tokens processed at once by <see cref="Forward"/> (1: one at a time).</summary>
@@ -69,8 +74,10 @@ public abstract unsafe class Gemma2Decoder
     /// <summary>Called with intermediate activations when set.</summary>
     public IActivationObserver? Observer { get; set; }
 
+    /// <summary>Keys and values of every layer.</summary>
     protected KvCache Cache { get; }
 
+    /// <summary>Rotary embedding tables for every position of the context.</summary>
     protected RopeTable Rope { get; }
 
     /// <summary>Residual stream [D].</summary>

@@ -37,10 +37,13 @@ public sealed unsafe class KvCache
     /// <summary>Even layers attend through the sliding window, odd layers globally.</summary>
     public static bool IsLocal(int layer) => (layer & 1) == 0;
 
+    /// <summary>Positions a global layer holds.</summary>
     public int MaxContext { get; }
 
+    /// <summary>Key/value heads of each layer.</summary>
     public int KvHeads { get; }
 
+    /// <summary>Width of one head.</summary>
     public int HeadDim { get; }
 
     /// <summary>Slots per kv head of each layer.</summary>

@@ -13,6 +13,7 @@ public sealed unsafe partial class NativeBuffer : IDisposable
 
     private void* _pointer;
 
+    /// <summary>Allocates <paramref name="bytes"/> bytes, uninitialized.</summary>
     public NativeBuffer(long bytes)
     {
         if (bytes < 0) throw new ArgumentOutOfRangeException(nameof(bytes));
@@ -41,18 +42,24 @@ public sealed unsafe partial class NativeBuffer : IDisposable
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(void* address, nuint length, int advice);
 
+    /// <summary>Size of the block in bytes.</summary>
     public long ByteLength { get; }
 
+    /// <summary>The first byte of the block.</summary>
+    /// <exception cref="ObjectDisposedException">The block was freed.</exception>
     public void* Pointer => _pointer != null ? _pointer : throw new ObjectDisposedException(nameof(NativeBuffer));
 
+    /// <summary>The block as elements of <typeparamref name="T"/>.</summary>
     public Span<T> AsSpan<T>() where T : unmanaged => new(Pointer, checked((int)(ByteLength / sizeof(T))));
 
+    /// <summary>Frees the block.</summary>
     public void Dispose()
     {
         Free();
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>Frees a block that was not disposed.</summary>
     ~NativeBuffer() => Free();
 
     private void Free()

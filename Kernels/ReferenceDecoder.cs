@@ -11,14 +11,18 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
     private readonly MatVecJob _matVec = new();
     private readonly float* _gateUp;
 
+    /// <summary>A decoder over <paramref name="weights"/> with its own buffers and a KV cache of <paramref name="maxContext"/>
+    /// positions, run by <paramref name="pool"/>.</summary>
     public ReferenceDecoder(ModelWeights weights, int maxContext, WorkerPool pool)
         : base(weights, maxContext, pool)
     {
         _gateUp = Allocate(2 * Config.IntermediateSize);
     }
 
+    /// <summary><c>reference</c>.</summary>
     public override string ExecutionPath => "reference";
 
+    /// <inheritdoc/>
     protected override void StepCore(int token, int position, float* logits)
     {
         var c = Config;

@@ -11,6 +11,8 @@ public sealed unsafe class RopeTable
     private readonly float[] _cos;
     private readonly float[] _sin;
 
+    /// <summary>The tables of positions [0, <paramref name="maxContext"/>) for heads of <paramref name="headDim"/> (even)
+    /// and base <paramref name="theta"/>.</summary>
     public RopeTable(int headDim, double theta, int maxContext)
     {
         if (headDim % 2 != 0) throw new ArgumentException($"head_dim {headDim} is odd; rotary embedding needs an even head_dim");
@@ -31,6 +33,7 @@ public sealed unsafe class RopeTable
         }
     }
 
+    /// <summary>Width of one head (d); a position's row holds d/2 values.</summary>
     public int HeadDim { get; }
 
     /// <summary>cos φ for position <paramref name="position"/>: d/2 floats.</summary>

@@ -3,8 +3,11 @@ namespace GemmaGen.Kernels;
 /// <summary>Element type of a checkpoint tensor.</summary>
 public enum TensorDType
 {
+    /// <summary>IEEE float32.</summary>
     F32,
+    /// <summary>bfloat16: the upper 16 bits of a float32.</summary>
     BF16,
+    /// <summary>IEEE float16.</summary>
     F16,
 }
 
@@ -17,18 +20,25 @@ public enum TensorDType
 /// <param name="origin">Where it came from (a file path, or "synthetic"), for messages.</param>
 public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] shape, byte* data, long byteLength, string origin)
 {
+    /// <summary>The checkpoint tensor name.</summary>
     public string Name { get; } = name;
 
+    /// <summary>Element type.</summary>
     public TensorDType DType { get; } = dtype;
 
+    /// <summary>Dimensions, outermost first.</summary>
     public long[] Shape { get; } = shape;
 
+    /// <summary>Start of the first element.</summary>
     public byte* Data { get; } = data;
 
+    /// <summary>Bytes from <see cref="Data"/>: element size × product of the shape.</summary>
     public long ByteLength { get; } = byteLength;
 
+    /// <summary>Where it came from (a file path, or "synthetic"), for messages.</summary>
     public string Origin { get; } = origin;
 
+    /// <summary>Bytes of one element of <paramref name="dtype"/>.</summary>
     public static int ElementSize(TensorDType dtype) => dtype switch
     {
         TensorDType.F32 => 4,

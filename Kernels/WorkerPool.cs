@@ -3,6 +3,7 @@ namespace GemmaGen.Kernels;
 /// <summary>A unit of parallel work over rows [start, end); implementations are allocated once and reused.</summary>
 public interface IRowJob
 {
+    /// <summary>Processes rows [<paramref name="start"/>, <paramref name="end"/>).</summary>
     void Execute(int start, int end);
 }
 
@@ -18,6 +19,7 @@ public sealed class WorkerPool : IDisposable
 
     private readonly Thread[] _workers;
     private readonly object _gate = new();
+    private readonly object _runGate = new();
     private IRowJob? _job;
     private int _total;
     private int _grain;
@@ -45,8 +47,15 @@ public sealed class WorkerPool : IDisposable
     public int Threads { get; }
 
     /// <summary>Runs <paramref name="job"/> over [0, <paramref name="total"/>), split into contiguous parts whose
-    /// boundaries are multiples of <paramref name="grain"/>. Returns when every part is done.</summary>
+    /// boundaries are multiples of <paramref name="grain"/>. Returns when every part is done. Callers on different
+    /// threads (decoders of several sessions sharing the pool) take turns.</summary>
     public void Run(IRowJob job, int total, int grain = 1)
+    {
+        // One job at a time: decoders of different sessions may share the pool from different threads.
+        lock (_runGate) RunExclusive(job, total, grain);
+    }
+
+    private void RunExclusive(IRowJob job, int total, int grain)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(grain);
@@ -150,6 +159,7 @@ public sealed class WorkerPool : IDisposable
         }
     }
 
+    /// <summary>Stops the worker threads.</summary>
     public void Dispose()
     {
         if (_disposed) return;

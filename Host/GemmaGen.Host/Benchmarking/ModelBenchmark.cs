@@ -77,6 +77,8 @@ public sealed record BenchmarkReport(
 /// </summary>
 public static class ModelBenchmark
 {
+    /// <summary>Runs the benchmark <paramref name="options"/> describe; <paramref name="specName"/> names the shape in the report,
+    /// and <paramref name="log"/>, when given, receives a line as each phase starts.</summary>
     public static BenchmarkReport Run(BenchmarkOptions options, string specName, TextWriter? log = null)
     {
         var full = options.Config;
