@@ -30,6 +30,7 @@ public sealed class LayerWeights : IDisposable
     /// <summary>post_feedforward_layernorm [D].</summary>
     public required float[] PostFeedforwardNorm { get; init; }
 
+    /// <summary>Frees the layer's matrices.</summary>
     public void Dispose()
     {
         Qkv.Dispose();
@@ -51,6 +52,7 @@ public sealed class ModelWeights : IDisposable
         Layers = layers;
     }
 
+    /// <summary>The config the weights were checked against.</summary>
     public Gemma2Config Config { get; }
 
     /// <summary>embed_tokens [V, D], unscaled (the embedding multiplies by sqrt(D) at run time).</summary>
@@ -65,6 +67,7 @@ public sealed class ModelWeights : IDisposable
     /// <summary>model.norm [D].</summary>
     public float[] FinalNorm { get; }
 
+    /// <summary>The weights of each layer, in order.</summary>
     public LayerWeights[] Layers { get; }
 
     /// <summary>Bytes of weight data held.</summary>
@@ -75,7 +78,11 @@ public sealed class ModelWeights : IDisposable
     /// <summary>
     /// Reads every tensor the config calls for from <paramref name="source"/>, checks its shape and packs it.
     /// </summary>
-    /// <param name="format">Storage format of the matrices; null keeps the checkpoint's (F16 becomes F32).</param>
+    /// <param name="config">The model's config: which tensors to read, and their shapes.</param>
+    /// <param name="source">The checkpoint (or synthetic weights) to read them from.</param>
+    /// <param name="format">Storage format of the matrices; null keeps the checkpoint's (F16 becomes F32). Q8_0 and Q4_0
+    /// quantize every matrix, the embedding (also the tied output matrix) included, except one whose width is not a
+    /// multiple of 32, which is stored as BF16. Norm vectors are always float32.</param>
     /// <param name="progress">Called after each tensor with the fraction of the layers loaded so far (0 to 1).</param>
     /// <exception cref="WeightLoadException">A tensor is missing, misshapen, or of another dtype than its siblings.</exception>
     public static ModelWeights Load(Gemma2Config config, ITensorSource source, WeightFormat? format = null, Action<double>? progress = null)
@@ -117,6 +124,7 @@ public sealed class ModelWeights : IDisposable
         }
     }
 
+    /// <summary>Frees every matrix.</summary>
     public void Dispose()
     {
         Embed.Dispose();
@@ -151,8 +159,13 @@ public sealed class ModelWeights : IDisposable
             return result;
         }
 
-        private WeightFormat FormatFor(TensorDType dtype) =>
-            format ?? (dtype == TensorDType.BF16 ? WeightFormat.BF16 : WeightFormat.F32);
+        /// <summary>The requested format, or the checkpoint's (F16 becomes F32). A quantized format needs a width that is a
+        /// multiple of 32 (its block size): a matrix of any other width stays BF16.</summary>
+        private WeightFormat FormatFor(TensorDType dtype, int cols)
+        {
+            var chosen = format ?? (dtype == TensorDType.BF16 ? WeightFormat.BF16 : WeightFormat.F32);
+            return WeightMatrix.CanStore(chosen, cols) ? chosen : WeightFormat.BF16;
+        }
 
         public WeightMatrix Matrix(string name, int rows, int cols) => Stacked([(name, rows)], cols, interleave: false);
 
@@ -161,7 +174,7 @@ public sealed class ModelWeights : IDisposable
         public WeightMatrix Stacked((string Name, int Rows)[] parts, int cols, bool interleave)
         {
             var views = parts.Select(p => Get(p.Name, p.Rows, cols)).ToArray();
-            var fmt = views.All(t => FormatFor(t.DType) == FormatFor(views[0].DType)) ? FormatFor(views[0].DType) : WeightFormat.F32;
+            var fmt = views.All(t => FormatFor(t.DType, cols) == FormatFor(views[0].DType, cols)) ? FormatFor(views[0].DType, cols) : WeightFormat.F32;
             int totalRows = parts.Sum(p => p.Rows);
             var m = new WeightMatrix(string.Join(" + ", parts.Select(p => p.Name)), totalRows, cols, fmt);
             _made.Add(m);

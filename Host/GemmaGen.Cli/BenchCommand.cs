@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using GemmaGen.Kernels;
 
@@ -15,7 +14,7 @@ internal static class BenchCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file", HelpName = "SPEC", Required = true };
-        var format = new Option<string>("--format") { Description = "Weight format: bf16 or f32", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
+        var format = new Option<string>("--format") { Description = "Weight format: bf16, f32, q8_0 or q4_0 (quantized at load)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
         var layers = new Option<int?>("--layers") { Description = "Run the first N layers and extrapolate to the whole model", HelpName = "N" };
         var threads = new Option<int?>("--threads") { Description = "Worker threads (default: all cores)", HelpName = "N" };
         var prompt = new Option<int>("--prompt") { Description = "Prompt tokens of the prefill", HelpName = "N", DefaultValueFactory = _ => 128 };
@@ -46,7 +45,7 @@ internal static class BenchCommand
                 DecodeTokens = decodeTokens,
                 CompareReference = compareWith == "reference",
             }, Path.GetFileNameWithoutExtension(specName), stderr);
-            if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());
             else WriteTable(stdout, report);
             return Program.Success;
         }));
@@ -67,7 +66,9 @@ internal static class BenchCommand
     {
         "bf16" => WeightFormat.BF16,
         "f32" => WeightFormat.F32,
-        _ => throw new UsageException($"--format {format}: expected bf16 or f32"),
+        "q8_0" => WeightFormat.Q8_0,
+        "q4_0" => WeightFormat.Q4_0,
+        _ => throw new UsageException($"--format {format}: expected bf16, f32, q8_0 or q4_0"),
     };
 
     internal static JsonObject ToJson(BenchmarkReport r)

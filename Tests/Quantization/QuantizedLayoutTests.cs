@@ -1,0 +1,244 @@
+using GemmaGen.Kernels;
+using GemmaGen.Tests.Infrastructure;
+
+namespace GemmaGen.Tests.Quantization;
+
+/// <summary>
+/// Quantizing rows into <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> and reading them back:
+/// the worst-case error of every element against the exact bound of its block, the panel layout, and the storage
+/// size. Quantization uses Vector256 code where it is accelerated and scalar code otherwise, so the class runs on
+/// every ISA.
+/// </summary>
+[IsaSensitive]
+public sealed unsafe class QuantizedLayoutTests
+{
+    /// <summary>Relative slack for the rounding of x / d in float32 (|x / d| ≤ 127, so at most 127·2⁻²⁴ of d).</summary>
+    private const float DivisionSlack = 1e-5f;
+
+    public static TheoryData<WeightFormat, int, int> Shapes()
+    {
+        var data = new TheoryData<WeightFormat, int, int>();
+        foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
+        {
+            foreach (var (rows, cols) in new[] { (1, 32), (3, 64), (4, 96), (5, 160), (9, 2304) }) data.Add(format, rows, cols);
+        }
+        return data;
+    }
+
+    /// <summary>Rows whose blocks span many magnitudes, with all-zero blocks, constant blocks, single outliers and
+    /// ties between the largest positive and negative value.</summary>
+    internal static float[] TestRow(int cols, int seed)
+    {
+        var random = new Random(seed);
+        var row = new float[cols];
+        for (int b = 0; b < cols / 32; b++)
+        {
+            var block = row.AsSpan(b * 32, 32);
+            float magnitude = MathF.Pow(10, random.Next(-6, 3));
+            switch ((b + seed) % 6)
+            {
+                case 0:
+                    break;
+                case 1:
+                    block.Fill(magnitude * (random.Next(2) == 0 ? -1 : 1));
+                    break;
+                case 2:
+                    for (int i = 0; i < 32; i++) block[i] = (float)(random.NextDouble() * 2 - 1) * magnitude * 0.01f;
+                    block[random.Next(32)] = magnitude * (random.Next(2) == 0 ? -1 : 1);
+                    break;
+                case 3:
+                    for (int i = 0; i < 32; i++) block[i] = (float)(random.NextDouble() * 2 - 1) * magnitude;
+                    block[3] = magnitude;
+                    block[17] = -magnitude;
+                    break;
+                default:
+                    for (int i = 0; i < 32; i++) block[i] = (float)(random.NextDouble() * 2 - 1) * magnitude;
+                    break;
+            }
+        }
+        return row;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Every_element_reads_back_within_the_bound_of_its_block(WeightFormat format, int rows, int cols)
+    {
+        using var matrix = new WeightMatrix("test.weight", rows, cols, format);
+        var written = Enumerable.Range(0, rows).Select(r => TestRow(cols, seed: r + cols)).ToArray();
+        for (int r = 0; r < rows; r++) matrix.WriteRow(r, written[r]);
+
+        var read = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            matrix.ReadRow(r, read);
+            for (int b = 0; b < cols / 32; b++)
+            {
+                var x = written[r].AsSpan(b * 32, 32);
+                var y = read.AsSpan(b * 32, 32);
+                float d = Scale(matrix, r, b);
+                if (format == WeightFormat.Q8_0) AssertQ8Block(x, y, d, $"row {r} block {b}");
+                else AssertQ4Block(x, y, d, $"row {r} block {b}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Q8_0: d = max|x| / 127 rounded up to bf16, so max|x| / 127 ≤ d ≤ max|x| / 127 · (1 + 2⁻⁷); every element is
+    /// q·d with |q| ≤ 127 and |x − q·d| ≤ d/2.
+    /// </summary>
+    private static void AssertQ8Block(ReadOnlySpan<float> x, ReadOnlySpan<float> y, float d, string where)
+    {
+        float max = 0;
+        foreach (float v in x) max = Math.Max(max, Math.Abs(v));
+        if (max == 0)
+        {
+            Assert.Equal(0, d);
+            Assert.True(y.IndexOfAnyExcept(0f) < 0, $"{where}: an all-zero block reads back nonzero");
+            return;
+        }
+        Assert.True(d >= max / 127 && d <= max / 127 * (1 + 1f / 128), $"{where}: step {d} for max {max}");
+        for (int i = 0; i < 32; i++)
+        {
+            float q = y[i] / d;
+            Assert.True(q == MathF.Round(q) && Math.Abs(q) <= 127, $"{where}[{i}]: {y[i]} is not a multiple k·{d} with |k| ≤ 127");
+            Assert.True(Math.Abs(x[i] - y[i]) <= d * (0.5f + DivisionSlack), $"{where}[{i}]: {x[i]} read back as {y[i]} (step {d})");
+        }
+    }
+
+    /// <summary>
+    /// Q4_0: m is the element of largest magnitude (the positive one on a tie) and d = m / −8, its magnitude rounded
+    /// up to bf16 (m / d ∈ [−8, −8 / (1 + 2⁻⁷)], so m reads back as −8·d). Every element is
+    /// k·d with −8 ≤ k ≤ 7, and |x − k·d| ≤ |d|/2, except an element with x / d > 7.5 (opposite in sign to m),
+    /// which reads back as 7·d, off by (x / d − 7)·|d| ≤ |d|.
+    /// </summary>
+    private static void AssertQ4Block(ReadOnlySpan<float> x, ReadOnlySpan<float> y, float d, string where)
+    {
+        float max = float.MinValue, min = float.MaxValue;
+        foreach (float v in x)
+        {
+            max = Math.Max(max, v);
+            min = Math.Min(min, v);
+        }
+        float m = max >= -min ? max : min;
+        if (m == 0)
+        {
+            Assert.Equal(0, d);
+            Assert.True(y.IndexOfAnyExcept(0f) < 0, $"{where}: an all-zero block reads back nonzero");
+            return;
+        }
+        float magnitude = Math.Abs(m) / 8;
+        Assert.True(Math.Sign(d) == -Math.Sign(m), $"{where}: step {d} has the sign of the extreme {m}");
+        Assert.True(Math.Abs(d) >= magnitude && Math.Abs(d) <= magnitude * (1 + 1f / 128), $"{where}: step {d} for extreme {m}");
+        Assert.Equal(-8 * d, y[x.IndexOf(m)]);
+        for (int i = 0; i < 32; i++)
+        {
+            float k = y[i] / d, t = x[i] / d;
+            Assert.True(k == MathF.Round(k) && k >= -8 && k <= 7, $"{where}[{i}]: {y[i]} is not k·{d} with −8 ≤ k ≤ 7");
+            float bound = t > 7.5f ? (t - 7) * Math.Abs(d) : Math.Abs(d) * 0.5f;
+            Assert.True(Math.Abs(x[i] - y[i]) <= bound + Math.Abs(d) * DivisionSlack, $"{where}[{i}]: {x[i]} read back as {y[i]} (step {d})");
+        }
+    }
+
+    /// <summary>The scale of row <paramref name="row"/>, block <paramref name="block"/>, as the panel stores it.</summary>
+    private static float Scale(WeightMatrix matrix, int row, int block)
+    {
+        byte* panel = (byte*)matrix.Data + row / 4 * QuantizedLayout.PanelBytes(matrix.Format, matrix.Cols);
+        return BFloat16.ToSingle(((ushort*)panel)[block * 4 + row % 4]);
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0, 1, 32, 1.0625)]
+    [InlineData(WeightFormat.Q8_0, 4, 2304, 1.0625)]
+    [InlineData(WeightFormat.Q8_0, 9216, 2304, 1.0625)]
+    [InlineData(WeightFormat.Q4_0, 4, 2304, 0.5625)]
+    [InlineData(WeightFormat.Q4_0, 2304, 9216, 0.5625)]
+    public void Bytes_per_weight_are_those_of_the_block_format(WeightFormat format, int rows, int cols, double bytesPerWeight)
+    {
+        long panels = (rows + 3) / 4;
+        long padding = (64 - cols / 32 * 8 % 64) % 64;
+        long expected = (long)(panels * 4 * cols * bytesPerWeight) + panels * padding;
+        Assert.Equal(expected, WeightMatrix.ByteLengthOf(format, rows, cols));
+        using var matrix = new WeightMatrix("test.weight", rows, cols, format);
+        Assert.Equal(expected, matrix.ByteLength);
+        if (cols % 256 == 0) Assert.Equal(bytesPerWeight, (double)matrix.ByteLength / (panels * 4 * cols));
+    }
+
+    [Fact]
+    public void Panels_interleave_four_rows_block_by_block()
+    {
+        const int cols = 64;
+        using var matrix = new WeightMatrix("test.weight", 5, cols, WeightFormat.Q8_0);
+        for (int r = 0; r < 5; r++) matrix.WriteRow(r, Enumerable.Range(0, cols).Select(i => (float)(r + 1) * (i < 32 ? 127 : -127)).ToArray());
+        long panel = QuantizedLayout.PanelBytes(WeightFormat.Q8_0, cols);
+        Assert.Equal(64 + 2 * 4 * 32, panel);
+        byte* data = (byte*)matrix.Data;
+        for (int r = 0; r < 5; r++)
+        {
+            byte* p = data + r / 4 * panel;
+            int lane = r % 4;
+            for (int b = 0; b < 2; b++)
+            {
+                Assert.Equal(BFloat16.FromSingle(r + 1), ((ushort*)p)[b * 4 + lane]);
+                sbyte* q = (sbyte*)(p + 64 + (b * 4 + lane) * 32);
+                for (int j = 0; j < 32; j++) Assert.Equal(b == 0 ? 127 : -127, q[j]);
+            }
+        }
+        // The last panel's three missing rows are zeros.
+        byte* last = data + panel;
+        for (int lane = 1; lane < 4; lane++)
+        {
+            Assert.Equal(0, ((ushort*)last)[lane]);
+            Assert.True(new ReadOnlySpan<byte>(last + 64 + lane * 32, 32).IndexOfAnyExcept((byte)0) < 0);
+        }
+    }
+
+    [Fact]
+    public void Q4_0_packs_columns_0_to_15_in_low_nibbles_and_16_to_31_in_high_nibbles()
+    {
+        using var matrix = new WeightMatrix("test.weight", 1, 32, WeightFormat.Q4_0);
+        // The extreme is -8 (so d = 1): value v is stored as v + 8.
+        var row = Enumerable.Range(0, 32).Select(i => (float)(i % 16 - 8)).ToArray();
+        row[16] = 7;
+        matrix.WriteRow(0, row);
+        byte* q = (byte*)matrix.Data + QuantizedLayout.ScaleBytes(32);
+        Assert.Equal(BFloat16.FromSingle(1), *(ushort*)matrix.Data);
+        for (int j = 0; j < 16; j++)
+        {
+            Assert.Equal(j, q[j] & 0xF);
+            Assert.Equal(j == 0 ? 15 : j, q[j] >> 4);
+        }
+    }
+
+    [Fact]
+    public void Scales_round_away_from_zero_to_bf16()
+    {
+        Assert.Equal(BFloat16.FromSingle(1f), QuantizedLayout.ScaleBits(1f));
+        Assert.True(BFloat16.ToSingle(QuantizedLayout.ScaleBits(1.001f)) > 1.001f);
+        Assert.True(BFloat16.ToSingle(QuantizedLayout.ScaleBits(-1.001f)) < -1.001f);
+        Assert.Equal(0, QuantizedLayout.ScaleBits(0f));
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q4_0)]
+    public void Widths_that_are_not_a_multiple_of_32_are_refused(WeightFormat format)
+    {
+        Assert.False(WeightMatrix.CanStore(format, 48));
+        Assert.True(WeightMatrix.CanStore(format, 64));
+        Assert.True(WeightMatrix.CanStore(WeightFormat.BF16, 48));
+        var e = Assert.Throws<ArgumentException>(() => new WeightMatrix("odd.weight", 2, 48, format));
+        Assert.Contains("odd.weight", e.Message);
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q4_0)]
+    public void Rows_of_a_quantized_matrix_have_no_raw_bytes_and_no_element_size(WeightFormat format)
+    {
+        using var matrix = new WeightMatrix("test.weight", 4, 32, format);
+        Assert.Throws<NotSupportedException>(() => matrix.RowBytes(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => WeightMatrix.ElementSize(format));
+        Assert.Throws<ArgumentOutOfRangeException>(() => matrix.ReadRow(4, new float[32]));
+        Assert.Throws<ArgumentException>(() => matrix.WriteRow(0, new float[31]));
+    }
+}

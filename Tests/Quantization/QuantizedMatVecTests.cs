@@ -1,0 +1,340 @@
+using GemmaGen.Kernels;
+using GemmaGen.Tests.Infrastructure;
+
+namespace GemmaGen.Tests.Quantization;
+
+/// <summary>
+/// <see cref="QuantizedMatVec"/> (Avx512BW, Avx2 or scalar, whichever this process runs) against a float64 reference
+/// over the same integers: the matrix's stored values and scales, and the kernel's own int16 quantization of the
+/// input. The two sum the same integer products, so they differ only by float32 rounding of the per-block terms
+/// and of their sum. Separately, the input quantization's bound, and the product against the dequantized matrix
+/// times the float input within that bound; and the batched products of prefill against the dequantized matrix times
+/// each token's input.
+/// </summary>
+[IsaSensitive]
+public sealed unsafe class QuantizedMatVecTests
+{
+    public static TheoryData<WeightFormat, int, int> Shapes()
+    {
+        var data = new TheoryData<WeightFormat, int, int>();
+        foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
+        {
+            foreach (var (rows, cols) in new[] { (1, 32), (3, 64), (8, 96), (13, 160), (64, 256), (21, 2304), (8, 9216) })
+                data.Add(format, rows, cols);
+        }
+        return data;
+    }
+
+    /// <summary>A matrix of <paramref name="rows"/> test rows, quantized.</summary>
+    private static WeightMatrix Matrix(WeightFormat format, int rows, int cols)
+    {
+        var matrix = new WeightMatrix("test.weight", rows, cols, format);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = KernelRow(cols, seed: 100 * r + cols);
+            matrix.WriteRow(r, row);
+        }
+        return matrix;
+    }
+
+    /// <summary>Weights like a model's (uniform, a few outliers), or the layout tests' extreme blocks every seventh row.</summary>
+    private static float[] KernelRow(int cols, int seed)
+    {
+        if (seed % 7 == 3) return QuantizedLayoutTests.TestRow(cols, seed);
+        var row = GemmaGen.Tests.Kernels.KernelTestData.RandomFloats(cols, seed, scale: 0.05f);
+        var random = new Random(seed);
+        for (int i = 0; i < cols / 64 + 1; i++) row[random.Next(cols)] *= 20;
+        return row;
+    }
+
+    /// <summary>An input with blocks of very different magnitudes, one of them all zero.</summary>
+    private static float[] Input(int cols, int seed)
+    {
+        var x = GemmaGen.Tests.Kernels.KernelTestData.RandomFloats(cols, seed, scale: 3f);
+        for (int b = 0; b < cols / 32; b++)
+        {
+            float magnitude = b % 5 == 4 ? 0 : MathF.Pow(10, b % 4 - 2);
+            for (int i = 0; i < 32; i++) x[b * 32 + i] *= magnitude;
+        }
+        return x;
+    }
+
+    /// <summary>The kernel's int16 input: x̂ [cols] and the scale of each block.</summary>
+    private static (short[] Values, float[] Scales) QuantizedInput(float[] x)
+    {
+        int blocks = x.Length / 32;
+        var values = new short[x.Length];
+        var scales = new float[blocks * 4];
+        var sums = new float[blocks * 4];
+        fixed (float* px = x, ps = scales, pu = sums)
+        fixed (short* pv = values)
+        {
+            QuantizedMatVec.QuantizeInput(px, blocks, pv, ps, pu);
+        }
+        for (int b = 0; b < blocks; b++)
+        {
+            Assert.Equal(values.AsSpan(b * 32, 32).ToArray().Sum(v => (float)v), sums[b * 4]);
+            Assert.True(scales.AsSpan(b * 4, 4).IndexOfAnyExcept(scales[b * 4]) < 0);
+        }
+        return (values, scales.Where((_, i) => i % 4 == 0).ToArray());
+    }
+
+    /// <summary>The stored integer of row r, column c (Q4_0: the value, −8..7) and the bf16 scale of its block.</summary>
+    private static (int Value, double Scale) Stored(WeightMatrix m, int r, int c)
+    {
+        byte* panel = (byte*)m.Data + r / 4 * QuantizedLayout.PanelBytes(m.Format, m.Cols);
+        int lane = r % 4, b = c / 32, j = c % 32;
+        double scale = BFloat16.ToSingle(((ushort*)panel)[b * 4 + lane]);
+        byte* quants = panel + QuantizedLayout.ScaleBytes(m.Cols);
+        if (m.Format == WeightFormat.Q8_0) return (((sbyte*)quants)[(b * 4 + lane) * 32 + j], scale);
+        byte packed = quants[(b * 4 + lane) * 16 + j % 16];
+        return ((j < 16 ? packed & 0xF : packed >> 4) - 8, scale);
+    }
+
+    /// <summary>Σ over blocks of d·s·Σ q·x̂ in float64, and the magnitude of its terms (what float32 rounding is relative to).</summary>
+    private static (double Dot, double Magnitude) Reference(WeightMatrix m, int r, short[] x, float[] inputScales)
+    {
+        double dot = 0, magnitude = 0;
+        for (int b = 0; b < m.Cols / 32; b++)
+        {
+            long sum = 0, magnitudeSum = 0;
+            double scale = 0;
+            for (int j = 0; j < 32; j++)
+            {
+                var (value, s) = Stored(m, r, b * 32 + j);
+                scale = s * inputScales[b];
+                sum += (long)value * x[b * 32 + j];
+                // Q4_0 sums the stored nibble (value + 8) and takes 8·Σ x̂ off: both parts count.
+                magnitudeSum += (long)(m.Format == WeightFormat.Q4_0 ? value + 16 : Math.Abs(value)) * Math.Abs((int)x[b * 32 + j]);
+            }
+            dot += scale * sum;
+            magnitude += Math.Abs(scale) * magnitudeSum;
+        }
+        return (dot, magnitude);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Rows_match_the_integer_reference_for_every_range(WeightFormat format, int rows, int cols)
+    {
+        using var matrix = Matrix(format, rows, cols);
+        var x = Input(cols, seed: rows);
+        var (xq, xs) = QuantizedInput(x);
+        var expected = Enumerable.Range(0, rows).Select(r => Reference(matrix, r, xq, xs)).ToArray();
+        double tolerance = (cols / 32 + 16) * Math.Pow(2, -23);
+
+        foreach (var (start, end) in Ranges(rows))
+        {
+            var y = new float[rows + 1];
+            Array.Fill(y, float.NaN);
+            fixed (float* px = x, py = y)
+            {
+                QuantizedMatVec.Rows(matrix, px, py, start, end);
+            }
+            for (int r = 0; r < rows + 1; r++)
+            {
+                if (r < start || r >= end)
+                {
+                    Assert.True(float.IsNaN(y[r]), $"[{start}, {end}): row {r} outside the range was written");
+                    continue;
+                }
+                var (dot, magnitude) = expected[r];
+                Assert.True(Math.Abs(y[r] - dot) <= tolerance * magnitude + 1e-30,
+                    $"[{start}, {end}) row {r}: {y[r]} vs {dot} (terms of magnitude {magnitude})");
+            }
+        }
+    }
+
+    /// <summary>Whole, empty, single-row and unaligned ranges, and the halves a two-thread pool would take.</summary>
+    private static IEnumerable<(int Start, int End)> Ranges(int rows)
+    {
+        yield return (0, rows);
+        yield return (0, 0);
+        yield return (rows - 1, rows);
+        yield return (rows / 2, rows);
+        yield return (0, rows / 2);
+        if (rows > 2) yield return (1, rows - 1);
+        if (rows > 6) yield return (2, 7);
+        if (rows > 5) yield return (5, rows);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Rows_are_the_dequantized_rows_times_x_within_the_input_rounding(WeightFormat format, int rows, int cols)
+    {
+        using var matrix = Matrix(format, rows, cols);
+        var x = Input(cols, seed: rows + 1);
+        var (xq, xs) = QuantizedInput(x);
+        // x̂ = round(x · (32767 / max)) and s = max / 32767: three float32 roundings (the inverse, the product, s) move
+        // x / s by at most 3·2⁻²⁴·32767 < 2⁻⁷ from the value that is rounded to an integer.
+        const double inputBound = 0.5 + 1.0 / 128;
+        for (int i = 0; i < cols; i++)
+            Assert.True(Math.Abs(x[i] - xq[i] * (double)xs[i / 32]) <= xs[i / 32] * inputBound, $"x[{i}] = {x[i]} quantized to {xq[i]}·{xs[i / 32]}");
+
+        var y = new float[rows];
+        fixed (float* px = x, py = y)
+        {
+            QuantizedMatVec.Rows(matrix, px, py, 0, rows);
+        }
+        var w = new float[cols];
+        for (int r = 0; r < rows; r++)
+        {
+            matrix.ReadRow(r, w);
+            double exact = 0, bound = 0, magnitude = 0;
+            for (int i = 0; i < cols; i++)
+            {
+                exact += (double)w[i] * x[i];
+                bound += Math.Abs(w[i]) * xs[i / 32] * inputBound;
+                magnitude += Math.Abs((double)w[i] * x[i]);
+            }
+            Assert.True(Math.Abs(y[r] - exact) <= bound + 1e-5 * magnitude + 1e-30, $"row {r}: {y[r]} vs {exact}, bound {bound}");
+        }
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0, 8, 64)]
+    [InlineData(WeightFormat.Q8_0, 36, 2304)]
+    [InlineData(WeightFormat.Q4_0, 8, 64)]
+    [InlineData(WeightFormat.Q4_0, 36, 2304)]
+    [InlineData(WeightFormat.Q4_0, 10, 96)]
+    public void GateUpRows_is_gelu_of_the_gate_row_times_the_up_row(WeightFormat format, int rows, int cols)
+    {
+        using var matrix = Matrix(format, rows, cols);
+        var x = Input(cols, seed: 5);
+        var dots = new float[rows];
+        fixed (float* px = x, pd = dots)
+        {
+            QuantizedMatVec.Rows(matrix, px, pd, 0, rows);
+        }
+        int outputs = rows / 2;
+        foreach (var (start, end) in new[] { (0, outputs), (1, outputs), (0, 1), (outputs / 2, outputs), (3, 4) })
+        {
+            var y = new float[outputs];
+            fixed (float* px = x, py = y)
+            {
+                QuantizedMatVec.GateUpRows(matrix, px, py, start, end);
+            }
+            for (int i = start; i < end; i++)
+                Assert.Equal(Activations.GeluTanh(dots[2 * i]) * dots[2 * i + 1], y[i]);
+            for (int i = 0; i < outputs; i++)
+            {
+                if (i < start || i >= end) Assert.Equal(0, y[i]);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0, 13, 160, 7)]
+    [InlineData(WeightFormat.Q8_0, 64, 2304, 32)]
+    [InlineData(WeightFormat.Q4_0, 13, 160, 5)]
+    [InlineData(WeightFormat.Q4_0, 20, 9216, 9)]
+    public void MatMulRows_is_every_token_times_the_dequantized_rows(WeightFormat format, int rows, int cols, int tokens)
+    {
+        using var matrix = Matrix(format, rows, cols);
+        const int pad = 3;
+        int xStride = cols + pad, yStride = rows + pad;
+        var x = new float[tokens * xStride];
+        for (int t = 0; t < tokens; t++) Input(cols, seed: 40 + t).CopyTo(x, t * xStride);
+        var w = Enumerable.Range(0, rows).Select(r =>
+        {
+            var row = new float[cols];
+            matrix.ReadRow(r, row);
+            return row;
+        }).ToArray();
+
+        foreach (var (start, end) in Ranges(rows))
+        {
+            var y = new float[tokens * yStride];
+            Array.Fill(y, float.NaN);
+            fixed (float* px = x, py = y)
+            {
+                QuantizedMatVec.MatMulRows(matrix, px, xStride, tokens, py, yStride, start, end);
+            }
+            for (int t = 0; t < tokens; t++)
+            {
+                for (int r = 0; r < yStride; r++)
+                {
+                    float actual = y[t * yStride + r];
+                    if (r < start || r >= end)
+                    {
+                        Assert.True(float.IsNaN(actual), $"[{start}, {end}) token {t}: row {r} outside the range was written");
+                        continue;
+                    }
+                    double exact = 0, magnitude = 0;
+                    for (int i = 0; i < cols; i++)
+                    {
+                        exact += (double)w[r][i] * x[t * xStride + i];
+                        magnitude += Math.Abs((double)w[r][i] * x[t * xStride + i]);
+                    }
+                    Assert.True(Math.Abs(actual - exact) <= 1e-5 * magnitude + 1e-30, $"[{start}, {end}) token {t} row {r}: {actual} vs {exact}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void No_allocation_per_call_after_warm_up()
+    {
+        using var q8 = Matrix(WeightFormat.Q8_0, 16, 2304);
+        using var q4 = Matrix(WeightFormat.Q4_0, 16, 9216);
+        var x = Input(9216, seed: 1);
+        var y = new float[16];
+        fixed (float* px = x, py = y)
+        {
+            QuantizedMatVec.Rows(q4, px, py, 0, 16);
+            QuantizedMatVec.Rows(q8, px, py, 0, 16);
+            QuantizedMatVec.GateUpRows(q8, px, py, 0, 8);
+            QuantizedMatVec.MatMulRows(q4, px, 0, 2, py, 8, 0, 8);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 100; i++)
+            {
+                QuantizedMatVec.Rows(q8, px, py, 0, 16);
+                QuantizedMatVec.Rows(q4, px, py, 4, 12);
+                QuantizedMatVec.GateUpRows(q8, px, py, 0, 8);
+                QuantizedMatVec.GateUpRows(q4, px, py, 2, 6);
+                QuantizedMatVec.MatMulRows(q8, px, 0, 2, py, 8, 1, 7);
+            }
+            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+    }
+
+    [Fact]
+    public void Concurrent_calls_on_different_ranges_agree_with_one_call()
+    {
+        using var matrix = Matrix(WeightFormat.Q8_0, 256, 2304);
+        var x = Input(2304, seed: 9);
+        var whole = new float[256];
+        var split = new float[256];
+        fixed (float* px = x, pw = whole)
+        {
+            QuantizedMatVec.Rows(matrix, px, pw, 0, 256);
+        }
+        using var pool = new WorkerPool(4);
+        fixed (float* px = x, ps = split)
+        {
+            pool.Run(new RowsJob(matrix, px, ps), 256, grain: 16);
+        }
+        Assert.Equal(whole, split);
+    }
+
+    private sealed class RowsJob(WeightMatrix matrix, float* x, float* y) : IRowJob
+    {
+        public void Execute(int start, int end) => QuantizedMatVec.Rows(matrix, x, y, start, end);
+    }
+
+    [Fact]
+    public void Matrices_of_other_formats_and_bad_ranges_are_refused()
+    {
+        using var bf16 = new WeightMatrix("bf16.weight", 4, 32, WeightFormat.BF16);
+        using var q8 = new WeightMatrix("q8.weight", 4, 32, WeightFormat.Q8_0);
+        var x = new float[32];
+        var y = new float[4];
+        fixed (float* px = x, py = y)
+        {
+            float* a = px, b = py;
+            Assert.Throws<ArgumentException>(() => QuantizedMatVec.Rows(bf16, a, b, 0, 4));
+            Assert.Throws<ArgumentOutOfRangeException>(() => QuantizedMatVec.Rows(q8, a, b, 0, 5));
+            Assert.Throws<ArgumentOutOfRangeException>(() => QuantizedMatVec.GateUpRows(q8, a, b, 0, 3));
+        }
+    }
+}
