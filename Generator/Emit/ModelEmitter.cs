@@ -621,7 +621,7 @@ namespace GemmaGen.Generator
             w.Open("public void Execute(int start, int end)");
             w.Line("if (Matrix.Format == WeightFormat.BF16) MatMul.Rows<BF16Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);");
             w.Line("else if (Matrix.Format == WeightFormat.F32) MatMul.Rows<F32Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);");
-            w.Line("else for (int t = 0; t < Tokens; t++) QuantizedMatVec.Rows(Matrix, X + (long)t * XStride, Y + (long)t * YStride, start, end);");
+            w.Line("else QuantizedMatVec.MatMulRows(Matrix, X, XStride, Tokens, Y, YStride, start, end);");
             w.Close();
             w.Close();
             w.Line();

@@ -1,3 +1,4 @@
+using GemmaGen.Kernels;
 using System.CommandLine;
 
 namespace GemmaGen.Cli;
@@ -46,6 +47,12 @@ internal sealed class GenerationOptionSet
 
     public Option<int?> Context { get; } = new("--context") { Description = "Positions of the KV cache (default: the model's, at most 8192)", HelpName = "N" };
 
+    public Option<string?> Quant { get; } = new("--quant")
+    {
+        Description = "Quantize the weights at load: q8_0 (8-bit blocks) or q4_0 (4-bit blocks)",
+        HelpName = "FORMAT",
+    };
+
     public Option<bool> Reference { get; } = new("--reference")
     {
         Description = "Run the runtime-shape reference decoder even when a compiled spec matches the model",
@@ -55,7 +62,7 @@ internal sealed class GenerationOptionSet
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Reference, Stats })
+        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats })
             command.Options.Add(option);
     }
 
@@ -93,6 +100,15 @@ internal sealed class GenerationOptionSet
         return value;
     }
 
+    /// <summary>The format <c>--quant</c> names, or null to keep the checkpoint's.</summary>
+    internal static WeightFormat? QuantFormat(string? quant) => quant?.ToLowerInvariant() switch
+    {
+        null => null,
+        "q8_0" => WeightFormat.Q8_0,
+        "q4_0" => WeightFormat.Q4_0,
+        _ => throw new UsageException($"--quant {quant}: expected q8_0 or q4_0"),
+    };
+
     /// <summary>Loads the model (the built-in demo when no --model is given), drawing a progress bar on a terminal.</summary>
     public GemmaModel Load(ParseResult parse, TextWriter stderr)
     {
@@ -100,10 +116,12 @@ internal sealed class GenerationOptionSet
         int? threads = parse.GetValue(Threads), context = parse.GetValue(Context);
         if (threads is < 1) throw new UsageException($"--threads is {threads}; expected 1 or more");
         if (context is < 1) throw new UsageException($"--context is {context}; expected 1 or more");
+        var format = QuantFormat(parse.GetValue(Quant));
         using var progress = new ProgressBar(stderr, "loading " + Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar)));
         var model = GemmaModel.Load(directory, new GemmaModelOptions
         {
             ForceReference = parse.GetValue(Reference),
+            Format = format,
             Threads = threads,
             MaxContext = context,
             LoadProgress = progress.Report,

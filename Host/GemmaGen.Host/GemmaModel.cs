@@ -15,6 +15,10 @@ public sealed record GemmaModelOptions
     /// <summary>Worker threads, the caller's included; null means <see cref="Environment.ProcessorCount"/>.</summary>
     public int? Threads { get; init; }
 
+    /// <summary>Storage format of the weight matrices: null keeps the checkpoint's (F16 becomes F32); Q8_0 or Q4_0
+    /// quantize at load.</summary>
+    public WeightFormat? Format { get; init; }
+
     /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>
     public Action<double>? LoadProgress { get; init; }
 }
@@ -110,7 +114,7 @@ public sealed class GemmaModel : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), maxContext, "the context must hold at least one token");
         if (options.Threads is < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "threads must be at least 1");
-        var weights = ModelWeights.Load(config, source, progress: options.LoadProgress);
+        var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress);
         var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
         return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, maxContext);
     }

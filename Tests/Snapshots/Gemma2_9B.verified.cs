@@ -2759,7 +2759,7 @@ namespace GemmaGen.Models
             {
                 if (Matrix.Format == WeightFormat.BF16) MatMul.Rows<BF16Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);
                 else if (Matrix.Format == WeightFormat.F32) MatMul.Rows<F32Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);
-                else for (int t = 0; t < Tokens; t++) QuantizedMatVec.Rows(Matrix, X + (long)t * XStride, Y + (long)t * YStride, start, end);
+                else QuantizedMatVec.MatMulRows(Matrix, X, XStride, Tokens, Y, YStride, start, end);
             }
         }
 

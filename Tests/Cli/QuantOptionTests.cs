@@ -1,0 +1,34 @@
+using GemmaGen.Kernels;
+
+namespace GemmaGen.Tests.Cli;
+
+/// <summary><c>--quant</c> on <c>run</c>: the command runs the model quantized at load, as the library does.</summary>
+public sealed class QuantOptionTests
+{
+    [Theory]
+    [InlineData("q8_0", WeightFormat.Q8_0)]
+    [InlineData("q4_0", WeightFormat.Q4_0)]
+    public void Run_with_quant_continues_as_the_library_does_with_that_format(string option, WeightFormat format)
+    {
+        string demo = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gemma2-demo");
+        using var model = GemmaModel.Load(demo, new GemmaModelOptions { Format = format, Threads = 2 });
+        var tokenizer = model.RequireTokenizer();
+        int[] generated = model.GenerateGreedy(tokenizer.Encode("The jury said", addBos: true), 16);
+        string expected = tokenizer.Decode(generated);
+
+        var run = CliProcess.Run("run", "The jury said", "--greedy", "--max-tokens", "16", "--ignore-eos", "--quant", option, "--threads", "2");
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Equal(expected, run.Stdout.TrimEnd('\n'));
+        Assert.Equal(format, model.Weights.Layers[0].GateUp.Format);
+    }
+
+    [Fact]
+    public void An_unknown_quant_format_is_a_one_line_error()
+    {
+        var run = CliProcess.Run("run", "x", "--quant", "q5_1");
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Equal("error: --quant q5_1: expected q8_0 or q4_0", run.Stderr.Trim());
+    }
+}
