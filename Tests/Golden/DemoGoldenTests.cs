@@ -48,7 +48,7 @@ public sealed class DemoGoldenTests
         forced.Forward(prompt, 0, logits);
         for (int step = 0; step < expected.Length; step++)
         {
-            int top = Decoders.ArgMax(logits);
+            int top = GemmaModel.ArgMax(logits);
             if (margins[step] >= DecisiveMargin)
                 Assert.True(top == expected[step], $"step {step}: top token {top}, reference {expected[step]} (margin {margins[step]})");
             else
@@ -64,7 +64,7 @@ public sealed class DemoGoldenTests
         greedy.Forward(prompt, 0, logits);
         for (int step = 0; step < decisive; step++)
         {
-            int next = Decoders.ArgMax(logits);
+            int next = GemmaModel.ArgMax(logits);
             Assert.Equal(expected[step], next);
             greedy.Step(next, greedy.Length, logits);
         }

@@ -51,16 +51,6 @@ internal static class Decoders
         Assert.Equal("compiled " + spec.ClassName, decoder.ExecutionPath);
         return decoder;
     }
-
-    public static int ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best]) best = i;
-        }
-        return best;
-    }
 }
 
 /// <summary>Records every activation a decoder reports, by name, one row per position.</summary>

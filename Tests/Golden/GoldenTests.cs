@@ -67,7 +67,7 @@ public sealed class GoldenTests
         for (int step = 0; step < expected.Length; step++)
         {
             AssertClose(expectedLogits.Slice(step * v, v), logits, LogitTolerance, $"generated_logits[{step}]");
-            int next = Decoders.ArgMax(logits);
+            int next = GemmaModel.ArgMax(logits);
             generated.Add(next);
             if (step + 1 < expected.Length) decoder.Step(next, decoder.Length, logits);
         }

@@ -67,7 +67,7 @@ public sealed class QuantizedModelTests(ITestOutputHelper output)
         }
         for (int t = 0; t < n; t++)
         {
-            if (Decoders.ArgMax(compiled.AsSpan(t * v, v)) == Decoders.ArgMax(expected.Slice(t * v, v))) agree++;
+            if (GemmaModel.ArgMax(compiled.AsSpan(t * v, v)) == GemmaModel.ArgMax(expected.Slice(t * v, v))) agree++;
         }
         double agreement = (double)agree / n, relativeRms = Math.Sqrt(deltaSquares / squares);
         output.WriteLine($"{folder} {format}: max |Δlogit| {maxDelta:G4}, RMS Δ {relativeRms:P2} of RMS logit, top-1 agreement {agreement:P1}, compiled vs reference {pathDelta:G4}");
