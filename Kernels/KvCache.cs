@@ -27,7 +27,7 @@ public sealed unsafe class KvCache
         Slots = new int[layers];
         for (int l = 0; l < layers; l++)
         {
-            Slots[l] = IsLocal(l) ? (int)Math.Min((long)config.SlidingWindow + maxBatch - 1, maxContext) : maxContext;
+            Slots[l] = SlotsOf(config, l, maxContext, maxBatch);
             long length = (long)KvHeads * Slots[l] * HeadDim;
             _keys[l] = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);
             _values[l] = GC.AllocateUninitializedArray<float>(checked((int)length), pinned: true);
@@ -36,6 +36,19 @@ public sealed unsafe class KvCache
 
     /// <summary>Even layers attend through the sliding window, odd layers globally.</summary>
     public static bool IsLocal(int layer) => (layer & 1) == 0;
+
+    /// <summary>Slots per kv head of <paramref name="layer"/>: W + maxBatch − 1 (at most maxContext) on a local layer,
+    /// maxContext on a global one.</summary>
+    public static int SlotsOf(Gemma2Config config, int layer, int maxContext, int maxBatch = 1) =>
+        IsLocal(layer) ? (int)Math.Min((long)config.SlidingWindow + maxBatch - 1, maxContext) : maxContext;
+
+    /// <summary>Bytes a cache of <paramref name="maxContext"/> positions takes for <paramref name="config"/>, keys and values.</summary>
+    public static long ByteLengthOf(Gemma2Config config, int maxContext, int maxBatch = 1)
+    {
+        long slots = 0;
+        for (int layer = 0; layer < config.NumHiddenLayers; layer++) slots += SlotsOf(config, layer, maxContext, maxBatch);
+        return slots * 2 * config.NumKeyValueHeads * config.HeadDim * sizeof(float);
+    }
 
     /// <summary>Positions a global layer holds.</summary>
     public int MaxContext { get; }

@@ -49,7 +49,7 @@ internal static class InfoCommand
             stdout.WriteLine($"tensors      {all.Count} in {checkpoint.Files.Count} file(s), {Bytes(fileBytes)}: {string.Join("; ", byDType)}");
             long weights = all.Sum(t => t.Tensor.DType == SafetensorsDType.F16 ? t.Tensor.ByteLength * 2 : t.Tensor.ByteLength);
             int context = Math.Min(c.MaxPositionEmbeddings, GemmaModel.DefaultMaxContext);
-            long cache = KvCacheBytes(c, context);
+            long cache = KvCache.ByteLengthOf(c, context);
             stdout.WriteLine($"memory       weights {Bytes(weights)} + KV cache {Bytes(cache)} at {context} positions = {Bytes(weights + cache)}");
             if (parse.GetValue(tensors))
             {
@@ -59,16 +59,6 @@ internal static class InfoCommand
             return Program.Success;
         }));
         return command;
-    }
-
-    /// <summary>Keys and values, float32, of every layer: a ring of W slots on local layers, every position on global ones.</summary>
-    internal static long KvCacheBytes(Gemma2Config c, int context)
-    {
-        long perSlot = 2L * c.NumKeyValueHeads * c.HeadDim * sizeof(float);
-        long slots = 0;
-        for (int layer = 0; layer < c.NumHiddenLayers; layer++)
-            slots += KvCache.IsLocal(layer) ? Math.Min(c.SlidingWindow, context) : context;
-        return slots * perSlot;
     }
 
     private static string Cap(double? cap) => cap?.ToString() ?? "off";

@@ -150,25 +150,15 @@ public sealed class GemmaModel : IDisposable
     /// </summary>
     /// <param name="prompt">Token ids, BOS included; at least one.</param>
     /// <param name="maxNewTokens">Tokens to generate.</param>
-    /// <param name="stopAtEos">Stop after a token of the config's <c>eos_token_id</c> list (it is included).</param>
+    /// <param name="stopAtEos">Stop after an end token (see <see cref="GenerationSession.EndTokens"/>; it is included).</param>
     /// <returns>The generated ids, not the prompt.</returns>
     public int[] GenerateGreedy(ReadOnlySpan<int> prompt, int maxNewTokens, bool stopAtEos = false)
     {
         if (prompt.IsEmpty) throw new ArgumentException("at least one prompt token is needed", nameof(prompt));
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
-        if (maxNewTokens == 0) return [];
-        var decoder = CreateDecoder(Math.Max(prompt.Length, prompt.Length + maxNewTokens - 1));
-        var generated = new List<int>();
-        var logits = new float[Config.VocabSize];
-        decoder.Forward(prompt, 0, logits);
-        while (true)
-        {
-            int next = ArgMax(logits);
-            generated.Add(next);
-            if (generated.Count == maxNewTokens || (stopAtEos && Config.EosTokenIds.Contains(next))) break;
-            decoder.Step(next, decoder.Length, logits);
-        }
-        return generated.ToArray();
+        var session = CreateSession(Math.Max(prompt.Length, prompt.Length + maxNewTokens - 1));
+        var options = new GenerationOptions { MaxTokens = maxNewTokens, Sampling = SamplingOptions.GreedyDecoding, IgnoreEndTokens = !stopAtEos };
+        return session.Generate(prompt, options).Tokens;
     }
 
     /// <summary>The index of the largest value; ties go to the lowest index, NaNs are never chosen over a number.</summary>
