@@ -19,10 +19,11 @@ internal static class BenchCommand
         var threads = new Option<int?>("--threads") { Description = "Worker threads (default: all cores)", HelpName = "N" };
         var prompt = new Option<int>("--prompt") { Description = "Prompt tokens of the prefill", HelpName = "N", DefaultValueFactory = _ => 128 };
         var tokens = new Option<int>("--tokens") { Description = "Decoded tokens", HelpName = "N", DefaultValueFactory = _ => 32 };
+        var repeat = new Option<int>("--repeat") { Description = "Repetitions of each measurement; the fastest counts (stops after 30 s per decoder)", HelpName = "N", DefaultValueFactory = _ => 3 };
         var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights");
-        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, compare, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, repeat, compare, json }) command.Options.Add(option);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
             string specName = parse.GetValue(spec)!;
@@ -35,6 +36,8 @@ internal static class BenchCommand
             if (threadCount < 1) throw new UsageException($"--threads is {threadCount}; expected 1 or more");
             int promptTokens = parse.GetValue(prompt), decodeTokens = parse.GetValue(tokens);
             if (promptTokens < 1 || decodeTokens < 1) throw new UsageException("--prompt and --tokens must be 1 or more");
+            int repeats = parse.GetValue(repeat);
+            if (repeats < 1) throw new UsageException($"--repeat is {repeats}; expected 1 or more");
             var report = ModelBenchmark.Run(new BenchmarkOptions
             {
                 Config = config,
@@ -43,6 +46,7 @@ internal static class BenchCommand
                 Threads = threadCount,
                 PromptTokens = promptTokens,
                 DecodeTokens = decodeTokens,
+                Repeats = repeats,
                 CompareReference = compareWith == "reference",
             }, Path.GetFileNameWithoutExtension(specName), stderr);
             if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());
@@ -95,6 +99,7 @@ internal static class BenchCommand
         json["prompt_tokens"] = r.PromptTokens;
         json["decode_tokens"] = r.DecodeTokens;
         json["weight_bytes_per_token"] = r.WeightBytesPerToken;
+        json["repeats"] = r.Repeats;
         if (r.Reference is { } reference)
         {
             json["reference"] = Measurement(reference);

@@ -34,6 +34,7 @@ public sealed class BenchCommandTests
         foreach (var field in new[] { "prefill_tok_s", "decode_tok_s", "decode_gb_s", "bandwidth_gb_s", "bandwidth_fraction" })
             Assert.True((double)json[field]! > 0, field);
         Assert.True((long)json["peak_rss_bytes"]! > 0);
+        Assert.Equal(3, (int)json["repeats"]!);
         Assert.Equal((double)json["decode_gb_s"]! / (double)json["bandwidth_gb_s"]!, (double)json["bandwidth_fraction"]!, 1e-9);
 
         var reference = json["reference"]!.AsObject();
@@ -61,6 +62,7 @@ public sealed class BenchCommandTests
     [InlineData("--spec", "gemma-2-demo", "--layers", "0")]
     [InlineData("--spec", "gemma-2-demo", "--compare", "llama")]
     [InlineData("--spec", "gemma-2-demo", "--threads", "0")]
+    [InlineData("--spec", "gemma-2-demo", "--repeat", "0")]
     public void Bad_options_are_one_line_errors(params string[] options)
     {
         var (exit, _, stderr) = Run(["bench", .. options]);

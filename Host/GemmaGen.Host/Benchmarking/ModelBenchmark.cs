@@ -27,6 +27,16 @@ public sealed record BenchmarkOptions
 
     /// <summary>Also measure the runtime-shape reference decoder on the same weights.</summary>
     public bool CompareReference { get; init; }
+
+    /// <summary>
+    /// Most repetitions of each measurement (prefill, then the decode steps); the fastest counts, which filters out
+    /// the moments another process had the cores. Repetitions stop early once one decoder has been measured for
+    /// <see cref="RepeatBudget"/>. Default 3.
+    /// </summary>
+    public int Repeats { get; init; } = 3;
+
+    /// <summary>Time after which no further repetition of a measurement starts. Default 30 seconds.</summary>
+    public TimeSpan RepeatBudget { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>Prefill and decode rates of one decoder; whole-model values (extrapolated when fewer layers ran).</summary>
@@ -56,6 +66,7 @@ public sealed record BenchmarkReport(
     bool Extrapolated,
     int PromptTokens,
     int DecodeTokens,
+    int Repeats,
     long WeightBytesPerToken,
     double BandwidthGigabytesPerSecond,
     long PeakRssBytes,
@@ -85,6 +96,7 @@ public static class ModelBenchmark
         int layers = Math.Min(options.Layers ?? full.NumHiddenLayers, full.NumHiddenLayers);
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(options), layers, "at least one layer must run");
         if (options.PromptTokens < 1 || options.DecodeTokens < 1) throw new ArgumentOutOfRangeException(nameof(options), "prompt and decode tokens must be at least 1");
+        if (options.Repeats < 1) throw new ArgumentOutOfRangeException(nameof(options), options.Repeats, "at least one repetition must run");
         bool extrapolate = layers < full.NumHiddenLayers;
         using var pool = new WorkerPool(options.Threads);
         log?.WriteLine($"bandwidth probe ({options.Threads} threads)...");
@@ -119,8 +131,10 @@ public static class ModelBenchmark
             var runs = timings[onCompiled];
             var measured = runs.First(r => r.Layers == layers).Timing;
             var head = extrapolate ? runs.First(r => r.Layers == 0).Timing : default;
-            double prefillPerLayer = extrapolate ? (measured.PrefillSeconds - head.PrefillSeconds) / layers : measured.PrefillSeconds / layers;
-            double decodePerLayer = extrapolate ? (measured.DecodeSecondsPerToken - head.DecodeSecondsPerToken) / layers : measured.DecodeSecondsPerToken / layers;
+            // A layer never costs less than nothing: where noise makes N layers measure faster than none (tiny shapes,
+            // a busy machine), the layers count as free rather than making the whole-model figure negative.
+            double prefillPerLayer = extrapolate ? Math.Max(0, measured.PrefillSeconds - head.PrefillSeconds) / layers : measured.PrefillSeconds / layers;
+            double decodePerLayer = extrapolate ? Math.Max(0, measured.DecodeSecondsPerToken - head.DecodeSecondsPerToken) / layers : measured.DecodeSecondsPerToken / layers;
             double prefill = extrapolate ? head.PrefillSeconds + full.NumHiddenLayers * prefillPerLayer : measured.PrefillSeconds;
             double decode = extrapolate ? head.DecodeSecondsPerToken + full.NumHiddenLayers * decodePerLayer : measured.DecodeSecondsPerToken;
             double gbs = bytesPerToken / decode / 1e9;
@@ -131,31 +145,40 @@ public static class ModelBenchmark
         using var process = Process.GetCurrentProcess();
         process.Refresh();
         return new BenchmarkReport(specName, options.Format, options.Threads, layers, full.NumHiddenLayers, extrapolate,
-            options.PromptTokens, options.DecodeTokens, bytesPerToken, bandwidth, process.PeakWorkingSet64,
+            options.PromptTokens, options.DecodeTokens, options.Repeats, bytesPerToken, bandwidth, process.PeakWorkingSet64,
             Summarize(paths[0]), paths.Count > 1 ? Summarize(false) : null);
     }
 
     private readonly record struct Timing(double PrefillSeconds, double DecodeSecondsPerToken);
 
-    /// <summary>One warm-up pass, then the prompt as a prefill and the decode steps, each timed.</summary>
+    /// <summary>
+    /// One warm-up pass, then up to <see cref="BenchmarkOptions.Repeats"/> times the prompt as a prefill and the decode
+    /// steps, each timed; the fastest prefill and the fastest decode run count.
+    /// </summary>
     private static Timing Measure(Gemma2Decoder decoder, BenchmarkOptions options)
     {
         int v = decoder.Config.VocabSize;
         var prompt = Enumerable.Range(0, options.PromptTokens).Select(i => (int)((2 + i * 7919L) % v)).ToArray();
         var logits = new float[v];
         decoder.Forward(prompt.AsSpan(0, Math.Min(8, prompt.Length)), 0, logits);
-        decoder.Reset();
 
-        var clock = Stopwatch.StartNew();
-        decoder.Forward(prompt, 0, logits);
-        double prefill = clock.Elapsed.TotalSeconds;
-
-        clock.Restart();
-        for (int i = 0; i < options.DecodeTokens; i++)
+        double bestPrefill = double.PositiveInfinity, bestDecode = double.PositiveInfinity;
+        var budget = Stopwatch.StartNew();
+        for (int run = 0; run < options.Repeats && (run == 0 || budget.Elapsed < options.RepeatBudget); run++)
         {
-            int next = GemmaModel.ArgMax(logits);
-            decoder.Step(next, decoder.Length, logits);
+            decoder.Reset();
+            var clock = Stopwatch.StartNew();
+            decoder.Forward(prompt, 0, logits);
+            bestPrefill = Math.Min(bestPrefill, clock.Elapsed.TotalSeconds);
+
+            clock.Restart();
+            for (int i = 0; i < options.DecodeTokens; i++)
+            {
+                int next = GemmaModel.ArgMax(logits);
+                decoder.Step(next, decoder.Length, logits);
+            }
+            bestDecode = Math.Min(bestDecode, clock.Elapsed.TotalSeconds / options.DecodeTokens);
         }
-        return new Timing(prefill, clock.Elapsed.TotalSeconds / options.DecodeTokens);
+        return new Timing(bestPrefill, bestDecode);
     }
 }
