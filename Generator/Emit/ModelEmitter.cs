@@ -178,7 +178,7 @@ namespace GemmaGen.Generator
             w.Line("private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;");
             w.Line();
             w.Line("/// <summary>Tokens a prefill processes per pass over the weights.</summary>");
-            w.Line("public const int PrefillBatch = 32;");
+            w.Line("public const int PrefillBatch = 64;");
             w.Line();
             w.Line("/// <summary>A decoder over <paramref name=\"weights\"/>, whose config must have this class's layer shape.</summary>");
             w.Line($"public {model.ClassName}(ModelWeights weights, int maxContext, WorkerPool pool)");
@@ -674,7 +674,7 @@ namespace GemmaGen.Generator
             w.Open("public void Execute(int start, int end)");
             w.Open("for (int t = start; t < end; t++)");
             w.Line("float* gateUp = _owner._gateupb + t * 2 * IntermediateSize, mlp = _owner._mlpb + t * IntermediateSize;");
-            w.Line("for (int i = 0; i < IntermediateSize; i++) mlp[i] = Activations.GeluTanh(gateUp[2 * i]) * gateUp[2 * i + 1];");
+            w.Line("Activations.GeluTanhGated(gateUp, mlp, IntermediateSize);");
             w.Close();
             w.Close();
             w.Close();

@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GemmaGen.Kernels;
 
@@ -12,6 +14,43 @@ public static class Activations
     /// <summary>gelu_pytorch_tanh: 0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³))). Not the erf GELU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float GeluTanh(float u) => 0.5f * u * (1f + MathF.Tanh(GeluScale * (u + 0.044715f * u * u * u)));
+
+    /// <summary>
+    /// The gated MLP activation of a batch row: y[i] = gelu_tanh(gateUp[2i])·gateUp[2i + 1] for i &lt; <paramref name="count"/>
+    /// (gate and up rows interleaved, as the fused gate/up matrix produces them). Vectorized: gelu_tanh(u) is computed
+    /// as u / (1 + exp(−2z)), z = √(2/π)·(u + 0.044715·u³), the same function as 0.5·u·(1 + tanh z) (within a few
+    /// float32 ulps).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void GeluTanhGated(float* gateUp, float* y, int count)
+    {
+        int i = 0;
+        if (Avx512F.IsSupported)
+        {
+            var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            var odd = even + Vector512<int>.One;
+            for (; i + 16 <= count; i += 16)
+            {
+                Vector512<float> a = Vector512.Load(gateUp + 2 * i), b = Vector512.Load(gateUp + 2 * i + 16);
+                var u = Avx512F.PermuteVar16x32x2(a, even, b);
+                var z = GeluScale * (u + 0.044715f * u * u * u);
+                (u / (Vector512<float>.One + Vector512.Exp(-2f * z)) * Avx512F.PermuteVar16x32x2(a, odd, b)).Store(y + i);
+            }
+        }
+        else if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                Vector256<float> a = Vector256.Load(gateUp + 2 * i), b = Vector256.Load(gateUp + 2 * i + 8);
+                // [a0 a2 b0 b2 | a4 a6 b4 b6] → [a0 a2 a4 a6 b0 b2 b4 b6]
+                var u = Avx2.Permute4x64(Avx.Shuffle(a, b, 0b10_00_10_00).AsDouble(), 0b11_01_10_00).AsSingle();
+                var up = Avx2.Permute4x64(Avx.Shuffle(a, b, 0b11_01_11_01).AsDouble(), 0b11_01_10_00).AsSingle();
+                var z = GeluScale * (u + 0.044715f * u * u * u);
+                (u / (Vector256<float>.One + Vector256.Exp(-2f * z)) * up).Store(y + i);
+            }
+        }
+        for (; i < count; i++) y[i] = GeluTanh(gateUp[2 * i]) * gateUp[2 * i + 1];
+    }
 
     /// <summary>cap·tanh(x/cap) in place; a cap of zero (or none) leaves the values alone.</summary>
     public static void SoftCap(Span<float> values, float cap)

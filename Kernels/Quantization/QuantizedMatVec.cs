@@ -7,7 +7,7 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// Matrix-vector products over <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> matrices (laid out
 /// as <see cref="QuantizedLayout"/> describes), called from the generated kernels' jobs on the worker threads, and
-/// the batched products of prefill (<see cref="MatMulRows"/>).
+/// the batched products of prefill (<see cref="MatMulRows"/>, on <see cref="QuantizedMatMul"/> where the CPU has AVX-VNNI).
 /// <para>
 /// Each matrix-vector call first quantizes the input x to int16, in blocks of 32 with a float scale each
 /// (s = max|x| / 32767, x̂ = round(x · 32767 / max|x|)), once per call and thread, into thread-local scratch (no
@@ -76,12 +76,22 @@ public static unsafe class QuantizedMatVec
     }
 
     /// <summary>
-    /// Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens). Each panel is
-    /// dequantized to float32 once (exactly, into thread-local scratch) and multiplied with every token's float input
-    /// by <see cref="MatMul.Rows{TW}"/>: the weights are read once per batch, and the inputs are not rounded.
+    /// Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), the weights read
+    /// once per batch. Where the CPU has AVX-VNNI, <see cref="QuantizedMatMul.Rows"/> (inputs rounded to int8, integer
+    /// dot products); elsewhere <see cref="FloatMatMulRows"/>.
+    /// </summary>
+    public static void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+    {
+        if (QuantizedMatMul.IsSupported) QuantizedMatMul.Rows(matrix, x, xStride, tokens, y, yStride, start, end);
+        else FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+    }
+
+    /// <summary>
+    /// Prefill without integer dot products: each panel is dequantized to float32 once (exactly, into thread-local
+    /// scratch) and multiplied with every token's float input by <see cref="MatMul.Rows{TW}"/>; the inputs are not rounded.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+    public static void FloatMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
         CheckRange(matrix, start, end, matrix.Rows);
         if (start >= end || tokens <= 0) return;

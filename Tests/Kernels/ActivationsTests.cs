@@ -39,6 +39,32 @@ public sealed class ActivationsTests
         AssertClose(expected, actual, 1e-6, 1e-6, "gelu_tanh");
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(7)]
+    [InlineData(16)]
+    [InlineData(3201 + 6)]
+    public unsafe void GeluTanhGatedIsGeluOfEachGateTimesItsUp(int count)
+    {
+        var gates = Enumerable.Range(-1600, 3201).Select(i => i / 100f).Concat([1e-6f, -1e-6f, 30f, -30f, 1000f, -1000f]).Take(count).ToArray();
+        var gateUp = new float[2 * count];
+        for (int i = 0; i < count; i++)
+        {
+            gateUp[2 * i] = gates[i];
+            gateUp[2 * i + 1] = 0.5f + (i % 13) * 0.25f * (i % 2 == 0 ? 1 : -1);
+        }
+        var actual = new float[count + 1];
+        actual[count] = float.NaN;
+        fixed (float* pg = gateUp, py = actual)
+        {
+            Activations.GeluTanhGated(pg, py, count);
+        }
+        var expected = Enumerable.Range(0, count).Select(i => GeluTanhReference(gates[i]) * gateUp[2 * i + 1]).ToArray();
+
+        AssertClose(expected, actual.AsSpan(0, count), 1e-6, 2e-6, "gelu_tanh(gate)·up");
+        Assert.True(float.IsNaN(actual[count]), "written past the count");
+    }
+
     [Fact]
     public void GeluTanhIsNotTheErfGelu()
     {

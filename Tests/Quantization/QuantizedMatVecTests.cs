@@ -26,7 +26,7 @@ public sealed unsafe class QuantizedMatVecTests
     }
 
     /// <summary>A matrix of <paramref name="rows"/> test rows, quantized.</summary>
-    private static WeightMatrix Matrix(WeightFormat format, int rows, int cols)
+    internal static WeightMatrix Matrix(WeightFormat format, int rows, int cols)
     {
         var matrix = new WeightMatrix("test.weight", rows, cols, format);
         for (int r = 0; r < rows; r++)
@@ -48,7 +48,7 @@ public sealed unsafe class QuantizedMatVecTests
     }
 
     /// <summary>An input with blocks of very different magnitudes, one of them all zero.</summary>
-    private static float[] Input(int cols, int seed)
+    internal static float[] Input(int cols, int seed)
     {
         var x = GemmaGen.Tests.Kernels.KernelTestData.RandomFloats(cols, seed, scale: 3f);
         for (int b = 0; b < cols / 32; b++)
@@ -80,7 +80,7 @@ public sealed unsafe class QuantizedMatVecTests
     }
 
     /// <summary>The stored integer of row r, column c (Q4_0: the value, −8..7) and the bf16 scale of its block.</summary>
-    private static (int Value, double Scale) Stored(WeightMatrix m, int r, int c)
+    internal static (int Value, double Scale) Stored(WeightMatrix m, int r, int c)
     {
         byte* panel = (byte*)m.Data + r / 4 * QuantizedLayout.PanelBytes(m.Format, m.Cols);
         int lane = r % 4, b = c / 32, j = c % 32;
@@ -146,7 +146,7 @@ public sealed unsafe class QuantizedMatVecTests
     }
 
     /// <summary>Whole, empty, single-row and unaligned ranges, and the halves a two-thread pool would take.</summary>
-    private static IEnumerable<(int Start, int End)> Ranges(int rows)
+    internal static IEnumerable<(int Start, int End)> Ranges(int rows)
     {
         yield return (0, rows);
         yield return (0, 0);
@@ -228,7 +228,7 @@ public sealed unsafe class QuantizedMatVecTests
     [InlineData(WeightFormat.Q8_0, 64, 2304, 32)]
     [InlineData(WeightFormat.Q4_0, 13, 160, 5)]
     [InlineData(WeightFormat.Q4_0, 20, 9216, 9)]
-    public void MatMulRows_is_every_token_times_the_dequantized_rows(WeightFormat format, int rows, int cols, int tokens)
+    public void FloatMatMulRows_is_every_token_times_the_dequantized_rows(WeightFormat format, int rows, int cols, int tokens)
     {
         using var matrix = Matrix(format, rows, cols);
         const int pad = 3;
@@ -248,7 +248,7 @@ public sealed unsafe class QuantizedMatVecTests
             Array.Fill(y, float.NaN);
             fixed (float* px = x, py = y)
             {
-                QuantizedMatVec.MatMulRows(matrix, px, xStride, tokens, py, yStride, start, end);
+                QuantizedMatVec.FloatMatMulRows(matrix, px, xStride, tokens, py, yStride, start, end);
             }
             for (int t = 0; t < tokens; t++)
             {
@@ -285,6 +285,7 @@ public sealed unsafe class QuantizedMatVecTests
             QuantizedMatVec.Rows(q8, px, py, 0, 16);
             QuantizedMatVec.GateUpRows(q8, px, py, 0, 8);
             QuantizedMatVec.MatMulRows(q4, px, 0, 2, py, 8, 0, 8);
+            QuantizedMatVec.FloatMatMulRows(q4, px, 0, 2, py, 8, 0, 8);
             long before = GC.GetAllocatedBytesForCurrentThread();
             for (int i = 0; i < 100; i++)
             {
@@ -293,6 +294,7 @@ public sealed unsafe class QuantizedMatVecTests
                 QuantizedMatVec.GateUpRows(q8, px, py, 0, 8);
                 QuantizedMatVec.GateUpRows(q4, px, py, 2, 6);
                 QuantizedMatVec.MatMulRows(q8, px, 0, 2, py, 8, 1, 7);
+                QuantizedMatVec.FloatMatMulRows(q4, px, 0, 2, py, 8, 1, 7);
             }
             Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         }

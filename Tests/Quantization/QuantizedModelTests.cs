@@ -11,17 +11,20 @@ namespace GemmaGen.Tests.Quantization;
 /// <para>
 /// Tolerances against the golden prompt logits (|logit| ≤ 30; float32 engines match them within 1e-3): Q8_0 max
 /// |Δlogit| ≤ 0.5, RMS of Δ ≤ 2% of the RMS logit, the golden's top token still on top at ≥ 95% of the positions;
-/// Q4_0 max |Δlogit| ≤ 6, RMS ≤ 25%, top-1 ≥ 90%. (Measured: Q8_0 0.14–0.24, 0.8–1.1%, 100%; Q4_0 1.7–3.8,
+/// Q4_0 max |Δlogit| ≤ 6, RMS ≤ 25%, top-1 ≥ 90%. (Measured: Q8_0 0.19–0.38, 1.1–1.5%, 100%; Q4_0 1.7–3.9,
 /// 13–17%, 100%. These models' weights are uniform random, the worst case for block quantization: a uniform
-/// block's rounding error is ~1/127 (Q8_0) or ~1/8 (Q4_0) of its spread.) Compiled == reference within 1e-3 on
-/// the same quantized weights: they differ only by the int16 rounding of the kernels' inputs and the float32
-/// summation order (measured 4e-4–8e-4, the same as for float weights).
+/// block's rounding error is ~1/127 (Q8_0) or ~1/8 (Q4_0) of its spread.) Compiled vs reference on the same
+/// quantized weights: the reference multiplies the dequantized rows with float inputs; the compiled decode steps
+/// round their inputs to int16 (within 1e-3 of the reference, like float weights), and where the CPU has AVX-VNNI
+/// the compiled prefill rounds them to int8 (<see cref="QuantizedMatMul"/>: up to 0.4% of a block's largest input),
+/// which moves these logits (|logit| ≤ 30) by 0.10–0.19 (measured), hence 0.4 there. The int8 products themselves
+/// are checked exactly in QuantizedMatMulTests; a broken kernel moves logits by whole units.
 /// </para>
 /// </summary>
 [IsaSensitive]
 public sealed class QuantizedModelTests(ITestOutputHelper output)
 {
-    private const float CompiledVsReference = 1e-3f;
+    private static readonly float CompiledVsReference = QuantizedMatMul.IsSupported ? 0.4f : 1e-3f;
 
     public static TheoryData<string, WeightFormat> Cases()
     {

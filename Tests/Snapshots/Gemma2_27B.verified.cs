@@ -105,7 +105,7 @@ namespace GemmaGen.Models
         private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
 
         /// <summary>Tokens a prefill processes per pass over the weights.</summary>
-        public const int PrefillBatch = 32;
+        public const int PrefillBatch = 64;
 
         /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
         public Gemma2_27B(ModelWeights weights, int maxContext, WorkerPool pool)
@@ -2616,7 +2616,7 @@ namespace GemmaGen.Models
                 for (int t = start; t < end; t++)
                 {
                     float* gateUp = _owner._gateupb + t * 2 * IntermediateSize, mlp = _owner._mlpb + t * IntermediateSize;
-                    for (int i = 0; i < IntermediateSize; i++) mlp[i] = Activations.GeluTanh(gateUp[2 * i]) * gateUp[2 * i + 1];
+                    Activations.GeluTanhGated(gateUp, mlp, IntermediateSize);
                 }
             }
         }

@@ -1,0 +1,204 @@
+using GemmaGen.Kernels;
+using GemmaGen.Tests.Infrastructure;
+using static GemmaGen.Tests.Quantization.QuantizedMatVecTests;
+
+namespace GemmaGen.Tests.Quantization;
+
+/// <summary>
+/// <see cref="QuantizedMatMul"/>, the integer prefill kernels, where this process runs them (AVX-VNNI; the child runs
+/// with AVX2 disabled check that they refuse and that <see cref="QuantizedMatVec.MatMulRows"/> falls back to the float
+/// kernels). Against a float64 reference over the same integers (the stored weights and scales and the kernel's own
+/// int8 quantization of each token's input), which differs only by float32 rounding; and against the dequantized
+/// matrix times the float inputs within the bound of the input rounding.
+/// </summary>
+[IsaSensitive]
+public sealed unsafe class QuantizedMatMulTests
+{
+    public static TheoryData<WeightFormat, int, int, int> Shapes()
+    {
+        var data = new TheoryData<WeightFormat, int, int, int>();
+        foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
+        {
+            foreach (var (rows, cols, tokens) in new[] { (1, 32, 1), (3, 64, 4), (13, 160, 7), (8, 256, 9), (21, 2304, 5), (17, 9216, 32) })
+                data.Add(format, rows, cols, tokens);
+        }
+        return data;
+    }
+
+    /// <summary>The kernel's int8 input of one token: x̂ [cols], the scale of each block, and where each block's sum starts.</summary>
+    private static (sbyte[] Values, float[] Scales, int[] Starts) QuantizedInput(float[] x, int offset)
+    {
+        int blocks = x.Length / 32;
+        var values = new sbyte[x.Length];
+        var scales = new float[blocks];
+        var starts = new int[blocks];
+        fixed (float* px = x, ps = scales)
+        fixed (sbyte* pv = values)
+        fixed (int* pc = starts)
+        {
+            QuantizedMatMul.QuantizeInput(px, blocks, offset, pv, ps, pc);
+        }
+        return (values, scales, starts);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void Inputs_round_to_int8_within_half_a_step(int seed)
+    {
+        if (!QuantizedMatMul.IsSupported) return; // QuantizeInput uses Avx2; the refusal is tested below.
+        var x = Input(320, seed);
+        var (values, scales, starts) = QuantizedInput(x, offset: 128);
+        // x̂ = round(x · (127 / max)) and s = max / 127: three float32 roundings move x / s by far less than 2⁻¹⁶.
+        const double bound = 0.5 + 1.0 / 65536;
+        for (int b = 0; b < 10; b++)
+        {
+            float max = 0;
+            for (int i = 0; i < 32; i++) max = Math.Max(max, Math.Abs(x[b * 32 + i]));
+            Assert.Equal(max / 127, scales[b]);
+            Assert.Equal(-128 * values.AsSpan(b * 32, 32).ToArray().Sum(v => v), starts[b]);
+            Assert.Equal(max == 0 ? 0 : 127, values.AsSpan(b * 32, 32).ToArray().Max(v => Math.Abs((int)v)));
+            for (int i = b * 32; i < b * 32 + 32; i++)
+                Assert.True(Math.Abs(x[i] - values[i] * (double)scales[b]) <= scales[b] * bound, $"x[{i}] = {x[i]} quantized to {values[i]}·{scales[b]}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Rows_match_the_integer_reference_for_every_range_and_token(WeightFormat format, int rows, int cols, int tokens)
+    {
+        if (!QuantizedMatMul.IsSupported)
+        {
+            Assert.Throws<PlatformNotSupportedException>(() => Run(format, rows, cols, tokens, 0, rows, out _, out _));
+            return;
+        }
+        int offset = format == WeightFormat.Q8_0 ? 128 : 8;
+        foreach (var (start, end) in Ranges(rows))
+        {
+            using var matrix = Matrix(format, rows, cols);
+            var y = Run(format, rows, cols, tokens, start, end, out var x, out int yStride);
+            for (int t = 0; t < tokens; t++)
+            {
+                var (xq, xs, _) = QuantizedInput(x[t], offset);
+                for (int r = 0; r < yStride; r++)
+                {
+                    float actual = y[t * yStride + r];
+                    if (r < start || r >= end)
+                    {
+                        Assert.True(float.IsNaN(actual), $"[{start}, {end}) token {t}: row {r} outside the range was written");
+                        continue;
+                    }
+                    double dot = 0, magnitude = 0;
+                    for (int b = 0; b < cols / 32; b++)
+                    {
+                        long sum = 0, magnitudeSum = 0;
+                        double scale = 0;
+                        for (int j = 0; j < 32; j++)
+                        {
+                            var (value, s) = Stored(matrix, r, b * 32 + j);
+                            scale = s * xs[b];
+                            sum += (long)value * xq[b * 32 + j];
+                            // The kernel sums the unsigned weight (value + offset) and starts at −offset·Σ x̂: both parts count.
+                            magnitudeSum += (long)(Math.Abs(value) + 2 * offset) * Math.Abs((int)xq[b * 32 + j]);
+                        }
+                        dot += scale * sum;
+                        magnitude += Math.Abs(scale) * magnitudeSum;
+                    }
+                    double tolerance = (cols / 32 + 16) * Math.Pow(2, -23);
+                    Assert.True(Math.Abs(actual - dot) <= tolerance * magnitude + 1e-30,
+                        $"[{start}, {end}) token {t} row {r}: {actual} vs {dot} (terms of magnitude {magnitude})");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens)
+    {
+        if (!QuantizedMatMul.IsSupported) return; // the refusal is asserted above; the float fallback by MatMulRows_falls_back_without_the_integer_kernels
+        using var matrix = Matrix(format, rows, cols);
+        var y = Run(format, rows, cols, tokens, 0, rows, out var x, out int yStride);
+        var w = new float[cols];
+        for (int t = 0; t < tokens; t++)
+        {
+            var (_, xs, _) = QuantizedInput(x[t], 0);
+            for (int r = 0; r < rows; r++)
+            {
+                matrix.ReadRow(r, w);
+                double exact = 0, bound = 0, magnitude = 0;
+                for (int i = 0; i < cols; i++)
+                {
+                    exact += (double)w[i] * x[t][i];
+                    bound += Math.Abs(w[i]) * xs[i / 32] * (0.5 + 1.0 / 65536);
+                    magnitude += Math.Abs((double)w[i] * x[t][i]);
+                }
+                Assert.True(Math.Abs(y[t * yStride + r] - exact) <= bound + 1e-5 * magnitude + 1e-30,
+                    $"token {t} row {r}: {y[t * yStride + r]} vs {exact}, bound {bound}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q4_0)]
+    public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(WeightFormat format)
+    {
+        const int rows = 12, cols = 256, tokens = 6;
+        using var matrix = Matrix(format, rows, cols);
+        var x = new float[tokens * cols];
+        for (int t = 0; t < tokens; t++) Input(cols, seed: 7 + t).CopyTo(x, t * cols);
+        float[] Product(Action<IntPtr, IntPtr> kernel)
+        {
+            var y = new float[tokens * rows];
+            fixed (float* px = x, py = y) kernel((IntPtr)px, (IntPtr)py);
+            return y;
+        }
+        var dispatched = Product((px, py) => QuantizedMatVec.MatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
+        var expected = QuantizedMatMul.IsSupported
+            ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
+            : Product((px, py) => QuantizedMatVec.FloatMatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
+        Assert.Equal(expected, dispatched);
+    }
+
+    [Fact]
+    public void No_allocation_per_call_after_warm_up()
+    {
+        if (!QuantizedMatMul.IsSupported) return;
+        using var q8 = Matrix(WeightFormat.Q8_0, 16, 2304);
+        using var q4 = Matrix(WeightFormat.Q4_0, 16, 9216);
+        var x = new float[4 * 9216];
+        var y = new float[4 * 16];
+        fixed (float* px = x, py = y)
+        {
+            QuantizedMatMul.Rows(q4, px, 9216, 4, py, 16, 0, 16);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 20; i++)
+            {
+                QuantizedMatMul.Rows(q8, px, 2304, 4, py, 16, 3, 13);
+                QuantizedMatMul.Rows(q4, px, 9216, 3, py, 16, 0, 16);
+            }
+            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+    }
+
+    /// <summary>Runs the kernel on a test matrix and inputs (strides padded), rows outside the range left NaN.</summary>
+    private static float[] Run(WeightFormat format, int rows, int cols, int tokens, int start, int end, out float[][] x, out int yStride)
+    {
+        using var matrix = Matrix(format, rows, cols);
+        const int pad = 3;
+        int xStride = cols + pad;
+        yStride = rows + pad;
+        x = Enumerable.Range(0, tokens).Select(t => Input(cols, seed: 40 + t)).ToArray();
+        var packed = new float[tokens * xStride];
+        for (int t = 0; t < tokens; t++) x[t].CopyTo(packed, t * xStride);
+        var y = new float[tokens * yStride];
+        Array.Fill(y, float.NaN);
+        fixed (float* px = packed, py = y)
+        {
+            QuantizedMatMul.Rows(matrix, px, xStride, tokens, py, yStride, start, end);
+        }
+        return y;
+    }
+}
