@@ -1,0 +1,58 @@
+using BenchmarkDotNet.Attributes;
+using GemmaGen.Kernels;
+
+namespace GemmaGen.Benchmarks;
+
+/// <summary>
+/// The 2B gate/up projection (and the down projection's shape) for a 64-token prefill batch in Q8_0 and Q4_0, single
+/// -threaded: each panel dequantized to float32 and multiplied by float FMA (the fallback) against int8 inputs and
+/// AVX-VNNI integer products over repacked 8-row groups (<see cref="QuantizedMatMul"/>). The float kernel is the baseline.
+/// </summary>
+public unsafe class QuantizedPrefillBenchmarks
+{
+    private const int Tokens = 64;
+    private WeightMatrix _matrix = null!;
+    private float[] _x = null!, _y = null!;
+
+    [Params(WeightFormat.Q8_0, WeightFormat.Q4_0)]
+    public WeightFormat Format { get; set; }
+
+    /// <summary>gate/up (18432 × 2304, a quarter of its rows) and down (2304 × 9216).</summary>
+    [Params("2304x2304", "2304x9216")]
+    public string Shape { get; set; } = "";
+
+    private int Rows => int.Parse(Shape.Split('x')[0]);
+
+    private int Cols => int.Parse(Shape.Split('x')[1]);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _matrix = new WeightMatrix("w", Rows, Cols, Format);
+        var random = new Random(5);
+        var row = new float[Cols];
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int c = 0; c < Cols; c++) row[c] = (float)(random.NextDouble() - 0.5);
+            _matrix.WriteRow(r, row);
+        }
+        _x = GC.AllocateArray<float>(Tokens * Cols, pinned: true);
+        for (int i = 0; i < _x.Length; i++) _x[i] = (float)Math.Sin(i);
+        _y = GC.AllocateArray<float>(Tokens * Rows, pinned: true);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _matrix.Dispose();
+
+    [Benchmark(Baseline = true, Description = "dequantized panels, float FMA")]
+    public void Float()
+    {
+        fixed (float* x = _x, y = _y) QuantizedMatVec.FloatMatMulRows(_matrix, x, Cols, Tokens, y, Rows, 0, Rows);
+    }
+
+    [Benchmark(Description = "int8 inputs, AVX-VNNI")]
+    public void Integer()
+    {
+        fixed (float* x = _x, y = _y) QuantizedMatMul.Rows(_matrix, x, Cols, Tokens, y, Rows, 0, Rows);
+    }
+}
