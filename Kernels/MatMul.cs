@@ -23,12 +23,15 @@ public unsafe interface IWeightElements
 public readonly unsafe struct F32Elements : IWeightElements
 {
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load512(void* row, int index) => Vector512.Load((float*)row + index);
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load256(void* row, int index) => Vector256.Load((float*)row + index);
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load(void* row, int index) => ((float*)row)[index];
 
     /// <inheritdoc/>
@@ -39,14 +42,17 @@ public readonly unsafe struct F32Elements : IWeightElements
 public readonly unsafe struct BF16Elements : IWeightElements
 {
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load512(void* row, int index) =>
         (Vector512.WidenLower(Vector256.Load((ushort*)row + index).ToVector512Unsafe()) << 16).AsSingle();
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load256(void* row, int index) =>
         (Vector256.WidenLower(Vector128.Load((ushort*)row + index).ToVector256Unsafe()) << 16).AsSingle();
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Load(void* row, int index) => BFloat16.ToSingle(((ushort*)row)[index]);
 
     /// <inheritdoc/>
@@ -55,11 +61,12 @@ public readonly unsafe struct BF16Elements : IWeightElements
 
 /// <summary>
 /// Batched matrix products for prefill: Y[t, r] = W[r]·X[t] for a block of tokens, so each weight row is read from
-/// memory once per batch instead of once per token. The core is a 4-row × 4-token register block: every weight
-/// vector loaded serves four tokens and every activation vector four rows, which keeps the FMA units, not the
-/// loads, the limit. Rows and tokens that do not fill a block take narrower paths.
+/// memory once per batch instead of once per token. With AVX-512 and at least <see cref="MinBlockedTokens"/> tokens,
+/// the blocked kernel (<see cref="Blocked{TW}"/>: transposed 32-row groups, outer products); otherwise
+/// <see cref="Dots{TW}"/>, 4-row × 4-token register blocks of dot products, where every weight vector loaded serves
+/// four tokens and every activation vector four rows. Rows and tokens that do not fill a block take narrower paths.
 /// </summary>
-public static unsafe class MatMul
+public static unsafe partial class MatMul
 {
     /// <summary>Y[t·yStride + r] = W[r]·X[t·xStride ..] for rows [start, end) and tokens [0, tokens).</summary>
     /// <param name="w">Row 0 of a row-major [rows, cols] matrix.</param>
@@ -72,8 +79,19 @@ public static unsafe class MatMul
     /// <param name="yStride">Floats between consecutive tokens' outputs.</param>
     /// <param name="start">First row.</param>
     /// <param name="end">Row after the last.</param>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Rows<TW>(void* w, int cols, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+        where TW : struct, IWeightElements
+    {
+        if (BlockedSupported && tokens >= MinBlockedTokens) Blocked<TW>(w, cols, x, xStride, tokens, y, yStride, start, end);
+        else Dots<TW>(w, cols, x, xStride, tokens, y, yStride, start, end);
+    }
+
+    /// <summary>
+    /// The dot-product kernel: the same product as <see cref="Rows{TW}"/> in 4-row × 4-token register blocks, each
+    /// output a dot product of a weight row and a token's input (any CPU; also used for few tokens or few rows).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dots<TW>(void* w, int cols, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TW : struct, IWeightElements
     {
         long rowBytes = (long)cols * TW.Size;

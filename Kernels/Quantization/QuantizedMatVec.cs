@@ -87,16 +87,31 @@ public static unsafe class QuantizedMatVec
     }
 
     /// <summary>
-    /// Prefill without integer dot products: each panel is dequantized to float32 once (exactly, into thread-local
-    /// scratch) and multiplied with every token's float input by <see cref="MatMul.Rows{TW}"/>; the inputs are not rounded.
+    /// Prefill without integer dot products: the rows are dequantized to float32 (exactly, into thread-local scratch)
+    /// once per call and multiplied with every token's float input, the inputs not rounded. With AVX-512 and at least
+    /// <see cref="MatMul.MinBlockedTokens"/> tokens, 32 rows at a time through the blocked kernel
+    /// (<see cref="MatMul.BlockedGroups{TW}"/>, the inputs transposed once per call); otherwise each 4-row panel
+    /// through <see cref="MatMul.Dots{TW}"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FloatMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
         CheckRange(matrix, start, end, matrix.Rows);
         if (start >= end || tokens <= 0) return;
-        var scratch = t_scratch;
         int cols = matrix.Cols;
+        if (MatMul.BlockedSupported && tokens >= MatMul.MinBlockedTokens)
+        {
+            var blocked = MatMul.BlockedScratch.For(cols, tokens);
+            MatMul.PrepareInputs(x, xStride, tokens, cols, blocked.Inputs);
+            for (int r = start; r < end; r += MatMul.GroupRows)
+            {
+                int rows = Math.Min(MatMul.GroupRows, end - r);
+                for (int i = 0; i < rows; i++) matrix.ReadRow(r + i, new Span<float>(blocked.Rows + (long)i * cols, cols));
+                MatMul.BlockedGroups<F32Elements>(blocked.Rows, cols, blocked.Inputs, tokens, y + r, yStride, 0, rows, blocked.Weights);
+            }
+            return;
+        }
+        var scratch = t_scratch;
         if (scratch == null || scratch.Capacity < cols) t_scratch = scratch = new Scratch(cols);
         float* panelRows = scratch.PanelRows;
         const int n = QuantizedLayout.PanelRows;
@@ -104,7 +119,7 @@ public static unsafe class QuantizedMatVec
         {
             int first = Math.Max(start, panel * n) - panel * n, last = Math.Min(end, panel * n + n) - panel * n;
             for (int i = first; i < last; i++) matrix.ReadRow(panel * n + i, new Span<float>(panelRows + i * cols, cols));
-            MatMul.Rows<F32Elements>(panelRows, cols, x, xStride, tokens, y + panel * n, yStride, first, last);
+            MatMul.Dots<F32Elements>(panelRows, cols, x, xStride, tokens, y + panel * n, yStride, first, last);
         }
     }
 
