@@ -1916,6 +1916,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 4096 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 8192 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 12288 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 4096 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
@@ -2110,6 +2114,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 4608 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 9216 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 13824 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 4608 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
@@ -2304,6 +2312,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 36864 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 73728 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 110592 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 36864 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);

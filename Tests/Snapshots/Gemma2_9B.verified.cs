@@ -2122,6 +2122,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 3584 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 7168 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 10752 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 3584 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
@@ -2316,6 +2320,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 4096 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 8192 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 12288 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 4096 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
@@ -2510,6 +2518,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 14336 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 28672 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 43008 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 14336 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);

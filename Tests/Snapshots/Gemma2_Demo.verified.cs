@@ -1613,6 +1613,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 256 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 512 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 768 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 256 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
@@ -1807,6 +1811,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 768 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 1536 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 2304 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 768 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);

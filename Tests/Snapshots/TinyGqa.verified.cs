@@ -1335,6 +1335,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 64 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 128 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 192 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 64 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
@@ -1529,6 +1533,10 @@ namespace GemmaGen.Models
                 {
                     var x0 = Vector512.Load(x + i);
                     var x1 = Vector512.Load(x + i + 16);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 192 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 384 + i) + 1024);
+                    System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + 576 + i) + 1024);
                     a00 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a00);
                     a01 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + i + 16).ToVector512Unsafe()) << 16).AsSingle(), x1, a01);
                     a10 = Vector512.MultiplyAddEstimate((Vector512.WidenLower(Vector256.Load(w + 192 + i).ToVector512Unsafe()) << 16).AsSingle(), x0, a10);
