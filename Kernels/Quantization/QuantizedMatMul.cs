@@ -5,9 +5,12 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// Prefill over <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> matrices with integer dot products
-/// (AVX-VNNI <c>vpdpbusd</c>: 32 byte products summed into eight int32 lanes per instruction, twice the work of a
-/// float32 FMA of the same width), used where the CPU has it.
+/// Prefill over <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> matrices with integer dot products:
+/// AVX-VNNI <c>vpdpbusd</c> (32 byte products summed into eight int32 lanes per instruction, twice the work of a
+/// float32 FMA of the same width) where the CPU has it, both formats; and for Q4_0 on AVX2 CPUs without it,
+/// <c>vpmaddubsw</c> (byte products summed in pairs into int16): a Q4_0 weight is at most 15, so a pair is at most
+/// 2·15·127 = 3810 and a block's eight groups sum to at most 30480 in int16, widened to int32 once per block
+/// (<c>vpmaddwd</c> with ones). A Q8_0 weight (up to 255 unsigned) would overflow int16 pairs, so Q8_0 needs AVX-VNNI.
 /// <para>
 /// Inputs: every token's x is quantized to int8 in blocks of 32 (x̂ = round(x · 127 / max|x|), ties to even; scale
 /// s = max|x| / 127), once per call and thread. The rounding is at most s/2 per element (0.4% of the block's
@@ -41,26 +44,35 @@ public static unsafe class QuantizedMatMul
     [ThreadStatic]
     private static Scratch? t_scratch;
 
-    /// <summary>Whether this CPU runs the integer kernels (AVX-VNNI).</summary>
-    public static bool IsSupported => AvxVnni.IsSupported && Avx2.IsSupported && Fma.IsSupported;
+    /// <summary>Whether this CPU runs the integer kernels for <paramref name="format"/>: AVX-VNNI for both formats, or
+    /// AVX2 for Q4_0.</summary>
+    public static bool IsSupported(WeightFormat format) =>
+        Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || format == WeightFormat.Q4_0);
 
     /// <summary>
     /// y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), x rounded to int8 as the
-    /// type describes. Requires <see cref="IsSupported"/>.
+    /// type describes. Requires <see cref="IsSupported"/> for the matrix's format.
     /// </summary>
+    public static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
+        Rows(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnni.IsSupported);
+
+    /// <summary><see cref="Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> with the kernel chosen: AVX-VNNI
+    /// (<paramref name="vnni"/>) or, for Q4_0, AVX2 pairs (tests run both on one machine).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+    internal static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni)
     {
-        if (!IsSupported) throw new PlatformNotSupportedException("the integer prefill kernels need AVX-VNNI");
         if (!QuantizedLayout.IsQuantized(matrix.Format))
             throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a quantized format", nameof(matrix));
+        if (vnni ? !AvxVnni.IsSupported || !IsSupported(matrix.Format) : !IsSupported(WeightFormat.Q4_0) || matrix.Format != WeightFormat.Q4_0)
+            throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(matrix.Format == WeightFormat.Q8_0 || vnni ? "AVX-VNNI" : "AVX2")}");
         if (start < 0 || end > matrix.Rows || start > end)
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
         if (start >= end || tokens <= 0) return;
 
         int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize;
         var scratch = t_scratch;
-        if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens) t_scratch = scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
+        if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
+            t_scratch = scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
         int offset = matrix.Format == WeightFormat.Q8_0 ? 128 : QuantizedLayout.Q4Offset;
         for (int t = 0; t < tokens; t++)
             QuantizeInput(x + (long)t * xStride, blocks, offset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
@@ -72,9 +84,21 @@ public static unsafe class QuantizedMatMul
             Repack(matrix, r, rows, Math.Min(GroupRows, end - r - rows), group);
             int t = 0;
             for (; t + 4 <= tokens; t += 4)
-                Tokens4(group, blocks, scratch.Input + (long)t * cols, cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks, y + (long)t * yStride + r, yStride, rows);
+            {
+                sbyte* input = scratch.Input + (long)t * cols;
+                float* scales = scratch.InputScales + t * blocks, outputs = y + (long)t * yStride + r;
+                int* starts = scratch.InputStarts + t * blocks;
+                if (vnni) Tokens4(group, blocks, input, cols, scales, starts, outputs, yStride, rows);
+                else PairTokens4(group, blocks, input, cols, scales, starts, outputs, yStride, rows);
+            }
             for (; t < tokens; t++)
-                Token1(group, blocks, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks, y + (long)t * yStride + r, rows);
+            {
+                sbyte* input = scratch.Input + (long)t * cols;
+                float* scales = scratch.InputScales + t * blocks, outputs = y + (long)t * yStride + r;
+                int* starts = scratch.InputStarts + t * blocks;
+                if (vnni) Token1(group, blocks, input, scales, starts, outputs, rows);
+                else PairToken1(group, blocks, input, scales, starts, outputs, rows);
+            }
         }
     }
 
@@ -243,6 +267,59 @@ public static unsafe class QuantizedMatMul
             for (int g = 0; g < 8; g++)
                 a = AvxVnni.MultiplyWideningAndAdd(a, Vector256.Load(group + 32 * g), Vector256.Create(*(int*)(x + 4 * g)).AsSByte());
             o = Fma.MultiplyAdd(Avx.ConvertToVector256Single(a), Vector256.Load((float*)(group + 256)) * xs[b], o);
+        }
+        Store(o, y, rows);
+    }
+
+    /// <summary>
+    /// Q4_0 without AVX-VNNI, eight rows × four tokens: per group of four columns <c>vpmaddubsw</c> sums each row's
+    /// two byte pairs into int16, kept in int16 for the whole block (at most 8·3810), then widened once
+    /// (<c>vpmaddwd</c> with ones gives each row's int32 sum).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PairTokens4(byte* group, int blocks, sbyte* x, int stride, float* xs, int* starts, float* y, int yStride, int rows)
+    {
+        sbyte* x0 = x, x1 = x + stride, x2 = x + 2 * stride, x3 = x + 3 * stride;
+        float* s0 = xs, s1 = xs + blocks, s2 = xs + 2 * blocks, s3 = xs + 3 * blocks;
+        int* c0 = starts, c1 = starts + blocks, c2 = starts + 2 * blocks, c3 = starts + 3 * blocks;
+        var ones = Vector256.Create((short)1);
+        Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        for (int b = 0; b < blocks; b++, group += GroupBlockBytes, x0 += 32, x1 += 32, x2 += 32, x3 += 32)
+        {
+            Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default;
+            for (int g = 0; g < 8; g++)
+            {
+                var w = Vector256.Load(group + 32 * g);
+                p0 += Avx2.MultiplyAddAdjacent(w, Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte());
+                p1 += Avx2.MultiplyAddAdjacent(w, Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte());
+                p2 += Avx2.MultiplyAddAdjacent(w, Vector256.Create(*(int*)(x2 + 4 * g)).AsSByte());
+                p3 += Avx2.MultiplyAddAdjacent(w, Vector256.Create(*(int*)(x3 + 4 * g)).AsSByte());
+            }
+            var d = Vector256.Load((float*)(group + 256));
+            o0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p0, ones) + Vector256.Create(c0[b])), d * s0[b], o0);
+            o1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p1, ones) + Vector256.Create(c1[b])), d * s1[b], o1);
+            o2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p2, ones) + Vector256.Create(c2[b])), d * s2[b], o2);
+            o3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p3, ones) + Vector256.Create(c3[b])), d * s3[b], o3);
+        }
+        Store(o0, y, rows);
+        Store(o1, y + yStride, rows);
+        Store(o2, y + 2 * yStride, rows);
+        Store(o3, y + 3 * yStride, rows);
+    }
+
+    /// <summary>Q4_0 without AVX-VNNI, eight rows × one token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PairToken1(byte* group, int blocks, sbyte* x, float* xs, int* starts, float* y, int rows)
+    {
+        var ones = Vector256.Create((short)1);
+        Vector256<float> o = default;
+        for (int b = 0; b < blocks; b++, group += GroupBlockBytes, x += 32)
+        {
+            Vector256<short> p = default;
+            for (int g = 0; g < 8; g++)
+                p += Avx2.MultiplyAddAdjacent(Vector256.Load(group + 32 * g), Vector256.Create(*(int*)(x + 4 * g)).AsSByte());
+            var sum = Avx2.MultiplyAddAdjacent(p, ones) + Vector256.Create(starts[b]);
+            o = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Load((float*)(group + 256)) * xs[b], o);
         }
         Store(o, y, rows);
     }

@@ -7,7 +7,7 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// Matrix-vector products over <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> matrices (laid out
 /// as <see cref="QuantizedLayout"/> describes), called from the generated kernels' jobs on the worker threads, and
-/// the batched products of prefill (<see cref="MatMulRows"/>, on <see cref="QuantizedMatMul"/> where the CPU has AVX-VNNI).
+/// the batched products of prefill (<see cref="MatMulRows"/>, on <see cref="QuantizedMatMul"/> where the CPU runs it).
 /// <para>
 /// Each matrix-vector call first quantizes the input x to int16, in blocks of 32 with a float scale each
 /// (s = max|x| / 32767, x̂ = round(x · 32767 / max|x|)), once per call and thread, into thread-local scratch (no
@@ -77,12 +77,13 @@ public static unsafe class QuantizedMatVec
 
     /// <summary>
     /// Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), the weights read
-    /// once per batch. Where the CPU has AVX-VNNI, <see cref="QuantizedMatMul.Rows"/> (inputs rounded to int8, integer
-    /// dot products); elsewhere <see cref="FloatMatMulRows"/>.
+    /// once per batch. Where the CPU runs them for the format (AVX-VNNI; for Q4_0 also AVX2),
+    /// <see cref="QuantizedMatMul.Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> (inputs rounded to int8,
+    /// integer dot products); elsewhere <see cref="FloatMatMulRows"/>.
     /// </summary>
     public static void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        if (QuantizedMatMul.IsSupported) QuantizedMatMul.Rows(matrix, x, xStride, tokens, y, yStride, start, end);
+        if (QuantizedMatMul.IsSupported(matrix.Format)) QuantizedMatMul.Rows(matrix, x, xStride, tokens, y, yStride, start, end);
         else FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
     }
 

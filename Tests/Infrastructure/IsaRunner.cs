@@ -33,6 +33,9 @@ public static class IsaRunner
     /// <summary><see cref="ExpectationVariable"/> value: neither Vector256 nor Vector512 may be accelerated.</summary>
     public const string NoVector256 = "no-vector256";
 
+    /// <summary><see cref="ExpectationVariable"/> value: AVX-VNNI must be off (the integer prefill falls back).</summary>
+    public const string NoAvxVnni = "no-avxvnni";
+
     /// <summary>
     /// Checks the ISA expectation, runs the tests and writes one line per failure (and per skip) and a final
     /// <c>N passed, M failed</c>. Returns 0 only when nothing failed and something passed.
@@ -89,7 +92,9 @@ public static class IsaRunner
             $"Vector256.IsHardwareAccelerated is {Vector256.IsHardwareAccelerated} and Vector512.IsHardwareAccelerated " +
             $"is {Vector512.IsHardwareAccelerated}; expected both false",
         NoVector256 => null,
-        _ => $"unknown {ExpectationVariable} value '{expectation}' (expected {NoVector512} or {NoVector256})",
+        NoAvxVnni when System.Runtime.Intrinsics.X86.AvxVnni.IsSupported => "AvxVnni.IsSupported is true; expected false",
+        NoAvxVnni => null,
+        _ => $"unknown {ExpectationVariable} value '{expectation}' (expected {NoVector512}, {NoVector256} or {NoAvxVnni})",
     };
 
     /// <summary>One test to run: a fact, or a theory with one data row.</summary>

@@ -8,7 +8,9 @@ namespace GemmaGen.Tests.Infrastructure;
 /// each SIMD code path (Vector512, Vector256, Vector128) is tested on a machine that has all of them; the normal
 /// xunit run covers the full ISA. The switches were checked on .NET 10: <c>DOTNET_EnableAVX512=0</c> turns off
 /// Vector512 (the .NET 8 name <c>DOTNET_EnableAVX512F</c> no longer does anything), <c>DOTNET_EnableAVX2=0</c> turns
-/// off Vector256 and Vector512. The child verifies that before running anything (<see cref="IsaRunner.ExpectationVariable"/>).
+/// off Vector256 and Vector512, <c>DOTNET_EnableAVXVNNI=0</c> turns off AVX-VNNI (the integer prefill then takes its
+/// AVX2 kernel for Q4_0 and the float kernels for Q8_0). The child verifies that before running anything
+/// (<see cref="IsaRunner.ExpectationVariable"/>).
 /// </summary>
 public sealed class IsaTests
 {
@@ -17,6 +19,7 @@ public sealed class IsaTests
     [Theory]
     [InlineData("DOTNET_EnableAVX512", IsaRunner.NoVector512)]
     [InlineData("DOTNET_EnableAVX2", IsaRunner.NoVector256)]
+    [InlineData("DOTNET_EnableAVXVNNI", IsaRunner.NoAvxVnni)]
     public async Task IsaSensitiveTestsPassWithInstructionSetDisabled(string switchVariable, string expectation)
     {
         string testAssembly = typeof(IsaTests).Assembly.Location;

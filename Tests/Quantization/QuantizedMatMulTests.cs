@@ -1,29 +1,39 @@
 using GemmaGen.Kernels;
 using GemmaGen.Tests.Infrastructure;
+using System.Runtime.Intrinsics.X86;
 using static GemmaGen.Tests.Quantization.QuantizedMatVecTests;
 
 namespace GemmaGen.Tests.Quantization;
 
 /// <summary>
-/// <see cref="QuantizedMatMul"/>, the integer prefill kernels, where this process runs them (AVX-VNNI; the child runs
-/// with AVX2 disabled check that they refuse and that <see cref="QuantizedMatVec.MatMulRows"/> falls back to the float
-/// kernels). Against a float64 reference over the same integers (the stored weights and scales and the kernel's own
-/// int8 quantization of each token's input), which differs only by float32 rounding; and against the dequantized
-/// matrix times the float inputs within the bound of the input rounding.
+/// <see cref="QuantizedMatMul"/>, the integer prefill kernels, both of them wherever this process can run them: AVX-VNNI
+/// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only); where it cannot (the child runs with AVX2 or AVX-VNNI disabled)
+/// the tests check that the kernel refuses and that <see cref="QuantizedMatVec.MatMulRows"/> takes the other path.
+/// Against a float64 reference over the same integers (the stored weights and scales and the kernel's own int8
+/// quantization of each token's input), which differs only by float32 rounding; against the dequantized matrix times
+/// the float inputs within the bound of the input rounding; and the two kernels against each other, bit for bit
+/// (they sum the same integers exactly and scale them alike).
 /// </summary>
 [IsaSensitive]
 public sealed unsafe class QuantizedMatMulTests
 {
-    public static TheoryData<WeightFormat, int, int, int> Shapes()
+    public static TheoryData<WeightFormat, int, int, int, bool> Shapes()
     {
-        var data = new TheoryData<WeightFormat, int, int, int>();
+        var data = new TheoryData<WeightFormat, int, int, int, bool>();
         foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
         {
-            foreach (var (rows, cols, tokens) in new[] { (1, 32, 1), (3, 64, 4), (13, 160, 7), (8, 256, 9), (21, 2304, 5), (17, 9216, 32) })
-                data.Add(format, rows, cols, tokens);
+            foreach (bool vnni in new[] { true, false })
+            {
+                foreach (var (rows, cols, tokens) in new[] { (1, 32, 1), (3, 64, 4), (13, 160, 7), (8, 256, 9), (21, 2304, 5), (17, 9216, 32) })
+                    data.Add(format, rows, cols, tokens, vnni);
+            }
         }
         return data;
     }
+
+    /// <summary>Whether this process runs the chosen kernel for <paramref name="format"/>.</summary>
+    private static bool Runs(WeightFormat format, bool vnni) =>
+        vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : format == WeightFormat.Q4_0 && QuantizedMatMul.IsSupported(WeightFormat.Q4_0);
 
     /// <summary>The kernel's int8 input of one token: x̂ [cols], the scale of each block, and where each block's sum starts.</summary>
     private static (sbyte[] Values, float[] Scales, int[] Starts) QuantizedInput(float[] x, int offset)
@@ -47,7 +57,7 @@ public sealed unsafe class QuantizedMatMulTests
     [InlineData(2)]
     public void Inputs_round_to_int8_within_half_a_step(int seed)
     {
-        if (!QuantizedMatMul.IsSupported) return; // QuantizeInput uses Avx2; the refusal is tested below.
+        if (!Avx2.IsSupported) return; // QuantizeInput is only called by the kernels, which need AVX2
         var x = Input(320, seed);
         var (values, scales, starts) = QuantizedInput(x, offset: 128);
         // x̂ = round(x · (127 / max)) and s = max / 127: three float32 roundings move x / s by far less than 2⁻¹⁶.
@@ -66,18 +76,18 @@ public sealed unsafe class QuantizedMatMulTests
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Rows_match_the_integer_reference_for_every_range_and_token(WeightFormat format, int rows, int cols, int tokens)
+    public void Rows_match_the_integer_reference_for_every_range_and_token(WeightFormat format, int rows, int cols, int tokens, bool vnni)
     {
-        if (!QuantizedMatMul.IsSupported)
+        if (!Runs(format, vnni))
         {
-            Assert.Throws<PlatformNotSupportedException>(() => Run(format, rows, cols, tokens, 0, rows, out _, out _));
+            Assert.Throws<PlatformNotSupportedException>(() => Run(format, rows, cols, tokens, 0, rows, vnni, out _, out _));
             return;
         }
         int offset = format == WeightFormat.Q8_0 ? 128 : 8;
+        using var matrix = Matrix(format, rows, cols);
         foreach (var (start, end) in Ranges(rows))
         {
-            using var matrix = Matrix(format, rows, cols);
-            var y = Run(format, rows, cols, tokens, start, end, out var x, out int yStride);
+            var y = Run(format, rows, cols, tokens, start, end, vnni, out var x, out int yStride);
             for (int t = 0; t < tokens; t++)
             {
                 var (xq, xs, _) = QuantizedInput(x[t], offset);
@@ -115,11 +125,11 @@ public sealed unsafe class QuantizedMatMulTests
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens)
+    public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens, bool vnni)
     {
-        if (!QuantizedMatMul.IsSupported) return; // the refusal is asserted above; the float fallback by MatMulRows_falls_back_without_the_integer_kernels
+        if (!Runs(format, vnni)) return; // the refusal is asserted above
         using var matrix = Matrix(format, rows, cols);
-        var y = Run(format, rows, cols, tokens, 0, rows, out var x, out int yStride);
+        var y = Run(format, rows, cols, tokens, 0, rows, vnni, out var x, out int yStride);
         var w = new float[cols];
         for (int t = 0; t < tokens; t++)
         {
@@ -141,6 +151,17 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     [Theory]
+    [InlineData(24, 2304, 13)]
+    [InlineData(9, 9216, 6)]
+    public void The_two_Q4_0_kernels_agree_bit_for_bit(int rows, int cols, int tokens)
+    {
+        if (!Runs(WeightFormat.Q4_0, vnni: true) || !Runs(WeightFormat.Q4_0, vnni: false)) return; // needs both; each is checked above
+        var viaVnni = Run(WeightFormat.Q4_0, rows, cols, tokens, 0, rows, vnni: true, out _, out _);
+        var viaPairs = Run(WeightFormat.Q4_0, rows, cols, tokens, 0, rows, vnni: false, out _, out _);
+        Assert.Equal(viaVnni, viaPairs);
+    }
+
+    [Theory]
     [InlineData(WeightFormat.Q8_0)]
     [InlineData(WeightFormat.Q4_0)]
     public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(WeightFormat format)
@@ -156,16 +177,17 @@ public sealed unsafe class QuantizedMatMulTests
             return y;
         }
         var dispatched = Product((px, py) => QuantizedMatVec.MatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
-        var expected = QuantizedMatMul.IsSupported
+        var expected = QuantizedMatMul.IsSupported(format)
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
             : Product((px, py) => QuantizedMatVec.FloatMatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
         Assert.Equal(expected, dispatched);
+        Assert.Equal(AvxVnni.IsSupported || (format == WeightFormat.Q4_0 && Avx2.IsSupported && Fma.IsSupported), QuantizedMatMul.IsSupported(format));
     }
 
     [Fact]
     public void No_allocation_per_call_after_warm_up()
     {
-        if (!QuantizedMatMul.IsSupported) return;
+        if (!QuantizedMatMul.IsSupported(WeightFormat.Q4_0)) return;
         using var q8 = Matrix(WeightFormat.Q8_0, 16, 2304);
         using var q4 = Matrix(WeightFormat.Q4_0, 16, 9216);
         var x = new float[4 * 9216];
@@ -176,15 +198,15 @@ public sealed unsafe class QuantizedMatMulTests
             long before = GC.GetAllocatedBytesForCurrentThread();
             for (int i = 0; i < 20; i++)
             {
-                QuantizedMatMul.Rows(q8, px, 2304, 4, py, 16, 3, 13);
+                if (QuantizedMatMul.IsSupported(WeightFormat.Q8_0)) QuantizedMatMul.Rows(q8, px, 2304, 4, py, 16, 3, 13);
                 QuantizedMatMul.Rows(q4, px, 9216, 3, py, 16, 0, 16);
             }
             Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         }
     }
 
-    /// <summary>Runs the kernel on a test matrix and inputs (strides padded), rows outside the range left NaN.</summary>
-    private static float[] Run(WeightFormat format, int rows, int cols, int tokens, int start, int end, out float[][] x, out int yStride)
+    /// <summary>Runs the chosen kernel on a test matrix and inputs (strides padded), rows outside the range left NaN.</summary>
+    private static float[] Run(WeightFormat format, int rows, int cols, int tokens, int start, int end, bool vnni, out float[][] x, out int yStride)
     {
         using var matrix = Matrix(format, rows, cols);
         const int pad = 3;
@@ -197,7 +219,7 @@ public sealed unsafe class QuantizedMatMulTests
         Array.Fill(y, float.NaN);
         fixed (float* px = packed, py = y)
         {
-            QuantizedMatMul.Rows(matrix, px, xStride, tokens, py, yStride, start, end);
+            QuantizedMatMul.Rows(matrix, px, xStride, tokens, py, yStride, start, end, vnni);
         }
         return y;
     }
