@@ -14,7 +14,7 @@ internal static class BenchCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file", HelpName = "SPEC", Required = true };
-        var format = new Option<string>("--format") { Description = "Weight format: bf16, f32, q8_0 or q4_0 (quantized at load)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
+        var format = new Option<string>("--format", "--quant") { Description = "Weight format: bf16, f32, q8_0 or q4_0 (quantized at load; --quant as on run and chat)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
         var layers = new Option<int?>("--layers") { Description = "Run the first N layers and extrapolate to the whole model", HelpName = "N" };
         var threads = new Option<int?>("--threads") { Description = "Worker threads (default: all cores)", HelpName = "N" };
         var prompt = new Option<int>("--prompt") { Description = "Prompt tokens of the prefill", HelpName = "N", DefaultValueFactory = _ => 128 };

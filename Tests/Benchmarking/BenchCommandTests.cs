@@ -45,6 +45,22 @@ public sealed class BenchCommandTests
         Assert.Equal(2L * 4096 * 256 + 6 * perLayer, (long)json["weight_bytes_per_token"]!);
     }
 
+    [Theory]
+    [InlineData("--format")]
+    [InlineData("--quant")]
+    public void Quantized_formats_are_chosen_with_format_or_quant(string option)
+    {
+        var (exit, stdout, stderr) = Run("bench", "--spec", "gemma-2-demo", option, "q4_0", "--layers", "1", "--prompt", "4", "--tokens", "2",
+            "--threads", "1", "--repeat", "1", "--json");
+
+        Assert.True(exit == 0, stderr);
+        var json = JsonNode.Parse(stdout)!.AsObject();
+        Assert.Equal("q4_0", (string?)json["format"]);
+        // Q4_0 is 18 bytes per 32 weights: the demo's six layers and its tied embedding read at that rate.
+        long perLayer = 18L * ((4 + 2 * 2) * 64 * 256 + 256 * 4 * 64 + 2 * 768 * 256 + 256 * 768) / 32;
+        Assert.Equal(18L * 4096 * 256 / 32 + 6 * perLayer, (long)json["weight_bytes_per_token"]!);
+    }
+
     [Fact]
     public void Table_names_the_scope_of_the_figures()
     {
