@@ -82,21 +82,15 @@ public static unsafe class QuantizedMatMul
         {
             int rows = Math.Min(GroupRows, end - r);
             Repack(matrix, r, rows, Math.Min(GroupRows, end - r - rows), group);
-            int t = 0;
-            for (; t + 4 <= tokens; t += 4)
+            for (int t = 0, n; t < tokens; t += n)
             {
+                n = tokens - t >= 4 ? 4 : 1;
                 sbyte* input = scratch.Input + (long)t * cols;
                 float* scales = scratch.InputScales + t * blocks, outputs = y + (long)t * yStride + r;
                 int* starts = scratch.InputStarts + t * blocks;
-                if (vnni) Tokens4(group, blocks, input, cols, scales, starts, outputs, yStride, rows);
-                else PairTokens4(group, blocks, input, cols, scales, starts, outputs, yStride, rows);
-            }
-            for (; t < tokens; t++)
-            {
-                sbyte* input = scratch.Input + (long)t * cols;
-                float* scales = scratch.InputScales + t * blocks, outputs = y + (long)t * yStride + r;
-                int* starts = scratch.InputStarts + t * blocks;
-                if (vnni) Token1(group, blocks, input, scales, starts, outputs, rows);
+                if (n == 4 && vnni) Tokens4(group, blocks, input, cols, scales, starts, outputs, yStride, rows);
+                else if (n == 4) PairTokens4(group, blocks, input, cols, scales, starts, outputs, yStride, rows);
+                else if (vnni) Token1(group, blocks, input, scales, starts, outputs, rows);
                 else PairToken1(group, blocks, input, scales, starts, outputs, rows);
             }
         }
