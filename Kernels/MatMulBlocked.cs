@@ -48,8 +48,8 @@ public static unsafe partial class MatMul
     /// <summary>Floats of the transposed inputs of <paramref name="tokens"/> tokens of <paramref name="cols"/> columns.</summary>
     internal static long InputFloats(int cols, int tokens) => (long)cols * ((tokens + SmallBlock - 1) / SmallBlock * SmallBlock);
 
-    /// <summary>Floats of one transposed group of weight rows (16 columns of slack for the last chunk).</summary>
-    internal static long GroupFloats(int cols) => (long)(cols + 16) * GroupRows;
+    /// <summary>Floats of one transposed group of weight rows.</summary>
+    internal static long GroupFloats(int cols) => (long)cols * GroupRows;
 
     /// <summary>
     /// Transposes the tokens' inputs into blocks of 12 tokens, then of 4 (the last padded with zeros): block by block,
@@ -292,7 +292,7 @@ public static unsafe partial class MatMul
 
         public int Tokens { get; }
 
-        /// <summary>One transposed group of rows, [cols + 16][32].</summary>
+        /// <summary>One transposed group of rows, [cols][32].</summary>
         public float* Weights { get; }
 
         /// <summary>A group of rows in float32, row-major [32][cols] (for callers that dequantize first).</summary>
