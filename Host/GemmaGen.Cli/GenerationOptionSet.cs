@@ -49,7 +49,7 @@ internal sealed class GenerationOptionSet
 
     public Option<string?> Quant { get; } = new("--quant")
     {
-        Description = "Quantize the weights at load: q8_0 (8-bit blocks) or q4_0 (4-bit blocks)",
+        Description = "Convert the weights at load: bf16 (F32/F16 checkpoints in half the memory), q8_0 (8-bit blocks) or q4_0 (4-bit blocks)",
         HelpName = "FORMAT",
     };
 
@@ -104,9 +104,10 @@ internal sealed class GenerationOptionSet
     internal static WeightFormat? QuantFormat(string? quant) => quant?.ToLowerInvariant() switch
     {
         null => null,
+        "bf16" => WeightFormat.BF16,
         "q8_0" => WeightFormat.Q8_0,
         "q4_0" => WeightFormat.Q4_0,
-        _ => throw new UsageException($"--quant {quant}: expected q8_0 or q4_0"),
+        _ => throw new UsageException($"--quant {quant}: expected bf16, q8_0 or q4_0"),
     };
 
     /// <summary>Loads the model (the built-in demo when no --model is given), drawing a progress bar on a terminal.</summary>

@@ -2,10 +2,11 @@ using GemmaGen.Kernels;
 
 namespace GemmaGen.Tests.Cli;
 
-/// <summary><c>--quant</c> on <c>run</c>: the command runs the model quantized at load, as the library does.</summary>
+/// <summary><c>--quant</c> on <c>run</c>: the command runs the model converted at load, as the library does.</summary>
 public sealed class QuantOptionTests
 {
     [Theory]
+    [InlineData("bf16", WeightFormat.BF16)]
     [InlineData("q8_0", WeightFormat.Q8_0)]
     [InlineData("q4_0", WeightFormat.Q4_0)]
     public void Run_with_quant_continues_as_the_library_does_with_that_format(string option, WeightFormat format)
@@ -29,6 +30,6 @@ public sealed class QuantOptionTests
         var run = CliProcess.Run("run", "x", "--quant", "q5_1");
 
         Assert.Equal(2, run.ExitCode);
-        Assert.Equal("error: --quant q5_1: expected q8_0 or q4_0", run.Stderr.Trim());
+        Assert.Equal("error: --quant q5_1: expected bf16, q8_0 or q4_0", run.Stderr.Trim());
     }
 }
