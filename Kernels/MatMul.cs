@@ -61,8 +61,8 @@ public readonly unsafe struct BF16Elements : IWeightElements
 
 /// <summary>
 /// Batched matrix products for prefill: Y[t, r] = W[r]·X[t] for a block of tokens, so each weight row is read from
-/// memory once per batch instead of once per token. With AVX-512 and at least <see cref="MinBlockedTokens"/> tokens,
-/// the blocked kernel (<see cref="Blocked{TW}"/>: transposed 32-row groups, outer products); otherwise
+/// memory once per batch instead of once per token. With AVX-512 or AVX2 and at least <see cref="MinBlockedTokens"/>
+/// tokens, the blocked kernel (<see cref="Blocked{TW}"/>: transposed 32-row groups, outer products); otherwise
 /// <see cref="Dots{TW}"/>, 4-row × 4-token register blocks of dot products, where every weight vector loaded serves
 /// four tokens and every activation vector four rows. Rows and tokens that do not fill a block take narrower paths.
 /// </summary>

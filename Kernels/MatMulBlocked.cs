@@ -5,7 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// The blocked kernel of <see cref="MatMul.Rows{TW}"/> (AVX-512): no dot products, but outer products. Each group of
+/// The blocked kernel of <see cref="MatMul.Rows{TW}"/> (AVX-512; with AVX2 only, the half-width version in
+/// MatMulBlocked256.cs): no dot products, but outer products. Each group of
 /// <see cref="GroupRows"/> weight rows is converted to float32 and transposed once per call into thread-local scratch,
 /// [cols][32], and the tokens' inputs once per call into blocks of 12 (then 4) tokens, [cols][12]. For each column k
 /// the kernel loads the 32 rows' weights as two vectors and multiplies them with each token's input k broadcast: 24
@@ -27,8 +28,8 @@ public static unsafe partial class MatMul
     [ThreadStatic]
     private static BlockedScratch? t_blocked;
 
-    /// <summary>Whether this CPU runs the blocked kernel (AVX-512F).</summary>
-    public static bool BlockedSupported => Avx512F.IsSupported;
+    /// <summary>Whether this CPU runs the blocked kernel: AVX-512F, or AVX2 and FMA (at half the width).</summary>
+    public static bool BlockedSupported => Avx512F.IsSupported || (Avx2.IsSupported && Fma.IsSupported);
 
     /// <summary>
     /// The blocked kernel: Y[t·yStride + r] = W[r]·X[t·xStride ..] for rows [start, end) and tokens [0, tokens).
@@ -38,7 +39,7 @@ public static unsafe partial class MatMul
     public static void Blocked<TW>(void* w, int cols, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TW : struct, IWeightElements
     {
-        if (!BlockedSupported) throw new PlatformNotSupportedException("the blocked prefill kernel needs AVX-512F");
+        if (!BlockedSupported) throw new PlatformNotSupportedException("the blocked prefill kernel needs AVX-512F or AVX2");
         if (start >= end || tokens <= 0) return;
         var scratch = BlockedScratch.For(cols, tokens);
         PrepareInputs(x, xStride, tokens, cols, scratch.Inputs);
@@ -52,7 +53,7 @@ public static unsafe partial class MatMul
     internal static long GroupFloats(int cols) => (long)cols * GroupRows;
 
     /// <summary>
-    /// Transposes the tokens' inputs into blocks of 12 tokens, then of 4 (the last padded with zeros): block by block,
+    /// Transposes the tokens' inputs into blocks of 12 tokens, then of 4 (with AVX2 only, 6 then 2; the last padded with zeros): block by block,
     /// [cols][width] (<see cref="InputFloats"/> floats at <paramref name="xt"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -79,7 +80,10 @@ public static unsafe partial class MatMul
         }
     }
 
-    private static int BlockWidth(int remaining) => remaining >= TokenBlock ? TokenBlock : SmallBlock;
+    /// <summary>Tokens in the next block of inputs: 12 or 4 with AVX-512, 6 or 2 with AVX2.</summary>
+    private static int BlockWidth(int remaining) => Avx512F.IsSupported
+        ? (remaining >= TokenBlock ? TokenBlock : SmallBlock)
+        : (remaining >= TokenBlock256 ? TokenBlock256 : SmallBlock256);
 
     /// <summary>The groups of rows [start, end) against inputs prepared by <see cref="PrepareInputs"/>; <paramref name="wt"/>
     /// holds <see cref="GroupFloats"/> floats.</summary>
@@ -87,17 +91,22 @@ public static unsafe partial class MatMul
     internal static void BlockedGroups<TW>(void* w, int cols, float* xt, int tokens, float* y, int yStride, int start, int end, float* wt)
         where TW : struct, IWeightElements
     {
-        for (int r = start; r < end; r += GroupRows)
+        bool wide = Avx512F.IsSupported;
+        int groupRows = wide ? GroupRows : GroupRows256;
+        for (int r = start; r < end; r += groupRows)
         {
-            int rows = Math.Min(GroupRows, end - r);
-            TransposeGroup<TW>(w, cols, r, rows, wt);
+            int rows = Math.Min(groupRows, end - r);
+            if (wide) TransposeGroup<TW>(w, cols, r, rows, wt);
+            else TransposeGroup256<TW>(w, cols, r, rows, wt);
             float* xb = xt;
             for (int t = 0; t < tokens;)
             {
                 int width = BlockWidth(tokens - t), n = Math.Min(width, tokens - t);
                 float* yt = y + (long)t * yStride + r;
                 if (width == TokenBlock) Tokens12(wt, xb, cols, yt, yStride, rows, n);
-                else Tokens4(wt, xb, cols, yt, yStride, rows, n);
+                else if (width == SmallBlock) Tokens4(wt, xb, cols, yt, yStride, rows, n);
+                else if (width == TokenBlock256) Tokens6(wt, xb, cols, yt, yStride, rows, n);
+                else Tokens2(wt, xb, cols, yt, yStride, rows, n);
                 xb += (long)cols * width;
                 t += width;
             }
