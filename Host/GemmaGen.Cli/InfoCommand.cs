@@ -51,6 +51,10 @@ internal static class InfoCommand
             int context = Math.Min(c.MaxPositionEmbeddings, GemmaModel.DefaultMaxContext);
             long cache = KvCache.ByteLengthOf(c, context);
             stdout.WriteLine($"memory       weights {Bytes(weights)} + KV cache {Bytes(cache)} at {context} positions = {Bytes(weights + cache)}");
+            bool lmHead = all.Any(t => t.Tensor.Name == "lm_head.weight");
+            var converted = new[] { WeightFormat.BF16, WeightFormat.Q8_0, WeightFormat.Q4_0 }
+                .Select(f => $"{f.ToString().ToLowerInvariant()} {Bytes(ModelWeights.ByteLengthOf(c, f, lmHead) + cache)}");
+            stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache)");
             if (parse.GetValue(tensors))
             {
                 foreach (var (file, tensor) in all)

@@ -169,6 +169,37 @@ public sealed class ModelWeightsTests : IDisposable
             .Concat(RowsOf(p + "self_attn.v_proj.weight", Kd)));
     }
 
+    [Theory]
+    [InlineData(WeightFormat.F32, false)]
+    [InlineData(WeightFormat.BF16, true)]
+    [InlineData(WeightFormat.Q8_0, false)]
+    [InlineData(WeightFormat.Q4_0, true)]
+    public void ByteLengthOfPredictsWhatLoadAllocates(WeightFormat format, bool lmHead)
+    {
+        // Widths 8, 16 and 6: the quantized formats fall back to BF16 for every matrix here.
+        AddCheckpoint(_ => TensorDType.F32);
+        if (lmHead) Add("lm_head.weight", TensorDType.F32, [V, D]);
+
+        using var weights = ModelWeights.Load(Config, _source, format);
+
+        Assert.Equal(weights.ByteLength, ModelWeights.ByteLengthOf(Config, format, lmHead));
+    }
+
+    [Theory]
+    [InlineData(WeightFormat.F32)]
+    [InlineData(WeightFormat.BF16)]
+    [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q4_0)]
+    public void ByteLengthOfPredictsWhatLoadAllocatesForAFixtureThatQuantizes(WeightFormat format)
+    {
+        using var checkpoint = GemmaGen.Checkpoint.Open(GemmaGen.Tests.Golden.GoldenCheckpoint.FixturePath("tiny-gqa"));
+
+        using var weights = ModelWeights.Load(checkpoint.Config, checkpoint, format);
+
+        Assert.Equal(format, weights.Layers[0].GateUp.Format);
+        Assert.Equal(weights.ByteLength, ModelWeights.ByteLengthOf(checkpoint.Config, format, lmHead: false));
+    }
+
     [Fact]
     public void LmHeadIsUsedWhenPresent()
     {
