@@ -27,17 +27,10 @@ public unsafe class MatVecBenchmarks
     public void Setup()
     {
         var shape = Shapes.MatVec.First(s => Shape.StartsWith($"{s.Model} {s.Matrix} ", StringComparison.Ordinal));
-        _matrix = new WeightMatrix(Shape, shape.Rows, shape.Cols, WeightFormat.BF16);
-        var random = new Random(1);
+        _matrix = BenchmarkData.RandomMatrix(Shape, shape.Rows, shape.Cols, WeightFormat.BF16, seed: 1);
         _row = new float[shape.Cols];
-        for (int r = 0; r < shape.Rows; r++)
-        {
-            for (int c = 0; c < shape.Cols; c++) _row[c] = (float)(random.NextDouble() - 0.5);
-            _matrix.WriteRow(r, _row);
-        }
         _y = GC.AllocateArray<float>(shape.Rows, pinned: true);
-        _x = GC.AllocateArray<float>(shape.Cols, pinned: true);
-        for (int c = 0; c < shape.Cols; c++) _x[c] = (float)Math.Sin(c);
+        _x = BenchmarkData.Wave(shape.Cols);
         _kernel = shape.Cols switch
         {
             2048 => &Gemma2_2B.MatVec_BF16_2048,

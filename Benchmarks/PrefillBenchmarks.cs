@@ -18,16 +18,8 @@ public unsafe class PrefillBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _matrix = new WeightMatrix("gate/up", Rows, Cols, WeightFormat.BF16);
-        var random = new Random(3);
-        var row = new float[Cols];
-        for (int r = 0; r < Rows; r++)
-        {
-            for (int c = 0; c < Cols; c++) row[c] = (float)(random.NextDouble() - 0.5);
-            _matrix.WriteRow(r, row);
-        }
-        _x = GC.AllocateArray<float>(Tokens * Cols, pinned: true);
-        for (int i = 0; i < _x.Length; i++) _x[i] = (float)Math.Sin(i);
+        _matrix = BenchmarkData.RandomMatrix("gate/up", Rows, Cols, WeightFormat.BF16, seed: 3);
+        _x = BenchmarkData.Wave(Tokens * Cols);
         _y = GC.AllocateArray<float>(Tokens * Rows, pinned: true);
     }
 

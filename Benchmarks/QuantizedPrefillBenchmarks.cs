@@ -5,8 +5,9 @@ namespace GemmaGen.Benchmarks;
 
 /// <summary>
 /// The 2B gate/up projection (and the down projection's shape) for a 64-token prefill batch in Q8_0 and Q4_0, single
-/// -threaded: each panel dequantized to float32 and multiplied by float FMA (the fallback) against int8 inputs and
-/// AVX-VNNI integer products over repacked 8-row groups (<see cref="QuantizedMatMul"/>). The float kernel is the baseline.
+/// -threaded: the rows dequantized to float32 and multiplied by the float kernels (the fallback,
+/// <see cref="QuantizedMatVec.FloatMatMulRows"/>) against int8 inputs and integer products over repacked 8-row groups
+/// (<see cref="QuantizedMatMul"/>, AVX-VNNI where the CPU has it). The float path is the baseline.
 /// </summary>
 public unsafe class QuantizedPrefillBenchmarks
 {
@@ -28,29 +29,21 @@ public unsafe class QuantizedPrefillBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _matrix = new WeightMatrix("w", Rows, Cols, Format);
-        var random = new Random(5);
-        var row = new float[Cols];
-        for (int r = 0; r < Rows; r++)
-        {
-            for (int c = 0; c < Cols; c++) row[c] = (float)(random.NextDouble() - 0.5);
-            _matrix.WriteRow(r, row);
-        }
-        _x = GC.AllocateArray<float>(Tokens * Cols, pinned: true);
-        for (int i = 0; i < _x.Length; i++) _x[i] = (float)Math.Sin(i);
+        _matrix = BenchmarkData.RandomMatrix("w", Rows, Cols, Format, seed: 5);
+        _x = BenchmarkData.Wave(Tokens * Cols);
         _y = GC.AllocateArray<float>(Tokens * Rows, pinned: true);
     }
 
     [GlobalCleanup]
     public void Cleanup() => _matrix.Dispose();
 
-    [Benchmark(Baseline = true, Description = "dequantized panels, float FMA")]
+    [Benchmark(Baseline = true, Description = "dequantized rows, float FMA")]
     public void Float()
     {
         fixed (float* x = _x, y = _y) QuantizedMatVec.FloatMatMulRows(_matrix, x, Cols, Tokens, y, Rows, 0, Rows);
     }
 
-    [Benchmark(Description = "int8 inputs, AVX-VNNI")]
+    [Benchmark(Description = "int8 inputs, integer products")]
     public void Integer()
     {
         fixed (float* x = _x, y = _y) QuantizedMatMul.Rows(_matrix, x, Cols, Tokens, y, Rows, 0, Rows);
