@@ -311,6 +311,7 @@ namespace GemmaGen.Generator
             Create(SpecDiagnosticIds.DuplicateClassName, "Two Gemma specs generate the same class"),
             Create(SpecDiagnosticIds.InvalidName, "Invalid class name or namespace for a Gemma spec"),
             Create(SpecDiagnosticIds.OddHeadDim, "head_dim is odd"),
+            Create(SpecDiagnosticIds.DuplicateKey, "A key appears twice in a Gemma spec object"),
         }.ToImmutableDictionary(d => d.Id);
 
         public static DiagnosticDescriptor For(string id) => ById[id];

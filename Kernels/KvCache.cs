@@ -43,11 +43,13 @@ public sealed unsafe class KvCache
         IsLocal(layer) ? (int)Math.Min((long)config.SlidingWindow + maxBatch - 1, maxContext) : maxContext;
 
     /// <summary>Bytes a cache of <paramref name="maxContext"/> positions takes for <paramref name="config"/>, keys and values.</summary>
+    /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
     public static long ByteLengthOf(Gemma2Config config, int maxContext, int maxBatch = 1)
     {
-        long slots = 0;
-        for (int layer = 0; layer < config.NumHiddenLayers; layer++) slots += SlotsOf(config, layer, maxContext, maxBatch);
-        return slots * 2 * config.NumKeyValueHeads * config.HeadDim * sizeof(float);
+        // Layers alternate local (even) and global (odd): counted in closed form, so a config of a billion layers
+        // is sized at once.
+        long layers = config.NumHiddenLayers, local = SlotsOf(config, 0, maxContext, maxBatch), global = SlotsOf(config, 1, maxContext, maxBatch);
+        return checked(((layers + 1) / 2 * local + layers / 2 * global) * 2 * config.NumKeyValueHeads * config.HeadDim * sizeof(float));
     }
 
     /// <summary>Positions a global layer holds.</summary>

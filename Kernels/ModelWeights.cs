@@ -75,6 +75,7 @@ public sealed class ModelWeights : IDisposable
     /// matrices; a quantized format keeps a matrix whose width is not a multiple of 32 in BF16), with a separate
     /// lm_head when <paramref name="lmHead"/>: what <see cref="ByteLength"/> will be, known before loading.
     /// </summary>
+    /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
     public static long ByteLengthOf(Gemma2Config config, WeightFormat format, bool lmHead)
     {
         int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
@@ -82,7 +83,7 @@ public sealed class ModelWeights : IDisposable
         long Bytes(int rows, int cols) =>
             WeightMatrix.ByteLengthOf(WeightMatrix.CanStore(format, cols) ? format : WeightFormat.BF16, rows, cols);
         long layer = Bytes((h + 2 * k) * hd, d) + Bytes(d, h * hd) + Bytes(2 * inter, d) + Bytes(d, inter);
-        return Bytes(v, d) * (lmHead ? 2 : 1) + config.NumHiddenLayers * layer;
+        return checked(Bytes(v, d) * (lmHead ? 2 : 1) + config.NumHiddenLayers * layer);
     }
 
     /// <summary>Bytes of weight data held.</summary>

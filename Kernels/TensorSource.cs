@@ -76,6 +76,10 @@ public interface ITensorSource
     /// <see cref="Release"/> names it.</summary>
     bool TryGetTensor(string name, out TensorView tensor);
 
+    /// <summary>Every tensor name the source holds, for reporting what a config leaves unused; empty when the source
+    /// cannot list them.</summary>
+    IEnumerable<string> TensorNames => [];
+
     /// <summary>The caller is done with the tensor: a source that made it in memory may free it now (a memory-mapped
     /// file has nothing to free).</summary>
     void Release(string name)

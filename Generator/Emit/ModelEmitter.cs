@@ -178,7 +178,7 @@ namespace GemmaGen.Generator
             w.Line("private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;");
             w.Line();
             w.Line("/// <summary>Tokens a prefill processes per pass over the weights.</summary>");
-            w.Line("public const int PrefillBatch = 64;");
+            w.Line($"public const int PrefillBatch = {SpecParser.PrefillBatch};");
             w.Line();
             w.Line("/// <summary>A decoder over <paramref name=\"weights\"/>, whose config must have this class's layer shape.</summary>");
             w.Line($"public {model.ClassName}(ModelWeights weights, int maxContext, WorkerPool pool)");

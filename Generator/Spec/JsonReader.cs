@@ -114,8 +114,8 @@ namespace GemmaGen.Specs
             /// <summary>An array's elements; empty for other kinds.</summary>
             public IReadOnlyList<Value> Items { get; }
 
-            /// <summary>The value of the last member named <paramref name="name"/> (the last one wins, as in
-            /// Python's <c>json</c> module, which wrote or read most config files), or null.</summary>
+            /// <summary>The value of the last member named <paramref name="name"/>, or null. (The spec parser refuses
+            /// repeated names before it reads any.)</summary>
             public Value? Get(string name)
             {
                 for (int i = Properties.Count - 1; i >= 0; i--)

@@ -38,5 +38,8 @@ namespace GemmaGen.Specs
 
         /// <summary><c>head_dim</c> is odd (rotary embeddings rotate the two halves of a head).</summary>
         public const string OddHeadDim = "GEMMAGEN010";
+
+        /// <summary>A key appears twice in one JSON object.</summary>
+        public const string DuplicateKey = "GEMMAGEN011";
     }
 }

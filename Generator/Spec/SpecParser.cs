@@ -27,6 +27,9 @@ namespace GemmaGen.Specs
         /// <summary>The only activation GemmaGen compiles (the tanh approximation of GELU).</summary>
         public const string SupportedActivation = "gelu_pytorch_tanh";
 
+        /// <summary>Tokens a compiled decoder's prefill processes per pass; its batch buffers hold this many rows.</summary>
+        public const int PrefillBatch = 64;
+
         /// <summary>Parses <paramref name="json"/>; the result holds the config, or the errors (sorted by position)
         /// when there is any.</summary>
         public static SpecParseResult Parse(string json)
@@ -58,6 +61,7 @@ namespace GemmaGen.Specs
 
             public SpecParseResult Read()
             {
+                CheckDuplicateKeys(_root);
                 ReadModelType();
                 int vocabSize = RequiredCount("vocab_size");
                 int hiddenSize = RequiredCount("hidden_size");
@@ -91,6 +95,14 @@ namespace GemmaGen.Specs
                         $"Field 'head_dim' must be an even integer, but it is {headDim} (rotary embeddings rotate the two halves of each head).",
                         _root.Get("head_dim")!);
                 }
+                if (vocabSize > 0 && hiddenSize > 0 && intermediateSize > 0 && numAttentionHeads > 0 && numKeyValueHeads > 0 && headDim > 0)
+                {
+                    CheckSizes(vocabSize, hiddenSize, intermediateSize, numAttentionHeads, numKeyValueHeads, headDim);
+                }
+                if (vocabSize > 0)
+                {
+                    foreach (string name in new[] { "bos_token_id", "eos_token_id", "pad_token_id" }) CheckTokenIds(name, vocabSize);
+                }
 
                 if (_errors.Count > 0)
                 {
@@ -104,6 +116,74 @@ namespace GemmaGen.Specs
                     finalLogitSoftcapping, rmsNormEps, ropeTheta, maxPositionEmbeddings, SupportedActivation,
                     bosTokenId, eosTokenIds, padTokenId);
                 return new SpecParseResult(config, default);
+            }
+
+            /// <summary>A key repeated in one object (anywhere in the file) is an error: Python's json keeps the last value,
+            /// other readers the first, so the file means different models to different tools.</summary>
+            private void CheckDuplicateKeys(JsonReader.Value value)
+            {
+                var first = new Dictionary<string, JsonReader.Property>();
+                foreach (JsonReader.Property property in value.Properties)
+                {
+                    if (first.TryGetValue(property.Name, out JsonReader.Property? earlier))
+                    {
+                        _errors.Add(new SpecError(SpecDiagnosticIds.DuplicateKey,
+                            $"Key '{Shorten(property.Name)}' appears twice in the same object, at line {earlier.Line}, column {earlier.Column} and here: " +
+                            "remove one (JSON readers disagree on which one counts).",
+                            property.Line, property.Column));
+                    }
+                    else
+                    {
+                        first.Add(property.Name, property);
+                    }
+                    CheckDuplicateKeys(property.Value);
+                }
+                foreach (JsonReader.Value item in value.Items) CheckDuplicateKeys(item);
+            }
+
+            /// <summary>Every size the loader and the decoders form from the config (row counts, matrix element counts,
+            /// prefill buffers) must fit an int; the first that does not is reported at the field that grows it.</summary>
+            private void CheckSizes(int vocab, int hidden, int intermediate, int heads, int kvHeads, int headDim)
+            {
+                // decimal holds every product exactly (at most about 3·2^93).
+                decimal qkvRows = ((decimal)heads + 2m * kvHeads) * headDim, gateUpRows = 2m * intermediate;
+                var products = new (string Formula, decimal Value, string Field)[]
+                {
+                    ("num_attention_heads × head_dim (the attention width)", (decimal)heads * headDim, "head_dim"),
+                    ("(num_attention_heads + 2 × num_key_value_heads) × head_dim (the rows of q, k and v)", qkvRows, "head_dim"),
+                    ("vocab_size × hidden_size (the embedding's elements)", (decimal)vocab * hidden, "vocab_size"),
+                    ("(num_attention_heads + 2 × num_key_value_heads) × head_dim × hidden_size (the elements of q, k and v)", qkvRows * hidden, "hidden_size"),
+                    ("2 × intermediate_size × hidden_size (the elements of gate and up)", gateUpRows * hidden, "intermediate_size"),
+                    ($"{PrefillBatch} × (num_attention_heads + 2 × num_key_value_heads) × head_dim (a prefill batch of q, k and v)", PrefillBatch * qkvRows, "head_dim"),
+                    ($"{PrefillBatch} × 2 × intermediate_size (a prefill batch of gate and up)", PrefillBatch * gateUpRows, "intermediate_size"),
+                };
+                foreach (var (formula, value, field) in products)
+                {
+                    if (value <= int.MaxValue) continue;
+                    Add(SpecDiagnosticIds.OutOfRange,
+                        $"Field '{field}' is too large: {formula} is {value.ToString(CultureInfo.InvariantCulture)}, more than {int.MaxValue}, the largest size GemmaGen's kernels index.",
+                        _root.Get(field)!);
+                    return;
+                }
+            }
+
+            /// <summary>The token ids the config names must be in the vocabulary. Only values that parsed as ids are
+            /// checked; the others already have an error.</summary>
+            private void CheckTokenIds(string name, int vocabSize)
+            {
+                JsonReader.Value? value = _root.Get(name);
+                if (value == null) return;
+                bool list = value.Kind == JsonReader.Kind.Array;
+                IReadOnlyList<JsonReader.Value> ids = list ? value.Items : new[] { value };
+                for (int i = 0; i < ids.Count; i++)
+                {
+                    JsonReader.Value id = ids[i];
+                    if (id.Kind == JsonReader.Kind.Number && id.Number >= vocabSize && id.Number <= int.MaxValue && Math.Floor(id.Number) == id.Number)
+                    {
+                        Add(SpecDiagnosticIds.OutOfRange,
+                            $"Field '{(list ? $"{name}[{i}]" : name)}' must be a token id below vocab_size ({vocabSize}), but it is {id.Text}.", id);
+                    }
+                }
             }
 
             private void ReadModelType()

@@ -43,6 +43,7 @@ internal static class GenerateCommand
             int count = parse.GetValue(maxNewTokens);
             if (count < 0) throw new UsageException($"--max-new-tokens is {count}; expected 0 or more");
             using var engine = Load(model, parse, prompt, count);
+            Program.Warn(stderr, engine.Warnings);
             int[] generated = engine.GenerateGreedy(prompt, count, parse.GetValue(stopAtEos));
             stderr.WriteLine($"path: {engine.ExecutionPath}");
             stdout.WriteLine(string.Join(",", generated));

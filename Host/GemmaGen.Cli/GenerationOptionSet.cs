@@ -129,6 +129,7 @@ internal sealed class GenerationOptionSet
         });
         try
         {
+            Program.Warn(stderr, model.Warnings);
             model.RequireTokenizer();
             if (context > model.Config.MaxPositionEmbeddings)
                 throw new UsageException($"--context is {context}, more than the model's context of {model.Config.MaxPositionEmbeddings} (max_position_embeddings)");

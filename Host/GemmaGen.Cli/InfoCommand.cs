@@ -6,7 +6,8 @@ namespace GemmaGen.Cli;
 
 /// <summary>
 /// <c>gemmagen info --model DIR</c>: the config, which compiled spec runs it (or that the reference path will, and
-/// how to compile a spec), the tensors with their dtypes and bytes, and the memory a run needs. Reads only headers.
+/// how to compile a spec), the tensors with their dtypes and bytes, and the memory a run needs against the memory
+/// available. Runs the checks of <c>run</c> (<see cref="LoadPlan"/>); reads only headers and the tokenizer.
 /// </summary>
 internal static class InfoCommand
 {
@@ -22,6 +23,11 @@ internal static class InfoCommand
             string directory = parse.GetValue(model) ?? BuiltInModel.Directory;
             using var checkpoint = Checkpoint.Open(directory);
             var c = checkpoint.Config;
+            // The checks `run` makes before loading, from the same routine; a model too large is a warning here,
+            // since the figures below are for choosing --quant and --context.
+            string tokenizer = Path.Combine(directory, GemmaModel.TokenizerFileName);
+            var plan = LoadPlan.Create(c, checkpoint, tokenizer: File.Exists(tokenizer) ? GemmaTokenizer.Load(tokenizer) : null);
+            Program.Warn(stderr, plan.Warnings);
             stdout.WriteLine($"checkpoint   {Path.GetFullPath(directory)}");
             stdout.WriteLine($"layers       {c.NumHiddenLayers} ({(c.NumHiddenLayers + 1) / 2} local with window {c.SlidingWindow}, {c.NumHiddenLayers / 2} global)");
             stdout.WriteLine($"hidden       {c.HiddenSize}, intermediate {c.IntermediateSize}, vocabulary {c.VocabSize}");
@@ -40,21 +46,18 @@ internal static class InfoCommand
                 stdout.WriteLine("             to compile one, add to a project that references GemmaGen:");
                 stdout.WriteLine($"               <GemmaSpec Include=\"{Path.Combine(Path.GetFullPath(directory), "config.json")}\" ClassName=\"MyGemma\" />");
             }
-            string tokenizer = Path.Combine(directory, GemmaModel.TokenizerFileName);
             stdout.WriteLine($"tokenizer    {(File.Exists(tokenizer) ? tokenizer : "none (text input and output need tokenizer.model)")}");
 
             var all = checkpoint.Files.SelectMany(f => f.Tensors.Select(t => (File: f, Tensor: t))).ToList();
             long fileBytes = all.Sum(t => t.Tensor.ByteLength);
             var byDType = all.GroupBy(t => t.Tensor.DType).Select(g => $"{g.Key} {g.Count()} tensors {Bytes(g.Sum(t => t.Tensor.ByteLength))}");
             stdout.WriteLine($"tensors      {all.Count} in {checkpoint.Files.Count} file(s), {Bytes(fileBytes)}: {string.Join("; ", byDType)}");
-            long weights = all.Sum(t => t.Tensor.DType == SafetensorsDType.F16 ? t.Tensor.ByteLength * 2 : t.Tensor.ByteLength);
-            int context = Math.Min(c.MaxPositionEmbeddings, GemmaModel.DefaultMaxContext);
-            long cache = KvCache.ByteLengthOf(c, context);
-            stdout.WriteLine($"memory       weights {Bytes(weights)} + KV cache {Bytes(cache)} at {context} positions = {Bytes(weights + cache)}");
-            bool lmHead = all.Any(t => t.Tensor.Name == "lm_head.weight");
+            stdout.WriteLine($"memory       weights {Bytes(plan.WeightBytes)} ({plan.Format}) + KV cache {Bytes(plan.KvCacheBytes)} at {plan.MaxContext} positions + buffers {Bytes(plan.BufferBytes)} = {Bytes(plan.RequiredBytes)}");
             var converted = new[] { WeightFormat.BF16, WeightFormat.Q8_0, WeightFormat.Q4_0 }
-                .Select(f => $"{f.ToString().ToLowerInvariant()} {Bytes(ModelWeights.ByteLengthOf(c, f, lmHead) + cache)}");
-            stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache)");
+                .Select(f => $"{f.ToString().ToLowerInvariant()} {Bytes(LoadPlan.Create(c, checkpoint, new GemmaModelOptions { Format = f }, available: plan.AvailableBytes).RequiredBytes)}");
+            stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache + buffers)");
+            stdout.WriteLine($"available    {(plan.AvailableBytes is { } available ? Bytes(available) : "unknown")} (MemAvailable, or the cgroup's memory limit if lower)");
+            if (plan.MemoryShortfall is { } shortfall) Program.Warn(stderr, [shortfall]);
             if (parse.GetValue(tensors))
             {
                 foreach (var (file, tensor) in all)
@@ -69,6 +72,7 @@ internal static class InfoCommand
 
     internal static string Bytes(long bytes) => bytes switch
     {
+        long.MaxValue => "more than 8 EiB",
         >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
         >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
         >= 1L << 10 => $"{bytes / (double)(1L << 10):F1} KiB",

@@ -36,6 +36,7 @@ internal static class LogitsCommand
             int[] ids = TokenList.Parse(parse.GetValue(tokens)!);
             string path = parse.GetValue(output)!;
             using var engine = Load(model, parse, ids);
+            Program.Warn(stderr, engine.Warnings);
             float[] logits = engine.ComputeLogits(ids);
             new SafetensorsWriter().AddF32(TensorName, logits, ids.Length, engine.Config.VocabSize).Save(path);
             stderr.WriteLine($"path: {engine.ExecutionPath}");

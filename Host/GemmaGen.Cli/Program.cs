@@ -70,6 +70,12 @@ public static class Program
         }
     }
 
+    /// <summary>Prints each of a loaded model's warnings as <c>warning: ...</c> on <paramref name="stderr"/>.</summary>
+    internal static void Warn(TextWriter stderr, IEnumerable<string> warnings)
+    {
+        foreach (string warning in warnings) stderr.WriteLine($"warning: {warning}");
+    }
+
     private static int Fail(TextWriter stderr, string message, int exitCode)
     {
         foreach (string line in message.Split('\n')) stderr.WriteLine($"error: {line.TrimEnd('\r')}");

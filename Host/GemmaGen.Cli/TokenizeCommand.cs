@@ -4,8 +4,8 @@ using System.Text.Json;
 namespace GemmaGen.Cli;
 
 /// <summary>
-/// <c>gemmagen tokenize --model DIR</c>: reads text on stdin and prints its token ids, comma-separated (only
-/// <c>DIR/tokenizer.model</c> is read). With <c>--jsonl</c> every input line is a JSON string and every output line
+/// <c>gemmagen tokenize --model DIR</c>: reads text on stdin and prints its token ids, comma-separated (from
+/// <c>DIR/tokenizer.model</c>, checked against <c>DIR/config.json</c> when there is one). With <c>--jsonl</c> every input line is a JSON string and every output line
 /// the ids of that string.
 /// </summary>
 internal static class TokenizeCommand
@@ -23,6 +23,9 @@ internal static class TokenizeCommand
         {
             string directory = parse.GetValue(model) ?? BuiltInModel.Directory;
             var tokenizer = GemmaTokenizer.Load(Path.Combine(directory, GemmaModel.TokenizerFileName));
+            // A tokenizer folder may hold no model; a checkpoint's tokenizer must match its config.
+            string config = Path.Combine(directory, Checkpoint.ConfigFileName);
+            if (File.Exists(config)) LoadPlan.RequireMatchingVocabulary(Checkpoint.LoadConfig(config), tokenizer);
             bool addBos = parse.GetValue(bos);
             if (!parse.GetValue(jsonl))
             {

@@ -21,6 +21,10 @@ public sealed record GemmaModelOptions
 
     /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>
     public Action<double>? LoadProgress { get; init; }
+
+    /// <summary>Load even when the model needs more memory than is available (see <see cref="LoadPlan"/>): for
+    /// machines whose swap or overcommit the check does not know about.</summary>
+    public bool SkipMemoryCheck { get; init; }
 }
 
 /// <summary>
@@ -40,14 +44,18 @@ public sealed class GemmaModel : IDisposable
     private readonly WorkerPool _pool;
     private readonly CompiledModel? _compiled;
 
-    private GemmaModel(ModelWeights weights, WorkerPool pool, CompiledModel? compiled, GemmaTokenizer? tokenizer, int maxContext)
+    private GemmaModel(ModelWeights weights, WorkerPool pool, CompiledModel? compiled, GemmaTokenizer? tokenizer, int maxContext, IReadOnlyList<string> warnings)
     {
         Weights = weights;
         _pool = pool;
         _compiled = compiled;
         Tokenizer = tokenizer;
         MaxContext = maxContext;
+        Warnings = warnings;
     }
+
+    /// <summary>Problems found at load that did not stop it (checkpoint layers the config does not use), one line each.</summary>
+    public IReadOnlyList<string> Warnings { get; }
 
     /// <summary>The model's config.</summary>
     public Gemma2Config Config => Weights.Config;
@@ -72,9 +80,9 @@ public sealed class GemmaModel : IDisposable
 
     /// <summary>Loads a Hugging Face checkpoint directory: config.json, the safetensors file(s) and, when present,
     /// tokenizer.model (text in and out needs it: see <see cref="RequireTokenizer"/>).</summary>
-    /// <exception cref="CheckpointException">The checkpoint is missing or malformed.</exception>
+    /// <exception cref="CheckpointException">The checkpoint is missing or malformed, or needs more memory than is available.</exception>
     /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
-    /// <exception cref="TokenizerException">tokenizer.model is malformed.</exception>
+    /// <exception cref="TokenizerException">tokenizer.model is malformed, or its vocabulary is not the config's vocab_size.</exception>
     public static GemmaModel Load(string directory, GemmaModelOptions? options = null)
     {
         using var checkpoint = Checkpoint.Open(directory);
@@ -95,7 +103,7 @@ public sealed class GemmaModel : IDisposable
             : "this model was loaded without a tokenizer; text input and output need a checkpoint's tokenizer.model");
 
     /// <summary>Loads the model a config file describes, with synthetic weights (see <see cref="SyntheticWeights"/>) and no tokenizer.</summary>
-    /// <exception cref="CheckpointException">The config file is missing or invalid.</exception>
+    /// <exception cref="CheckpointException">The config file is missing or invalid, or the model needs more memory than is available.</exception>
     public static GemmaModel LoadSynthetic(string configPath, GemmaModelOptions? options = null)
     {
         var config = Checkpoint.LoadConfig(configPath);
@@ -104,19 +112,19 @@ public sealed class GemmaModel : IDisposable
     }
 
     /// <summary>Loads <paramref name="config"/>'s weights from <paramref name="source"/> (which may be disposed
-    /// afterwards: the weights are copied).</summary>
+    /// afterwards: the weights are copied), after the checks of <see cref="LoadPlan"/>.</summary>
     /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
+    /// <exception cref="TokenizerException">The tokenizer's vocabulary is not the config's <c>vocab_size</c>.</exception>
+    /// <exception cref="CheckpointException">The model needs more memory than is available (unless
+    /// <see cref="GemmaModelOptions.SkipMemoryCheck"/>).</exception>
     public static GemmaModel Load(Gemma2Config config, ITensorSource source, GemmaModelOptions? options = null, GemmaTokenizer? tokenizer = null)
     {
         options ??= new GemmaModelOptions();
-        int maxContext = options.MaxContext ?? Math.Min(config.MaxPositionEmbeddings, DefaultMaxContext);
-        if (maxContext < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), maxContext, "the context must hold at least one token");
-        if (options.Threads is < 1)
-            throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "threads must be at least 1");
+        var plan = LoadPlan.Create(config, source, options, tokenizer);
+        if (!options.SkipMemoryCheck) plan.RequireMemory();
         var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress);
         var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
-        return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, maxContext);
+        return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, plan.MaxContext, plan.Warnings);
     }
 
     /// <summary>A fresh decoder (its own KV cache of <paramref name="maxContext"/> positions) on this model's path.</summary>

@@ -226,6 +226,51 @@ public sealed class SpecDiagnosticsTests
     }
 
     [Fact]
+    public void ARepeatedKeyIsReportedAtItsSecondOccurrenceNamingTheFirst()
+    {
+        string text = Spec().Replace("\n}\n", ",\n  \"hidden_size\": 1152\n}\n");
+
+        AssertSingle(text, SpecDiagnosticIds.DuplicateKey, 10, 3,
+            "Key 'hidden_size' appears twice in the same object, at line 4, column 3 and here: remove one (JSON readers disagree on which one counts).");
+    }
+
+    [Fact]
+    public void AProductOfSizesBeyondInt32IsReportedAtTheFieldThatGrowsIt()
+    {
+        AssertSingle(Spec(("head_dim", "268435456")), SpecDiagnosticIds.OutOfRange, 9, 15,
+            "Field 'head_dim' is too large: num_attention_heads × head_dim (the attention width) is 2147483648, more than 2147483647, " +
+            "the largest size GemmaGen's kernels index.");
+    }
+
+    [Fact]
+    public void AnEmbeddingOfMoreThanInt32ElementsIsReportedAtVocabSize()
+    {
+        AssertSingle(Spec(("hidden_size", "16384")), SpecDiagnosticIds.OutOfRange, 3, 17,
+            "Field 'vocab_size' is too large: vocab_size × hidden_size (the embedding's elements) is 4194304000, more than 2147483647, " +
+            "the largest size GemmaGen's kernels index.");
+    }
+
+    [Fact]
+    public void APrefillBatchBeyondInt32IsReportedAtIntermediateSize()
+    {
+        // Every matrix fits (2 × 2^24 × 32 = 2^30 elements), but 64 tokens of gate and up do not (2^31).
+        AssertSingle(Spec(("vocab_size", "1000"), ("hidden_size", "32"), ("intermediate_size", "16777216")), SpecDiagnosticIds.OutOfRange, 5, 24,
+            "Field 'intermediate_size' is too large: 64 × 2 × intermediate_size (a prefill batch of gate and up) is 2147483648, more than 2147483647, " +
+            "the largest size GemmaGen's kernels index.");
+    }
+
+    [Fact]
+    public void ATokenIdOutsideTheVocabularyIsReportedAtTheId()
+    {
+        AssertSingle(Spec(("bos_token_id", "256000")), SpecDiagnosticIds.OutOfRange, 10, 19,
+            "Field 'bos_token_id' must be a token id below vocab_size (256000), but it is 256000.");
+        AssertSingle(Spec(("eos_token_id", "[1, 256001]")), SpecDiagnosticIds.OutOfRange, 10, 23,
+            "Field 'eos_token_id[1]' must be a token id below vocab_size (256000), but it is 256001.");
+        AssertSingle(Spec(("pad_token_id", "300000")), SpecDiagnosticIds.OutOfRange, 10, 19,
+            "Field 'pad_token_id' must be a token id below vocab_size (256000), but it is 300000.");
+    }
+
+    [Fact]
     public void TheDiagnosticSpanStartsAtTheOffendingValueAlsoWithCrLfLineEndings()
     {
         string text = Spec(("head_dim", "255")).ReplaceLineEndings("\r\n");

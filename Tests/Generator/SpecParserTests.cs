@@ -173,9 +173,22 @@ public sealed class SpecParserTests
     }
 
     [Fact]
-    public void ARepeatedKeyTakesItsLastValueAsPythonDoes()
+    public void ARepeatedKeyIsAnErrorAtItsSecondOccurrence()
     {
-        Assert.Equal(1152, Parse(MinimalWith("""  "hidden_size": 1152""")).HiddenSize);
+        SpecParseResult result = SpecParser.Parse(MinimalWith("""  "hidden_size": 1152"""));
+
+        Assert.Null(result.Config);
+        SpecError error = Assert.Single(result.Errors);
+        Assert.Equal((SpecDiagnosticIds.DuplicateKey, 10, 3), (error.Id, error.Line, error.Column));
+        Assert.Contains("'hidden_size' appears twice in the same object, at line 4, column 3", error.Message);
+    }
+
+    [Fact]
+    public void ARepeatedKeyInANestedObjectIsAnErrorToo()
+    {
+        SpecParseResult result = SpecParser.Parse(MinimalWith("""  "rope_parameters": {"rope_theta": 1, "rope_theta": 2}"""));
+
+        Assert.Equal(SpecDiagnosticIds.DuplicateKey, Assert.Single(result.Errors).Id);
     }
 
     [Fact]

@@ -78,15 +78,17 @@ public sealed class Checkpoint : ITensorSource, IDisposable
     public static Gemma2Config LoadConfig(string path)
     {
         if (!File.Exists(path)) throw new CheckpointException($"{path}: config file does not exist");
-        string json;
+        CheckpointFiles.RequireRegularFile(path, message => new CheckpointException(message));
+        byte[] bytes;
         try
         {
-            json = File.ReadAllText(path);
+            bytes = File.ReadAllBytes(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CheckpointException($"{path}: cannot read the config: {e.Message}", e);
         }
+        string json = CheckpointFiles.DecodeUtf8(path, bytes, 0, message => new CheckpointException(message));
         var result = SpecParser.Parse(json);
         if (result.Errors.Count > 0)
             throw new CheckpointException(string.Join(Environment.NewLine,
@@ -144,10 +146,13 @@ public sealed class Checkpoint : ITensorSource, IDisposable
     /// <summary>The index's weight_map, tensor name → shard file name, in file order.</summary>
     private static List<(string Tensor, string Shard)> ReadWeightMap(string indexPath)
     {
+        CheckpointFiles.RequireRegularFile(indexPath, message => new CheckpointException(message));
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            byte[] bytes = File.ReadAllBytes(indexPath);
+            CheckpointFiles.RequireUtf8(indexPath, bytes, 0, message => new CheckpointException(message));
+            document = JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

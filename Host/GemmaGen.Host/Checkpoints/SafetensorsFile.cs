@@ -101,6 +101,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
     /// <exception cref="CheckpointException">The file is missing, unreadable or malformed.</exception>
     public static SafetensorsFile Open(string path)
     {
+        if (File.Exists(path)) CheckpointFiles.RequireRegularFile(path, message => new CheckpointException(message));
         FileStream stream;
         try
         {
@@ -219,6 +220,8 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
     private static (List<SafetensorsTensor> Tensors, Dictionary<string, string> Metadata) ParseHeader(
         string path, ReadOnlySpan<byte> header, long bufferLength)
     {
+        // JsonDocument does not check the UTF-8 of strings; reading a bad one later would throw InvalidOperationException.
+        CheckpointFiles.RequireUtf8(path, header, 8, message => new CheckpointException(message));
         JsonDocument document;
         try
         {

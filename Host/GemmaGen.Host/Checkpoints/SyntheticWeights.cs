@@ -51,8 +51,8 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
 
     private const int FillBlock = 1 << 20;
 
-    private readonly SyntheticTensor[] _list;
-    private readonly Dictionary<string, SyntheticTensor> _tensors;
+    // Described on first use: a config is checked (its memory needs, say) before its tensors are listed.
+    private readonly Lazy<(SyntheticTensor[] List, Dictionary<string, SyntheticTensor> ByName)> _described;
     private readonly Dictionary<string, NativeBuffer> _generated = [];
     private readonly object _gate = new();
     private bool _disposed;
@@ -61,8 +61,11 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
     public SyntheticWeights(Gemma2Config config)
     {
         Config = config;
-        _list = Describe(config).ToArray();
-        _tensors = _list.ToDictionary(t => t.Name);
+        _described = new(() =>
+        {
+            var list = Describe(config).ToArray();
+            return (list, list.ToDictionary(t => t.Name));
+        });
     }
 
     /// <summary>The config whose tensors this source makes.</summary>
@@ -72,7 +75,7 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
     public string Description => "synthetic weights";
 
     /// <summary>Every tensor the config calls for, in checkpoint order (embedding, layers, final norm).</summary>
-    public IReadOnlyList<SyntheticTensor> Tensors => _list;
+    public IReadOnlyList<SyntheticTensor> Tensors => _described.Value.List;
 
     /// <summary>The tensors of a Gemma 2 model of <paramref name="config"/>, with their shapes and scales.</summary>
     public static IEnumerable<SyntheticTensor> Describe(Gemma2Config config)
@@ -126,7 +129,7 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
     /// <summary>Generates the tensor on first request; the view stays valid until <see cref="Release"/> or disposal.</summary>
     public bool TryGetTensor(string name, out TensorView tensor)
     {
-        if (!_tensors.TryGetValue(name, out var info))
+        if (!_described.Value.ByName.TryGetValue(name, out var info))
         {
             tensor = default;
             return false;

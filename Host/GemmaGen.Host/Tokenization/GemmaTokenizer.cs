@@ -35,6 +35,9 @@ public sealed class GemmaTokenizer
         EndOfTurnId = IdOf("<end_of_turn>");
     }
 
+    /// <summary>The file the tokenizer was loaded from, for messages.</summary>
+    internal string? SourcePath { get; private init; }
+
     /// <summary>The number of pieces (token ids are 0 to VocabSize - 1).</summary>
     public int VocabSize => _model.Count;
 
@@ -62,6 +65,7 @@ public sealed class GemmaTokenizer
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new TokenizerException($"{path}: tokenizer model does not exist");
+        CheckpointFiles.RequireRegularFile(path, message => new TokenizerException(message));
         byte[] data;
         try
         {
@@ -93,7 +97,7 @@ public sealed class GemmaTokenizer
         {
             throw new TokenizerException($"{path}: Microsoft.ML.Tokenizers cannot load the model: {e.Message}", e);
         }
-        return new GemmaTokenizer(model, bpe);
+        return new GemmaTokenizer(model, bpe) { SourcePath = path };
     }
 
     /// <summary>Encodes text to token ids, as <c>sentencepiece</c> does.</summary>
