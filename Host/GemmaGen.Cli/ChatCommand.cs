@@ -23,6 +23,7 @@ internal static class ChatCommand
             var chat = CreateChat(model, parse.GetValue(system));
             bool interactive = ReferenceEquals(stdin, Console.In) && !Console.IsInputRedirected;
             using var cancellation = new Cancellation();
+            NoteDemo(parse, options, stderr);
             if (interactive) stderr.WriteLine($"[{model.ExecutionPath}] /reset starts over, /exit quits");
             while (true)
             {
@@ -50,6 +51,13 @@ internal static class ChatCommand
             return Program.Success;
         }));
         return command;
+    }
+
+    /// <summary>Says, before the first turn, that the built-in demo model (no <c>--model</c>) is no chat model.</summary>
+    internal static void NoteDemo(ParseResult parse, GenerationOptionSet options, TextWriter stderr)
+    {
+        if (parse.GetValue(options.Model) == null)
+            stderr.WriteLine("note: the built-in demo model is not instruction-tuned; give --model for a chat model");
     }
 
     /// <summary>A chat session, or a usage error when the tokenizer has no chat markers.</summary>
