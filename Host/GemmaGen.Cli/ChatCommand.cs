@@ -1,11 +1,14 @@
 using System.CommandLine;
+using RadLine;
+using Spectre.Console;
 
 namespace GemmaGen.Cli;
 
 /// <summary>
 /// <c>gemmagen chat</c>: an interactive multi-turn conversation. Each line of input is a user turn; <c>/reset</c>
-/// starts over, <c>/exit</c> (or end of input) quits. Works with piped stdin, so it can be scripted. Ctrl+C stops
-/// the current reply and keeps the conversation.
+/// starts over, <c>/exit</c> (or end of input, Ctrl+D) quits. On a terminal the prompt has line editing and history
+/// (<see cref="ChatLineEditor"/>); piped stdin is read as it is, so it can be scripted. Ctrl+C stops the current reply
+/// and keeps the conversation.
 /// </summary>
 internal static class ChatCommand
 {
@@ -22,12 +25,25 @@ internal static class ChatCommand
             using var model = options.Load(parse, stderr);
             var chat = CreateChat(model, parse.GetValue(system));
             bool interactive = ReferenceEquals(stdin, Console.In) && !Console.IsInputRedirected;
+            // Line editing where the terminal is both ends; a script on stdin is read as it is.
+            LineEditor? editor = interactive && LineEditor.IsSupported(AnsiConsole.Console) ? ChatLineEditor.Create(AnsiConsole.Console) : null;
             using var cancellation = new Cancellation();
-            if (interactive) stderr.WriteLine($"[{model.ExecutionPath}] /reset starts over, /exit quits");
+            NoteDemo(parse, options, stderr);
+            if (interactive) stderr.WriteLine($"[{model.ExecutionPath}] /reset starts over, /exit or Ctrl+D quits");
             while (true)
             {
-                if (interactive) stdout.Write("> ");
-                string? line = stdin.ReadLine();
+                string? line;
+                if (editor != null)
+                {
+                    line = ChatLineEditor.Read(editor);
+                }
+                else
+                {
+                    if (interactive) stdout.Write("> ");
+                    line = stdin.ReadLine();
+                    // Ctrl+D leaves the cursor after the prompt: the shell's prompt goes on a line of its own.
+                    if (line == null && interactive) stdout.WriteLine();
+                }
                 if (line == null || line.Trim() == "/exit") break;
                 if (line.Trim() == "/reset")
                 {
@@ -50,6 +66,13 @@ internal static class ChatCommand
             return Program.Success;
         }));
         return command;
+    }
+
+    /// <summary>Says, before the first turn, that the built-in demo model (no <c>--model</c>) is no chat model.</summary>
+    internal static void NoteDemo(ParseResult parse, GenerationOptionSet options, TextWriter stderr)
+    {
+        if (parse.GetValue(options.Model) == null)
+            stderr.WriteLine("note: the built-in demo model is not instruction-tuned; give --model for a chat model");
     }
 
     /// <summary>A chat session, or a usage error when the tokenizer has no chat markers.</summary>

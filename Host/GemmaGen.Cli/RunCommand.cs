@@ -32,6 +32,7 @@ internal static class RunCommand
             if (parse.GetValue(chat))
             {
                 var session = ChatCommand.CreateChat(model, parse.GetValue(system));
+                ChatCommand.NoteDemo(parse, options, stderr);
                 using (var scope = cancellation.Begin())
                     result = session.Send(text, generation, piece => Write(stdout, piece), scope.Token).Result;
                 if (result.StopReason == StopReason.ContextFull && result.Tokens.Length == 0)

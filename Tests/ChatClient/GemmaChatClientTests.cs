@@ -1,3 +1,4 @@
+using GemmaGen.Tests.Generation;
 using Microsoft.Extensions.AI;
 
 namespace GemmaGen.Tests.ChatClient;
@@ -67,6 +68,30 @@ public sealed class GemmaChatClientTests(ChatClientFixture fixture) : IClassFixt
 
         Assert.Equal(expected, new[] { first.Text, second.Text });
         // Everything the first call left in the cache: its prompt and its reply.
+        Assert.Equal(first.Usage!.TotalTokenCount, second.Usage!.CachedInputTokenCount);
+    }
+
+    [Fact]
+    public async Task AReplyThatEndedAtEosIsReusedToo()
+    {
+        // The demo's greedy reply to this message ends at <eos> (not <end_of_turn>) within 32 tokens.
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 32 };
+        var chat = fixture.Model.CreateChat();
+        var generation = new GenerationOptions { MaxTokens = 32, Sampling = SamplingOptions.GreedyDecoding };
+        ChatReply expected1 = chat.Send("The jury said", generation);
+        Assert.Equal(DemoModel.Eos, expected1.Result.Tokens[^1]);
+        string expected2 = chat.Send("What happened next?", generation).Text;
+        using var client = NewClient();
+        var history = new List<ChatMessage> { User("The jury said") };
+
+        ChatResponse first = await client.GetResponseAsync(history, options);
+        history.AddRange(first.Messages);
+        history.Add(User("What happened next?"));
+        ChatResponse second = await client.GetResponseAsync(history, options);
+
+        Assert.Equal(ChatFinishReason.Stop, first.FinishReason);
+        Assert.Equal(expected1.Text, first.Text);
+        Assert.Equal(expected2, second.Text);
         Assert.Equal(first.Usage!.TotalTokenCount, second.Usage!.CachedInputTokenCount);
     }
 

@@ -20,8 +20,8 @@ public sealed class ChatCommandTests : IDisposable
             process.StandardInput.Write("The jury said\n");
             process.StandardInput.Flush();
             CliProcess.WaitFor(process, () => running.StderrSoFar.Contains("decode"));
+            // The statistics line is written after the reply's Ctrl+C scope has ended: from here on Ctrl+C quits.
             Assert.False(process.HasExited, running.StderrSoFar);
-            Thread.Sleep(100); // back at ReadLine
 
             CliProcess.Interrupt(process);
 
@@ -89,7 +89,8 @@ public sealed class ChatCommandTests : IDisposable
 
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Equal($"{Text(reply1)}\n{Text(reply2)}\n{Text(reply3)}\n", run.Stdout);
-        var lines = run.StderrLines;
+        var lines = run.StderrLines[1..];
+        Assert.Equal(DemoNote, run.StderrLines[0]);
         Assert.Equal(4, lines.Length);
         Assert.Contains($"prompt {turn1.Length} tokens", lines[0]);
         Assert.Contains($"prompt {closing.Length + UserTurn("Once upon a time").Length + 1} tokens", lines[1]);
@@ -104,7 +105,29 @@ public sealed class ChatCommandTests : IDisposable
         var run = CliProcess.Piped("The jury said\n", "chat", "--greedy", "--max-tokens", "3", "--no-stats");
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Single(run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Equal("", run.Stderr);
+        Assert.Equal(DemoNote + "\n", run.Stderr);
+    }
+
+    private const string DemoNote = "note: the built-in demo model is not instruction-tuned; give --model for a chat model";
+
+    [Fact]
+    public void TheDemoModelSaysItIsNotAChatModel()
+    {
+        var chat = CliProcess.Piped("The jury said\n", "chat", "--greedy", "--max-tokens", "3");
+        var runChat = CliProcess.Run("run", "--chat", "The jury said", "--greedy", "--max-tokens", "3");
+        var withModel = CliProcess.Piped("The jury said\n", "chat", "--model", DemoModel.Directory, "--greedy", "--max-tokens", "3", "--no-stats");
+        var plainRun = CliProcess.Run("run", "The jury said", "--greedy", "--max-tokens", "3", "--no-stats");
+
+        Assert.True(chat.ExitCode == 0, chat.ToString());
+        Assert.Equal(DemoNote, chat.StderrLines[0]);
+        Assert.Contains("decode", chat.StderrLines[1]);
+        Assert.True(runChat.ExitCode == 0, runChat.ToString());
+        Assert.Equal(DemoNote, runChat.StderrLines[0]);
+        // A model that is given, and plain continuation, need no note.
+        Assert.True(withModel.ExitCode == 0, withModel.ToString());
+        Assert.Equal("", withModel.Stderr);
+        Assert.True(plainRun.ExitCode == 0, plainRun.ToString());
+        Assert.Equal("", plainRun.Stderr);
     }
 
     [Fact]

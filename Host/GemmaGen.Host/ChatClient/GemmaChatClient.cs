@@ -206,9 +206,11 @@ public sealed class GemmaChatClient : IChatClient
         }
 
         int[] generated = result.Tokens;
-        bool ended = generated.Length > 0 && session.EndTokens.Contains(generated[^1]);
+        // The reply as the cache holds it, less a final <end_of_turn>, which the rendering adds to every model turn:
+        // a reply that ended at another end token (<eos>) keeps it, and <end_of_turn> follows, as in ChatSession.
         // A reply cut at a stop sequence is shorter than its tokens: a history that repeats it re-renders it.
-        if (!filter.Stopped) _replies[filter.Text] = ended ? generated[..^1] : generated;
+        bool endOfTurn = generated.Length > 0 && generated[^1] == _format.EndOfTurn;
+        if (!filter.Stopped) _replies[filter.Text] = endOfTurn ? generated[..^1] : generated;
 
         var usage = new UsageDetails
         {

@@ -25,6 +25,9 @@ internal sealed class GemmaChatFormat
         _modelHeader = [_startOfTurn, .. tokenizer.Encode("model\n")];
     }
 
+    /// <summary>The <c>&lt;end_of_turn&gt;</c> id, which closes every turn.</summary>
+    public int EndOfTurn => _endOfTurn;
+
     /// <summary>The tokens of <paramref name="messages"/> followed by the header of the model's reply.</summary>
     /// <param name="messages">System, user and assistant messages.</param>
     /// <param name="instructions">Extra system instructions (<c>ChatOptions.Instructions</c>), or null.</param>
