@@ -16,6 +16,10 @@ public static class Program
     /// <summary>Exit code of bad input: unparsable arguments, a missing or malformed model, a bad token list.</summary>
     public const int BadInput = 2;
 
+    /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT, as shells report it), after what was generated
+    /// and the statistics line were printed.</summary>
+    public const int Interrupted = 130;
+
     /// <summary>Runs the command line on the console.</summary>
     public static int Main(string[] args)
     {
@@ -25,7 +29,7 @@ public static class Program
     }
 
     /// <summary>Runs the command line with its output on the given writers.</summary>
-    /// <returns>The exit code: <see cref="Success"/>, <see cref="BadInput"/> or <see cref="InternalError"/>.</returns>
+    /// <returns>The exit code: <see cref="Success"/>, <see cref="BadInput"/>, <see cref="InternalError"/> or <see cref="Interrupted"/>.</returns>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, TextReader.Null, stdout, stderr);
 
     /// <summary>Runs the command line with its input and output on the given reader and writers.</summary>
