@@ -24,6 +24,7 @@ internal static class GenerateCommand
             Description = "Tokens to generate",
             HelpName = "N",
             Required = true,
+            CustomParser = NumberOptions.Integer(1),
         };
         var greedy = new Option<bool>("--greedy") { Description = "Pick the most likely token at every step (the only decoding available)" };
         var ids = new Option<bool>("--ids") { Description = "Print token ids (the only output available)" };
@@ -41,7 +42,6 @@ internal static class GenerateCommand
             if (!parse.GetValue(ids)) throw new UsageException("generate needs --ids: token ids are the only output available");
             int[] prompt = TokenList.Parse(parse.GetValue(tokens)!);
             int count = parse.GetValue(maxNewTokens);
-            if (count < 0) throw new UsageException($"--max-new-tokens is {count}; expected 0 or more");
             using var engine = Load(model, parse, prompt, count);
             int[] generated = engine.GenerateGreedy(prompt, count, parse.GetValue(stopAtEos));
             stderr.WriteLine($"path: {engine.ExecutionPath}");
@@ -56,7 +56,7 @@ internal static class GenerateCommand
         using var source = model.Open(parse);
         TokenList.CheckVocabulary(prompt, source.Config);
         // The last generated token is never fed back, so the cache needs prompt + count - 1 positions.
-        long positions = Math.Max(prompt.Length, (long)prompt.Length + count - 1);
+        long positions = (long)prompt.Length + count - 1;
         TokenList.CheckContext(positions, source.Config, "--tokens and --max-new-tokens");
         return source.Load(model.ForceReference(parse), maxContext: (int)positions);
     }

@@ -58,6 +58,10 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void RefusesNoNewTokens() =>
+        AssertBadInput(Run("generate", "--tokens", "2,3", "--max-new-tokens", "0"), "--max-new-tokens 0: expected an integer, 1 or more");
+
+    [Fact]
     public void RefusesAMissingModelDirectory()
     {
         string missing = _temp.File("no-such-model");
@@ -143,7 +147,6 @@ public sealed class CliTests : IDisposable
     [InlineData("logits", "--model", "x", "--tokens", "2")]
     [InlineData("generate", "--model", "x", "--tokens", "2", "--max-new-tokens", "many", "--greedy", "--ids")]
     [InlineData("nonsense")]
-    [InlineData]
     public void ReportsParseErrors(params string[] args)
     {
         var (exit, stdout, stderr) = Run(args);
@@ -151,6 +154,18 @@ public sealed class CliTests : IDisposable
         Assert.Equal("", stdout);
         Assert.NotEmpty(stderr);
         Assert.All(stderr.TrimEnd('\n').Split('\n'), line => Assert.StartsWith("error: ", line));
+    }
+
+    [Fact]
+    public void WithoutACommandPrintsTheUsageOnStderr()
+    {
+        var (exit, stdout, stderr) = Run();
+        Assert.Equal(CliProgram.BadInput, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains("Usage:", stderr);
+        foreach (string command in new[] { "run", "chat", "tokenize", "info", "bench", "logits", "generate" })
+            Assert.Contains($"  {command} ", stderr);
+        Assert.DoesNotContain("error", stderr);
     }
 
     [Fact]
