@@ -15,11 +15,28 @@ internal static class BenchCommand
     {
         var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file", HelpName = "SPEC", Required = true };
         var format = new Option<string>("--format", "--quant") { Description = "Weight format: bf16, f32, q8_0 or q4_0 (quantized at load; --quant as on run and chat)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
-        var layers = new Option<int?>("--layers") { Description = "Run the first N layers and extrapolate to the whole model", HelpName = "N" };
-        var threads = new Option<int?>("--threads") { Description = "Worker threads (default: all cores)", HelpName = "N" };
-        var prompt = new Option<int>("--prompt") { Description = "Prompt tokens of the prefill", HelpName = "N", DefaultValueFactory = _ => 128 };
-        var tokens = new Option<int>("--tokens") { Description = "Decoded tokens", HelpName = "N", DefaultValueFactory = _ => 32 };
-        var repeat = new Option<int>("--repeat") { Description = "Repetitions of each measurement; the fastest counts (stops after 30 s per decoder)", HelpName = "N", DefaultValueFactory = _ => 3 };
+        var layers = new Option<int?>("--layers")
+        {
+            Description = "Run the first N layers and extrapolate to the whole model",
+            HelpName = "N",
+            CustomParser = NumberOptions.OptionalInteger(1),
+        };
+        var threads = GenerationOptionSet.CreateThreads();
+        var prompt = new Option<int>("--prompt")
+        {
+            Description = "Prompt tokens of the prefill",
+            HelpName = "N",
+            DefaultValueFactory = _ => 128,
+            CustomParser = NumberOptions.Integer(1),
+        };
+        var tokens = new Option<int>("--tokens") { Description = "Decoded tokens", HelpName = "N", DefaultValueFactory = _ => 32, CustomParser = NumberOptions.Integer(1) };
+        var repeat = new Option<int>("--repeat")
+        {
+            Description = "Repetitions of each measurement; the fastest counts (stops after 30 s per decoder)",
+            HelpName = "N",
+            DefaultValueFactory = _ => 3,
+            CustomParser = NumberOptions.Integer(1),
+        };
         var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights");
@@ -30,23 +47,17 @@ internal static class BenchCommand
             var config = Checkpoint.LoadConfig(ResolveSpec(specName));
             string compareWith = parse.GetValue(compare) ?? "";
             if (compareWith is not ("" or "reference")) throw new UsageException($"--compare {compareWith}: the only comparison is 'reference'");
-            int? layerCount = parse.GetValue(layers);
-            if (layerCount is < 1) throw new UsageException($"--layers is {layerCount}; expected 1 or more");
-            int threadCount = parse.GetValue(threads) ?? Environment.ProcessorCount;
-            if (threadCount < 1) throw new UsageException($"--threads is {threadCount}; expected 1 or more");
             int promptTokens = parse.GetValue(prompt), decodeTokens = parse.GetValue(tokens);
-            if (promptTokens < 1 || decodeTokens < 1) throw new UsageException("--prompt and --tokens must be 1 or more");
-            int repeats = parse.GetValue(repeat);
-            if (repeats < 1) throw new UsageException($"--repeat is {repeats}; expected 1 or more");
+            TokenList.CheckContext((long)promptTokens + decodeTokens, config, "--prompt and --tokens");
             var report = ModelBenchmark.Run(new BenchmarkOptions
             {
                 Config = config,
                 Format = ParseFormat(parse.GetValue(format)!),
-                Layers = layerCount,
-                Threads = threadCount,
+                Layers = parse.GetValue(layers),
+                Threads = parse.GetValue(threads) ?? Environment.ProcessorCount,
                 PromptTokens = promptTokens,
                 DecodeTokens = decodeTokens,
-                Repeats = repeats,
+                Repeats = parse.GetValue(repeat),
                 CompareReference = compareWith == "reference",
             }, Path.GetFileNameWithoutExtension(specName), stderr);
             if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());

@@ -3,9 +3,9 @@ using System.CommandLine;
 namespace GemmaGen.Cli;
 
 /// <summary>
-/// <c>gemmagen generate --greedy --ids</c>: greedy continuation of a token prompt through the KV cache; prints the
-/// generated ids, comma-separated, on one line of stdout and <c>path: ...</c> on stderr. Generation runs for
-/// exactly <c>--max-new-tokens</c> tokens unless <c>--stop-at-eos</c> is given.
+/// <c>gemmagen generate</c>: greedy continuation of a token prompt through the KV cache (the built-in demo model
+/// unless a model is given); prints the generated ids, comma-separated, on one line of stdout and <c>path: ...</c>
+/// on stderr. Generation runs for exactly <c>--max-new-tokens</c> tokens unless <c>--stop-at-eos</c> is given.
 /// </summary>
 internal static class GenerateCommand
 {
@@ -24,11 +24,13 @@ internal static class GenerateCommand
             Description = "Tokens to generate",
             HelpName = "N",
             Required = true,
+            CustomParser = NumberOptions.Integer(1),
         };
-        var greedy = new Option<bool>("--greedy") { Description = "Pick the most likely token at every step (the only decoding available)" };
-        var ids = new Option<bool>("--ids") { Description = "Print token ids (the only output available)" };
+        // Kept so that scripts written when they were required still run.
+        var greedy = new Option<bool>("--greedy") { Description = "Has no effect: greedy decoding is the default and the only one" };
+        var ids = new Option<bool>("--ids") { Description = "Has no effect: token ids are the default and the only output" };
         var stopAtEos = new Option<bool>("--stop-at-eos") { Description = "Stop after a token of the config's eos_token_id" };
-        var command = new Command("generate", "Continue a token prompt greedily and print the generated token ids");
+        var command = new Command("generate", "Continue a token prompt greedily and print the generated token ids (the built-in demo model unless --model or --config is given)");
         model.AddTo(command);
         command.Options.Add(tokens);
         command.Options.Add(maxNewTokens);
@@ -37,11 +39,8 @@ internal static class GenerateCommand
         command.Options.Add(stopAtEos);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
-            if (!parse.GetValue(greedy)) throw new UsageException("generate needs --greedy: greedy decoding is the only one available");
-            if (!parse.GetValue(ids)) throw new UsageException("generate needs --ids: token ids are the only output available");
             int[] prompt = TokenList.Parse(parse.GetValue(tokens)!);
             int count = parse.GetValue(maxNewTokens);
-            if (count < 0) throw new UsageException($"--max-new-tokens is {count}; expected 0 or more");
             using var engine = Load(model, parse, prompt, count);
             Program.Warn(stderr, engine.Warnings);
             int[] generated = engine.GenerateGreedy(prompt, count, parse.GetValue(stopAtEos));
@@ -57,7 +56,7 @@ internal static class GenerateCommand
         using var source = model.Open(parse);
         TokenList.CheckVocabulary(prompt, source.Config);
         // The last generated token is never fed back, so the cache needs prompt + count - 1 positions.
-        long positions = Math.Max(prompt.Length, (long)prompt.Length + count - 1);
+        long positions = (long)prompt.Length + count - 1;
         TokenList.CheckContext(positions, source.Config, "--tokens and --max-new-tokens");
         return source.Load(model.ForceReference(parse), maxContext: (int)positions);
     }

@@ -17,6 +17,7 @@ internal sealed class GenerationOptionSet
         Description = "Tokens to generate at most",
         HelpName = "N",
         DefaultValueFactory = _ => 128,
+        CustomParser = NumberOptions.Integer(1),
     };
 
     public Option<bool> Greedy { get; } = new("--greedy") { Description = "Always take the most likely token (exact, repeatable output)" };
@@ -26,26 +27,55 @@ internal sealed class GenerationOptionSet
         Description = "Sampling temperature; 0 is greedy",
         HelpName = "T",
         DefaultValueFactory = _ => 0.8f,
+        CustomParser = NumberOptions.Number("a number, 0 or more (0 is greedy)"),
     };
 
-    public Option<int> TopK { get; } = new("--top-k") { Description = "Keep the k most likely tokens (0: all)", HelpName = "K", DefaultValueFactory = _ => 40 };
+    public Option<int> TopK { get; } = new("--top-k")
+    {
+        Description = "Keep the k most likely tokens (0: all)",
+        HelpName = "K",
+        DefaultValueFactory = _ => 40,
+        CustomParser = NumberOptions.Integer(0),
+    };
 
-    public Option<float> TopP { get; } = new("--top-p") { Description = "Keep the most likely tokens up to probability P (1: all)", HelpName = "P", DefaultValueFactory = _ => 0.95f };
+    public Option<float> TopP { get; } = new("--top-p")
+    {
+        Description = "Keep the most likely tokens up to probability P (1: all)",
+        HelpName = "P",
+        DefaultValueFactory = _ => 0.95f,
+        CustomParser = NumberOptions.Number("a number above 0, at most 1"),
+    };
 
-    public Option<float> MinP { get; } = new("--min-p") { Description = "Drop tokens below P times the top probability (0: none)", HelpName = "P" };
+    public Option<float> MinP { get; } = new("--min-p")
+    {
+        Description = "Drop tokens below P times the top probability (0: none)",
+        HelpName = "P",
+        CustomParser = NumberOptions.Number("a number, 0 or more and below 1"),
+    };
 
     public Option<float> RepetitionPenalty { get; } = new("--repeat-penalty")
     {
         Description = "Penalty for tokens already in the context (1: off)",
         HelpName = "R",
         DefaultValueFactory = _ => 1f,
+        CustomParser = NumberOptions.Number("a number above 0 (1 is off)"),
     };
 
-    public Option<int?> Seed { get; } = new("--seed") { Description = "Random seed: the same seed gives the same text", HelpName = "N" };
+    public Option<int?> Seed { get; } = new("--seed")
+    {
+        Description = "Random seed: the same seed gives the same text",
+        HelpName = "N",
+        CustomParser = NumberOptions.OptionalInteger(int.MinValue),
+    };
 
-    public Option<int?> Threads { get; } = new("--threads") { Description = "Worker threads (default: all cores)", HelpName = "N" };
+    public Option<int?> Threads { get; } = CreateThreads();
 
-    public Option<int?> Context { get; } = new("--context") { Description = "Positions of the KV cache (default: the model's, at most 8192)", HelpName = "N" };
+    public Option<int?> Context { get; } = new("--context")
+    {
+        Description = "Positions of the KV cache (default: the model's, at most 8192)",
+        HelpName = "N",
+        CustomParser = NumberOptions.OptionalInteger(1),
+    };
 
     public Option<string?> Quant { get; } = new("--quant")
     {
@@ -60,29 +90,54 @@ internal sealed class GenerationOptionSet
 
     public Option<bool> Stats { get; } = new("--no-stats") { Description = "Do not print the statistics line after generation" };
 
+    /// <summary><c>--threads N</c>, at most one per processor (more would only take turns on the cores); also on <c>bench</c>.</summary>
+    internal static Option<int?> CreateThreads() => new("--threads")
+    {
+        Description = $"Worker threads, 1 to the processor count ({Environment.ProcessorCount}; the default)",
+        HelpName = "N",
+        CustomParser = NumberOptions.OptionalInteger(1, Environment.ProcessorCount, "the processor count"),
+    };
+
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats })
             command.Options.Add(option);
     }
 
-    /// <summary>The generation options given on the command line, validated.</summary>
+    /// <summary>The generation options given on the command line, validated; sampling options that greedy decoding
+    /// ignores are warned about on stderr.</summary>
     /// <exception cref="UsageException">A value is out of range.</exception>
     public GenerationOptions Generation(ParseResult parse, bool ignoreEndTokens = false)
     {
-        int maxTokens = parse.GetValue(MaxTokens);
-        if (maxTokens < 1) throw new UsageException($"--max-tokens is {maxTokens}; expected 1 or more");
         var sampling = new SamplingOptions
         {
             Greedy = parse.GetValue(Greedy),
             Temperature = Check(parse, Temperature, value => new SamplingOptions { Temperature = value }),
-            TopK = Check(parse, TopK, value => new SamplingOptions { TopK = value }),
+            TopK = parse.GetValue(TopK),
             TopP = Check(parse, TopP, value => new SamplingOptions { TopP = value }),
             MinP = Check(parse, MinP, value => new SamplingOptions { MinP = value }),
             RepetitionPenalty = Check(parse, RepetitionPenalty, value => new SamplingOptions { RepetitionPenalty = value }),
             Seed = parse.GetValue(Seed),
         };
-        return new GenerationOptions { MaxTokens = maxTokens, Sampling = sampling, IgnoreEndTokens = ignoreEndTokens };
+        WarnIneffective(parse, sampling);
+        return new GenerationOptions { MaxTokens = parse.GetValue(MaxTokens), Sampling = sampling, IgnoreEndTokens = ignoreEndTokens };
+    }
+
+    /// <summary>
+    /// <c>warning: ...</c> on stderr for each sampling option typed on the command line that greedy decoding
+    /// (<c>--greedy</c>, or <c>--temperature 0</c>) ignores; defaults are not warned about.
+    /// </summary>
+    private void WarnIneffective(ParseResult parse, SamplingOptions sampling)
+    {
+        string? greedy = sampling.Greedy ? "--greedy" : sampling.Temperature == 0 ? "--temperature 0 (greedy decoding)" : null;
+        if (greedy is null) return;
+        var stderr = parse.InvocationConfiguration.Error;
+        foreach (var option in new Option[] { Temperature, TopK, TopP, MinP, Seed })
+        {
+            if (option == Temperature && !sampling.Greedy) continue;
+            if (parse.GetResult(option) is { Implicit: false })
+                stderr.WriteLine($"warning: {option.Name} has no effect with {greedy}");
+        }
     }
 
     /// <summary>The value of one sampling option, validated on its own so that the error names the option as typed.</summary>
@@ -115,8 +170,6 @@ internal sealed class GenerationOptionSet
     {
         string directory = parse.GetValue(Model) ?? BuiltInModel.Directory;
         int? threads = parse.GetValue(Threads), context = parse.GetValue(Context);
-        if (threads is < 1) throw new UsageException($"--threads is {threads}; expected 1 or more");
-        if (context is < 1) throw new UsageException($"--context is {context}; expected 1 or more");
         var format = QuantFormat(parse.GetValue(Quant));
         using var progress = new ProgressBar(stderr, "loading " + Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar)));
         var model = GemmaModel.Load(directory, new GemmaModelOptions

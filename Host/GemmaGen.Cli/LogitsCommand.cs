@@ -3,8 +3,9 @@ using System.CommandLine;
 namespace GemmaGen.Cli;
 
 /// <summary>
-/// <c>gemmagen logits</c>: one full forward pass over the given tokens; writes the logits of every position to a
-/// safetensors file as one F32 tensor <c>logits</c> [L, V], and prints <c>path: ...</c> on stderr.
+/// <c>gemmagen logits</c>: one full forward pass over the given tokens (the built-in demo model unless a model is
+/// given); writes the logits of every position to a safetensors file as one F32 tensor <c>logits</c> [L, V], and
+/// prints <c>path: ...</c> on stderr.
 /// </summary>
 internal static class LogitsCommand
 {
@@ -27,7 +28,12 @@ internal static class LogitsCommand
             HelpName = "FILE",
             Required = true,
         };
-        var command = new Command("logits", "Run one forward pass over tokens and write the logits of every position");
+        output.Validators.Add(result =>
+        {
+            string path = result.GetValueOrDefault<string>() ?? "";
+            if (OutputFileProblem(path) is { } problem) result.AddError($"--out {(path.Length == 0 ? "''" : path)}: {problem}");
+        });
+        var command = new Command("logits", "Run one forward pass over tokens and write the logits of every position (the built-in demo model unless --model or --config is given)");
         model.AddTo(command);
         command.Options.Add(tokens);
         command.Options.Add(output);
@@ -43,6 +49,15 @@ internal static class LogitsCommand
             return Program.Success;
         }));
         return command;
+    }
+
+    /// <summary>Why <paramref name="path"/> cannot be the file to write, or null; checked before the model loads.</summary>
+    private static string? OutputFileProblem(string path)
+    {
+        if (path.Length == 0) return "expected the name of a file to write";
+        if (Directory.Exists(path) || Path.EndsInDirectorySeparator(path)) return "names a folder; expected a file to write";
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        return Directory.Exists(folder) ? null : $"the folder {folder} does not exist";
     }
 
     private static GemmaModel Load(ModelSourceOptions model, ParseResult parse, int[] ids)

@@ -22,13 +22,13 @@ internal sealed class ModelSource(Gemma2Config config, ITensorSource tensors, ID
 }
 
 /// <summary>The options that choose a model, shared by the commands that run one:
-/// <c>--model DIR</c>, or <c>--config FILE --synthetic</c>; and <c>--reference</c>.</summary>
+/// <c>--model DIR</c>, or <c>--config FILE --synthetic</c>, or neither for the built-in demo model; and <c>--reference</c>.</summary>
 internal sealed class ModelSourceOptions
 {
     /// <summary><c>--model DIR</c>: a Hugging Face checkpoint directory.</summary>
     public Option<string> Model { get; } = new("--model")
     {
-        Description = "Hugging Face checkpoint directory: config.json and model.safetensors (or sharded, with model.safetensors.index.json)",
+        Description = "Hugging Face checkpoint directory: config.json and model.safetensors (or sharded, with model.safetensors.index.json); default: the built-in demo model",
         HelpName = "DIR",
     };
 
@@ -60,7 +60,8 @@ internal sealed class ModelSourceOptions
         command.Options.Add(Reference);
     }
 
-    /// <summary>Opens the checkpoint, or reads the config and prepares synthetic weights.</summary>
+    /// <summary>Opens the checkpoint (the built-in demo model when neither --model nor --config is given), or reads
+    /// the config and prepares synthetic weights.</summary>
     /// <exception cref="UsageException">The options conflict or are incomplete.</exception>
     /// <exception cref="CheckpointException">The checkpoint or config is missing or malformed.</exception>
     public ModelSource Open(ParseResult parse)
@@ -69,19 +70,15 @@ internal sealed class ModelSourceOptions
         bool synthetic = parse.GetValue(Synthetic);
         if (model is not null && config is not null)
             throw new UsageException("give either --model DIR or --config FILE --synthetic, not both");
-        if (model is not null)
-        {
-            if (synthetic) throw new UsageException("--synthetic goes with --config FILE; a --model checkpoint has its own weights");
-            var checkpoint = Checkpoint.Open(model);
-            return new ModelSource(checkpoint.Config, checkpoint, checkpoint);
-        }
         if (config is not null)
         {
             if (!synthetic) throw new UsageException("--config FILE runs with synthetic weights: add --synthetic (or give a checkpoint with --model DIR)");
             var weights = new SyntheticWeights(Checkpoint.LoadConfig(config));
             return new ModelSource(weights.Config, weights, weights);
         }
-        throw new UsageException("no model: give --model DIR (a checkpoint) or --config FILE --synthetic");
+        if (synthetic) throw new UsageException("--synthetic goes with --config FILE; a checkpoint has its own weights");
+        var checkpoint = Checkpoint.Open(model ?? BuiltInModel.Directory);
+        return new ModelSource(checkpoint.Config, checkpoint, checkpoint);
     }
 
     /// <summary>Whether <c>--reference</c> was given.</summary>

@@ -16,6 +16,10 @@ public static class Program
     /// <summary>Exit code of bad input: unparsable arguments, a missing or malformed model, a bad token list.</summary>
     public const int BadInput = 2;
 
+    /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT, as shells report it), after what was generated
+    /// and the statistics line were printed.</summary>
+    public const int Interrupted = 130;
+
     /// <summary>Runs the command line on the console.</summary>
     public static int Main(string[] args)
     {
@@ -25,13 +29,31 @@ public static class Program
     }
 
     /// <summary>Runs the command line with its output on the given writers.</summary>
-    /// <returns>The exit code: <see cref="Success"/>, <see cref="BadInput"/> or <see cref="InternalError"/>.</returns>
+    /// <returns>The exit code: <see cref="Success"/>, <see cref="BadInput"/>, <see cref="InternalError"/> or <see cref="Interrupted"/>.</returns>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, TextReader.Null, stdout, stderr);
 
-    /// <summary>Runs the command line with its input and output on the given reader and writers.</summary>
+    /// <summary>Runs the command line with its input and output on the given reader and writers. With no arguments
+    /// it prints the usage on <paramref name="stderr"/> and returns <see cref="BadInput"/>: no command was given.</summary>
     public static int Run(string[] args, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
-        var root = new RootCommand("GemmaGen: Gemma 2 inference on kernels compiled from config.json specs")
+        var root = CreateRoot(stdin, stdout, stderr);
+        if (args.Length == 0)
+        {
+            root.Parse("--help").Invoke(new InvocationConfiguration { Output = stderr, Error = stderr });
+            return BadInput;
+        }
+        var parse = root.Parse(args);
+        if (parse.Action is ParseErrorAction)
+        {
+            foreach (var error in parse.Errors) stderr.WriteLine($"error: {error.Message}");
+            return BadInput;
+        }
+        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+    }
+
+    /// <summary>The command tree, with each command's input and output on the given reader and writers.</summary>
+    internal static RootCommand CreateRoot(TextReader stdin, TextWriter stdout, TextWriter stderr) =>
+        new("GemmaGen: Gemma 2 inference on kernels compiled from config.json specs")
         {
             RunCommand.Create(stdin, stdout, stderr),
             ChatCommand.Create(stdin, stdout, stderr),
@@ -41,14 +63,6 @@ public static class Program
             LogitsCommand.Create(stderr),
             GenerateCommand.Create(stdout, stderr),
         };
-        var parse = root.Parse(args);
-        if (parse.Action is ParseErrorAction)
-        {
-            foreach (var error in parse.Errors) stderr.WriteLine($"error: {error.Message}");
-            return BadInput;
-        }
-        return parse.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
-    }
 
     /// <summary>
     /// Runs a command's body; a failure becomes <c>error: message</c> on <paramref name="stderr"/> (one line per

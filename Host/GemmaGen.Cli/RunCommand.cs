@@ -4,14 +4,15 @@ namespace GemmaGen.Cli;
 
 /// <summary>
 /// <c>gemmagen run [PROMPT]</c>: streams a continuation of the prompt (read from stdin when not given), or with
-/// <c>--chat</c> a reply in the Gemma chat format. With no <c>--model</c> it runs the built-in demo model.
+/// <c>--chat</c> a reply in the Gemma chat format. With no <c>--model</c> it runs the built-in demo model. Ctrl+C
+/// stops the generation; what was generated and the statistics line are printed, and the exit code is 130.
 /// </summary>
 internal static class RunCommand
 {
     public static Command Create(TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
         var options = new GenerationOptionSet();
-        var prompt = new Argument<string?>("PROMPT") { Description = "The text to continue (default: read stdin)", Arity = ArgumentArity.ZeroOrOne };
+        var prompt = new Argument<string?>("PROMPT") { Description = "The text to continue (default: read stdin, less its final line end)", Arity = ArgumentArity.ZeroOrOne };
         var chat = new Option<bool>("--chat") { Description = "Wrap the prompt in the chat format and print the model's reply" };
         var system = new Option<string?>("--system") { Description = "A system prompt, folded into the user turn (with --chat)", HelpName = "TEXT" };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Keep generating past end tokens" };
@@ -52,7 +53,7 @@ internal static class RunCommand
             }
             stdout.WriteLine();
             Report(stderr, result, model, parse.GetValue(options.Stats));
-            return Program.Success;
+            return result.StopReason == StopReason.Cancelled ? Program.Interrupted : Program.Success;
         }));
         return command;
     }
@@ -77,6 +78,10 @@ internal static class RunCommand
         bool console = ReferenceEquals(stdin, Console.In);
         if (console && !Console.IsInputRedirected) throw new UsageException("no prompt: give one as an argument or on stdin");
         string text = stdin.ReadToEnd();
+        // The line end that closes the input (echo "x" | gemmagen run) is not part of the prompt: the same tokens as
+        // gemmagen run "x".
+        if (text.EndsWith("\r\n", StringComparison.Ordinal)) text = text[..^2];
+        else if (text.EndsWith('\n')) text = text[..^1];
         if (text.Length == 0) throw new UsageException("no prompt: give one as an argument or on stdin");
         return text;
     }

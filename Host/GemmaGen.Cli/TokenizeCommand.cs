@@ -5,15 +5,16 @@ namespace GemmaGen.Cli;
 
 /// <summary>
 /// <c>gemmagen tokenize --model DIR</c>: reads text on stdin and prints its token ids, comma-separated (from
-/// <c>DIR/tokenizer.model</c>, checked against <c>DIR/config.json</c> when there is one). With <c>--jsonl</c> every input line is a JSON string and every output line
-/// the ids of that string.
+/// <c>DIR/tokenizer.model</c>, checked against <c>DIR/config.json</c> when there is one). With <c>--jsonl</c> every
+/// input line is a JSON string and every output line the ids of that string: one output line per input line, an
+/// empty line read as the empty string.
 /// </summary>
 internal static class TokenizeCommand
 {
     public static Command Create(TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
         var model = new Option<string>("--model") { Description = "Directory with tokenizer.model (default: the built-in demo model)", HelpName = "DIR" };
-        var jsonl = new Option<bool>("--jsonl") { Description = "Each input line is a JSON string; print one line of ids per input line" };
+        var jsonl = new Option<bool>("--jsonl") { Description = "Each input line is a JSON string (an empty line: \"\"); print one line of ids per input line" };
         var bos = new Option<bool>("--bos") { Description = "Start with the BOS token" };
         var command = new Command("tokenize", "Print the token ids of the text on stdin");
         command.Options.Add(model);
@@ -36,11 +37,10 @@ internal static class TokenizeCommand
             while (stdin.ReadLine() is { } line)
             {
                 number++;
-                if (line.Length == 0) continue;
-                string text;
+                string text = "";
                 try
                 {
-                    text = JsonSerializer.Deserialize<string>(line) ?? throw new JsonException("null is not a string");
+                    if (line.Length > 0) text = JsonSerializer.Deserialize<string>(line) ?? throw new JsonException("null is not a string");
                 }
                 catch (JsonException e)
                 {

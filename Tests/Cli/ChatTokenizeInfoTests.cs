@@ -182,6 +182,22 @@ public sealed class TokenizeCommandTests : IDisposable
     }
 
     [Fact]
+    public void JsonlGivesOneLinePerInputLineEmptyLinesIncluded()
+    {
+        var cases = DemoModel.Cases;
+        string input = $"{JsonSerializer.Serialize(cases[0].Prompt)}\n\n\n{JsonSerializer.Serialize(cases[1].Prompt)}\n\n";
+        string Ids(DemoCase c) => string.Join(",", c.PromptIds[1..]);
+
+        var plain = CliProcess.Piped(input, "tokenize", "--jsonl");
+        var withBos = CliProcess.Piped(input, "tokenize", "--jsonl", "--bos");
+
+        Assert.True(plain.ExitCode == 0, plain.ToString());
+        Assert.Equal($"{Ids(cases[0])}\n\n\n{Ids(cases[1])}\n\n", plain.Stdout);
+        Assert.True(withBos.ExitCode == 0, withBos.ToString());
+        Assert.Equal($"2,{Ids(cases[0])}\n2\n2\n2,{Ids(cases[1])}\n2\n", withBos.Stdout);
+    }
+
+    [Fact]
     public void PlainTextOnStdin()
     {
         var golden = DemoModel.Cases[1];

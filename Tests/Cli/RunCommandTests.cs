@@ -108,6 +108,18 @@ public sealed class RunCommandTests
         Assert.Equal(golden.GreedyText + "\n", run.Stdout);
     }
 
+    [Theory]
+    [InlineData("\n")]
+    [InlineData("\r\n")]
+    public void AStdinPromptLosesItsFinalLineEnd(string lineEnd)
+    {
+        var golden = DemoModel.Cases[2];
+        var run = CliProcess.Piped(golden.Prompt + lineEnd, "run", "--greedy", "--max-tokens", "32", "--ignore-eos");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Equal(golden.GreedyText + "\n", run.Stdout);
+        Assert.Contains($"prompt {golden.PromptIds.Length} tokens", run.Stderr);
+    }
+
     [Fact]
     public void AFullContextIsReported()
     {
@@ -142,9 +154,10 @@ public sealed class RunCommandTests
 
         var run = running.Finish(process, null);
 
-        Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Contains("[stopped]", run.Stderr);
-        var generated = System.Text.RegularExpressions.Regex.Match(run.Stderr, @"generated (\d+) tokens");
+        Assert.True(run.ExitCode == 130, run.ToString());
+        Assert.Equal("[stopped]", run.StderrLines[0]);
+        // The statistics line, last.
+        var generated = System.Text.RegularExpressions.Regex.Match(run.StderrLines[^1], @"^\[compiled Gemma2_Demo\] prompt \d+ tokens, .*generated (\d+) tokens, decode [\d.]+ tok/s$");
         Assert.True(generated.Success, run.ToString());
         Assert.InRange(int.Parse(generated.Groups[1].Value), 1, 999);
         Assert.StartsWith(DemoModel.Cases[0].GreedyText[..20], run.Stdout);

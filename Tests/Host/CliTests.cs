@@ -58,6 +58,37 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void GenerateRunsTheDemoModelGreedilyByDefault()
+    {
+        var golden = GemmaGen.Tests.Generation.DemoModel.Cases[0];
+        var run = Run("generate", "--tokens", string.Join(",", golden.PromptIds), "--max-new-tokens", golden.GreedyIds.Length.ToString());
+
+        Assert.Equal((0, string.Join(",", golden.GreedyIds) + "\n", "path: compiled Gemma2_Demo\n"), run);
+    }
+
+    [Fact]
+    public void LogitsRunTheDemoModelByDefault()
+    {
+        var golden = GemmaGen.Tests.Generation.DemoModel.Cases[1];
+        string output = _temp.File("logits.safetensors");
+        var run = Run("logits", "--tokens", string.Join(",", golden.PromptIds), "--out", output);
+
+        Assert.Equal((0, "", "path: compiled Gemma2_Demo\n"), run);
+        using var file = SafetensorsFile.Open(output);
+        Assert.Equal([golden.PromptIds.Length, 4096], file.GetShape("logits"));
+        // The most likely token after the prompt is the first greedy token.
+        var logits = file.GetF32("logits");
+        int best = 0;
+        for (int i = 1, last = (golden.PromptIds.Length - 1) * 4096; i < 4096; i++)
+            if (logits[last + i] > logits[last + best]) best = i;
+        Assert.Equal(golden.GreedyIds[0], best);
+    }
+
+    [Fact]
+    public void RefusesNoNewTokens() =>
+        AssertBadInput(Run("generate", "--tokens", "2,3", "--max-new-tokens", "0"), "--max-new-tokens 0: expected an integer, 1 or more");
+
+    [Fact]
     public void RefusesAMissingModelDirectory()
     {
         string missing = _temp.File("no-such-model");
@@ -120,30 +151,39 @@ public sealed class CliTests : IDisposable
             "--tokens", "2", "--out", _temp.File("x")), "not both");
 
     [Fact]
-    public void RefusesNeitherModelNorConfig() =>
-        AssertBadInput(Run("logits", "--tokens", "2", "--out", _temp.File("x")), "no model");
-
-    [Fact]
     public void RefusesConfigWithoutSynthetic() =>
         AssertBadInput(Run("logits", "--config", Fixtures.Path("tiny-gqa", "config.json"), "--tokens", "2", "--out", _temp.File("x")), "add --synthetic");
 
     [Fact]
-    public void RefusesGenerateWithoutGreedy() =>
-        AssertBadInput(Run("generate", "--model", Fixtures.Path("tiny-gqa"), "--tokens", "2", "--max-new-tokens", "2", "--ids"), "--greedy");
+    public void RefusesSyntheticWithoutConfig() =>
+        AssertBadInput(Run("logits", "--synthetic", "--tokens", "2", "--out", _temp.File("x")), "--synthetic goes with --config");
 
     [Fact]
-    public void RefusesAnUnwritableOutput()
+    public void RefusesAnOutputInAMissingFolder()
     {
-        string output = Path.Combine(_temp.File("no-such-dir"), "logits.safetensors");
-        AssertBadInput(Run("logits", "--model", Fixtures.Path("tiny-gqa"), "--tokens", "2,3", "--out", output, "--reference"), output);
+        string folder = _temp.File("no-such-dir");
+        string output = Path.Combine(folder, "logits.safetensors");
+        AssertBadInput(Run("logits", "--model", Fixtures.Path("tiny-gqa"), "--tokens", "2,3", "--out", output, "--reference"),
+            $"--out {output}: the folder {folder} does not exist");
     }
+
+    [Fact]
+    public void RefusesAnOutputThatIsAFolder()
+    {
+        string folder = _temp.Directory("a-folder");
+        AssertBadInput(Run("logits", "--tokens", "2,3", "--out", folder), $"--out {folder}: names a folder");
+        AssertBadInput(Run("logits", "--tokens", "2,3", "--out", _temp.File("not-yet") + Path.DirectorySeparatorChar), "names a folder");
+    }
+
+    [Fact]
+    public void RefusesAnEmptyOutput() =>
+        AssertBadInput(Run("logits", "--tokens", "2,3", "--out", ""), "--out '': expected the name of a file to write");
 
     [Theory]
     [InlineData("logits", "--model", "x", "--tokens", "2", "--out", "y", "--bogus")]
     [InlineData("logits", "--model", "x", "--tokens", "2")]
     [InlineData("generate", "--model", "x", "--tokens", "2", "--max-new-tokens", "many", "--greedy", "--ids")]
     [InlineData("nonsense")]
-    [InlineData]
     public void ReportsParseErrors(params string[] args)
     {
         var (exit, stdout, stderr) = Run(args);
@@ -151,6 +191,18 @@ public sealed class CliTests : IDisposable
         Assert.Equal("", stdout);
         Assert.NotEmpty(stderr);
         Assert.All(stderr.TrimEnd('\n').Split('\n'), line => Assert.StartsWith("error: ", line));
+    }
+
+    [Fact]
+    public void WithoutACommandPrintsTheUsageOnStderr()
+    {
+        var (exit, stdout, stderr) = Run();
+        Assert.Equal(CliProgram.BadInput, exit);
+        Assert.Equal("", stdout);
+        Assert.Contains("Usage:", stderr);
+        foreach (string command in new[] { "run", "chat", "tokenize", "info", "bench", "logits", "generate" })
+            Assert.Contains($"  {command} ", stderr);
+        Assert.DoesNotContain("error", stderr);
     }
 
     [Fact]
