@@ -5,6 +5,7 @@ using System.Text;
 using Xunit;
 using Xunit.Abstractions;
 using Xunit.Sdk;
+using SkipException = Xunit.SkipException;
 
 namespace GemmaGen.Tests.Infrastructure;
 
@@ -14,7 +15,8 @@ namespace GemmaGen.Tests.Infrastructure;
 /// --isa-run</c>, started by <see cref="IsaTests"/>). It follows xunit's rules for what those classes use:
 /// <c>[Fact]</c>; <c>[Theory]</c> with any data attribute (<c>[InlineData]</c>, <c>[MemberData]</c>,
 /// <c>[ClassData]</c>), arguments converted and optional parameters filled as xunit does; <c>Skip</c> on the
-/// test or on a data row; a new instance per test, disposed afterwards (<see cref="IDisposable"/>,
+/// test or on a data row; <c>[SkippableFact]</c> and <c>[SkippableTheory]</c> (Xunit.SkippableFact), whose
+/// <see cref="SkipException"/> (<c>Skip.If</c>, <c>Skip.IfNot</c>) skips the test; a new instance per test, disposed afterwards (<see cref="IDisposable"/>,
 /// <see cref="IAsyncLifetime"/>); Task-returning tests awaited; constructor parameters that are class
 /// fixtures (<see cref="IClassFixture{TFixture}"/>, one instance per class) or an <see cref="ITestOutputHelper"/>.
 /// </summary>
@@ -38,7 +40,7 @@ public static class IsaRunner
 
     /// <summary>
     /// Checks the ISA expectation, runs the tests and writes one line per failure (and per skip) and a final
-    /// <c>N passed, M failed</c>. Returns 0 only when nothing failed and something passed.
+    /// <c>N passed, M failed, K skipped</c>. Returns 0 only when nothing failed and something passed.
     /// </summary>
     public static async Task<int> RunAsync(TextWriter output)
     {
@@ -52,7 +54,7 @@ public static class IsaRunner
             return 1;
         }
 
-        int passed = 0, failed = 0;
+        int passed = 0, failed = 0, skipped = 0;
         var classes = typeof(IsaRunner).Assembly.GetTypes()
             .Where(t => t.IsClass && !t.IsAbstract && t.IsDefined(typeof(IsaSensitiveAttribute), inherit: false))
             .OrderBy(t => t.FullName, StringComparer.Ordinal);
@@ -63,6 +65,7 @@ public static class IsaRunner
             {
                 if (test.Skip != null)
                 {
+                    skipped++;
                     output.WriteLine($"SKIP {test.Name}: {test.Skip}");
                     continue;
                 }
@@ -73,12 +76,18 @@ public static class IsaRunner
                     passed++;
                     continue;
                 }
+                if (test.Skippable && failure is SkipException skip)
+                {
+                    skipped++;
+                    output.WriteLine($"SKIP {test.Name}: {skip.Message}");
+                    continue;
+                }
                 failed++;
                 output.WriteLine($"FAIL {test.Name}: {Describe(failure)}");
                 foreach (string line in log.Lines) output.WriteLine($"    {line}");
             }
         }
-        output.WriteLine($"{passed} passed, {failed} failed");
+        output.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
         return failed == 0 && passed > 0 ? 0 : 1;
     }
 
@@ -97,8 +106,9 @@ public static class IsaRunner
         _ => $"unknown {ExpectationVariable} value '{expectation}' (expected {NoVector512}, {NoVector256} or {NoAvxVnni})",
     };
 
-    /// <summary>One test to run: a fact, or a theory with one data row.</summary>
-    private sealed record TestCase(string Name, MethodInfo Method, object?[] Arguments, string? Skip, Exception? DiscoveryError);
+    /// <summary>One test to run: a fact, or a theory with one data row. <paramref name="Skippable"/>: a
+    /// <see cref="SkipException"/> it throws means skipped, not failed.</summary>
+    private sealed record TestCase(string Name, MethodInfo Method, object?[] Arguments, string? Skip, Exception? DiscoveryError, bool Skippable = false);
 
     /// <summary>The tests of <paramref name="testClass"/> in declaration order, theories expanded by data row.</summary>
     private static List<TestCase> Discover(Type testClass)
@@ -111,6 +121,7 @@ public static class IsaRunner
         {
             var fact = method.GetCustomAttribute<FactAttribute>(inherit: true)!;
             string name = $"{testClass.Name}.{method.Name}";
+            bool skippable = fact is SkippableFactAttribute or SkippableTheoryAttribute;
             if (fact.Skip != null)
             {
                 tests.Add(new TestCase(name, method, [], fact.Skip, null));
@@ -118,7 +129,7 @@ public static class IsaRunner
             }
             if (fact is not TheoryAttribute)
             {
-                tests.Add(new TestCase(name, method, [], null, null));
+                tests.Add(new TestCase(name, method, [], null, null, skippable));
                 continue;
             }
             foreach (var data in method.GetCustomAttributes<DataAttribute>(inherit: true))
@@ -126,7 +137,7 @@ public static class IsaRunner
                 try
                 {
                     foreach (object?[] row in data.GetData(method))
-                        tests.Add(new TestCase($"{name}({FormatArguments(row)})", method, row, data.Skip, null));
+                        tests.Add(new TestCase($"{name}({FormatArguments(row)})", method, row, data.Skip, null, skippable));
                 }
                 catch (Exception e)
                 {

@@ -34,12 +34,12 @@ public sealed class GoldenTokenizerTests
             + $"expected [{string.Join(", ", golden.Ids)}]\nactual   [{string.Join(", ", ids)}]");
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(Cases))]
     public void Decodes_back_to_the_text(int index, string preview)
     {
         var golden = TokenizerFixtures.Golden[index];
-        if (!golden.DecodedRoundtrip) return;
+        Skip.IfNot(golden.DecodedRoundtrip, $"case {index}: sentencepiece does not decode it back to its text");
         string decoded = TokenizerFixtures.Gemma.Decode(golden.Ids);
         Assert.True(golden.Text == decoded,
             $"case {index} {preview}:\nexpected {JsonSerializer.Serialize(golden.Text)}\nactual   {JsonSerializer.Serialize(decoded)}");

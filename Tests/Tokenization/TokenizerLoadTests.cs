@@ -1,5 +1,7 @@
 using Xunit;
 
+using static GemmaGen.Tests.Tokenization.ModelProtoWriter;
+
 namespace GemmaGen.Tests.Tokenization;
 
 /// <summary>Loading errors: each is a <see cref="TokenizerException"/> that names the file and the problem.</summary>
@@ -70,22 +72,4 @@ public sealed class TokenizerLoadTests
             File.Delete(path);
         }
     }
-
-    private static string TempPath() => Path.Combine(Path.GetTempPath(), $"gemmagen-tokenizer-{Guid.NewGuid():N}.model");
-
-    private static byte[] Field(int field, ReadOnlySpan<byte> value) => [.. Tag(field, 2), .. VarintBytes((ulong)value.Length), .. value];
-
-    private static byte[] Varint(int field, ulong value) => [.. Tag(field, 0), .. VarintBytes(value)];
-
-    private static byte[] Tag(int field, int wireType) => VarintBytes((ulong)(field << 3 | wireType));
-
-    private static byte[] VarintBytes(ulong value)
-    {
-        var bytes = new List<byte>();
-        for (; value >= 0x80; value >>= 7) bytes.Add((byte)(value | 0x80));
-        bytes.Add((byte)value);
-        return [.. bytes];
-    }
-
-    private static byte[] Concat(params byte[][] parts) => [.. parts.SelectMany(p => p)];
 }

@@ -1,4 +1,4 @@
-using Microsoft.ML.Tokenizers;
+using System.Text;
 
 namespace GemmaGen;
 
@@ -9,25 +9,25 @@ namespace GemmaGen;
 /// <remarks>
 /// <para>Encoding escapes spaces as <c>▁</c>, then matches the model's user-defined pieces (<c>&lt;start_of_turn&gt;</c>,
 /// <c>&lt;end_of_turn&gt;</c>, runs of newlines, spaces and tabs, HTML tags, ...) whole, longest first, and runs
-/// BPE (Microsoft.ML.Tokenizers' <see cref="SentencePieceTokenizer"/>) on the text between them; SentencePiece
-/// itself never merges a user-defined piece with its neighbours. Control pieces (<c>&lt;bos&gt;</c>,
+/// BPE (<see cref="BpeEncoder"/>: the highest-scoring merge first, the leftmost of equal scores) on the text between
+/// them; SentencePiece itself never merges a user-defined piece with its neighbours. Control pieces (<c>&lt;bos&gt;</c>,
 /// <c>&lt;eos&gt;</c>, <c>&lt;pad&gt;</c>) are never produced from text: a literal <c>"&lt;bos&gt;"</c> is encoded
 /// as ordinary characters. BOS is added only on request.</para>
-/// <para>Decoding is done here over the piece strings (see <see cref="Decode"/>). Microsoft.ML.Tokenizers 2.0.1 alone
-/// gets both wrong for Gemma: it splits user-defined pieces (and, given them as special tokens, mis-encodes runs of
-/// whitespace), and its decoder drops whitespace-only pieces and newlines.</para>
+/// <para>Decoding is done here over the piece strings (see <see cref="Decode"/>). Microsoft.ML.Tokenizers 2.0.1 gets
+/// Gemma wrong: it splits user-defined pieces (and, given them as special tokens, mis-encodes runs of whitespace),
+/// merges equal scores rightmost first, and its decoder drops whitespace-only pieces and newlines.</para>
 /// </remarks>
 public sealed class GemmaTokenizer
 {
     private readonly SentencePieceModel _model;
     private readonly Dictionary<string, int> _idsByPiece;
     private readonly UserDefinedPieceMatcher _userDefined;
-    private readonly SentencePieceTokenizer _bpe;
+    private readonly BpeEncoder _bpe;
 
-    private GemmaTokenizer(SentencePieceModel model, SentencePieceTokenizer bpe)
+    private GemmaTokenizer(SentencePieceModel model)
     {
         _model = model;
-        _bpe = bpe;
+        _bpe = new BpeEncoder(model);
         _userDefined = new UserDefinedPieceMatcher(model);
         _idsByPiece = new Dictionary<string, int>(model.Count, StringComparer.Ordinal);
         for (int id = 0; id < model.Count; id++) _idsByPiece.TryAdd(model.Pieces[id], id);
@@ -87,17 +87,7 @@ public sealed class GemmaTokenizer
         }
         if (model.NotGemmaStyleReason() is { } reason)
             throw new TokenizerException($"{path}: not a Gemma-style SentencePiece model: {reason}");
-
-        SentencePieceTokenizer bpe;
-        try
-        {
-            bpe = SentencePieceTokenizer.Create(new MemoryStream(data, writable: false), addBeginningOfSentence: false, addEndOfSentence: false);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            throw new TokenizerException($"{path}: Microsoft.ML.Tokenizers cannot load the model: {e.Message}", e);
-        }
-        return new GemmaTokenizer(model, bpe) { SourcePath = path };
+        return new GemmaTokenizer(model) { SourcePath = path };
     }
 
     /// <summary>Encodes text to token ids, as <c>sentencepiece</c> does.</summary>
@@ -111,16 +101,17 @@ public sealed class GemmaTokenizer
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + 2);
         if (addBos) ids.Add(BosId);
+        text = ReplaceUnpairedSurrogates(text);
         ReadOnlySpan<char> rest = _model.EscapeWhitespaces ? text.Replace(' ', PieceTextBuilder.SpaceSymbol) : text;
         while (true)
         {
             int start = _userDefined.FindFirst(rest, out int id, out int length);
             if (start < 0) break;
-            EncodeBetweenUserDefinedPieces(rest[..start], ids);
+            _bpe.Encode(rest[..start], ids);
             ids.Add(id);
             rest = rest[(start + length)..];
         }
-        EncodeBetweenUserDefinedPieces(rest, ids);
+        _bpe.Encode(rest, ids);
         return [.. ids];
     }
 
@@ -172,9 +163,13 @@ public sealed class GemmaTokenizer
         return _idsByPiece.TryGetValue(piece, out int id) ? id : null;
     }
 
-    private void EncodeBetweenUserDefinedPieces(ReadOnlySpan<char> text, List<int> ids)
+    private static string ReplaceUnpairedSurrogates(string text)
     {
-        if (text.IsEmpty) return;
-        ids.AddRange(_bpe.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false));
+        if (!text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF')) return text;
+        var builder = new StringBuilder(text.Length);
+        Span<char> utf16 = stackalloc char[2];
+        // The enumerator yields U+FFFD for each unpaired surrogate.
+        foreach (var rune in text.EnumerateRunes()) builder.Append(utf16[..rune.EncodeToUtf16(utf16)]);
+        return builder.ToString();
     }
 }

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 
@@ -37,20 +38,27 @@ internal sealed class SentencePieceModel
 
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    private SentencePieceModel(string[] pieces, PieceType[] types)
+    private SentencePieceModel(string[] pieces, float[] scores, PieceType[] types)
     {
         Pieces = pieces;
+        Scores = scores;
         Types = types;
     }
 
     /// <summary>The piece strings, indexed by id.</summary>
     public string[] Pieces { get; }
 
+    /// <summary>The piece scores, indexed by id: BPE merges the pair whose piece scores highest first.</summary>
+    public float[] Scores { get; }
+
     /// <summary>The piece types, indexed by id.</summary>
     public PieceType[] Types { get; }
 
     /// <summary><c>TrainerSpec.model_type</c> (1 unigram, 2 BPE, 3 word, 4 char); unigram when absent.</summary>
     public int ModelType { get; private set; } = 1;
+
+    /// <summary><c>TrainerSpec.byte_fallback</c>: whether a character without a piece is encoded as its UTF-8 bytes.</summary>
+    public bool ByteFallback { get; private set; }
 
     /// <summary><c>TrainerSpec.unk_id</c>.</summary>
     public int UnknownId { get; private set; }
@@ -98,6 +106,7 @@ internal sealed class SentencePieceModel
     public static SentencePieceModel Parse(ReadOnlySpan<byte> data)
     {
         var pieces = new List<string>();
+        var scores = new List<float>();
         var types = new List<PieceType>();
         ReadOnlySpan<byte> trainerSpec = default, normalizerSpec = default;
         var reader = new ProtoReader(data);
@@ -107,8 +116,9 @@ internal sealed class SentencePieceModel
             switch (field)
             {
                 case 1 when wireType == WireType.Len:
-                    var (piece, type) = ParsePiece(reader.ReadBytes(), pieces.Count);
+                    var (piece, score, type) = ParsePiece(reader.ReadBytes(), pieces.Count);
                     pieces.Add(piece);
+                    scores.Add(score);
                     types.Add(type);
                     break;
                 case 2 when wireType == WireType.Len:
@@ -124,7 +134,7 @@ internal sealed class SentencePieceModel
         }
         if (pieces.Count == 0) throw new InvalidDataException("the model has no pieces");
 
-        var model = new SentencePieceModel([.. pieces], [.. types]);
+        var model = new SentencePieceModel([.. pieces], [.. scores], [.. types]);
         model.ReadTrainerSpec(trainerSpec);
         model.ReadNormalizerSpec(normalizerSpec);
         model.CheckSpecialId("unk_id", model.UnknownId, PieceType.Unknown);
@@ -134,9 +144,10 @@ internal sealed class SentencePieceModel
         return model;
     }
 
-    private static (string Piece, PieceType Type) ParsePiece(ReadOnlySpan<byte> data, int id)
+    private static (string Piece, float Score, PieceType Type) ParsePiece(ReadOnlySpan<byte> data, int id)
     {
         string? piece = null;
+        float score = 0;
         var type = PieceType.Normal;
         var reader = new ProtoReader(data);
         while (!reader.End)
@@ -153,6 +164,10 @@ internal sealed class SentencePieceModel
                     throw new InvalidDataException($"piece {id} is not valid UTF-8");
                 }
             }
+            else if (field == 2 && wireType == WireType.I32)
+            {
+                score = reader.ReadFloat();
+            }
             else if (field == 3 && wireType == WireType.Varint)
             {
                 ulong value = reader.ReadVarint();
@@ -168,7 +183,7 @@ internal sealed class SentencePieceModel
         if (string.IsNullOrEmpty(piece)) throw new InvalidDataException($"piece {id} is empty");
         if (type == PieceType.Byte && !IsBytePiece(piece))
             throw new InvalidDataException($"byte piece {id} is \"{piece}\", not <0xNN>");
-        return (piece, type);
+        return (piece, score, type);
     }
 
     private static bool IsBytePiece(string piece) =>
@@ -191,6 +206,7 @@ internal sealed class SentencePieceModel
             switch (field)
             {
                 case 3: ModelType = value; break;
+                case 35: ByteFallback = value != 0; break;
                 case 40: UnknownId = value; break;
                 case 41: BosId = value; break;
                 case 42: EosId = value; break;
@@ -287,6 +303,12 @@ internal sealed class SentencePieceModel
             return bytes;
         }
 
+        public float ReadFloat()
+        {
+            var bytes = Advance(4);
+            return BinaryPrimitives.ReadSingleLittleEndian(bytes);
+        }
+
         public void Skip(WireType wireType)
         {
             switch (wireType)
@@ -298,11 +320,13 @@ internal sealed class SentencePieceModel
             }
         }
 
-        private void Advance(int count)
+        private ReadOnlySpan<byte> Advance(int count)
         {
             if (count > _data.Length - _position)
                 throw new InvalidDataException($"truncated fixed-width field at byte {_position}");
+            var bytes = _data.Slice(_position, count);
             _position += count;
+            return bytes;
         }
     }
 }
