@@ -60,9 +60,11 @@ internal sealed class GenerationOptionSet
 
     public Option<bool> Stats { get; } = new("--no-stats") { Description = "Do not print the statistics line after generation" };
 
+    public Option<bool> NoCheck { get; } = ModelSourceOptions.NoCheckOption();
+
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats })
+        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats, NoCheck })
             command.Options.Add(option);
     }
 
@@ -126,6 +128,7 @@ internal sealed class GenerationOptionSet
             Threads = threads,
             MaxContext = context,
             LoadProgress = progress.Report,
+            CheckWeights = !parse.GetValue(NoCheck),
         });
         try
         {

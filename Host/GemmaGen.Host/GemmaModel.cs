@@ -21,6 +21,10 @@ public sealed record GemmaModelOptions
 
     /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>
     public Action<double>? LoadProgress { get; init; }
+
+    /// <summary>Scan the weights for NaN and infinite values at load (default true); a tensor that has one is refused
+    /// with a <see cref="WeightLoadException"/> naming it. False skips the scan.</summary>
+    public bool CheckWeights { get; init; } = true;
 }
 
 /// <summary>
@@ -105,7 +109,8 @@ public sealed class GemmaModel : IDisposable
 
     /// <summary>Loads <paramref name="config"/>'s weights from <paramref name="source"/> (which may be disposed
     /// afterwards: the weights are copied).</summary>
-    /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
+    /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen, or holds a NaN or
+    /// infinite value (unless <see cref="GemmaModelOptions.CheckWeights"/> is false).</exception>
     public static GemmaModel Load(Gemma2Config config, ITensorSource source, GemmaModelOptions? options = null, GemmaTokenizer? tokenizer = null)
     {
         options ??= new GemmaModelOptions();
@@ -114,7 +119,7 @@ public sealed class GemmaModel : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), maxContext, "the context must hold at least one token");
         if (options.Threads is < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "threads must be at least 1");
-        var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress);
+        var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress, options.CheckWeights);
         var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
         return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, maxContext);
     }
