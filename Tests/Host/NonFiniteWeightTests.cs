@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using GemmaGen.Kernels;
+using GemmaGen.Tests.Generation;
 using Xunit;
 using CliProgram = GemmaGen.Cli.Program;
 
@@ -144,5 +145,39 @@ public sealed class NonFiniteWeightTests : IDisposable
         var generate = Run("generate", "--model", dir, "--tokens", "2,5,7", "--max-new-tokens", "2", "--greedy", "--ids");
         Assert.Equal(2, generate.Exit);
         Assert.Contains("'model.layers.1.self_attn.o_proj.weight' has 1 non-finite value", generate.Stderr);
+    }
+
+    [Fact]
+    public void NaNLogitsEndGenerationWithAnErrorNamingTheStep()
+    {
+        string dir = NonFiniteCheckpoint.Write(DemoModel.Directory, _temp.File("demo"), "model.norm.weight", false, (0, 10, float.NaN));
+        using var model = GemmaModel.Load(dir, new GemmaModelOptions { Threads = 1, CheckWeights = false });
+        var session = model.CreateSession();
+        var tokens = new List<int>();
+
+        var e = Assert.Throws<GenerationException>(() =>
+            session.Generate(DemoModel.Cases[0].PromptIds, new GenerationOptions { MaxTokens = 8, Sampling = SamplingOptions.GreedyDecoding }, tokens.Add));
+
+        Assert.StartsWith($"the logits are not finite at step 1 (position {DemoModel.Cases[0].PromptIds.Length - 1}): {model.Config.VocabSize} NaN", e.Message);
+        Assert.Empty(tokens);
+    }
+
+    [Fact]
+    public void TheCliEndsARunWithNaNLogitsWithExitCode2()
+    {
+        string dir = NonFiniteCheckpoint.Write(DemoModel.Directory, _temp.File("demo"), "model.norm.weight", false, (0, 10, float.NaN));
+
+        var refused = Run("run", "The jury said", "--model", dir, "--max-tokens", "4", "--greedy");
+        Assert.Equal(2, refused.Exit);
+        Assert.Contains("tensor 'model.norm.weight' has 1 non-finite value (first NaN at index 10)", refused.Stderr);
+
+        var run = Run("run", "The jury said", "--model", dir, "--max-tokens", "4", "--no-check");
+        Assert.Equal(2, run.Exit);
+        Assert.Equal("", run.Stdout);
+        Assert.StartsWith("error: the logits are not finite at step 1", run.Stderr);
+
+        var chat = Piped("Hello\n", "chat", "--model", dir, "--no-check", "--greedy");
+        Assert.Equal(2, chat.Exit);
+        Assert.StartsWith("error: the logits are not finite at step 1", chat.Stderr);
     }
 }

@@ -80,6 +80,7 @@ public sealed class GenerationSession
     /// tokens, calling <paramref name="onToken"/> with each as soon as it is chosen.
     /// </summary>
     /// <exception cref="InvalidOperationException">The input does not fit in the context.</exception>
+    /// <exception cref="GenerationException">The logits of a step are not finite (NaN or infinite).</exception>
     public GenerationResult Generate(ReadOnlySpan<int> input, GenerationOptions options, Action<int>? onToken = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxTokens);
@@ -112,6 +113,7 @@ public sealed class GenerationSession
                 }
                 Feed(_pending!.Value);
             }
+            if (!FiniteCheck.AllFinite(_logits)) throw NotFinite(generated.Count + 1);
             int next = sampler.Sample(_logits, TokenSpan());
             _logitsReady = false;
             _pending = next;
@@ -140,6 +142,20 @@ public sealed class GenerationSession
         _decoder.Forward(input, _decoder.Length, _logits);
         foreach (int id in input) _tokens.Add(id);
         _logitsReady = true;
+    }
+
+    /// <summary>Says which step and position gave logits that are not finite, and how many are NaN or infinite.</summary>
+    private GenerationException NotFinite(int step)
+    {
+        int nan = 0, infinite = 0;
+        foreach (float logit in _logits)
+        {
+            if (float.IsNaN(logit)) nan++;
+            else if (float.IsInfinity(logit)) infinite++;
+        }
+        return new GenerationException(
+            $"the logits are not finite at step {step} (position {_decoder.Length - 1}): {nan} NaN and {infinite} infinite of {_logits.Length}; " +
+            "the model's weights or activations are not finite");
     }
 
     private void Feed(int token)
