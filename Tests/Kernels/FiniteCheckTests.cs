@@ -1,9 +1,12 @@
 using GemmaGen.Kernels;
+using GemmaGen.Tests.Infrastructure;
 using Xunit;
 
 namespace GemmaGen.Tests.Kernels;
 
-/// <summary>The bit test for NaN and infinity in each stored format, at every position of the vector loop and its tail.</summary>
+/// <summary>The bit test for NaN and infinity in each stored format, at every position of the vector loop and its tail
+/// (the vector width depends on the ISA).</summary>
+[IsaSensitive]
 public sealed unsafe class FiniteCheckTests
 {
     public static TheoryData<TensorDType> DTypes() => [TensorDType.F32, TensorDType.BF16, TensorDType.F16];
