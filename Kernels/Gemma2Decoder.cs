@@ -30,7 +30,7 @@ public abstract unsafe class Gemma2Decoder
     protected Gemma2Decoder(ModelWeights weights, int maxContext, WorkerPool pool, int maxBatch = 1)
     {
         var c = weights.Config;
-        if (maxContext < 1) throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext, "the context must hold at least one token");
+        CheckContext(c, maxContext, maxBatch);
         if (maxBatch < 1) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "a batch holds at least one token");
         Weights = weights;
         Config = c;
@@ -48,6 +48,32 @@ public abstract unsafe class Gemma2Decoder
         Mlp = Allocate(c.IntermediateSize);
         Scores = Allocate(c.NumAttentionHeads * maxContext);
         _layerNames = Enumerable.Range(0, c.NumHiddenLayers).Select(i => $"layer_out.{i}").ToArray();
+    }
+
+    /// <summary>
+    /// Refuses a context before anything is allocated: fewer than one position, a buffer longer than an array holds
+    /// (<see cref="Array.MaxLength"/>), or buffers (KV cache, RoPE tables, attention scores) larger than the memory the
+    /// process may use (<see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>). Sizes are computed in 64 bits.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Named <c>maxContext</c>, with the sizes.</exception>
+    public static void CheckContext(Gemma2Config config, int maxContext, int maxBatch = 1)
+    {
+        if (maxContext < 1) throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext, "the context must hold at least one token");
+        long cacheLayer = 0;
+        for (int l = 0; l < config.NumHiddenLayers; l++)
+            cacheLayer = Math.Max(cacheLayer, (long)config.NumKeyValueHeads * KvCache.SlotsOf(config, l, maxContext, maxBatch) * config.HeadDim);
+        long rope = (long)maxContext * (config.HeadDim / 2);
+        long scores = (long)config.NumAttentionHeads * maxContext;
+        long largest = Math.Max(cacheLayer, Math.Max(rope, scores));
+        if (largest > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext,
+                $"a context of {maxContext} positions needs a buffer of {largest} floats; an array holds at most {Array.MaxLength}");
+        long bytes = KvCache.ByteLengthOf(config, maxContext, maxBatch) + (2 * rope + scores) * sizeof(float);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > available)
+            throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext,
+                $"a context of {maxContext} positions needs {bytes / 1e9:F1} GB (KV cache, RoPE tables, attention scores); " +
+                $"{available / 1e9:F1} GB of memory is available");
     }
 
     /// <summary>The model's weights (shared, read-only).</summary>

@@ -100,12 +100,16 @@ public sealed class ModelWeights : IDisposable
     /// quantize every matrix, the embedding (also the tied output matrix) included, except one whose width is not a
     /// multiple of 32, which is stored as BF16. Norm vectors are always float32.</param>
     /// <param name="progress">Called after each tensor with the fraction of the layers loaded so far (0 to 1).</param>
-    /// <exception cref="WeightLoadException">A tensor is missing, misshapen, or of another dtype than its siblings.</exception>
-    public static ModelWeights Load(Gemma2Config config, ITensorSource source, WeightFormat? format = null, Action<double>? progress = null)
+    /// <param name="checkFinite">Scan every tensor as stored for NaN and infinite values (see <see cref="FiniteCheck"/>);
+    /// false skips the scan.</param>
+    /// <exception cref="WeightLoadException">A tensor is missing, misshapen, or of another dtype than its siblings, or
+    /// (with <paramref name="checkFinite"/>) holds a NaN or infinite value.</exception>
+    public static ModelWeights Load(Gemma2Config config, ITensorSource source, WeightFormat? format = null, Action<double>? progress = null,
+        bool checkFinite = true)
     {
         int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
         int inter = config.IntermediateSize, v = config.VocabSize;
-        var loader = new Loader(source, format);
+        var loader = new Loader(source, format, checkFinite);
         var layers = new LayerWeights[config.NumHiddenLayers];
         try
         {
@@ -148,7 +152,7 @@ public sealed class ModelWeights : IDisposable
         foreach (var layer in Layers) layer?.Dispose();
     }
 
-    private sealed class Loader(ITensorSource source, WeightFormat? format)
+    private sealed unsafe class Loader(ITensorSource source, WeightFormat? format, bool checkFinite)
     {
         private readonly List<WeightMatrix> _made = [];
 
@@ -163,7 +167,20 @@ public sealed class ModelWeights : IDisposable
                 throw new WeightLoadException($"{source.Description}: tensor '{name}' is missing (expected shape [{string.Join(", ", shape)}])");
             if (!t.Shape.AsSpan().SequenceEqual(shape))
                 throw new WeightLoadException($"{t.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", shape)}]");
+            long count = t.ByteLength / TensorView.ElementSize(t.DType);
+            if (checkFinite && !FiniteCheck.AllFinite(t.DType, t.Data, count)) throw NotFinite(t, count);
             return t;
+        }
+
+        /// <summary>Names the tensor, how many values are not finite, and where the first is.</summary>
+        private static WeightLoadException NotFinite(in TensorView t, long count)
+        {
+            var (found, first) = FiniteCheck.Find(t.DType, t.Data, count);
+            string kind = FiniteCheck.Describe(FiniteCheck.ElementAt(t.DType, t.Data, first));
+            long cols = t.Shape[^1];
+            string where = t.Shape.Length == 1 ? $"index {first}" : $"row {first / cols}, column {first % cols}";
+            return new WeightLoadException(
+                $"{t.Origin}: tensor '{t.Name}' has {found} non-finite value{(found == 1 ? "" : "s")} (first {kind} at {where})");
         }
 
         public float[] Vector(string name, int length)

@@ -18,8 +18,8 @@ public sealed unsafe class RopeTable
         if (headDim % 2 != 0) throw new ArgumentException($"head_dim {headDim} is odd; rotary embedding needs an even head_dim");
         HeadDim = headDim;
         int half = headDim / 2;
-        _cos = GC.AllocateUninitializedArray<float>(maxContext * half, pinned: true);
-        _sin = GC.AllocateUninitializedArray<float>(maxContext * half, pinned: true);
+        _cos = GC.AllocateUninitializedArray<float>(checked(maxContext * half), pinned: true);
+        _sin = GC.AllocateUninitializedArray<float>(checked(maxContext * half), pinned: true);
         var inverseFrequency = new double[half];
         for (int i = 0; i < half; i++) inverseFrequency[i] = Math.Pow(theta, -2.0 * i / headDim);
         for (int p = 0; p < maxContext; p++)

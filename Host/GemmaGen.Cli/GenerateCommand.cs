@@ -58,6 +58,6 @@ internal static class GenerateCommand
         // The last generated token is never fed back, so the cache needs prompt + count - 1 positions.
         long positions = (long)prompt.Length + count - 1;
         TokenList.CheckContext(positions, source.Config, "--tokens and --max-new-tokens");
-        return source.Load(model.ForceReference(parse), maxContext: (int)positions);
+        return source.Load(model.ForceReference(parse), maxContext: (int)positions, model.CheckWeights(parse));
     }
 }

@@ -98,9 +98,11 @@ internal sealed class GenerationOptionSet
         CustomParser = NumberOptions.OptionalInteger(1, Environment.ProcessorCount, "the processor count"),
     };
 
+    public Option<bool> NoCheck { get; } = ModelSourceOptions.NoCheckOption();
+
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats })
+        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats, NoCheck })
             command.Options.Add(option);
     }
 
@@ -179,6 +181,7 @@ internal sealed class GenerationOptionSet
             Threads = threads,
             MaxContext = context,
             LoadProgress = progress.Report,
+            CheckWeights = !parse.GetValue(NoCheck),
         });
         try
         {

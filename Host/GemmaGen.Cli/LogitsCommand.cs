@@ -65,6 +65,6 @@ internal static class LogitsCommand
         using var source = model.Open(parse);
         TokenList.CheckVocabulary(ids, source.Config);
         TokenList.CheckContext(ids.Length, source.Config, "--tokens");
-        return source.Load(model.ForceReference(parse), maxContext: ids.Length);
+        return source.Load(model.ForceReference(parse), maxContext: ids.Length, model.CheckWeights(parse));
     }
 }

@@ -14,8 +14,8 @@ internal sealed class ModelSource(Gemma2Config config, ITensorSource tensors, ID
     public ITensorSource Tensors { get; } = tensors;
 
     /// <summary>Loads the weights and creates the decoder; this source may be disposed afterwards.</summary>
-    public GemmaModel Load(bool forceReference, int maxContext) =>
-        GemmaModel.Load(Config, Tensors, new GemmaModelOptions { ForceReference = forceReference, MaxContext = maxContext });
+    public GemmaModel Load(bool forceReference, int maxContext, bool checkWeights) =>
+        GemmaModel.Load(Config, Tensors, new GemmaModelOptions { ForceReference = forceReference, MaxContext = maxContext, CheckWeights = checkWeights });
 
     /// <summary>Releases the checkpoint's mapped files or the synthetic tensors.</summary>
     public void Dispose() => owner.Dispose();
@@ -51,6 +51,15 @@ internal sealed class ModelSourceOptions
         Description = "Run the runtime-shape reference decoder even when a compiled spec matches the model",
     };
 
+    /// <summary><c>--no-check</c>: skip the scan for NaN and infinite weights.</summary>
+    public Option<bool> NoCheck { get; } = NoCheckOption();
+
+    /// <summary>A <c>--no-check</c> option (also used by <c>run</c> and <c>chat</c>).</summary>
+    internal static Option<bool> NoCheckOption() => new("--no-check")
+    {
+        Description = "Do not scan the weights for NaN and infinite values at load",
+    };
+
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
@@ -58,6 +67,7 @@ internal sealed class ModelSourceOptions
         command.Options.Add(Config);
         command.Options.Add(Synthetic);
         command.Options.Add(Reference);
+        command.Options.Add(NoCheck);
     }
 
     /// <summary>Opens the checkpoint (the built-in demo model when neither --model nor --config is given), or reads
@@ -83,4 +93,7 @@ internal sealed class ModelSourceOptions
 
     /// <summary>Whether <c>--reference</c> was given.</summary>
     public bool ForceReference(ParseResult parse) => parse.GetValue(Reference);
+
+    /// <summary>Whether the weights are to be scanned (no <c>--no-check</c>).</summary>
+    public bool CheckWeights(ParseResult parse) => !parse.GetValue(NoCheck);
 }

@@ -13,7 +13,8 @@ public static class Program
     /// <summary>Exit code of an unexpected failure (a bug): reported without a stack trace.</summary>
     public const int InternalError = 1;
 
-    /// <summary>Exit code of bad input: unparsable arguments, a missing or malformed model, a bad token list.</summary>
+    /// <summary>Exit code of bad input: unparsable arguments, a missing or malformed model (NaN weights included), a bad
+    /// token list, a model whose logits are not finite.</summary>
     public const int BadInput = 2;
 
     /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT, as shells report it), after what was generated
@@ -74,7 +75,7 @@ public static class Program
         {
             return body();
         }
-        catch (Exception e) when (e is UsageException or CheckpointException or WeightLoadException or TokenizerException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is UsageException or CheckpointException or WeightLoadException or TokenizerException or GenerationException or IOException or UnauthorizedAccessException)
         {
             return Fail(stderr, e.Message, BadInput);
         }

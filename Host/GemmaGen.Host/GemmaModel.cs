@@ -25,6 +25,10 @@ public sealed record GemmaModelOptions
     /// <summary>Load even when the model needs more memory than is available (see <see cref="LoadPlan"/>): for
     /// machines whose swap or overcommit the check does not know about.</summary>
     public bool SkipMemoryCheck { get; init; }
+
+    /// <summary>Scan the weights for NaN and infinite values at load (default true); a tensor that has one is refused
+    /// with a <see cref="WeightLoadException"/> naming it. False skips the scan.</summary>
+    public bool CheckWeights { get; init; } = true;
 }
 
 /// <summary>
@@ -113,7 +117,8 @@ public sealed class GemmaModel : IDisposable
 
     /// <summary>Loads <paramref name="config"/>'s weights from <paramref name="source"/> (which may be disposed
     /// afterwards: the weights are copied), after the checks of <see cref="LoadPlan"/>.</summary>
-    /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
+    /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen, or holds a NaN or
+    /// infinite value (unless <see cref="GemmaModelOptions.CheckWeights"/> is false).</exception>
     /// <exception cref="TokenizerException">The tokenizer's vocabulary is not the config's <c>vocab_size</c>.</exception>
     /// <exception cref="CheckpointException">The model needs more memory than is available (unless
     /// <see cref="GemmaModelOptions.SkipMemoryCheck"/>).</exception>
@@ -122,12 +127,14 @@ public sealed class GemmaModel : IDisposable
         options ??= new GemmaModelOptions();
         var plan = LoadPlan.Create(config, source, options, tokenizer);
         if (!options.SkipMemoryCheck) plan.RequireMemory();
-        var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress);
+        var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress, options.CheckWeights);
         var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
         return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, plan.MaxContext, plan.Warnings);
     }
 
     /// <summary>A fresh decoder (its own KV cache of <paramref name="maxContext"/> positions) on this model's path.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxContext"/> is not positive, or its buffers could
+    /// not be allocated (see <see cref="Gemma2Decoder.CheckContext"/>).</exception>
     public Gemma2Decoder CreateDecoder(int? maxContext = null)
     {
         int positions = maxContext ?? MaxContext;
@@ -135,6 +142,8 @@ public sealed class GemmaModel : IDisposable
     }
 
     /// <summary>A generation session with its own KV cache.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxContext"/> is not positive, or its buffers could
+    /// not be allocated (see <see cref="Gemma2Decoder.CheckContext"/>).</exception>
     public GenerationSession CreateSession(int? maxContext = null) => new(this, CreateDecoder(maxContext));
 
     /// <summary>A chat session in the Gemma chat format (needs the tokenizer).</summary>
@@ -144,9 +153,11 @@ public sealed class GemmaModel : IDisposable
 
     /// <summary>One forward pass over <paramref name="tokens"/> from position 0.</summary>
     /// <returns>The logits of every position, [tokens.Length × V] row-major.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">More tokens than <see cref="MaxContext"/>.</exception>
     public float[] ComputeLogits(ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty) throw new ArgumentException("at least one token is needed", nameof(tokens));
+        CheckFits(tokens.Length, nameof(tokens));
         var logits = new float[tokens.Length * Config.VocabSize];
         CreateDecoder(tokens.Length).Forward(tokens, 0, logits);
         return logits;
@@ -160,13 +171,24 @@ public sealed class GemmaModel : IDisposable
     /// <param name="maxNewTokens">Tokens to generate.</param>
     /// <param name="stopAtEos">Stop after an end token (see <see cref="GenerationSession.EndTokens"/>; it is included).</param>
     /// <returns>The generated ids, not the prompt.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The prompt and the new tokens need more than <see cref="MaxContext"/> positions.</exception>
     public int[] GenerateGreedy(ReadOnlySpan<int> prompt, int maxNewTokens, bool stopAtEos = false)
     {
         if (prompt.IsEmpty) throw new ArgumentException("at least one prompt token is needed", nameof(prompt));
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
-        var session = CreateSession(Math.Max(prompt.Length, prompt.Length + maxNewTokens - 1));
+        long positions = Math.Max(prompt.Length, (long)prompt.Length + maxNewTokens - 1);
+        CheckFits(positions, nameof(maxNewTokens));
+        var session = CreateSession((int)positions);
         var options = new GenerationOptions { MaxTokens = maxNewTokens, Sampling = SamplingOptions.GreedyDecoding, IgnoreEndTokens = !stopAtEos };
         return session.Generate(prompt, options).Tokens;
+    }
+
+    /// <summary>Refuses a run of more positions than the model's context.</summary>
+    private void CheckFits(long positions, string paramName)
+    {
+        if (positions > MaxContext)
+            throw new ArgumentOutOfRangeException(paramName, positions,
+                $"{positions} positions are needed, more than the model's context of {MaxContext} (GemmaModelOptions.MaxContext)");
     }
 
     /// <summary>The index of the largest value; ties go to the lowest index, NaNs are never chosen over a number.</summary>

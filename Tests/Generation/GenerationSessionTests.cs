@@ -167,7 +167,7 @@ public sealed class GenerationSessionTests(DemoModelFixture fixture) : IClassFix
         Assert.Equal(StopReason.ContextFull, result.StopReason);
         Assert.Equal(golden.GreedyIds[..generated], result.Tokens);
         Assert.False(session.Fits(0));
-        Assert.Throws<InvalidOperationException>(() => session.Generate([266], Greedy(1)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => session.Generate([266], Greedy(1)));
 
         session.Reset();
         Assert.Empty(session.Tokens);
@@ -178,8 +178,8 @@ public sealed class GenerationSessionTests(DemoModelFixture fixture) : IClassFix
     public void AnInputThatDoesNotFitIsRefusedBeforeAnythingRuns()
     {
         var session = _model.CreateSession(4);
-        var error = Assert.Throws<InvalidOperationException>(() => session.Generate(DemoModel.Cases[0].PromptIds, Greedy(1)));
-        Assert.Contains("does not fit", error.Message);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => session.Generate(DemoModel.Cases[0].PromptIds, Greedy(1)));
+        Assert.Contains("positions are free", error.Message);
         Assert.Empty(session.Tokens);
     }
 

@@ -79,7 +79,10 @@ public sealed class GenerationSession
     /// Appends <paramref name="input"/> to the sequence and generates up to <see cref="GenerationOptions.MaxTokens"/>
     /// tokens, calling <paramref name="onToken"/> with each as soon as it is chosen.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The input does not fit in the context.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The input does not fit in the context (named <c>input</c>). A
+    /// continuation that reaches the end of the context is not refused: it stops there with
+    /// <see cref="StopReason.ContextFull"/>.</exception>
+    /// <exception cref="GenerationException">The logits of a step are not finite (NaN or infinite).</exception>
     public GenerationResult Generate(ReadOnlySpan<int> input, GenerationOptions options, Action<int>? onToken = null, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxTokens);
@@ -87,8 +90,6 @@ public sealed class GenerationSession
         int promptTokens = input.Length + PendingTokens;
         if (promptTokens == 0 && !_logitsReady)
             throw new ArgumentException("nothing to continue: the input is empty and the session has no tokens", nameof(input));
-        if (!Fits(input.Length))
-            throw new InvalidOperationException($"the input ({input.Length} tokens) does not fit: {_decoder.Length + PendingTokens} of {MaxContext} positions are used");
 
         var clock = Stopwatch.StartNew();
         Append(input);
@@ -112,6 +113,7 @@ public sealed class GenerationSession
                 }
                 Feed(_pending!.Value);
             }
+            if (!FiniteCheck.AllFinite(_logits)) throw NotFinite(generated.Count + 1);
             int next = sampler.Sample(_logits, TokenSpan());
             _logitsReady = false;
             _pending = next;
@@ -131,15 +133,36 @@ public sealed class GenerationSession
     }
 
     /// <summary>Feeds the pending token and <paramref name="input"/> into the cache, leaving the logits of the last.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The input does not fit in the context (named <c>input</c>).</exception>
     public void Append(ReadOnlySpan<int> input)
     {
-        if (!Fits(input.Length))
-            throw new InvalidOperationException($"{input.Length} tokens do not fit: {_decoder.Length + PendingTokens} of {MaxContext} positions are used");
+        CheckFits(input.Length);
         if (_pending is int pending) Feed(pending);
         if (input.IsEmpty) return;
         _decoder.Forward(input, _decoder.Length, _logits);
         foreach (int id in input) _tokens.Add(id);
         _logitsReady = true;
+    }
+
+    private void CheckFits(int count)
+    {
+        if (!Fits(count))
+            throw new ArgumentOutOfRangeException("input", count,
+                $"the input is {count} tokens; {MaxContext - _decoder.Length - PendingTokens} of the context's {MaxContext} positions are free");
+    }
+
+    /// <summary>Says which step and position gave logits that are not finite, and how many are NaN or infinite.</summary>
+    private GenerationException NotFinite(int step)
+    {
+        int nan = 0, infinite = 0;
+        foreach (float logit in _logits)
+        {
+            if (float.IsNaN(logit)) nan++;
+            else if (float.IsInfinity(logit)) infinite++;
+        }
+        return new GenerationException(
+            $"the logits are not finite at step {step} (position {_decoder.Length - 1}): {nan} NaN and {infinite} infinite of {_logits.Length}; " +
+            "the model's weights or activations are not finite");
     }
 
     private void Feed(int token)

@@ -1,0 +1,82 @@
+using System.Numerics;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>
+/// Finds NaN and infinite values in float32, bfloat16 or float16 data by their bits: a value is not finite exactly
+/// when its exponent bits are all ones, so one vector AND and compare per element decides, without widening.
+/// </summary>
+public static unsafe class FiniteCheck
+{
+    private const uint F32Exponent = 0x7F80_0000;
+    private const ushort BF16Exponent = 0x7F80;
+    private const ushort F16Exponent = 0x7C00;
+
+    /// <summary>Whether every one of the <paramref name="count"/> elements of <paramref name="dtype"/> at
+    /// <paramref name="data"/> is finite.</summary>
+    public static bool AllFinite(TensorDType dtype, byte* data, long count) => dtype switch
+    {
+        TensorDType.F32 => AllFinite((uint*)data, count, F32Exponent),
+        TensorDType.BF16 => AllFinite((ushort*)data, count, BF16Exponent),
+        TensorDType.F16 => AllFinite((ushort*)data, count, F16Exponent),
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+    };
+
+    /// <summary>Whether every value is finite (no NaN, no infinity).</summary>
+    public static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        fixed (float* p = values) return AllFinite((uint*)p, values.Length, F32Exponent);
+    }
+
+    /// <summary>How many of the elements are not finite, and the index of the first (-1 when all are finite); for
+    /// the message after <see cref="AllFinite(TensorDType, byte*, long)"/> said no.</summary>
+    public static (long Count, long First) Find(TensorDType dtype, byte* data, long count)
+    {
+        long found = 0, first = -1;
+        for (long i = 0; i < count; i++)
+        {
+            if (float.IsFinite(ElementAt(dtype, data, i))) continue;
+            if (found++ == 0) first = i;
+        }
+        return (found, first);
+    }
+
+    /// <summary>Element <paramref name="index"/> widened to float32 (exactly: NaN stays NaN, infinities keep their sign).</summary>
+    public static float ElementAt(TensorDType dtype, byte* data, long index) => dtype switch
+    {
+        TensorDType.F32 => ((float*)data)[index],
+        TensorDType.BF16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)data)[index] << 16),
+        TensorDType.F16 => (float)((Half*)data)[index],
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+    };
+
+    /// <summary>"NaN", "+infinity" or "-infinity".</summary>
+    public static string Describe(float value) =>
+        float.IsNaN(value) ? "NaN" : float.IsPositiveInfinity(value) ? "+infinity" : float.IsNegativeInfinity(value) ? "-infinity" : "finite";
+
+    // Memory-bound: four vectors per iteration keep enough loads in flight; the lanes are only tested at the end.
+    private static bool AllFinite<T>(T* p, long count, T exponent)
+        where T : unmanaged, IBinaryInteger<T>
+    {
+        long i = 0;
+        int width = Vector<T>.Count;
+        if (Vector.IsHardwareAccelerated && count >= 4 * width)
+        {
+            var mask = new Vector<T>(exponent);
+            Vector<T> any = Vector<T>.Zero;
+            for (long end = count - 4 * width; i <= end; i += 4 * width)
+            {
+                any |= Vector.Equals(Vector.Load(p + i) & mask, mask)
+                     | Vector.Equals(Vector.Load(p + i + width) & mask, mask)
+                     | Vector.Equals(Vector.Load(p + i + 2 * width) & mask, mask)
+                     | Vector.Equals(Vector.Load(p + i + 3 * width) & mask, mask);
+            }
+            if (any != Vector<T>.Zero) return false;
+        }
+        for (; i < count; i++)
+        {
+            if ((p[i] & exponent) == exponent) return false;
+        }
+        return true;
+    }
+}
