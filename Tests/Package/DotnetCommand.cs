@@ -21,16 +21,33 @@ internal sealed record CommandResult(int ExitCode, string Output)
 internal static class DotnetCommand
 {
     /// <summary>The dotnet host: the SDK's own when the test run gives it, else the one on the PATH.</summary>
-    private static string Host { get; } =
+    public static string Host { get; } =
         Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host
         : Environment.ProcessPath is { } current && Path.GetFileNameWithoutExtension(current) == "dotnet" ? current
         : "dotnet";
 
     /// <summary>Runs <c>dotnet</c> with <paramref name="arguments"/> in <paramref name="workingDirectory"/>; a command
     /// still running after <paramref name="timeout"/> is killed with its children and fails the test.</summary>
-    public static async Task<CommandResult> RunAsync(string workingDirectory, TimeSpan timeout, params string[] arguments)
+    public static Task<CommandResult> RunAsync(string workingDirectory, TimeSpan timeout, params string[] arguments) =>
+        RunProgramAsync(Host, workingDirectory, timeout, new Dictionary<string, string>(), arguments);
+
+    /// <summary>Runs <paramref name="script"/> with bash (stopping at the first command that fails) in
+    /// <paramref name="workingDirectory"/>, with the <c>dotnet</c> of the tests first on the PATH and
+    /// <paramref name="environment"/> added to the environment.</summary>
+    public static Task<CommandResult> RunShellAsync(string script, string workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string> environment)
     {
-        var start = new ProcessStartInfo(Host)
+        var variables = new Dictionary<string, string>(environment);
+        if (Path.IsPathRooted(Host))
+        {
+            variables["PATH"] = Path.GetDirectoryName(Host) + Path.PathSeparator + Environment.GetEnvironmentVariable("PATH");
+        }
+        return RunProgramAsync("bash", workingDirectory, timeout, variables, "-e", "-o", "pipefail", "-c", script);
+    }
+
+    private static async Task<CommandResult> RunProgramAsync(string program, string workingDirectory, TimeSpan timeout,
+        IReadOnlyDictionary<string, string> environment, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -47,6 +64,7 @@ internal static class DotnetCommand
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
         start.Environment["DOTNET_CLI_UI_LANGUAGE"] = "en";
+        foreach ((string name, string value) in environment) start.Environment[name] = value;
 
         using var process = new Process { StartInfo = start };
         var output = new StringBuilder();
@@ -64,7 +82,7 @@ internal static class DotnetCommand
         {
             process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
-            Assert.Fail($"dotnet {string.Join(' ', arguments)} did not finish in {timeout}:\n{output}");
+            Assert.Fail($"{program} {string.Join(' ', arguments)} did not finish in {timeout}:\n{output}");
         }
         lock (output) return new CommandResult(process.ExitCode, output.ToString());
     }

@@ -9,7 +9,8 @@ namespace GemmaGen.Tests.Package;
 /// and column. Slow (a pack and two builds: about two minutes on two cores).
 /// </summary>
 [Trait("Category", "Package")]
-public sealed class PackageConsumerTests(PackedRepository packed) : IClassFixture<PackedRepository>
+[Collection(PackedRepositoryCollection.Name)]
+public sealed class PackageConsumerTests(PackedRepository packed)
 {
     /// <summary>The demo checkpoint as the test build copies it: GemmaGen.Host has a built-in class of its shape.</summary>
     private static string DemoDirectory => Path.Combine(AppContext.BaseDirectory, "Fixtures", "gemma2-demo");

@@ -1,56 +1,81 @@
+using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using GemmaGen.Tests.Generator;
 
 namespace GemmaGen.Tests.Package;
 
 /// <summary>
-/// The repository packed into a temp folder, and a folder for projects that consume it as a developer's would:
-/// their NuGet.config takes GemmaGen from the packed folder and everything else from nuget.org. The packages are
-/// restored into a cache folder of their own, so a fresh pack is never shadowed by an older one of the same
-/// version; the machine's package cache is a fallback folder, so packages already there (the repository's
-/// dependencies) need no network.
+/// The repository packed by the README's pack command, run as written (the first block of "Use GemmaGen in your
+/// project") in the repository's folder, and a folder for projects that consume it as a developer's would: their
+/// NuGet.config takes GemmaGen from the packed folder and everything else from nuget.org. The README's commands run
+/// in a shell whose home is a temp folder and whose build output goes there too, so the repository gets nothing
+/// but the two packages in artifacts/packages (deleted afterwards); the machine's package cache is a fallback
+/// folder, so packages already there (the repository's dependencies) need no network.
 /// </summary>
 /// <remarks>
-/// Layout: <c>pack.slnf</c> (the packed projects), <c>build/</c> (their build output), <c>feed/</c> (the packages),
-/// <c>packages/</c> (the consumers' package cache), <c>projects/</c> (NuGet.config, Directory.Build.props and one
-/// folder per consumer).
+/// Layout: <c>home/</c> (the shell's home), <c>build/</c> (build output), <c>packages/</c> (the consumers' package
+/// cache), <c>projects/</c> (NuGet.config, Directory.Build.props and one folder per consumer).
 /// </remarks>
-public sealed class PackedRepository : IAsyncLifetime
+public sealed partial class PackedRepository : IAsyncLifetime
 {
-    /// <summary>Longest a pack or a build may take.</summary>
+    /// <summary>The README section whose commands a developer follows to use the package.</summary>
+    public const string UseSection = "Use GemmaGen in your project";
+
+    /// <summary>Longest a pack, a build or one block of the README's commands may take.</summary>
     public static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
 
     /// <summary>The temp folder.</summary>
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "gemmagen-package-" + Guid.NewGuid().ToString("N")[..12]);
 
-    /// <summary>The version the packages get: the repository's, with a pre-release label of this run.</summary>
-    public string Version { get; } = RepositoryVersion() + "-test." + Guid.NewGuid().ToString("N")[..12];
+    /// <summary>The home folder of the shell the README's commands run in.</summary>
+    public string Home => Path.Combine(Root, "home");
+
+    /// <summary>The version the pack gave the packages.</summary>
+    public string Version { get; private set; } = "";
+
+    /// <summary>The folder the pack wrote the .nupkg files to.</summary>
+    public string Feed { get; private set; } = "";
+
+    /// <summary>The environment of the shell the README's commands run in (added to the test run's).</summary>
+    public IReadOnlyDictionary<string, string> ShellEnvironment { get; private set; } = new Dictionary<string, string>();
 
     /// <summary>Where the consuming projects go, one folder each.</summary>
     public string Projects => Path.Combine(Root, "projects");
 
-    /// <summary>The packed .nupkg files.</summary>
-    public string Feed => Path.Combine(Root, "feed");
+    private readonly List<string> _packages = [];
 
-    /// <summary>The version Directory.Build.props gives every package.</summary>
+    /// <summary>The version prefix Directory.Build.props gives every package.</summary>
     public static string RepositoryVersion() =>
-        XDocument.Load(RepositoryFiles.Path("Directory.Build.props")).Descendants("Version").Single().Value;
+        XDocument.Load(RepositoryFiles.Path("Directory.Build.props")).Descendants("VersionPrefix").Single().Value;
 
-    /// <summary>Packs GemmaGen and GemmaGen.Kernels (building them, the generator and the built-in specs afresh in
-    /// the temp folder) and writes the consumers' NuGet.config and Directory.Build.props.</summary>
+    /// <summary>Runs the README's pack command and writes the consumers' NuGet.config and Directory.Build.props.</summary>
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(Projects);
-        string solution = Path.Combine(Root, "pack.slnf");
-        File.WriteAllText(solution, $$"""
-            { "solution": { "path": {{Json(RepositoryFiles.Path("GemmaGen.sln"))}}, "projects": [
-                "Generator/GemmaGen.Generator.csproj", "Kernels/GemmaGen.Kernels.csproj", "Host/GemmaGen.Host/GemmaGen.Host.csproj" ] } }
-            """);
-        (await DotnetCommand.RunAsync(RepositoryFiles.Root, CommandTimeout,
-            "pack", solution, "-c", "Release", "-o", Feed, "--artifacts-path", Path.Combine(Root, "build"),
-            $"-p:Version={Version}", "-p:NuGetAudit=false", "--disable-build-servers")).Succeeded("dotnet pack");
-
+        Directory.CreateDirectory(Home);
         string machinePackages = await MachinePackageFolderAsync();
+        ShellEnvironment = new Dictionary<string, string>
+        {
+            ["HOME"] = Home,
+            // Read by MSBuild as properties: build output (bin, obj) of whatever the commands build goes to the temp
+            // folder, not into the repository's folders; no vulnerability lookups; no build servers left running.
+            ["ArtifactsPath"] = Path.Combine(Root, "build"),
+            ["NuGetAudit"] = "false",
+            ["UseSharedCompilation"] = "false",
+            ["MSBUILDDISABLENODEREUSE"] = "1",
+            ["NUGET_FALLBACK_PACKAGES"] = machinePackages,
+        };
+
+        string pack = ReadmeSection.Blocks(UseSection, "sh")[0];
+        Assert.StartsWith("dotnet pack ", pack);
+        CommandResult packed = (await DotnetCommand.RunShellAsync(pack, RepositoryFiles.Root, CommandTimeout, ShellEnvironment))
+            .Succeeded("the README's pack command");
+        _packages.AddRange(CreatedPackage().Matches(packed.Output).Select(m => m.Groups["path"].Value));
+        Match host = Assert.Single(CreatedPackage().Matches(packed.Output), m => m.Groups["id"].Value == "GemmaGen");
+        Assert.Contains(_packages, p => Path.GetFileName(p) == $"GemmaGen.Kernels.{host.Groups["version"].Value}.nupkg");
+        Version = host.Groups["version"].Value;
+        Feed = Path.GetDirectoryName(host.Groups["path"].Value)!;
+
         File.WriteAllText(Path.Combine(Projects, "NuGet.config"), $"""
             <?xml version="1.0" encoding="utf-8"?>
             <configuration>
@@ -59,7 +84,7 @@ public sealed class PackedRepository : IAsyncLifetime
               </config>
               <packageSources>
                 <clear />
-                <add key="gemmagen-packed" value="../feed" />
+                <add key="gemmagen-packed" value="{Feed}" />
                 <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
               </packageSources>
               <fallbackPackageFolders>
@@ -120,10 +145,11 @@ public sealed class PackedRepository : IAsyncLifetime
     internal static Task<CommandResult> BuildAsync(string directory) =>
         DotnetCommand.RunAsync(directory, CommandTimeout, "build", "-c", "Release", "--disable-build-servers");
 
-    /// <summary>Deletes the temp folder.</summary>
+    /// <summary>Deletes the temp folder and the packages of this run.</summary>
     public Task DisposeAsync()
     {
         Directory.Delete(Root, recursive: true);
+        foreach (string package in _packages) File.Delete(package);
         return Task.CompletedTask;
     }
 
@@ -138,5 +164,7 @@ public sealed class PackedRepository : IAsyncLifetime
         return line.Trim()[Label.Length..].Trim();
     }
 
-    private static string Json(string text) => System.Text.Json.JsonSerializer.Serialize(text);
+    /// <summary>What <c>dotnet pack</c> prints for each package it writes.</summary>
+    [GeneratedRegex(@"Successfully created package '(?<path>[^']*[/\\](?<id>GemmaGen(\.Kernels)?)\.(?<version>\d[^']*)\.nupkg)'")]
+    private static partial Regex CreatedPackage();
 }

@@ -1,19 +1,27 @@
 // GemmaGen in a project of its own: the GemmaGen package, one GemmaSpec item (the demo model's config.json, compiled
 // into this assembly as Sample.DemoModel), a checkpoint of that shape, text generation and a chat through IChatClient.
 //
-//   dotnet run --project samples/GemmaGen.Sample [-- <checkpoint directory>]
+//   dotnet run --project samples/GemmaGen.Sample -c Release [-- <checkpoint directory>]
 
 using GemmaGen;
+using GemmaGen.Kernels;
+using GemmaGen.Specs;
 using Microsoft.Extensions.AI;
 
 string directory = args.Length > 0 ? args[0] : Path.Combine(AppContext.BaseDirectory, "models", "gemma2-demo");
-using GemmaModel model = GemmaModel.Load(directory);
+using GemmaModel? model = TryLoad(directory);
+if (model is null) return 2;
 
-// The checkpoint's layer shape is the spec's, so the class compiled into this assembly runs it (GemmaGen.Host has a
-// built-in class of that shape too; the application's own wins).
+// The compiled class whose layer shape equals the checkpoint's runs it (GemmaGen.Host has a built-in class of the
+// demo shape too; the application's own wins); with none, the runtime-shape reference decoder does.
+Gemma2Config c = model.Config;
+string shape = $"hidden {c.HiddenSize}, {c.NumAttentionHeads} heads / {c.NumKeyValueHeads} kv heads of {c.HeadDim}, " +
+    $"intermediate {c.IntermediateSize}, window {c.SlidingWindow}";
 Console.WriteLine($"model: {directory}");
-Console.WriteLine($"path:  {model.ExecutionPath} (Sample.DemoModel: hidden {Sample.DemoModel.HiddenSize}, " +
-    $"{Sample.DemoModel.Heads} heads / {Sample.DemoModel.KvHeads} kv heads of {Sample.DemoModel.HeadDim}, window {Sample.DemoModel.SlidingWindow})");
+Console.WriteLine(model.CompiledSpec is { } spec
+    ? $"path:  {model.ExecutionPath}, because its spec has the checkpoint's layer shape ({shape}; the class is compiled into {spec.Assembly.GetName().Name})"
+    : $"path:  {model.ExecutionPath}, because no compiled spec has the checkpoint's layer shape ({shape}); " +
+      $"to compile one, add <GemmaSpec Include=\"{Path.Combine(Path.GetFullPath(directory), "config.json")}\" /> to the project");
 
 // Text generation: a session holds the sequence in its KV cache; tokens stream out as they are sampled.
 GemmaTokenizer tokenizer = model.RequireTokenizer();
@@ -52,3 +60,23 @@ ChatResponse second = await client.GetResponseAsync(history, options);
 Console.WriteLine($"\nassistant: {second.Text}");
 Console.WriteLine($"[{second.Usage?.InputTokenCount} prompt tokens, {second.Usage?.CachedInputTokenCount} of them cached, " +
     $"{second.Usage?.OutputTokenCount} generated, {second.FinishReason}]");
+return 0;
+
+// A checkpoint that cannot be loaded, or that has no tokenizer.model (this sample works with text), ends the sample
+// with GemmaGen's one-line message, which names the file and what was expected.
+static GemmaModel? TryLoad(string directory)
+{
+    GemmaModel? model = null;
+    try
+    {
+        model = GemmaModel.Load(directory);
+        model.RequireTokenizer();
+        return model;
+    }
+    catch (Exception e) when (e is CheckpointException or WeightLoadException or TokenizerException)
+    {
+        model?.Dispose();
+        Console.Error.WriteLine($"error: {e.Message}");
+        return null;
+    }
+}
