@@ -87,4 +87,30 @@ public sealed class BenchCommandTests
         var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("error: ", line);
     }
+
+    [Fact]
+    public void A_shape_too_large_for_memory_is_refused_before_its_weights_are_made()
+    {
+        // The demo shape with a billion layers: more memory than any machine has, refused by the loader's check.
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(Generation.DemoModel.Directory, "config.json")))!.AsObject();
+        config["num_hidden_layers"] = 1_000_000_000;
+        string path = Path.Combine(Path.GetTempPath(), $"gemmagen-bench-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, config.ToJsonString());
+        try
+        {
+            var (exit, _, stderr) = Run("bench", "--spec", path, "--repeat", "1");
+
+            Assert.Equal(2, exit);
+            // Progress lines come first; the error is the last line, and the only one.
+            string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            string line = Assert.Single(lines, l => l.StartsWith("error: ", StringComparison.Ordinal));
+            Assert.Equal(line, lines[^1]);
+            Assert.StartsWith("error: synthetic weights: the model needs ", line);
+            Assert.Contains("GB is available", line);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }
