@@ -95,20 +95,20 @@ public sealed class LoadValidationCliTests : IDisposable
         Assert.Contains("--quant", warning);
     }
 
-    [Fact]
+    [SkippableFact]
     public void ANamedPipeForConfigJsonIsAnErrorNotAHang()
     {
-        if (!OperatingSystem.IsLinux()) return; // the file type is read with Linux's statx
+        Skip.IfNot(OperatingSystem.IsLinux(), "the file type is read with Linux's statx (Linux only)");
         string directory = Copy("tiny-gqa", "fifo-config", ["model.safetensors"]);
         SpecialFiles.MakeFifo(Path.Combine(directory, "config.json"));
 
         CliAssert.BadInput(CliProcess.Run("info", "--model", directory), Path.Combine(directory, "config.json"), "is a named pipe (FIFO), not a regular file");
     }
 
-    [Fact]
+    [SkippableFact]
     public void ANamedPipeForTokenizerModelIsAnErrorNotAHang()
     {
-        if (!OperatingSystem.IsLinux()) return; // the file type is read with Linux's statx
+        Skip.IfNot(OperatingSystem.IsLinux(), "the file type is read with Linux's statx (Linux only)");
         string directory = _temp.NewDirectory("fifo-tokenizer");
         SpecialFiles.MakeFifo(Path.Combine(directory, "tokenizer.model"));
 

@@ -185,13 +185,13 @@ public sealed class LoadValidationTests : IDisposable
         Assert.Equal($"{index}: invalid UTF-8 at byte offset 17 (byte 0x80); the file must be UTF-8 text", e.Message);
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("config.json")]
     [InlineData("model.safetensors")]
     [InlineData("model.safetensors.index.json")]
     public void ANamedPipeInPlaceOfACheckpointFileIsRefusedNotOpened(string file)
     {
-        if (!OperatingSystem.IsLinux()) return; // the file type is read with Linux's statx
+        Skip.IfNot(OperatingSystem.IsLinux(), "the file type is read with Linux's statx (Linux only)");
         string directory = _temp.Directory("fifo");
         foreach (string fixture in new[] { "config.json", "model.safetensors" })
         {
@@ -206,10 +206,10 @@ public sealed class LoadValidationTests : IDisposable
         Assert.StartsWith($"{path}: is a named pipe (FIFO), not a regular file", e.Message);
     }
 
-    [Fact]
+    [SkippableFact]
     public void ATokenizerThatLinksToACharacterDeviceIsRefusedNotRead()
     {
-        if (!OperatingSystem.IsLinux()) return; // the file type is read with Linux's statx
+        Skip.IfNot(OperatingSystem.IsLinux(), "the file type is read with Linux's statx (Linux only)");
         string directory = Copy("zero-tokenizer", Fixtures.Path("tiny-gqa"));
         string path = Path.Combine(directory, "tokenizer.model");
         File.CreateSymbolicLink(path, "/dev/zero");
