@@ -88,130 +88,102 @@ public static unsafe partial class MatMul
 
     /// <summary>
     /// The dot-product kernel: the same product as <see cref="Rows{TW}"/> in 4-row × 4-token register blocks, each
-    /// output a dot product of a weight row and a token's input (any CPU; also used for few tokens or few rows).
+    /// output a dot product of a weight row and a token's input (any CPU; also used for few tokens or few rows). Whole
+    /// vectors of columns at the widest width that fits the row, the rest one by one.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dots<TW>(void* w, int cols, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TW : struct, IWeightElements
+    {
+        if (Vector512.IsHardwareAccelerated && cols >= 16) Dots<Width512, Vector512<float>, TW>(w, cols, x, xStride, tokens, y, yStride, start, end);
+        else Dots<Width256, Vector256<float>, TW>(w, cols, x, xStride, tokens, y, yStride, start, end);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dots<TS, TV, TW>(void* w, int cols, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+        where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
     {
         long rowBytes = (long)cols * TW.Size;
         int r = start;
         for (; r + 4 <= end; r += 4)
         {
             byte* row = (byte*)w + r * rowBytes;
-            int t = 0;
-            for (; t + 4 <= tokens; t += 4)
-                Block4x4<TW>(row, rowBytes, cols, x + (long)t * xStride, xStride, y + (long)t * yStride + r, yStride);
+            int t = Blocks4x4<TS, TV, TW>(row, rowBytes, cols, x, xStride, tokens, y + r, yStride);
             for (; t < tokens; t++)
             {
-                for (int i = 0; i < 4; i++) y[(long)t * yStride + r + i] = Dot<TW>(row + i * rowBytes, x + (long)t * xStride, cols);
+                for (int i = 0; i < 4; i++) y[(long)t * yStride + r + i] = Dot<TS, TV, TW>(row + i * rowBytes, x + (long)t * xStride, cols);
             }
         }
         for (; r < end; r++)
         {
-            for (int t = 0; t < tokens; t++) y[(long)t * yStride + r] = Dot<TW>((byte*)w + r * rowBytes, x + (long)t * xStride, cols);
+            for (int t = 0; t < tokens; t++) y[(long)t * yStride + r] = Dot<TS, TV, TW>((byte*)w + r * rowBytes, x + (long)t * xStride, cols);
         }
     }
 
-    /// <summary>Four rows times four tokens, sixteen sums held in registers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Block4x4<TW>(byte* row, long rowBytes, int cols, float* x, int xStride, float* y, int yStride)
-        where TW : struct, IWeightElements
+    /// <summary>Four rows times each whole block of four tokens, sixteen sums held in registers (the vector loop only
+    /// where <typeparamref name="TS"/> is hardware-accelerated); returns the tokens done.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Blocks4x4<TS, TV, TW>(byte* row, long rowBytes, int cols, float* xs, int xStride, int tokens, float* ys, int yStride)
+        where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
     {
         void* w0 = row, w1 = row + rowBytes, w2 = row + 2 * rowBytes, w3 = row + 3 * rowBytes;
-        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
-        int c = 0;
-        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-        float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-        if (Vector512.IsHardwareAccelerated && cols >= 16)
+        int t = 0;
+        for (; t + 4 <= tokens; t += 4)
         {
-            Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
-            Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
-            for (; c + 16 <= cols; c += 16)
+            float* x = xs + (long)t * xStride, y = ys + (long)t * yStride;
+            float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
+            TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
+            TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
+            int c = 0;
+            for (; TS.IsHardwareAccelerated && c + TS.Count <= cols; c += TS.Count)
             {
-                var v0 = Vector512.Load(x0 + c);
-                var v1 = Vector512.Load(x1 + c);
-                var v2 = Vector512.Load(x2 + c);
-                var v3 = Vector512.Load(x3 + c);
-                var w = TW.Load512(w0, c);
-                a00 = Vector512.MultiplyAddEstimate(w, v0, a00); a01 = Vector512.MultiplyAddEstimate(w, v1, a01);
-                a02 = Vector512.MultiplyAddEstimate(w, v2, a02); a03 = Vector512.MultiplyAddEstimate(w, v3, a03);
-                w = TW.Load512(w1, c);
-                a10 = Vector512.MultiplyAddEstimate(w, v0, a10); a11 = Vector512.MultiplyAddEstimate(w, v1, a11);
-                a12 = Vector512.MultiplyAddEstimate(w, v2, a12); a13 = Vector512.MultiplyAddEstimate(w, v3, a13);
-                w = TW.Load512(w2, c);
-                a20 = Vector512.MultiplyAddEstimate(w, v0, a20); a21 = Vector512.MultiplyAddEstimate(w, v1, a21);
-                a22 = Vector512.MultiplyAddEstimate(w, v2, a22); a23 = Vector512.MultiplyAddEstimate(w, v3, a23);
-                w = TW.Load512(w3, c);
-                a30 = Vector512.MultiplyAddEstimate(w, v0, a30); a31 = Vector512.MultiplyAddEstimate(w, v1, a31);
-                a32 = Vector512.MultiplyAddEstimate(w, v2, a32); a33 = Vector512.MultiplyAddEstimate(w, v3, a33);
+                var v0 = TS.Load(x0 + c);
+                var v1 = TS.Load(x1 + c);
+                var v2 = TS.Load(x2 + c);
+                var v3 = TS.Load(x3 + c);
+                var w = TS.Load<TW>(w0, c);
+                a00 = TS.MultiplyAddEstimate(w, v0, a00); a01 = TS.MultiplyAddEstimate(w, v1, a01);
+                a02 = TS.MultiplyAddEstimate(w, v2, a02); a03 = TS.MultiplyAddEstimate(w, v3, a03);
+                w = TS.Load<TW>(w1, c);
+                a10 = TS.MultiplyAddEstimate(w, v0, a10); a11 = TS.MultiplyAddEstimate(w, v1, a11);
+                a12 = TS.MultiplyAddEstimate(w, v2, a12); a13 = TS.MultiplyAddEstimate(w, v3, a13);
+                w = TS.Load<TW>(w2, c);
+                a20 = TS.MultiplyAddEstimate(w, v0, a20); a21 = TS.MultiplyAddEstimate(w, v1, a21);
+                a22 = TS.MultiplyAddEstimate(w, v2, a22); a23 = TS.MultiplyAddEstimate(w, v3, a23);
+                w = TS.Load<TW>(w3, c);
+                a30 = TS.MultiplyAddEstimate(w, v0, a30); a31 = TS.MultiplyAddEstimate(w, v1, a31);
+                a32 = TS.MultiplyAddEstimate(w, v2, a32); a33 = TS.MultiplyAddEstimate(w, v3, a33);
             }
-            s00 = Vector512.Sum(a00); s01 = Vector512.Sum(a01); s02 = Vector512.Sum(a02); s03 = Vector512.Sum(a03);
-            s10 = Vector512.Sum(a10); s11 = Vector512.Sum(a11); s12 = Vector512.Sum(a12); s13 = Vector512.Sum(a13);
-            s20 = Vector512.Sum(a20); s21 = Vector512.Sum(a21); s22 = Vector512.Sum(a22); s23 = Vector512.Sum(a23);
-            s30 = Vector512.Sum(a30); s31 = Vector512.Sum(a31); s32 = Vector512.Sum(a32); s33 = Vector512.Sum(a33);
-        }
-        else if (Vector256.IsHardwareAccelerated && cols >= 8)
-        {
-            Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
-            Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
-            for (; c + 8 <= cols; c += 8)
+            float s00 = TS.Sum(a00), s01 = TS.Sum(a01), s02 = TS.Sum(a02), s03 = TS.Sum(a03);
+            float s10 = TS.Sum(a10), s11 = TS.Sum(a11), s12 = TS.Sum(a12), s13 = TS.Sum(a13);
+            float s20 = TS.Sum(a20), s21 = TS.Sum(a21), s22 = TS.Sum(a22), s23 = TS.Sum(a23);
+            float s30 = TS.Sum(a30), s31 = TS.Sum(a31), s32 = TS.Sum(a32), s33 = TS.Sum(a33);
+            for (; c < cols; c++)
             {
-                var v0 = Vector256.Load(x0 + c);
-                var v1 = Vector256.Load(x1 + c);
-                var v2 = Vector256.Load(x2 + c);
-                var v3 = Vector256.Load(x3 + c);
-                var w = TW.Load256(w0, c);
-                a00 = Vector256.MultiplyAddEstimate(w, v0, a00); a01 = Vector256.MultiplyAddEstimate(w, v1, a01);
-                a02 = Vector256.MultiplyAddEstimate(w, v2, a02); a03 = Vector256.MultiplyAddEstimate(w, v3, a03);
-                w = TW.Load256(w1, c);
-                a10 = Vector256.MultiplyAddEstimate(w, v0, a10); a11 = Vector256.MultiplyAddEstimate(w, v1, a11);
-                a12 = Vector256.MultiplyAddEstimate(w, v2, a12); a13 = Vector256.MultiplyAddEstimate(w, v3, a13);
-                w = TW.Load256(w2, c);
-                a20 = Vector256.MultiplyAddEstimate(w, v0, a20); a21 = Vector256.MultiplyAddEstimate(w, v1, a21);
-                a22 = Vector256.MultiplyAddEstimate(w, v2, a22); a23 = Vector256.MultiplyAddEstimate(w, v3, a23);
-                w = TW.Load256(w3, c);
-                a30 = Vector256.MultiplyAddEstimate(w, v0, a30); a31 = Vector256.MultiplyAddEstimate(w, v1, a31);
-                a32 = Vector256.MultiplyAddEstimate(w, v2, a32); a33 = Vector256.MultiplyAddEstimate(w, v3, a33);
+                float e0 = TW.Load(w0, c), e1 = TW.Load(w1, c), e2 = TW.Load(w2, c), e3 = TW.Load(w3, c);
+                s00 += e0 * x0[c]; s01 += e0 * x1[c]; s02 += e0 * x2[c]; s03 += e0 * x3[c];
+                s10 += e1 * x0[c]; s11 += e1 * x1[c]; s12 += e1 * x2[c]; s13 += e1 * x3[c];
+                s20 += e2 * x0[c]; s21 += e2 * x1[c]; s22 += e2 * x2[c]; s23 += e2 * x3[c];
+                s30 += e3 * x0[c]; s31 += e3 * x1[c]; s32 += e3 * x2[c]; s33 += e3 * x3[c];
             }
-            s00 = Vector256.Sum(a00); s01 = Vector256.Sum(a01); s02 = Vector256.Sum(a02); s03 = Vector256.Sum(a03);
-            s10 = Vector256.Sum(a10); s11 = Vector256.Sum(a11); s12 = Vector256.Sum(a12); s13 = Vector256.Sum(a13);
-            s20 = Vector256.Sum(a20); s21 = Vector256.Sum(a21); s22 = Vector256.Sum(a22); s23 = Vector256.Sum(a23);
-            s30 = Vector256.Sum(a30); s31 = Vector256.Sum(a31); s32 = Vector256.Sum(a32); s33 = Vector256.Sum(a33);
+            float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride, y3 = y + 3 * yStride;
+            y0[0] = s00; y0[1] = s10; y0[2] = s20; y0[3] = s30;
+            y1[0] = s01; y1[1] = s11; y1[2] = s21; y1[3] = s31;
+            y2[0] = s02; y2[1] = s12; y2[2] = s22; y2[3] = s32;
+            y3[0] = s03; y3[1] = s13; y3[2] = s23; y3[3] = s33;
         }
-        for (; c < cols; c++)
-        {
-            float e0 = TW.Load(w0, c), e1 = TW.Load(w1, c), e2 = TW.Load(w2, c), e3 = TW.Load(w3, c);
-            s00 += e0 * x0[c]; s01 += e0 * x1[c]; s02 += e0 * x2[c]; s03 += e0 * x3[c];
-            s10 += e1 * x0[c]; s11 += e1 * x1[c]; s12 += e1 * x2[c]; s13 += e1 * x3[c];
-            s20 += e2 * x0[c]; s21 += e2 * x1[c]; s22 += e2 * x2[c]; s23 += e2 * x3[c];
-            s30 += e3 * x0[c]; s31 += e3 * x1[c]; s32 += e3 * x2[c]; s33 += e3 * x3[c];
-        }
-        float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride, y3 = y + 3 * yStride;
-        y0[0] = s00; y0[1] = s10; y0[2] = s20; y0[3] = s30;
-        y1[0] = s01; y1[1] = s11; y1[2] = s21; y1[3] = s31;
-        y2[0] = s02; y2[1] = s12; y2[2] = s22; y2[3] = s32;
-        y3[0] = s03; y3[1] = s13; y3[2] = s23; y3[3] = s33;
+        return t;
     }
 
     /// <summary>One row times one token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot<TW>(void* w, float* x, int cols) where TW : struct, IWeightElements
+    private static float Dot<TS, TV, TW>(void* w, float* x, int cols)
+        where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
     {
+        var a = TS.Zero;
         int c = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated && cols >= 16)
-        {
-            var a = Vector512<float>.Zero;
-            for (; c + 16 <= cols; c += 16) a = Vector512.MultiplyAddEstimate(TW.Load512(w, c), Vector512.Load(x + c), a);
-            sum = Vector512.Sum(a);
-        }
-        else if (Vector256.IsHardwareAccelerated && cols >= 8)
-        {
-            var a = Vector256<float>.Zero;
-            for (; c + 8 <= cols; c += 8) a = Vector256.MultiplyAddEstimate(TW.Load256(w, c), Vector256.Load(x + c), a);
-            sum = Vector256.Sum(a);
-        }
+        for (; TS.IsHardwareAccelerated && c + TS.Count <= cols; c += TS.Count) a = TS.MultiplyAddEstimate(TS.Load<TW>(w, c), TS.Load(x + c), a);
+        float sum = TS.Sum(a);
         for (; c < cols; c++) sum += TW.Load(w, c) * x[c];
         return sum;
     }

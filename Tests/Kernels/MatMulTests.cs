@@ -6,7 +6,7 @@ namespace GemmaGen.Tests.Kernels;
 /// <summary>The batched prefill kernels against a float64 product, for shapes that exercise the register blocks
 /// (4×4 dot products; 32 rows × 12 and × 4 tokens blocked), the leftover rows and tokens, vector tails and columns
 /// that are not a multiple of 16, and row ranges split as the worker pool splits them. <see cref="MatMul.Rows{TW}"/>
-/// is tested as dispatched, and each kernel on its own (the blocked one refuses where AVX-512 is off).</summary>
+/// is tested as dispatched, and each kernel on its own (the blocked one refuses where neither AVX-512 nor AVX2 is on).</summary>
 [IsaSensitive]
 public sealed unsafe class MatMulTests
 {
