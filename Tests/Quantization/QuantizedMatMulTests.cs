@@ -162,10 +162,11 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.Q8_0)]
-    [InlineData(WeightFormat.Q4_0)]
-    public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(WeightFormat format)
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(string formatName)
     {
+        var format = WeightFormat.Find(formatName)!;
         const int rows = 12, cols = 256, tokens = 6;
         using var matrix = Matrix(format, rows, cols);
         var x = new float[tokens * cols];
@@ -176,7 +177,7 @@ public sealed unsafe class QuantizedMatMulTests
             fixed (float* px = x, py = y) kernel((IntPtr)px, (IntPtr)py);
             return y;
         }
-        var dispatched = Product((px, py) => QuantizedMatVec.MatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
+        var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
         var expected = QuantizedMatMul.IsSupported(format)
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
             : Product((px, py) => QuantizedMatVec.FloatMatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
