@@ -33,7 +33,8 @@ internal unsafe interface IQuantizedBlock
     /// <summary>
     /// The four rows of a panel against an int16 input: dots[i] = Σ over <paramref name="blocks"/> blocks b of
     /// s[4b + i] · Σ (stored integer · x̂) for the panel's quants at <paramref name="q"/> (before the
-    /// <see cref="DotsOffset"/> correction).
+    /// <see cref="DotsOffset"/> correction): the shared loop (<see cref="QuantizedMatVec.PanelDots{TW, TAcc, TRow}"/>)
+    /// over the block type's row products at the widest vector the CPU has, or scalar code.
     /// </summary>
     static abstract void PanelDots(byte* q, int blocks, short* x, float* s, float* dots);
 

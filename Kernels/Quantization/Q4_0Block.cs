@@ -96,11 +96,15 @@ internal readonly unsafe struct Q4_0Block : IQuantizedBlock
         return Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & nibble).AsInt32();
     }
 
+    /// <summary>
+    /// With AVX-512 its own kernel (<see cref="DotsAvx512"/>): a row's block is 16 bytes, half of what one 512-bit vector
+    /// of int16 holds, so two rows share each vector; with AVX2 the shared loop over <see cref="Row256"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PanelDots(byte* q, int blocks, short* x, float* s, float* dots)
     {
         if (Avx512BW.IsSupported) DotsAvx512(q, blocks, x, s, dots);
-        else if (Avx2.IsSupported && Fma.IsSupported) DotsAvx2(q, blocks, x, s, dots);
+        else if (Avx2.IsSupported && Fma.IsSupported) QuantizedMatVec.PanelDots<Width256, Vector256<float>, Row256>(q, QuantBytes, blocks, x, s, dots);
         else DotsScalar(q, blocks, x, s, dots);
     }
 
@@ -163,33 +167,17 @@ internal readonly unsafe struct Q4_0Block : IQuantizedBlock
         dots[3] = Vector256.Sum(a23.GetUpper());
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Block(byte* q, Vector256<short> xLow, Vector256<short> xHigh, float scale, Vector256<float> acc)
+    /// <summary>The low and high nibbles (vpmovzxbw, mask, shift) each against their 16 inputs (vpmaddwd).</summary>
+    private readonly struct Row256 : IRowProduct<Vector256<float>>
     {
-        var w = Avx2.ConvertToVector256Int16(q);
-        var sum = Avx2.MultiplyAddAdjacent(w & Vector256.Create((short)0xF), xLow) +
-                  Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(w, 4), xHigh);
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(scale), acc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsAvx2(byte* q, int blocks, short* x, float* s, float* dots)
-    {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b++, q += 64, x += 32, s += 4)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Row(byte* q, short* x, float scale, Vector256<float> acc)
         {
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes);
-            var xLow = Vector256.Load(x);
-            var xHigh = Vector256.Load(x + 16);
-            a0 = Block(q, xLow, xHigh, s[0], a0);
-            a1 = Block(q + 16, xLow, xHigh, s[1], a1);
-            a2 = Block(q + 32, xLow, xHigh, s[2], a2);
-            a3 = Block(q + 48, xLow, xHigh, s[3], a3);
+            var w = Avx2.ConvertToVector256Int16(q);
+            var sum = Avx2.MultiplyAddAdjacent(w & Vector256.Create((short)0xF), Vector256.Load(x)) +
+                      Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(w, 4), Vector256.Load(x + 16));
+            return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(scale), acc);
         }
-        dots[0] = Vector256.Sum(a0);
-        dots[1] = Vector256.Sum(a1);
-        dots[2] = Vector256.Sum(a2);
-        dots[3] = Vector256.Sum(a3);
     }
 
     private static void DotsScalar(byte* q, int blocks, short* x, float* s, float* dots)

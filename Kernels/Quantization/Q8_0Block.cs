@@ -76,82 +76,31 @@ internal readonly unsafe struct Q8_0Block : IQuantizedBlock
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PanelDots(byte* q, int blocks, short* x, float* s, float* dots)
     {
-        if (Avx512BW.IsSupported) DotsAvx512((sbyte*)q, blocks, x, s, dots);
-        else if (Avx2.IsSupported && Fma.IsSupported) DotsAvx2((sbyte*)q, blocks, x, s, dots);
+        if (Avx512BW.IsSupported) QuantizedMatVec.PanelDots<Width512, Vector512<float>, Row512>(q, QuantBytes, blocks, x, s, dots);
+        else if (Avx2.IsSupported && Fma.IsSupported) QuantizedMatVec.PanelDots<Width256, Vector256<float>, Row256>(q, QuantBytes, blocks, x, s, dots);
         else DotsScalar((sbyte*)q, blocks, x, s, dots);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Block(sbyte* q, Vector512<short> x, float scale, Vector512<float> acc) =>
-        Avx512F.FusedMultiplyAdd(
-            Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q)), x)),
-            Vector512.Create(scale), acc);
-
-    /// <summary>Two blocks per iteration, eight accumulators (four rows × two blocks) to hide the FMA latency.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsAvx512(sbyte* q, int blocks, short* x, float* s, float* dots)
+    /// <summary>The 32 int8 widened to int16 (vpmovsxbw) and multiplied pairwise with x̂ (vpmaddwd).</summary>
+    private readonly struct Row512 : IRowProduct<Vector512<float>>
     {
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
-        int b = 0;
-        for (; b + 2 <= blocks; b += 2, q += 256, x += 64, s += 8)
-        {
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes);
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes + 64);
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes + 128);
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes + 192);
-            var x0 = Vector512.Load(x);
-            var x1 = Vector512.Load(x + 32);
-            a0 = Block(q, x0, s[0], a0);
-            a1 = Block(q + 32, x0, s[1], a1);
-            a2 = Block(q + 64, x0, s[2], a2);
-            a3 = Block(q + 96, x0, s[3], a3);
-            b0 = Block(q + 128, x1, s[4], b0);
-            b1 = Block(q + 160, x1, s[5], b1);
-            b2 = Block(q + 192, x1, s[6], b2);
-            b3 = Block(q + 224, x1, s[7], b3);
-        }
-        if (b < blocks)
-        {
-            var x0 = Vector512.Load(x);
-            a0 = Block(q, x0, s[0], a0);
-            a1 = Block(q + 32, x0, s[1], a1);
-            a2 = Block(q + 64, x0, s[2], a2);
-            a3 = Block(q + 96, x0, s[3], a3);
-        }
-        dots[0] = Vector512.Sum(a0 + b0);
-        dots[1] = Vector512.Sum(a1 + b1);
-        dots[2] = Vector512.Sum(a2 + b2);
-        dots[3] = Vector512.Sum(a3 + b3);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Row(byte* q, short* x, float scale, Vector512<float> acc) =>
+            Avx512F.FusedMultiplyAdd(
+                Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)q)), Vector512.Load(x))),
+                Vector512.Create(scale), acc);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Block(sbyte* q, Vector256<short> xLow, Vector256<short> xHigh, float scale, Vector256<float> acc) =>
-        Fma.MultiplyAdd(
-            Avx.ConvertToVector256Single(
-                Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load(q)), xLow) +
-                Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load(q + 16)), xHigh)),
-            Vector256.Create(scale), acc);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsAvx2(sbyte* q, int blocks, short* x, float* s, float* dots)
+    /// <summary><see cref="Row512"/> in two halves of 16 columns.</summary>
+    private readonly struct Row256 : IRowProduct<Vector256<float>>
     {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b++, q += 128, x += 32, s += 4)
-        {
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes);
-            Sse.Prefetch0(q + QuantizedMatVec.PrefetchBytes + 64);
-            var xLow = Vector256.Load(x);
-            var xHigh = Vector256.Load(x + 16);
-            a0 = Block(q, xLow, xHigh, s[0], a0);
-            a1 = Block(q + 32, xLow, xHigh, s[1], a1);
-            a2 = Block(q + 64, xLow, xHigh, s[2], a2);
-            a3 = Block(q + 96, xLow, xHigh, s[3], a3);
-        }
-        dots[0] = Vector256.Sum(a0);
-        dots[1] = Vector256.Sum(a1);
-        dots[2] = Vector256.Sum(a2);
-        dots[3] = Vector256.Sum(a3);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Row(byte* q, short* x, float scale, Vector256<float> acc) =>
+            Fma.MultiplyAdd(
+                Avx.ConvertToVector256Single(
+                    Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)q)), Vector256.Load(x)) +
+                    Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)q + 16)), Vector256.Load(x + 16))),
+                Vector256.Create(scale), acc);
     }
 
     private static void DotsScalar(sbyte* q, int blocks, short* x, float* s, float* dots)

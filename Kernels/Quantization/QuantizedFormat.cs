@@ -46,29 +46,33 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
     /// <summary>Quantizes the row block by block into its lane of its panel.</summary>
     internal override void WriteRow(WeightMatrix matrix, int row, ReadOnlySpan<float> source)
     {
-        int blocks = source.Length / BlockSize, lane = row % PanelRows;
-        byte* panel = Panel(matrix, row);
-        ushort* scales = (ushort*)panel;
-        byte* quants = panel + QuantizedLayout.ScaleBytes(source.Length);
+        byte* quants = RowBlocks(matrix, row, out ushort* scales);
         fixed (float* x = source)
         {
-            for (int b = 0; b < blocks; b++)
-                scales[b * PanelRows + lane] = TBlock.Quantize(x + b * BlockSize, quants + (b * PanelRows + lane) * TBlock.QuantBytes);
+            for (int b = 0; b < source.Length / BlockSize; b++)
+                scales[b * PanelRows] = TBlock.Quantize(x + b * BlockSize, quants + b * PanelRows * TBlock.QuantBytes);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override void ReadRow(WeightMatrix matrix, int row, Span<float> destination)
     {
-        int blocks = destination.Length / BlockSize, lane = row % PanelRows;
-        byte* panel = Panel(matrix, row);
-        ushort* scales = (ushort*)panel;
-        byte* quants = panel + QuantizedLayout.ScaleBytes(destination.Length);
+        byte* quants = RowBlocks(matrix, row, out ushort* scales);
         fixed (float* y = destination)
         {
-            for (int b = 0; b < blocks; b++)
-                TBlock.Dequantize(quants + (b * PanelRows + lane) * TBlock.QuantBytes, BFloat16.ToSingle(scales[b * PanelRows + lane]), y + b * BlockSize);
+            for (int b = 0; b < destination.Length / BlockSize; b++)
+                TBlock.Dequantize(quants + b * PanelRows * TBlock.QuantBytes, BFloat16.ToSingle(scales[b * PanelRows]), y + b * BlockSize);
         }
+    }
+
+    /// <summary>Where row <paramref name="row"/>'s blocks are (its lane of the panel): block b's quants at the returned
+    /// pointer + 4b·QuantBytes, its scale at <c>scales[4b]</c>.</summary>
+    private byte* RowBlocks(WeightMatrix matrix, int row, out ushort* scales)
+    {
+        byte* panel = Panel(matrix, row);
+        int lane = row % PanelRows;
+        scales = (ushort*)panel + lane;
+        return panel + QuantizedLayout.ScaleBytes(matrix.Cols) + lane * TBlock.QuantBytes;
     }
 
     internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>

@@ -13,11 +13,12 @@ namespace GemmaGen.Kernels;
 /// Each matrix-vector call first quantizes the input x to int16, in blocks of 32 with a float scale each
 /// (s = max|x| / 32767, x̂ = round(x · 32767 / max|x|)), once per call and thread, into thread-local scratch (no
 /// allocation after a thread's first call). A row's dot product is then Σ over blocks of (weight scale · input scale) ·
-/// Σ q·x̂, the inner sums exact in int32 (<see cref="IQuantizedBlock.PanelDots"/>, over the four rows of a panel at
-/// once). A block type whose stored integers exceed the weights by an offset (Q4_0: 8) has offset·Σ x̂ per block taken
-/// off once per row. The only difference from the dot product of the
-/// dequantized row with x in float is the input's rounding, at most s/2 per element (about 1.5e-5 of the block's
-/// largest input), and the float summation order.
+/// Σ q·x̂, the inner sums exact in int32, over the four rows of a panel at once (<see cref="IQuantizedBlock.PanelDots"/>:
+/// one loop written over the vector width, <see cref="IPanelWidth{TAcc}"/>, AVX-512 BW or AVX2, with each block type's
+/// row product at that width; or scalar code). A block type whose stored integers exceed the weights by an offset (Q4_0: 8) has
+/// offset·Σ x̂ per block taken off once per row. The only difference from the dot product of the dequantized row
+/// with x in float is the input's rounding, at most s/2 per element (about 1.5e-5 of the block's largest input), and
+/// the float summation order.
 /// </para>
 /// <para>
 /// Everything on the per-token path is jitted fully optimized at once: a decoder with few layers calls these
@@ -183,49 +184,85 @@ public static unsafe class QuantizedMatVec
         const int n = QuantizedLayout.PanelRows;
         int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize, scaleBytes = QuantizedLayout.ScaleBytes(cols);
         byte* start = (byte*)matrix.Data + panel * (scaleBytes + (long)blocks * n * TBlock.QuantBytes);
-        float* scales = scratch.Scales, dots = scratch.Dots;
-        var offsetSums = CombineScales((ushort*)start, blocks * n, scratch.InputScales, scratch.InputSums, scales);
-        TBlock.PanelDots(start + scaleBytes, blocks, scratch.Input, scales, dots);
+        ushort* weightScales = (ushort*)start;
+        int count = blocks * n;
+        Vector128<float> offsetSums;
+        if (Avx512F.IsSupported) offsetSums = CombineScales<Width512, Vector512<float>>(weightScales, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
+        else if (Avx2.IsSupported && Fma.IsSupported) offsetSums = CombineScales<Width256, Vector256<float>>(weightScales, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
+        else offsetSums = CombineScalesScalar(weightScales, 0, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
+        TBlock.PanelDots(start + scaleBytes, blocks, scratch.Input, scratch.Scales, scratch.Dots);
         if (TBlock.DotsOffset != 0)
         {
-            for (int r = 0; r < n; r++) dots[r] -= TBlock.DotsOffset * offsetSums.GetElement(r);
+            for (int r = 0; r < n; r++) scratch.Dots[r] -= TBlock.DotsOffset * offsetSums.GetElement(r);
         }
     }
 
     /// <summary>
-    /// scales[i] = weight scale i (bf16) · input scale i for the <paramref name="count"/> scales of a panel; returns,
-    /// per row of the panel, Σ over blocks of that product · Σ x̂ (what a block type's offset contributes, divided by the offset).
+    /// The four dot products of a panel at width <typeparamref name="TW"/>, written once for every width and block type
+    /// (<see cref="IQuantizedBlock.PanelDots"/>): dots[i] = Σ over blocks b of s[4b + i] · (row i's block product,
+    /// <typeparamref name="TRow"/>), the quants at <paramref name="q"/> in blocks of four rows of
+    /// <paramref name="rowBytes"/> bytes. Two blocks per iteration, eight accumulators (four rows × two blocks) to hide
+    /// the FMA latency, the stream prefetched <see cref="PrefetchBytes"/> ahead.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector128<float> CombineScales(ushort* weightScales, int count, float* inputScales, float* inputSums, float* scales)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void PanelDots<TW, TAcc, TRow>(byte* q, int rowBytes, int blocks, short* x, float* s, float* dots)
+        where TW : struct, IPanelWidth<TAcc>
+        where TAcc : struct
+        where TRow : struct, IRowProduct<TAcc>
+    {
+        const int size = QuantizedLayout.BlockSize;
+        int blockBytes = QuantizedLayout.PanelRows * rowBytes;
+        TAcc a0 = default, a1 = default, a2 = default, a3 = default;
+        TAcc b0 = default, b1 = default, b2 = default, b3 = default;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2, q += 2 * blockBytes, x += 2 * size, s += 8)
+        {
+            for (int line = 0; line < 2 * blockBytes; line += 64) Sse.Prefetch0(q + PrefetchBytes + line);
+            a0 = TRow.Row(q, x, s[0], a0);
+            a1 = TRow.Row(q + rowBytes, x, s[1], a1);
+            a2 = TRow.Row(q + 2 * rowBytes, x, s[2], a2);
+            a3 = TRow.Row(q + 3 * rowBytes, x, s[3], a3);
+            b0 = TRow.Row(q + blockBytes, x + size, s[4], b0);
+            b1 = TRow.Row(q + blockBytes + rowBytes, x + size, s[5], b1);
+            b2 = TRow.Row(q + blockBytes + 2 * rowBytes, x + size, s[6], b2);
+            b3 = TRow.Row(q + blockBytes + 3 * rowBytes, x + size, s[7], b3);
+        }
+        if (b < blocks)
+        {
+            a0 = TRow.Row(q, x, s[0], a0);
+            a1 = TRow.Row(q + rowBytes, x, s[1], a1);
+            a2 = TRow.Row(q + 2 * rowBytes, x, s[2], a2);
+            a3 = TRow.Row(q + 3 * rowBytes, x, s[3], a3);
+        }
+        dots[0] = TW.Sum(TW.Add(a0, b0));
+        dots[1] = TW.Sum(TW.Add(a1, b1));
+        dots[2] = TW.Sum(TW.Add(a2, b2));
+        dots[3] = TW.Sum(TW.Add(a3, b3));
+    }
+
+    /// <summary>
+    /// scales[i] = weight scale i (bf16) · input scale i for the <paramref name="count"/> scales of a panel; returns,
+    /// per row of the panel, Σ over blocks of that product · Σ x̂ (what a block type's offset contributes, divided by
+    /// the offset).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> CombineScales<TW, TAcc>(ushort* weightScales, int count, float* inputScales, float* inputSums, float* scales)
+        where TW : struct, IPanelWidth<TAcc>
+        where TAcc : struct
     {
         int i = 0;
-        var offset = Vector128<float>.Zero;
-        if (Avx512F.IsSupported)
-        {
-            var acc = Vector512<float>.Zero;
-            for (; i + 16 <= count; i += 16)
-            {
-                var s = (Avx512F.ConvertToVector512Int32(Vector256.Load(weightScales + i)) << 16).AsSingle() * Vector512.Load(inputScales + i);
-                s.Store(scales + i);
-                acc = Avx512F.FusedMultiplyAdd(s, Vector512.Load(inputSums + i), acc);
-            }
-            var half = acc.GetLower() + acc.GetUpper();
-            offset = half.GetLower() + half.GetUpper();
-        }
-        else if (Avx2.IsSupported && Fma.IsSupported)
-        {
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= count; i += 8)
-            {
-                var s = (Avx2.ConvertToVector256Int32(Vector128.Load(weightScales + i)) << 16).AsSingle() * Vector256.Load(inputScales + i);
-                s.Store(scales + i);
-                acc = Fma.MultiplyAdd(s, Vector256.Load(inputSums + i), acc);
-            }
-            offset = acc.GetLower() + acc.GetUpper();
-        }
-        float o0 = offset.GetElement(0), o1 = offset.GetElement(1), o2 = offset.GetElement(2), o3 = offset.GetElement(3);
-        for (; i < count; i += 4)
+        TAcc acc = default;
+        for (; i + TW.Lanes <= count; i += TW.Lanes)
+            acc = TW.ScaleProducts(weightScales + i, inputScales + i, inputSums + i, scales + i, acc);
+        return TW.Fold(acc) + CombineScalesScalar(weightScales, i, count, inputScales, inputSums, scales);
+    }
+
+    /// <summary><see cref="CombineScales{TW, TAcc}"/> for scales [<paramref name="from"/>, <paramref name="count"/>),
+    /// one at a time.</summary>
+    private static Vector128<float> CombineScalesScalar(ushort* weightScales, int from, int count, float* inputScales, float* inputSums, float* scales)
+    {
+        float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
+        for (int i = from; i < count; i += 4)
         {
             scales[i] = BFloat16.ToSingle(weightScales[i]) * inputScales[i];
             scales[i + 1] = BFloat16.ToSingle(weightScales[i + 1]) * inputScales[i + 1];
