@@ -8,7 +8,7 @@ namespace GemmaGen.Tests.Quantization;
 /// <summary>
 /// <see cref="QuantizedMatMul"/>, the integer prefill kernels, both of them wherever this process can run them: AVX-VNNI
 /// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only); where it cannot (the child runs with AVX2 or AVX-VNNI disabled)
-/// the tests check that the kernel refuses and that <see cref="QuantizedMatVec.MatMulRows"/> takes the other path.
+/// the tests check that the kernel refuses and that <see cref="WeightMatrix.MatMulRows"/> takes the other path.
 /// Against a float64 reference over the same integers (the stored weights and scales and the kernel's own int8
 /// quantization of each token's input), which differs only by float32 rounding; against the dequantized matrix times
 /// the float inputs within the bound of the input rounding; and the two kernels against each other, bit for bit
