@@ -15,8 +15,8 @@ public unsafe class QuantizedPrefillBenchmarks
     private WeightMatrix _matrix = null!;
     private float[] _x = null!, _y = null!;
 
-    [Params(WeightFormat.Q8_0, WeightFormat.Q4_0)]
-    public WeightFormat Format { get; set; }
+    [Params("q8_0", "q4_0")]
+    public string Format { get; set; } = "";
 
     /// <summary>gate/up (18432 × 2304, a quarter of its rows) and down (2304 × 9216).</summary>
     [Params("2304x2304", "2304x9216")]
@@ -29,7 +29,7 @@ public unsafe class QuantizedPrefillBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _matrix = BenchmarkData.RandomMatrix("w", Rows, Cols, Format, seed: 5);
+        _matrix = BenchmarkData.RandomMatrix("w", Rows, Cols, WeightFormat.Find(Format)!, seed: 5);
         _x = BenchmarkData.Wave(Tokens * Cols);
         _y = GC.AllocateArray<float>(Tokens * Rows, pinned: true);
     }

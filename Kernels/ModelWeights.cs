@@ -229,14 +229,8 @@ public sealed class ModelWeights : IDisposable
 
         private static unsafe void Copy(in TensorView view, int sourceRow, int cols, WeightMatrix m, int targetRow, float[] scratch)
         {
-            bool sameBits = (view.DType == TensorDType.F32 && m.Format == WeightFormat.F32) ||
-                            (view.DType == TensorDType.BF16 && m.Format == WeightFormat.BF16);
-            if (sameBits)
-            {
-                int size = TensorView.ElementSize(view.DType);
-                new ReadOnlySpan<byte>(view.Data + (long)sourceRow * cols * size, cols * size).CopyTo(m.RowBytes(targetRow));
-                return;
-            }
+            int size = TensorView.ElementSize(view.DType);
+            if (m.TryCopyRow(targetRow, view.DType, new ReadOnlySpan<byte>(view.Data + (long)sourceRow * cols * size, cols * size))) return;
             view.ReadFloats((long)sourceRow * cols, scratch);
             m.WriteRow(targetRow, scratch);
         }

@@ -129,12 +129,6 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
         {
             int cols = Matrix.Cols;
             var x = new ReadOnlySpan<float>(X, cols);
-            if (Matrix.Format == WeightFormat.F32)
-            {
-                for (int r = start; r < end; r++)
-                    Y[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>((float*)Matrix.Data + (long)r * cols, cols), x);
-                return;
-            }
             var row = t_row is { } existing && existing.Length >= cols ? existing : t_row = new float[cols];
             for (int r = start; r < end; r++)
             {

@@ -62,7 +62,7 @@ internal unsafe interface IVectorWidth<TV> where TV : struct
 }
 
 /// <summary>AVX-512: 16 lanes, 32 registers (24 accumulators of 32 rows × 12 tokens).</summary>
-internal readonly unsafe struct Width512 : IVectorWidth<Vector512<float>>
+internal readonly unsafe partial struct Width512 : IVectorWidth<Vector512<float>>
 {
     public static int Count => 16;
     public static bool IsHardwareAccelerated => Vector512.IsHardwareAccelerated;
@@ -160,7 +160,7 @@ internal readonly unsafe struct Width512 : IVectorWidth<Vector512<float>>
 }
 
 /// <summary>AVX2: 8 lanes, 16 registers (12 accumulators of 16 rows × 6 tokens).</summary>
-internal readonly unsafe struct Width256 : IVectorWidth<Vector256<float>>
+internal readonly unsafe partial struct Width256 : IVectorWidth<Vector256<float>>
 {
     public static int Count => 8;
     public static bool IsHardwareAccelerated => Vector256.IsHardwareAccelerated;

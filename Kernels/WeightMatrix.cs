@@ -1,48 +1,29 @@
 namespace GemmaGen.Kernels;
 
-/// <summary>How a weight matrix's elements are stored.</summary>
-public enum WeightFormat
-{
-    /// <summary>IEEE float32.</summary>
-    F32,
-    /// <summary>bfloat16: the upper 16 bits of a float32 (widened exactly by <c>bits &lt;&lt; 16</c>).</summary>
-    BF16,
-    /// <summary>Blocks of 32 int8 values and a bf16 scale, 1.0625 bytes per weight, rows interleaved in panels of 4
-    /// (see <see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of 32.</summary>
-    Q8_0,
-    /// <summary>Blocks of 32 four-bit values (offset 8) and a bf16 scale, 0.5625 bytes per weight, rows interleaved in
-    /// panels of 4 (see <see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple
-    /// of 32.</summary>
-    Q4_0,
-}
-
 /// <summary>
-/// A weight matrix <c>[Rows, Cols]</c> (HF layout <c>[out, in]</c>, <c>y = x·Wᵀ</c>) in native memory: row-major
-/// elements for F32 and BF16; for the quantized formats, blocks of 32 columns in panels of 4 interleaved rows
-/// (<see cref="QuantizedLayout"/>).
+/// A weight matrix <c>[Rows, Cols]</c> (HF layout <c>[out, in]</c>, <c>y = x·Wᵀ</c>) in native memory, laid out and
+/// multiplied as its <see cref="WeightFormat"/> says: row-major elements for F32 and BF16; for the quantized formats,
+/// blocks of 32 columns in panels of 4 interleaved rows (<see cref="QuantizedLayout"/>).
 /// </summary>
 public sealed unsafe class WeightMatrix : IDisposable
 {
     private readonly NativeBuffer _storage;
 
     /// <summary>An uninitialized matrix named <paramref name="name"/> (rows are filled with <see cref="WriteRow"/>).</summary>
-    /// <exception cref="ArgumentException">A quantized <paramref name="format"/> with a width that is not a multiple of 32.</exception>
+    /// <exception cref="ArgumentException">A width that is not a multiple of the <paramref name="format"/>'s block size.</exception>
     public WeightMatrix(string name, int rows, int cols, WeightFormat format)
     {
+        ArgumentNullException.ThrowIfNull(format);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(cols);
-        if (!CanStore(format, cols))
-            throw new ArgumentException($"{name}: {format} stores blocks of {QuantizedLayout.BlockSize} columns; {cols} columns are not a multiple", nameof(cols));
+        if (!format.CanStore(cols))
+            throw new ArgumentException($"{name}: {format} stores blocks of {format.BlockSize} columns; {cols} columns are not a multiple", nameof(cols));
         Name = name;
         Rows = rows;
         Cols = cols;
         Format = format;
-        _storage = new NativeBuffer(ByteLengthOf(format, rows, cols));
-        if (QuantizedLayout.IsQuantized(format) && rows % QuantizedLayout.PanelRows != 0)
-        {
-            long panel = QuantizedLayout.PanelBytes(format, cols);
-            new Span<byte>((byte*)Data + (rows / QuantizedLayout.PanelRows) * panel, checked((int)panel)).Clear();
-        }
+        _storage = new NativeBuffer(format.ByteLength(rows, cols));
+        format.Initialize(this);
     }
 
     /// <summary>The checkpoint tensor(s) this matrix was made from, for messages.</summary>
@@ -65,75 +46,83 @@ public sealed unsafe class WeightMatrix : IDisposable
     public long ByteLength => _storage.ByteLength;
 
     /// <summary>Bytes of one element of F32 or BF16. The block formats have none: see <see cref="ByteLengthOf"/>.</summary>
-    public static int ElementSize(WeightFormat format) => format switch
-    {
-        WeightFormat.F32 => 4,
-        WeightFormat.BF16 => 2,
-        _ => throw new ArgumentOutOfRangeException(nameof(format), format, "a block format has no element size"),
-    };
+    /// <exception cref="ArgumentOutOfRangeException">A block format.</exception>
+    public static int ElementSize(WeightFormat format) =>
+        format.ElementSize ?? throw new ArgumentOutOfRangeException(nameof(format), format, "a block format has no element size");
 
     /// <summary>Bytes a <paramref name="rows"/> × <paramref name="cols"/> matrix of <paramref name="format"/> takes.</summary>
-    public static long ByteLengthOf(WeightFormat format, int rows, int cols) =>
-        QuantizedLayout.IsQuantized(format) ? QuantizedLayout.MatrixBytes(format, rows, cols) : (long)rows * cols * ElementSize(format);
+    public static long ByteLengthOf(WeightFormat format, int rows, int cols) => format.ByteLength(rows, cols);
 
     /// <summary>Whether a matrix of <paramref name="cols"/> columns can be stored in <paramref name="format"/>: always
     /// for F32 and BF16; for the quantized formats when the width is a multiple of 32.</summary>
-    public static bool CanStore(WeightFormat format, int cols) =>
-        !QuantizedLayout.IsQuantized(format) || cols % QuantizedLayout.BlockSize == 0;
+    public static bool CanStore(WeightFormat format, int cols) => format.CanStore(cols);
 
     /// <summary>Row <paramref name="row"/> widened (or dequantized) to float32 into <paramref name="destination"/>.</summary>
     public void ReadRow(int row, Span<float> destination)
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
         if (destination.Length < Cols) throw new ArgumentException("destination is shorter than a row", nameof(destination));
-        long offset = (long)row * Cols;
-        switch (Format)
-        {
-            case WeightFormat.F32:
-                new ReadOnlySpan<float>((float*)Data + offset, Cols).CopyTo(destination);
-                break;
-            case WeightFormat.BF16:
-                BFloat16.Widen(new ReadOnlySpan<ushort>((ushort*)Data + offset, Cols), destination);
-                break;
-            default:
-                QuantizedLayout.DequantizeRow(Format, Panel(row), row % QuantizedLayout.PanelRows, destination[..Cols]);
-                break;
-        }
+        Format.ReadRow(this, row, destination[..Cols]);
     }
 
     /// <summary>Writes float32 values into row <paramref name="row"/>, rounding to the matrix's format (for the
-    /// quantized formats, quantizing the row: <see cref="QuantizedLayout.QuantizeRow"/>).</summary>
+    /// quantized formats, quantizing the row: <see cref="QuantizedLayout"/>).</summary>
     public void WriteRow(int row, ReadOnlySpan<float> source)
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
         if (source.Length != Cols) throw new ArgumentException("source is not one row long", nameof(source));
-        long offset = (long)row * Cols;
-        switch (Format)
-        {
-            case WeightFormat.F32:
-                source.CopyTo(new Span<float>((float*)Data + offset, Cols));
-                break;
-            case WeightFormat.BF16:
-                BFloat16.Narrow(source, new Span<ushort>((ushort*)Data + offset, Cols));
-                break;
-            default:
-                QuantizedLayout.QuantizeRow(Format, source, Panel(row), row % QuantizedLayout.PanelRows);
-                break;
-        }
+        Format.WriteRow(this, row, source);
+    }
+
+    /// <summary>
+    /// Stores row <paramref name="row"/> from a checkpoint row of <paramref name="dtype"/> elements when they are already
+    /// the format's encoding (F32 into F32, BF16 into BF16: copied bit for bit); false, with nothing written, otherwise.
+    /// </summary>
+    public bool TryCopyRow(int row, TensorDType dtype, ReadOnlySpan<byte> source)
+    {
+        if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
+        return Format.TryCopyRow(this, row, dtype, source);
     }
 
     /// <summary>The raw bytes of row <paramref name="row"/> of an F32 or BF16 matrix.</summary>
-    /// <exception cref="NotSupportedException">A quantized matrix: its rows are interleaved, not contiguous.</exception>
+    /// <exception cref="NotSupportedException">A block format: its rows are not contiguous runs of elements.</exception>
     public Span<byte> RowBytes(int row)
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
-        if (QuantizedLayout.IsQuantized(Format))
-            throw new NotSupportedException($"{Name}: rows of {Format} are interleaved in panels of {QuantizedLayout.PanelRows}; use ReadRow and WriteRow");
-        int size = ElementSize(Format);
+        int size = Format.ElementSize
+            ?? throw new NotSupportedException($"{Name}: rows of {Format} are interleaved in panels of {Format.PanelRows}; use ReadRow and WriteRow");
         return new Span<byte>((byte*)Data + (long)row * Cols * size, Cols * size);
     }
 
-    private byte* Panel(int row) => (byte*)Data + row / QuantizedLayout.PanelRows * QuantizedLayout.PanelBytes(Format, Cols);
+    /// <summary>Decode: y[r] = W[r]·x for rows [<paramref name="start"/>, <paramref name="end"/>), with the format's
+    /// matrix-vector kernel.</summary>
+    public void MatVecRows(float* x, float* y, int start, int end)
+    {
+        CheckRange(start, end, Rows);
+        if (start < end) Format.MatVecRows(this, x, y, start, end);
+    }
+
+    /// <summary>Decode: y[i] = gelu_tanh(W[2i]·x)·(W[2i+1]·x) for outputs [<paramref name="start"/>,
+    /// <paramref name="end"/>) of an interleaved gate/up matrix (gate row i is row 2i, up row i is row 2i + 1).</summary>
+    public void GateUpRows(float* x, float* y, int start, int end)
+    {
+        CheckRange(start, end, Rows / 2);
+        if (start < end) Format.GateUpRows(this, x, y, start, end);
+    }
+
+    /// <summary>Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [<paramref name="start"/>,
+    /// <paramref name="end"/>) and tokens [0, <paramref name="tokens"/>), with the format's matrix-matrix kernel.</summary>
+    public void MatMulRows(float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+    {
+        CheckRange(start, end, Rows);
+        if (start < end && tokens > 0) Format.MatMulRows(this, x, xStride, tokens, y, yStride, start, end);
+    }
+
+    private static void CheckRange(int start, int end, int limit)
+    {
+        if (start < 0 || end > limit || start > end)
+            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {limit})");
+    }
 
     /// <summary>Frees the native memory.</summary>
     public void Dispose() => _storage.Dispose();

@@ -609,7 +609,7 @@ namespace GemmaGen.Generator
 
         private static void BatchJobs(CodeWriter w, string owner)
         {
-            w.Line("/// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the batched kernels in MatMul).</summary>");
+            w.Line("/// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the format's matrix-matrix kernel).</summary>");
             w.Open("private sealed class MatMulJob : IRowJob");
             w.Line("public WeightMatrix Matrix = null!;");
             w.Line("public float* X;");
@@ -619,9 +619,7 @@ namespace GemmaGen.Generator
             w.Line("public int Tokens;");
             w.Line();
             w.Open("public void Execute(int start, int end)");
-            w.Line("if (Matrix.Format == WeightFormat.BF16) MatMul.Rows<BF16Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);");
-            w.Line("else if (Matrix.Format == WeightFormat.F32) MatMul.Rows<F32Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);");
-            w.Line("else QuantizedMatVec.MatMulRows(Matrix, X, XStride, Tokens, Y, YStride, start, end);");
+            w.Line("Matrix.MatMulRows(X, XStride, Tokens, Y, YStride, start, end);");
             w.Close();
             w.Close();
             w.Line();
@@ -688,14 +686,15 @@ namespace GemmaGen.Generator
             w.Line();
         }
 
-        /// <summary>Dispatches on the matrix's format: the generated kernels for BF16 and F32, the hand-written ones in
-        /// <c>QuantizedMatVec</c> for quantized formats (whose block arithmetic specializing does not change).</summary>
+        /// <summary>The generated kernels for the formats they are compiled for (BF16, F32); any other format through its
+        /// own kernel (<c>WeightMatrix.MatVecRows</c> / <c>GateUpRows</c>), whose block arithmetic specializing does not
+        /// change.</summary>
         private static void MatVecCall(CodeWriter w, string matrix, string x, string y, int cols, Func<WeightKind, int, string> kernel)
         {
-            string quantized = kernel == KernelEmitter.GateUpName ? "GateUpRows" : "Rows";
+            string general = kernel == KernelEmitter.GateUpName ? "GateUpRows" : "MatVecRows";
             w.Line($"if ({matrix}.Format == WeightFormat.BF16) {kernel(WeightKind.BF16, cols)}((ushort*){matrix}.Data, {x}, {y}, start, end);");
             w.Line($"else if ({matrix}.Format == WeightFormat.F32) {kernel(WeightKind.F32, cols)}((float*){matrix}.Data, {x}, {y}, start, end);");
-            w.Line($"else QuantizedMatVec.{quantized}({matrix}, {x}, {y}, start, end);");
+            w.Line($"else {matrix}.{general}({x}, {y}, start, end);");
         }
     }
 }

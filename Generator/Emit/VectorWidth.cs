@@ -36,7 +36,8 @@ namespace GemmaGen.Generator
             : $"({Type}.WidenLower({HalfType}.Load({address}).To{Type}Unsafe()) << 16).AsSingle()";
     }
 
-    /// <summary>Storage formats the generated matrix kernels read (mirrors GemmaGen.Kernels.WeightFormat).</summary>
+    /// <summary>The element formats the generated matrix kernels are compiled for (GemmaGen.Kernels.WeightFormat.F32 and
+    /// BF16; every other format runs its own kernels).</summary>
     internal enum WeightKind
     {
         F32,

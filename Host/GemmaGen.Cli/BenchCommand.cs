@@ -14,7 +14,7 @@ internal static class BenchCommand
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
         var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file", HelpName = "SPEC", Required = true };
-        var format = new Option<string>("--format", "--quant") { Description = "Weight format: bf16, f32, q8_0 or q4_0 (quantized at load; --quant as on run and chat)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
+        var format = new Option<string>("--format", "--quant") { Description = $"Weight format: {WeightFormat.ListNames(WeightFormat.All)} (converted at load; --quant as on run and chat)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
         var layers = new Option<int?>("--layers")
         {
             Description = "Run the first N layers and extrapolate to the whole model",
@@ -52,7 +52,7 @@ internal static class BenchCommand
             var report = ModelBenchmark.Run(new BenchmarkOptions
             {
                 Config = config,
-                Format = ParseFormat(parse.GetValue(format)!),
+                Format = GenerationOptionSet.ParseFormat("--format", parse.GetValue(format)!),
                 Layers = parse.GetValue(layers),
                 Threads = parse.GetValue(threads) ?? Environment.ProcessorCount,
                 PromptTokens = promptTokens,
@@ -77,22 +77,13 @@ internal static class BenchCommand
         throw new UsageException($"--spec {spec}: neither a built-in spec ({known}) nor an existing file");
     }
 
-    private static WeightFormat ParseFormat(string format) => format.ToLowerInvariant() switch
-    {
-        "bf16" => WeightFormat.BF16,
-        "f32" => WeightFormat.F32,
-        "q8_0" => WeightFormat.Q8_0,
-        "q4_0" => WeightFormat.Q4_0,
-        _ => throw new UsageException($"--format {format}: expected bf16, f32, q8_0 or q4_0"),
-    };
-
     internal static JsonObject ToJson(BenchmarkReport r)
     {
         JsonObject Measurement(DecoderMeasurement m) => new()
         {
             ["path"] = m.ExecutionPath,
             ["spec"] = r.Spec,
-            ["format"] = r.Format.ToString().ToLowerInvariant(),
+            ["format"] = r.Format.Name,
             ["threads"] = r.Threads,
             ["layers_run"] = r.LayersRun,
             ["extrapolated"] = r.Extrapolated,

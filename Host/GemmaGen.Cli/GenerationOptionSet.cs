@@ -79,7 +79,7 @@ internal sealed class GenerationOptionSet
 
     public Option<string?> Quant { get; } = new("--quant")
     {
-        Description = "Convert the weights at load: bf16 (F32/F16 checkpoints in half the memory), q8_0 (8-bit blocks) or q4_0 (4-bit blocks)",
+        Description = $"Convert the weights at load to {WeightFormat.ListNames(WeightFormat.All)} (bf16: F32/F16 checkpoints in half the memory; q8_0, q4_0: 8- and 4-bit blocks)",
         HelpName = "FORMAT",
     };
 
@@ -158,14 +158,12 @@ internal sealed class GenerationOptionSet
     }
 
     /// <summary>The format <c>--quant</c> names, or null to keep the checkpoint's.</summary>
-    internal static WeightFormat? QuantFormat(string? quant) => quant?.ToLowerInvariant() switch
-    {
-        null => null,
-        "bf16" => WeightFormat.BF16,
-        "q8_0" => WeightFormat.Q8_0,
-        "q4_0" => WeightFormat.Q4_0,
-        _ => throw new UsageException($"--quant {quant}: expected bf16, q8_0 or q4_0"),
-    };
+    internal static WeightFormat? QuantFormat(string? quant) => quant == null ? null : ParseFormat("--quant", quant);
+
+    /// <summary>The registered format <paramref name="name"/> names, for option <paramref name="option"/>.</summary>
+    /// <exception cref="UsageException">No format has that name; the message lists them.</exception>
+    internal static WeightFormat ParseFormat(string option, string name) =>
+        WeightFormat.Find(name) ?? throw new UsageException($"{option} {name}: expected {WeightFormat.ListNames(WeightFormat.All)}");
 
     /// <summary>Loads the model (the built-in demo when no --model is given), drawing a progress bar on a terminal.</summary>
     public GemmaModel Load(ParseResult parse, TextWriter stderr)

@@ -53,8 +53,8 @@ internal static class InfoCommand
             var byDType = all.GroupBy(t => t.Tensor.DType).Select(g => $"{g.Key} {g.Count()} tensors {Bytes(g.Sum(t => t.Tensor.ByteLength))}");
             stdout.WriteLine($"tensors      {all.Count} in {checkpoint.Files.Count} file(s), {Bytes(fileBytes)}: {string.Join("; ", byDType)}");
             stdout.WriteLine($"memory       weights {Bytes(plan.WeightBytes)} ({plan.Format}) + KV cache {Bytes(plan.KvCacheBytes)} at {plan.MaxContext} positions + buffers {Bytes(plan.BufferBytes)} = {Bytes(plan.RequiredBytes)}");
-            var converted = new[] { WeightFormat.BF16, WeightFormat.Q8_0, WeightFormat.Q4_0 }
-                .Select(f => $"{f.ToString().ToLowerInvariant()} {Bytes(LoadPlan.Create(c, checkpoint, new GemmaModelOptions { Format = f }, available: plan.AvailableBytes).RequiredBytes)}");
+            var converted = WeightFormat.All
+                .Select(f => $"{f.Name} {Bytes(LoadPlan.Create(c, checkpoint, new GemmaModelOptions { Format = f }, available: plan.AvailableBytes).RequiredBytes)}");
             stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache + buffers)");
             stdout.WriteLine($"available    {(plan.AvailableBytes is { } available ? Bytes(available) : "unknown")} (MemAvailable, or the cgroup's memory limit if lower)");
             if (plan.MemoryShortfall is { } shortfall) Program.Warn(stderr, [shortfall]);

@@ -5,9 +5,9 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// Prefill over <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> matrices with integer dot products:
-/// AVX-VNNI <c>vpdpbusd</c> (32 byte products summed into eight int32 lanes per instruction, twice the work of a
-/// float32 FMA of the same width) where the CPU has it, both formats; and for Q4_0 on AVX2 CPUs without it,
+/// Prefill over the block formats with integer dot products: AVX-VNNI <c>vpdpbusd</c> (32 byte products summed into
+/// eight int32 lanes per instruction, twice the work of a float32 FMA of the same width) where the CPU has it, every
+/// block type; and on AVX2 CPUs without it, for a block type whose unsigned weights are small enough,
 /// <c>vpmaddubsw</c> (byte products summed in pairs into int16): a Q4_0 weight is at most 15, so a pair is at most
 /// 2·15·127 = 3810 and a block's eight groups sum to at most 30480 in int16, widened to int32 once per block
 /// (<c>vpmaddwd</c> with ones). A Q8_0 weight (up to 255 unsigned) would overflow int16 pairs, so Q8_0 needs AVX-VNNI.
@@ -19,8 +19,8 @@ namespace GemmaGen.Kernels;
 /// <para>
 /// Weights: each group of <see cref="GroupRows"/> rows is repacked once per call into thread-local scratch, block by
 /// block, as eight 32-byte vectors whose 32-bit lane i holds four consecutive weights of row i (a transpose of the
-/// rows' 4-byte groups), made unsigned (Q8_0: q + 128; Q4_0: the stored nibble q + 8), followed by the eight rows'
-/// scales as float32. One vector of weights then meets a broadcast group of four input bytes of a token: lane i
+/// rows' 4-byte groups), made unsigned (<see cref="IQuantizedBlock.Unsigned"/>; Q8_0: q + 128; Q4_0: the stored nibble
+/// q + 8), followed by the eight rows' scales as float32. One vector of weights then meets a broadcast group of four input bytes of a token: lane i
 /// accumulates row i's block sum, so the block scales are applied to eight rows at once (convert, multiply, add)
 /// and no horizontal sum is needed. The weight offset is taken off by starting each block's sum at
 /// −offset·Σ x̂ of the block. A register block is eight rows × four tokens.
@@ -44,27 +44,41 @@ public static unsafe class QuantizedMatMul
     [ThreadStatic]
     private static Scratch? t_scratch;
 
-    /// <summary>Whether this CPU runs the integer kernels for <paramref name="format"/>: AVX-VNNI for both formats, or
-    /// AVX2 for Q4_0.</summary>
-    public static bool IsSupported(WeightFormat format) =>
-        Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || format == WeightFormat.Q4_0);
+    /// <summary>Whether this CPU runs the integer kernels for <paramref name="format"/>: AVX-VNNI for every block
+    /// format, or AVX2 for Q4_0 (whose byte pairs fit int16).</summary>
+    public static bool IsSupported(WeightFormat format) => format is QuantizedFormat { IntegerMatMulSupported: true };
+
+    /// <summary>Whether this CPU runs the integer kernels for <typeparamref name="TBlock"/>.</summary>
+    internal static bool IsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
+        Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>());
+
+    /// <summary>Whether a block's eight groups of <c>vpmaddubsw</c> pairs stay within int16 for <typeparamref name="TBlock"/>.</summary>
+    private static bool PairsFit<TBlock>() where TBlock : struct, IQuantizedBlock =>
+        QuantizedLayout.BlockSize / 4 * 2 * TBlock.MaxUnsigned * InputMax <= short.MaxValue;
 
     /// <summary>
     /// y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), x rounded to int8 as the
-    /// type describes. Requires <see cref="IsSupported"/> for the matrix's format.
+    /// type describes. Requires <see cref="IsSupported(WeightFormat)"/> for the matrix's format.
     /// </summary>
     public static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
         Rows(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnni.IsSupported);
 
     /// <summary><see cref="Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> with the kernel chosen: AVX-VNNI
-    /// (<paramref name="vnni"/>) or, for Q4_0, AVX2 pairs (tests run both on one machine).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// (<paramref name="vnni"/>) or AVX2 pairs (tests run both on one machine).</summary>
     internal static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni)
     {
-        if (!QuantizedLayout.IsQuantized(matrix.Format))
-            throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a quantized format", nameof(matrix));
-        if (vnni ? !AvxVnni.IsSupported || !IsSupported(matrix.Format) : !IsSupported(WeightFormat.Q4_0) || matrix.Format != WeightFormat.Q4_0)
-            throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(matrix.Format == WeightFormat.Q8_0 || vnni ? "AVX-VNNI" : "AVX2")}");
+        if (matrix.Format is not QuantizedFormat format)
+            throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
+        format.IntegerMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end, vnni);
+    }
+
+    /// <summary>The kernel for <typeparamref name="TBlock"/>: AVX-VNNI (<paramref name="vnni"/>) or AVX2 pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Rows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni)
+        where TBlock : struct, IQuantizedBlock
+    {
+        if (vnni ? !AvxVnni.IsSupported || !IsSupported<TBlock>() : !(Avx2.IsSupported && Fma.IsSupported && PairsFit<TBlock>()))
+            throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(vnni || !PairsFit<TBlock>() ? "AVX-VNNI" : "AVX2")}");
         if (start < 0 || end > matrix.Rows || start > end)
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
         if (start >= end || tokens <= 0) return;
@@ -73,15 +87,14 @@ public static unsafe class QuantizedMatMul
         var scratch = t_scratch;
         if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
             t_scratch = scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
-        int offset = matrix.Format == WeightFormat.Q8_0 ? 128 : QuantizedLayout.Q4Offset;
         for (int t = 0; t < tokens; t++)
-            QuantizeInput(x + (long)t * xStride, blocks, offset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
+            QuantizeInput(x + (long)t * xStride, blocks, TBlock.UnsignedOffset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
 
         byte* group = scratch.Group;
         for (int r = start; r < end; r += GroupRows)
         {
             int rows = Math.Min(GroupRows, end - r);
-            Repack(matrix, r, rows, Math.Min(GroupRows, end - r - rows), group);
+            Repack<TBlock>(matrix, r, rows, Math.Min(GroupRows, end - r - rows), group);
             for (int t = 0, n; t < tokens; t += n)
             {
                 n = tokens - t >= 4 ? 4 : 1;
@@ -135,13 +148,13 @@ public static unsafe class QuantizedMatMul
     /// products instead of stalling the next repack.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void Repack(WeightMatrix matrix, int first, int rows, int next, byte* group)
+    internal static void Repack<TBlock>(WeightMatrix matrix, int first, int rows, int next, byte* group)
+        where TBlock : struct, IQuantizedBlock
     {
-        int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize, scaleBytes = QuantizedLayout.ScaleBytes(cols);
-        long panelBytes = QuantizedLayout.PanelBytes(matrix.Format, cols);
-        bool q8 = matrix.Format == WeightFormat.Q8_0;
-        int quantBytes = QuantizedLayout.QuantBytes(matrix.Format);
         const int n = QuantizedLayout.PanelRows;
+        int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize, scaleBytes = QuantizedLayout.ScaleBytes(cols);
+        int quantBytes = TBlock.QuantBytes;
+        long panelBytes = scaleBytes + (long)blocks * n * quantBytes;
         byte* Panel(int row) => (byte*)matrix.Data + row / n * panelBytes;
         var quants = stackalloc byte*[GroupRows];
         var scales = stackalloc ushort*[GroupRows];
@@ -162,7 +175,7 @@ public static unsafe class QuantizedMatMul
             {
                 Sse.Prefetch0(prefetch0 + scaleBytes + at);
                 Sse.Prefetch0(prefetch1 + scaleBytes + at);
-                if (q8)
+                if (n * TBlock.QuantBytes > 64)
                 {
                     Sse.Prefetch0(prefetch0 + scaleBytes + at + 64);
                     Sse.Prefetch0(prefetch1 + scaleBytes + at + 64);
@@ -173,8 +186,8 @@ public static unsafe class QuantizedMatMul
                     Sse.Prefetch0(prefetch1 + b * n * sizeof(ushort));
                 }
             }
-            Vector256<int> r0 = Row(quants[0] + at, q8), r1 = Row(quants[1] + at, q8), r2 = Row(quants[2] + at, q8), r3 = Row(quants[3] + at, q8);
-            Vector256<int> r4 = Row(quants[4] + at, q8), r5 = Row(quants[5] + at, q8), r6 = Row(quants[6] + at, q8), r7 = Row(quants[7] + at, q8);
+            Vector256<int> r0 = TBlock.Unsigned(quants[0] + at), r1 = TBlock.Unsigned(quants[1] + at), r2 = TBlock.Unsigned(quants[2] + at), r3 = TBlock.Unsigned(quants[3] + at);
+            Vector256<int> r4 = TBlock.Unsigned(quants[4] + at), r5 = TBlock.Unsigned(quants[5] + at), r6 = TBlock.Unsigned(quants[6] + at), r7 = TBlock.Unsigned(quants[7] + at);
 
             // 8×8 transpose of 32-bit groups: row i, group g → vector g, lane i.
             Vector256<int> t0 = Avx2.UnpackLow(r0, r1), t1 = Avx2.UnpackHigh(r0, r1), t2 = Avx2.UnpackLow(r2, r3), t3 = Avx2.UnpackHigh(r2, r3);
@@ -204,16 +217,6 @@ public static unsafe class QuantizedMatMul
                 for (int i = 0; i < GroupRows; i++) s[i] = BFloat16.ToSingle(scales[i][b * n]);
             }
         }
-    }
-
-    /// <summary>One row's block as 32 unsigned bytes in column order: Q8_0 q + 128, Q4_0 the stored nibbles.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Row(byte* quants, bool q8)
-    {
-        if (q8) return (Vector256.Load(quants) ^ Vector256.Create((byte)0x80)).AsInt32();
-        var packed = Vector128.Load(quants);
-        var nibble = Vector128.Create((byte)0x0F);
-        return Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & nibble).AsInt32();
     }
 
     /// <summary>Eight rows × four tokens: the tokens' inputs are <paramref name="stride"/> bytes apart.</summary>
@@ -266,7 +269,7 @@ public static unsafe class QuantizedMatMul
     }
 
     /// <summary>
-    /// Q4_0 without AVX-VNNI, eight rows × four tokens: per group of four columns <c>vpmaddubsw</c> sums each row's
+    /// Without AVX-VNNI (Q4_0), eight rows × four tokens: per group of four columns <c>vpmaddubsw</c> sums each row's
     /// two byte pairs into int16, kept in int16 for the whole block (at most 8·3810), then widened once
     /// (<c>vpmaddwd</c> with ones gives each row's int32 sum).
     /// </summary>
@@ -301,7 +304,7 @@ public static unsafe class QuantizedMatMul
         Store(o3, y + 3 * yStride, rows);
     }
 
-    /// <summary>Q4_0 without AVX-VNNI, eight rows × one token.</summary>
+    /// <summary>Without AVX-VNNI (Q4_0), eight rows × one token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PairToken1(byte* group, int blocks, sbyte* x, float* xs, int* starts, float* y, int rows)
     {

@@ -5,18 +5,20 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// Matrix-vector products over <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> matrices (laid out
-/// as <see cref="QuantizedLayout"/> describes), called from the generated kernels' jobs on the worker threads, and
-/// the batched products of prefill (<see cref="MatMulRows"/>, on <see cref="QuantizedMatMul"/> where the CPU runs it).
+/// Matrix-vector products over the block formats (laid out as <see cref="QuantizedLayout"/> describes, each block type an
+/// <see cref="IQuantizedBlock"/>), called through <see cref="WeightMatrix.MatVecRows"/> from the generated kernels' jobs
+/// on the worker threads, and the float fallback of the batched products of prefill (<see cref="FloatMatMulRows"/>,
+/// where the CPU does not run <see cref="QuantizedMatMul"/> for the format).
 /// <para>
 /// Each matrix-vector call first quantizes the input x to int16, in blocks of 32 with a float scale each
 /// (s = max|x| / 32767, x̂ = round(x · 32767 / max|x|)), once per call and thread, into thread-local scratch (no
 /// allocation after a thread's first call). A row's dot product is then Σ over blocks of (weight scale · input scale) ·
-/// Σ q·x̂, the inner sums exact in int32: Avx512BW (vpmovsxbw / vpmovzxbw, vpmaddwd) over the four rows of a panel
-/// at once, Avx2 the same at half the width, or scalar code. Q4_0 values are summed as stored (0..15); the
-/// offset, 8·Σ x̂ per block, is taken off once per row. The only difference from the dot product of the
-/// dequantized row with x in float is the input's rounding, at most s/2 per element (about 1.5e-5 of the block's
-/// largest input), and the float summation order.
+/// Σ q·x̂, the inner sums exact in int32, over the four rows of a panel at once (<see cref="IQuantizedBlock.PanelDots"/>:
+/// one loop written over the vector width, <see cref="IPanelWidth{TAcc}"/>, AVX-512 BW or AVX2, with each block type's
+/// row product at that width; or scalar code). A block type whose stored integers exceed the weights by an offset (Q4_0: 8) has
+/// offset·Σ x̂ per block taken off once per row. The only difference from the dot product of the dequantized row
+/// with x in float is the input's rounding, at most s/2 per element (about 1.5e-5 of the block's largest input), and
+/// the float summation order.
 /// </para>
 /// <para>
 /// Everything on the per-token path is jitted fully optimized at once: a decoder with few layers calls these
@@ -28,7 +30,7 @@ public static unsafe class QuantizedMatVec
 {
     /// <summary>How far ahead of the loads the kernels prefetch. The hardware prefetcher alone left the stream at
     /// 55–65% of the bandwidth probe (2 threads, Xeon with AVX-512); 3 KiB ahead reached 80–90%, 1 KiB about 75%.</summary>
-    private const int PrefetchBytes = 3072;
+    internal const int PrefetchBytes = 3072;
 
     /// <summary>Largest magnitude of a quantized input value.</summary>
     internal const int InputMax = short.MaxValue;
@@ -38,16 +40,15 @@ public static unsafe class QuantizedMatVec
 
     /// <summary>y[r] = W[r]·x for rows [start, end).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows(WeightMatrix matrix, float* x, float* y, int start, int end)
+    internal static void Rows<TBlock>(WeightMatrix matrix, float* x, float* y, int start, int end)
+        where TBlock : struct, IQuantizedBlock
     {
-        CheckRange(matrix, start, end, matrix.Rows);
-        if (start >= end) return;
         var scratch = Prepare(matrix, x);
         float* dots = scratch.Dots;
         const int n = QuantizedLayout.PanelRows;
         for (int panel = start / n; panel <= (end - 1) / n; panel++)
         {
-            PanelDots(matrix, panel, scratch);
+            PanelDots<TBlock>(matrix, panel, scratch);
             int first = Math.Max(start, panel * n), last = Math.Min(end, panel * n + n);
             for (int r = first; r < last; r++) y[r] = dots[r - panel * n];
         }
@@ -56,16 +57,15 @@ public static unsafe class QuantizedMatVec
     /// <summary>y[i] = gelu_tanh(W[2i]·x)·(W[2i+1]·x) for outputs [start, end) of an interleaved gate/up matrix
     /// (gate row i is row 2i, up row i is row 2i + 1: each panel holds two outputs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end)
+    internal static void GateUpRows<TBlock>(WeightMatrix matrix, float* x, float* y, int start, int end)
+        where TBlock : struct, IQuantizedBlock
     {
-        CheckRange(matrix, start, end, matrix.Rows / 2);
-        if (start >= end) return;
         var scratch = Prepare(matrix, x);
         float* dots = scratch.Dots;
         const int outputs = QuantizedLayout.PanelRows / 2;
         for (int panel = start / outputs; panel <= (end - 1) / outputs; panel++)
         {
-            PanelDots(matrix, panel, scratch);
+            PanelDots<TBlock>(matrix, panel, scratch);
             int first = Math.Max(start, panel * outputs), last = Math.Min(end, panel * outputs + outputs);
             for (int i = first; i < last; i++)
             {
@@ -73,18 +73,6 @@ public static unsafe class QuantizedMatVec
                 y[i] = Activations.GeluTanh(dots[lane]) * dots[lane + 1];
             }
         }
-    }
-
-    /// <summary>
-    /// Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), the weights read
-    /// once per batch. Where the CPU runs them for the format (AVX-VNNI; for Q4_0 also AVX2),
-    /// <see cref="QuantizedMatMul.Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> (inputs rounded to int8,
-    /// integer dot products); elsewhere <see cref="FloatMatMulRows"/>.
-    /// </summary>
-    public static void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
-    {
-        if (QuantizedMatMul.IsSupported(matrix.Format)) QuantizedMatMul.Rows(matrix, x, xStride, tokens, y, yStride, start, end);
-        else FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
     }
 
     /// <summary>
@@ -97,7 +85,10 @@ public static unsafe class QuantizedMatVec
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FloatMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        CheckRange(matrix, start, end, matrix.Rows);
+        if (matrix.Format is not QuantizedFormat)
+            throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
+        if (start < 0 || end > matrix.Rows || start > end)
+            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
         if (start >= end || tokens <= 0) return;
         int cols = matrix.Cols;
         if (MatMul.BlockedSupported && tokens >= MatMul.MinBlockedTokens)
@@ -122,14 +113,6 @@ public static unsafe class QuantizedMatVec
             for (int i = first; i < last; i++) matrix.ReadRow(panel * n + i, new Span<float>(panelRows + i * cols, cols));
             MatMul.Dots<F32Elements>(panelRows, cols, x, xStride, tokens, y + panel * n, yStride, first, last);
         }
-    }
-
-    private static void CheckRange(WeightMatrix matrix, int start, int end, int limit)
-    {
-        if (!QuantizedLayout.IsQuantized(matrix.Format))
-            throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a quantized format", nameof(matrix));
-        if (start < 0 || end > limit || start > end)
-            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {limit})");
     }
 
     /// <summary>This thread's scratch, sized for the matrix, with x quantized into it.</summary>
@@ -195,62 +178,91 @@ public static unsafe class QuantizedMatVec
 
     /// <summary>The four dot products of panel <paramref name="panel"/> with the quantized input, into <c>scratch.Dots</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PanelDots(WeightMatrix matrix, int panel, Scratch scratch)
+    private static void PanelDots<TBlock>(WeightMatrix matrix, int panel, Scratch scratch)
+        where TBlock : struct, IQuantizedBlock
     {
-        int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize;
-        byte* start = (byte*)matrix.Data + panel * QuantizedLayout.PanelBytes(matrix.Format, cols);
-        byte* quants = start + QuantizedLayout.ScaleBytes(cols);
-        float* scales = scratch.Scales, dots = scratch.Dots;
-        var offsetSums = CombineScales((ushort*)start, blocks * QuantizedLayout.PanelRows, scratch.InputScales, scratch.InputSums, scales);
-        if (matrix.Format == WeightFormat.Q8_0)
+        const int n = QuantizedLayout.PanelRows;
+        int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize, scaleBytes = QuantizedLayout.ScaleBytes(cols);
+        byte* start = (byte*)matrix.Data + panel * (scaleBytes + (long)blocks * n * TBlock.QuantBytes);
+        ushort* weightScales = (ushort*)start;
+        int count = blocks * n;
+        Vector128<float> offsetSums;
+        if (Avx512F.IsSupported) offsetSums = CombineScales<Width512, Vector512<float>>(weightScales, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
+        else if (Avx2.IsSupported && Fma.IsSupported) offsetSums = CombineScales<Width256, Vector256<float>>(weightScales, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
+        else offsetSums = CombineScalesScalar(weightScales, 0, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
+        TBlock.PanelDots(start + scaleBytes, blocks, scratch.Input, scratch.Scales, scratch.Dots);
+        if (TBlock.DotsOffset != 0)
         {
-            if (Avx512BW.IsSupported) DotsQ8Avx512((sbyte*)quants, blocks, scratch.Input, scales, dots);
-            else if (Avx2.IsSupported && Fma.IsSupported) DotsQ8Avx2((sbyte*)quants, blocks, scratch.Input, scales, dots);
-            else DotsQ8Scalar((sbyte*)quants, blocks, scratch.Input, scales, dots);
-        }
-        else
-        {
-            if (Avx512BW.IsSupported) DotsQ4Avx512(quants, blocks, scratch.Input, scales, dots);
-            else if (Avx2.IsSupported && Fma.IsSupported) DotsQ4Avx2(quants, blocks, scratch.Input, scales, dots);
-            else DotsQ4Scalar(quants, blocks, scratch.Input, scales, dots);
-            for (int r = 0; r < QuantizedLayout.PanelRows; r++) dots[r] -= QuantizedLayout.Q4Offset * offsetSums.GetElement(r);
+            for (int r = 0; r < n; r++) scratch.Dots[r] -= TBlock.DotsOffset * offsetSums.GetElement(r);
         }
     }
 
     /// <summary>
-    /// scales[i] = weight scale i (bf16) · input scale i for the <paramref name="count"/> scales of a panel; returns,
-    /// per row of the panel, Σ over blocks of that product · Σ x̂ (what the Q4_0 offset contributes, divided by 8).
+    /// The four dot products of a panel at width <typeparamref name="TW"/>, written once for every width and block type
+    /// (<see cref="IQuantizedBlock.PanelDots"/>): dots[i] = Σ over blocks b of s[4b + i] · (row i's block product,
+    /// <typeparamref name="TRow"/>), the quants at <paramref name="q"/> in blocks of four rows of
+    /// <paramref name="rowBytes"/> bytes. Two blocks per iteration, eight accumulators (four rows × two blocks) to hide
+    /// the FMA latency, the stream prefetched <see cref="PrefetchBytes"/> ahead.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector128<float> CombineScales(ushort* weightScales, int count, float* inputScales, float* inputSums, float* scales)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void PanelDots<TW, TAcc, TRow>(byte* q, int rowBytes, int blocks, short* x, float* s, float* dots)
+        where TW : struct, IPanelWidth<TAcc>
+        where TAcc : struct
+        where TRow : struct, IRowProduct<TAcc>
+    {
+        const int size = QuantizedLayout.BlockSize;
+        int blockBytes = QuantizedLayout.PanelRows * rowBytes;
+        TAcc a0 = default, a1 = default, a2 = default, a3 = default;
+        TAcc b0 = default, b1 = default, b2 = default, b3 = default;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2, q += 2 * blockBytes, x += 2 * size, s += 8)
+        {
+            for (int line = 0; line < 2 * blockBytes; line += 64) Sse.Prefetch0(q + PrefetchBytes + line);
+            a0 = TRow.Row(q, x, s[0], a0);
+            a1 = TRow.Row(q + rowBytes, x, s[1], a1);
+            a2 = TRow.Row(q + 2 * rowBytes, x, s[2], a2);
+            a3 = TRow.Row(q + 3 * rowBytes, x, s[3], a3);
+            b0 = TRow.Row(q + blockBytes, x + size, s[4], b0);
+            b1 = TRow.Row(q + blockBytes + rowBytes, x + size, s[5], b1);
+            b2 = TRow.Row(q + blockBytes + 2 * rowBytes, x + size, s[6], b2);
+            b3 = TRow.Row(q + blockBytes + 3 * rowBytes, x + size, s[7], b3);
+        }
+        if (b < blocks)
+        {
+            a0 = TRow.Row(q, x, s[0], a0);
+            a1 = TRow.Row(q + rowBytes, x, s[1], a1);
+            a2 = TRow.Row(q + 2 * rowBytes, x, s[2], a2);
+            a3 = TRow.Row(q + 3 * rowBytes, x, s[3], a3);
+        }
+        dots[0] = TW.Sum(TW.Add(a0, b0));
+        dots[1] = TW.Sum(TW.Add(a1, b1));
+        dots[2] = TW.Sum(TW.Add(a2, b2));
+        dots[3] = TW.Sum(TW.Add(a3, b3));
+    }
+
+    /// <summary>
+    /// scales[i] = weight scale i (bf16) · input scale i for the <paramref name="count"/> scales of a panel; returns,
+    /// per row of the panel, Σ over blocks of that product · Σ x̂ (what a block type's offset contributes, divided by
+    /// the offset).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> CombineScales<TW, TAcc>(ushort* weightScales, int count, float* inputScales, float* inputSums, float* scales)
+        where TW : struct, IPanelWidth<TAcc>
+        where TAcc : struct
     {
         int i = 0;
-        var offset = Vector128<float>.Zero;
-        if (Avx512F.IsSupported)
-        {
-            var acc = Vector512<float>.Zero;
-            for (; i + 16 <= count; i += 16)
-            {
-                var s = (Avx512F.ConvertToVector512Int32(Vector256.Load(weightScales + i)) << 16).AsSingle() * Vector512.Load(inputScales + i);
-                s.Store(scales + i);
-                acc = Avx512F.FusedMultiplyAdd(s, Vector512.Load(inputSums + i), acc);
-            }
-            var half = acc.GetLower() + acc.GetUpper();
-            offset = half.GetLower() + half.GetUpper();
-        }
-        else if (Avx2.IsSupported && Fma.IsSupported)
-        {
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= count; i += 8)
-            {
-                var s = (Avx2.ConvertToVector256Int32(Vector128.Load(weightScales + i)) << 16).AsSingle() * Vector256.Load(inputScales + i);
-                s.Store(scales + i);
-                acc = Fma.MultiplyAdd(s, Vector256.Load(inputSums + i), acc);
-            }
-            offset = acc.GetLower() + acc.GetUpper();
-        }
-        float o0 = offset.GetElement(0), o1 = offset.GetElement(1), o2 = offset.GetElement(2), o3 = offset.GetElement(3);
-        for (; i < count; i += 4)
+        TAcc acc = default;
+        for (; i + TW.Count <= count; i += TW.Count)
+            acc = TW.ScaleProducts(weightScales + i, inputScales + i, inputSums + i, scales + i, acc);
+        return TW.Fold(acc) + CombineScalesScalar(weightScales, i, count, inputScales, inputSums, scales);
+    }
+
+    /// <summary><see cref="CombineScales{TW, TAcc}"/> for scales [<paramref name="from"/>, <paramref name="count"/>),
+    /// one at a time.</summary>
+    private static Vector128<float> CombineScalesScalar(ushort* weightScales, int from, int count, float* inputScales, float* inputSums, float* scales)
+    {
+        float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
+        for (int i = from; i < count; i += 4)
         {
             scales[i] = BFloat16.ToSingle(weightScales[i]) * inputScales[i];
             scales[i + 1] = BFloat16.ToSingle(weightScales[i + 1]) * inputScales[i + 1];
@@ -262,211 +274,6 @@ public static unsafe class QuantizedMatVec
             o3 += scales[i + 3] * inputSums[i + 3];
         }
         return Vector128.Create(o0, o1, o2, o3);
-    }
-
-    // ---- Q8_0: one row's block is 32 int8, widened to int16 and multiplied pairwise with x̂ (vpmaddwd) ----
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> BlockQ8(sbyte* q, Vector512<short> x, float scale, Vector512<float> acc) =>
-        Avx512F.FusedMultiplyAdd(
-            Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q)), x)),
-            Vector512.Create(scale), acc);
-
-    /// <summary>Two blocks per iteration, eight accumulators (four rows × two blocks) to hide the FMA latency.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsQ8Avx512(sbyte* q, int blocks, short* x, float* s, float* dots)
-    {
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
-        int b = 0;
-        for (; b + 2 <= blocks; b += 2, q += 256, x += 64, s += 8)
-        {
-            Sse.Prefetch0(q + PrefetchBytes);
-            Sse.Prefetch0(q + PrefetchBytes + 64);
-            Sse.Prefetch0(q + PrefetchBytes + 128);
-            Sse.Prefetch0(q + PrefetchBytes + 192);
-            var x0 = Vector512.Load(x);
-            var x1 = Vector512.Load(x + 32);
-            a0 = BlockQ8(q, x0, s[0], a0);
-            a1 = BlockQ8(q + 32, x0, s[1], a1);
-            a2 = BlockQ8(q + 64, x0, s[2], a2);
-            a3 = BlockQ8(q + 96, x0, s[3], a3);
-            b0 = BlockQ8(q + 128, x1, s[4], b0);
-            b1 = BlockQ8(q + 160, x1, s[5], b1);
-            b2 = BlockQ8(q + 192, x1, s[6], b2);
-            b3 = BlockQ8(q + 224, x1, s[7], b3);
-        }
-        if (b < blocks)
-        {
-            var x0 = Vector512.Load(x);
-            a0 = BlockQ8(q, x0, s[0], a0);
-            a1 = BlockQ8(q + 32, x0, s[1], a1);
-            a2 = BlockQ8(q + 64, x0, s[2], a2);
-            a3 = BlockQ8(q + 96, x0, s[3], a3);
-        }
-        dots[0] = Vector512.Sum(a0 + b0);
-        dots[1] = Vector512.Sum(a1 + b1);
-        dots[2] = Vector512.Sum(a2 + b2);
-        dots[3] = Vector512.Sum(a3 + b3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockQ8(sbyte* q, Vector256<short> xLow, Vector256<short> xHigh, float scale, Vector256<float> acc) =>
-        Fma.MultiplyAdd(
-            Avx.ConvertToVector256Single(
-                Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load(q)), xLow) +
-                Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load(q + 16)), xHigh)),
-            Vector256.Create(scale), acc);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsQ8Avx2(sbyte* q, int blocks, short* x, float* s, float* dots)
-    {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b++, q += 128, x += 32, s += 4)
-        {
-            Sse.Prefetch0(q + PrefetchBytes);
-            Sse.Prefetch0(q + PrefetchBytes + 64);
-            var xLow = Vector256.Load(x);
-            var xHigh = Vector256.Load(x + 16);
-            a0 = BlockQ8(q, xLow, xHigh, s[0], a0);
-            a1 = BlockQ8(q + 32, xLow, xHigh, s[1], a1);
-            a2 = BlockQ8(q + 64, xLow, xHigh, s[2], a2);
-            a3 = BlockQ8(q + 96, xLow, xHigh, s[3], a3);
-        }
-        dots[0] = Vector256.Sum(a0);
-        dots[1] = Vector256.Sum(a1);
-        dots[2] = Vector256.Sum(a2);
-        dots[3] = Vector256.Sum(a3);
-    }
-
-    private static void DotsQ8Scalar(sbyte* q, int blocks, short* x, float* s, float* dots)
-    {
-        float d0 = 0, d1 = 0, d2 = 0, d3 = 0;
-        for (int b = 0; b < blocks; b++, q += 128, x += 32, s += 4)
-        {
-            int i0 = 0, i1 = 0, i2 = 0, i3 = 0;
-            for (int j = 0; j < QuantizedLayout.BlockSize; j++)
-            {
-                int xj = x[j];
-                i0 += q[j] * xj;
-                i1 += q[32 + j] * xj;
-                i2 += q[64 + j] * xj;
-                i3 += q[96 + j] * xj;
-            }
-            d0 += i0 * s[0];
-            d1 += i1 * s[1];
-            d2 += i2 * s[2];
-            d3 += i3 * s[3];
-        }
-        dots[0] = d0;
-        dots[1] = d1;
-        dots[2] = d2;
-        dots[3] = d3;
-    }
-
-    // ---- Q4_0: one row's block is 16 bytes, low nibbles columns 0..15, high nibbles 16..31, summed as stored ----
-
-    /// <summary>
-    /// Two rows at once: their 32 bytes widen to 32 int16 (row a, then row b); the low nibbles meet x̂[0..16) and the
-    /// high nibbles x̂[16..32), each broadcast to both halves, so int32 lanes 0..7 sum row a and 8..15 row b.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> RowPairQ4(byte* q, Vector512<short> xLow, Vector512<short> xHigh, Vector512<float> scales, Vector512<float> acc)
-    {
-        var w = Avx512BW.ConvertToVector512Int16(Vector256.Load(q));
-        var sum = Avx512BW.MultiplyAddAdjacent(w & Vector512.Create((short)0xF), xLow) +
-                  Avx512BW.MultiplyAddAdjacent(Avx512BW.ShiftRightLogical(w, 4), xHigh);
-        return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sum), scales, acc);
-    }
-
-    /// <summary>16 int16 at <paramref name="x"/> in both halves of a 512-bit vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> Broadcast256(short* x)
-    {
-        var half = Vector256.Load(x);
-        return Vector512.Create(half, half);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsQ4Avx512(byte* q, int blocks, short* x, float* s, float* dots)
-    {
-        var rows01 = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        var rows23 = Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-        Vector512<float> a01 = default, a23 = default, b01 = default, b23 = default;
-        int b = 0;
-        for (; b + 2 <= blocks; b += 2, q += 128, x += 64, s += 8)
-        {
-            Sse.Prefetch0(q + PrefetchBytes);
-            Sse.Prefetch0(q + PrefetchBytes + 64);
-            var xLow = Broadcast256(x);
-            var xHigh = Broadcast256(x + 16);
-            var scales = Avx512F.BroadcastVector128ToVector512(s);
-            a01 = RowPairQ4(q, xLow, xHigh, Avx512F.PermuteVar16x32(scales, rows01), a01);
-            a23 = RowPairQ4(q + 32, xLow, xHigh, Avx512F.PermuteVar16x32(scales, rows23), a23);
-            xLow = Broadcast256(x + 32);
-            xHigh = Broadcast256(x + 48);
-            scales = Avx512F.BroadcastVector128ToVector512(s + 4);
-            b01 = RowPairQ4(q + 64, xLow, xHigh, Avx512F.PermuteVar16x32(scales, rows01), b01);
-            b23 = RowPairQ4(q + 96, xLow, xHigh, Avx512F.PermuteVar16x32(scales, rows23), b23);
-        }
-        if (b < blocks)
-        {
-            var xLow = Broadcast256(x);
-            var xHigh = Broadcast256(x + 16);
-            var scales = Avx512F.BroadcastVector128ToVector512(s);
-            a01 = RowPairQ4(q, xLow, xHigh, Avx512F.PermuteVar16x32(scales, rows01), a01);
-            a23 = RowPairQ4(q + 32, xLow, xHigh, Avx512F.PermuteVar16x32(scales, rows23), a23);
-        }
-        a01 += b01;
-        a23 += b23;
-        dots[0] = Vector256.Sum(a01.GetLower());
-        dots[1] = Vector256.Sum(a01.GetUpper());
-        dots[2] = Vector256.Sum(a23.GetLower());
-        dots[3] = Vector256.Sum(a23.GetUpper());
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> BlockQ4(byte* q, Vector256<short> xLow, Vector256<short> xHigh, float scale, Vector256<float> acc)
-    {
-        var w = Avx2.ConvertToVector256Int16(q);
-        var sum = Avx2.MultiplyAddAdjacent(w & Vector256.Create((short)0xF), xLow) +
-                  Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(w, 4), xHigh);
-        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(scale), acc);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotsQ4Avx2(byte* q, int blocks, short* x, float* s, float* dots)
-    {
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        for (int b = 0; b < blocks; b++, q += 64, x += 32, s += 4)
-        {
-            Sse.Prefetch0(q + PrefetchBytes);
-            var xLow = Vector256.Load(x);
-            var xHigh = Vector256.Load(x + 16);
-            a0 = BlockQ4(q, xLow, xHigh, s[0], a0);
-            a1 = BlockQ4(q + 16, xLow, xHigh, s[1], a1);
-            a2 = BlockQ4(q + 32, xLow, xHigh, s[2], a2);
-            a3 = BlockQ4(q + 48, xLow, xHigh, s[3], a3);
-        }
-        dots[0] = Vector256.Sum(a0);
-        dots[1] = Vector256.Sum(a1);
-        dots[2] = Vector256.Sum(a2);
-        dots[3] = Vector256.Sum(a3);
-    }
-
-    private static void DotsQ4Scalar(byte* q, int blocks, short* x, float* s, float* dots)
-    {
-        const int half = QuantizedLayout.BlockSize / 2;
-        for (int r = 0; r < QuantizedLayout.PanelRows; r++) dots[r] = 0;
-        for (int b = 0; b < blocks; b++, x += 32, s += 4)
-        {
-            for (int r = 0; r < QuantizedLayout.PanelRows; r++, q += half)
-            {
-                int sum = 0;
-                for (int j = 0; j < half; j++) sum += (q[j] & 0xF) * x[j] + (q[j] >> 4) * x[j + half];
-                dots[r] += sum * s[r];
-            }
-        }
     }
 
     /// <summary>A worker thread's buffers, grown (never shrunk) to the widest matrix it has seen.</summary>

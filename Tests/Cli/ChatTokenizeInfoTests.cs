@@ -234,6 +234,6 @@ public sealed class InfoCommandTests
         Assert.Contains($"<GemmaSpec Include=\"{Path.Combine(Path.GetFullPath(directory), "config.json")}\"", run.Stdout);
         Assert.Contains("model.layers.3.mlp.down_proj.weight", run.Stdout);
         Assert.Contains("none (text input and output need tokenizer.model)", run.Stdout);
-        Assert.Matches(@"with --quant: bf16 [\d.]+ [KM]iB, q8_0 [\d.]+ [KM]iB, q4_0 [\d.]+ [KM]iB \(weights \+ KV cache \+ buffers\)", run.Stdout);
+        Assert.Matches(@"with --quant: f32 [\d.]+ [KM]iB, bf16 [\d.]+ [KM]iB, q8_0 [\d.]+ [KM]iB, q4_0 [\d.]+ [KM]iB \(weights \+ KV cache \+ buffers\)", run.Stdout);
     }
 }

@@ -87,14 +87,16 @@ public sealed class ModelWeightsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(TensorDType.F32, null, WeightFormat.F32)]
-    [InlineData(TensorDType.BF16, null, WeightFormat.BF16)]
-    [InlineData(TensorDType.F16, null, WeightFormat.F32)]
-    [InlineData(TensorDType.BF16, WeightFormat.F32, WeightFormat.F32)]
-    [InlineData(TensorDType.F32, WeightFormat.BF16, WeightFormat.BF16)]
-    [InlineData(TensorDType.F16, WeightFormat.BF16, WeightFormat.BF16)]
-    public void EveryTensorLandsInItsSlot(TensorDType dtype, WeightFormat? format, WeightFormat expected)
+    [InlineData(TensorDType.F32, null, "f32")]
+    [InlineData(TensorDType.BF16, null, "bf16")]
+    [InlineData(TensorDType.F16, null, "f32")]
+    [InlineData(TensorDType.BF16, "f32", "f32")]
+    [InlineData(TensorDType.F32, "bf16", "bf16")]
+    [InlineData(TensorDType.F16, "bf16", "bf16")]
+    public void EveryTensorLandsInItsSlot(TensorDType dtype, string? formatName, string expectedName)
     {
+        var format = formatName == null ? null : WeightFormat.Find(formatName)!;
+        var expected = WeightFormat.Find(expectedName)!;
         using var weights = LoadAll(dtype, format);
 
         Assert.Same(Config, weights.Config);
@@ -170,12 +172,13 @@ public sealed class ModelWeightsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(WeightFormat.F32, false)]
-    [InlineData(WeightFormat.BF16, true)]
-    [InlineData(WeightFormat.Q8_0, false)]
-    [InlineData(WeightFormat.Q4_0, true)]
-    public void ByteLengthOfPredictsWhatLoadAllocates(WeightFormat format, bool lmHead)
+    [InlineData("f32", false)]
+    [InlineData("bf16", true)]
+    [InlineData("q8_0", false)]
+    [InlineData("q4_0", true)]
+    public void ByteLengthOfPredictsWhatLoadAllocates(string formatName, bool lmHead)
     {
+        var format = WeightFormat.Find(formatName)!;
         // Widths 8, 16 and 6: the quantized formats fall back to BF16 for every matrix here.
         AddCheckpoint(_ => TensorDType.F32);
         if (lmHead) Add("lm_head.weight", TensorDType.F32, [V, D]);
@@ -186,12 +189,13 @@ public sealed class ModelWeightsTests : IDisposable
     }
 
     [Theory]
-    [InlineData(WeightFormat.F32)]
-    [InlineData(WeightFormat.BF16)]
-    [InlineData(WeightFormat.Q8_0)]
-    [InlineData(WeightFormat.Q4_0)]
-    public void ByteLengthOfPredictsWhatLoadAllocatesForAFixtureThatQuantizes(WeightFormat format)
+    [InlineData("f32")]
+    [InlineData("bf16")]
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void ByteLengthOfPredictsWhatLoadAllocatesForAFixtureThatQuantizes(string formatName)
     {
+        var format = WeightFormat.Find(formatName)!;
         using var checkpoint = GemmaGen.Checkpoint.Open(GemmaGen.Tests.Golden.GoldenCheckpoint.FixturePath("tiny-gqa"));
 
         using var weights = ModelWeights.Load(checkpoint.Config, checkpoint, format);

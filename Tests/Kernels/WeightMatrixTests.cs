@@ -75,10 +75,11 @@ public sealed unsafe class WeightMatrixTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.F32, 4)]
-    [InlineData(WeightFormat.BF16, 2)]
-    public void DescribesItsStorage(WeightFormat format, int elementSize)
+    [InlineData("f32", 4)]
+    [InlineData("bf16", 2)]
+    public void DescribesItsStorage(string formatName, int elementSize)
     {
+        var format = WeightFormat.Find(formatName)!;
         using var matrix = new WeightMatrix("model.layers.0.mlp.down_proj.weight", 7, 33, format);
 
         Assert.Equal("model.layers.0.mlp.down_proj.weight", matrix.Name);

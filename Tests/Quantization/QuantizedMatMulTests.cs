@@ -8,7 +8,7 @@ namespace GemmaGen.Tests.Quantization;
 /// <summary>
 /// <see cref="QuantizedMatMul"/>, the integer prefill kernels, both of them wherever this process can run them: AVX-VNNI
 /// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only); where it cannot (the child runs with AVX2 or AVX-VNNI disabled)
-/// the tests check that the kernel refuses and that <see cref="QuantizedMatVec.MatMulRows"/> takes the other path.
+/// the tests check that the kernel refuses and that <see cref="WeightMatrix.MatMulRows"/> takes the other path.
 /// Against a float64 reference over the same integers (the stored weights and scales and the kernel's own int8
 /// quantization of each token's input), which differs only by float32 rounding; against the dequantized matrix times
 /// the float inputs within the bound of the input rounding; and the two kernels against each other, bit for bit
@@ -175,10 +175,11 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.Q8_0)]
-    [InlineData(WeightFormat.Q4_0)]
-    public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(WeightFormat format)
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(string formatName)
     {
+        var format = WeightFormat.Find(formatName)!;
         const int rows = 12, cols = 256, tokens = 6;
         using var matrix = Matrix(format, rows, cols);
         var x = new float[tokens * cols];
@@ -189,7 +190,7 @@ public sealed unsafe class QuantizedMatMulTests
             fixed (float* px = x, py = y) kernel((IntPtr)px, (IntPtr)py);
             return y;
         }
-        var dispatched = Product((px, py) => QuantizedMatVec.MatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
+        var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
         var expected = QuantizedMatMul.IsSupported(format)
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
             : Product((px, py) => QuantizedMatVec.FloatMatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));

@@ -130,7 +130,7 @@ public sealed unsafe class QuantizedMatVecTests
             Array.Fill(y, float.NaN);
             fixed (float* px = x, py = y)
             {
-                QuantizedMatVec.Rows(matrix, px, py, start, end);
+                matrix.MatVecRows(px, py, start, end);
             }
             for (int r = 0; r < rows + 1; r++)
             {
@@ -175,7 +175,7 @@ public sealed unsafe class QuantizedMatVecTests
         var y = new float[rows];
         fixed (float* px = x, py = y)
         {
-            QuantizedMatVec.Rows(matrix, px, py, 0, rows);
+            matrix.MatVecRows(px, py, 0, rows);
         }
         var w = new float[cols];
         for (int r = 0; r < rows; r++)
@@ -193,19 +193,20 @@ public sealed unsafe class QuantizedMatVecTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.Q8_0, 8, 64)]
-    [InlineData(WeightFormat.Q8_0, 36, 2304)]
-    [InlineData(WeightFormat.Q4_0, 8, 64)]
-    [InlineData(WeightFormat.Q4_0, 36, 2304)]
-    [InlineData(WeightFormat.Q4_0, 10, 96)]
-    public void GateUpRows_is_gelu_of_the_gate_row_times_the_up_row(WeightFormat format, int rows, int cols)
+    [InlineData("q8_0", 8, 64)]
+    [InlineData("q8_0", 36, 2304)]
+    [InlineData("q4_0", 8, 64)]
+    [InlineData("q4_0", 36, 2304)]
+    [InlineData("q4_0", 10, 96)]
+    public void GateUpRows_is_gelu_of_the_gate_row_times_the_up_row(string formatName, int rows, int cols)
     {
+        var format = WeightFormat.Find(formatName)!;
         using var matrix = Matrix(format, rows, cols);
         var x = Input(cols, seed: 5);
         var dots = new float[rows];
         fixed (float* px = x, pd = dots)
         {
-            QuantizedMatVec.Rows(matrix, px, pd, 0, rows);
+            matrix.MatVecRows(px, pd, 0, rows);
         }
         int outputs = rows / 2;
         foreach (var (start, end) in new[] { (0, outputs), (1, outputs), (0, 1), (outputs / 2, outputs), (3, 4) })
@@ -213,7 +214,7 @@ public sealed unsafe class QuantizedMatVecTests
             var y = new float[outputs];
             fixed (float* px = x, py = y)
             {
-                QuantizedMatVec.GateUpRows(matrix, px, py, start, end);
+                matrix.GateUpRows(px, py, start, end);
             }
             for (int i = start; i < end; i++)
                 Assert.Equal(Activations.GeluTanh(dots[2 * i]) * dots[2 * i + 1], y[i]);
@@ -225,12 +226,13 @@ public sealed unsafe class QuantizedMatVecTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.Q8_0, 13, 160, 7)]
-    [InlineData(WeightFormat.Q8_0, 64, 2304, 32)]
-    [InlineData(WeightFormat.Q4_0, 13, 160, 5)]
-    [InlineData(WeightFormat.Q4_0, 20, 9216, 9)]
-    public void FloatMatMulRows_is_every_token_times_the_dequantized_rows(WeightFormat format, int rows, int cols, int tokens)
+    [InlineData("q8_0", 13, 160, 7)]
+    [InlineData("q8_0", 64, 2304, 32)]
+    [InlineData("q4_0", 13, 160, 5)]
+    [InlineData("q4_0", 20, 9216, 9)]
+    public void FloatMatMulRows_is_every_token_times_the_dequantized_rows(string formatName, int rows, int cols, int tokens)
     {
+        var format = WeightFormat.Find(formatName)!;
         using var matrix = Matrix(format, rows, cols);
         const int pad = 3;
         int xStride = cols + pad, yStride = rows + pad;
@@ -282,10 +284,10 @@ public sealed unsafe class QuantizedMatVecTests
         var y = new float[16];
         fixed (float* px = x, py = y)
         {
-            QuantizedMatVec.Rows(q4, px, py, 0, 16);
-            QuantizedMatVec.Rows(q8, px, py, 0, 16);
-            QuantizedMatVec.GateUpRows(q8, px, py, 0, 8);
-            QuantizedMatVec.MatMulRows(q4, px, 0, 2, py, 8, 0, 8);
+            q4.MatVecRows(px, py, 0, 16);
+            q8.MatVecRows(px, py, 0, 16);
+            q8.GateUpRows(px, py, 0, 8);
+            q4.MatMulRows(px, 0, 2, py, 8, 0, 8);
             QuantizedMatVec.FloatMatMulRows(q4, px, 0, 2, py, 8, 0, 8);
             var windows = new AllocationWindows();
             windows.Mark();
@@ -293,11 +295,11 @@ public sealed unsafe class QuantizedMatVecTests
             {
                 for (int i = 0; i < 20; i++)
                 {
-                    QuantizedMatVec.Rows(q8, px, py, 0, 16);
-                    QuantizedMatVec.Rows(q4, px, py, 4, 12);
-                    QuantizedMatVec.GateUpRows(q8, px, py, 0, 8);
-                    QuantizedMatVec.GateUpRows(q4, px, py, 2, 6);
-                    QuantizedMatVec.MatMulRows(q8, px, 0, 2, py, 8, 1, 7);
+                    q8.MatVecRows(px, py, 0, 16);
+                    q4.MatVecRows(px, py, 4, 12);
+                    q8.GateUpRows(px, py, 0, 8);
+                    q4.GateUpRows(px, py, 2, 6);
+                    q8.MatMulRows(px, 0, 2, py, 8, 1, 7);
                     QuantizedMatVec.FloatMatMulRows(q4, px, 0, 2, py, 8, 1, 7);
                 }
                 windows.Mark();
@@ -315,7 +317,7 @@ public sealed unsafe class QuantizedMatVecTests
         var split = new float[256];
         fixed (float* px = x, pw = whole)
         {
-            QuantizedMatVec.Rows(matrix, px, pw, 0, 256);
+            matrix.MatVecRows(px, pw, 0, 256);
         }
         using var pool = new WorkerPool(4);
         fixed (float* px = x, ps = split)
@@ -327,11 +329,11 @@ public sealed unsafe class QuantizedMatVecTests
 
     private sealed class RowsJob(WeightMatrix matrix, float* x, float* y) : IRowJob
     {
-        public void Execute(int start, int end) => QuantizedMatVec.Rows(matrix, x, y, start, end);
+        public void Execute(int start, int end) => matrix.MatVecRows(x, y, start, end);
     }
 
     [Fact]
-    public void Matrices_of_other_formats_and_bad_ranges_are_refused()
+    public void The_float_fallback_refuses_element_formats_and_bad_ranges_are_refused()
     {
         using var bf16 = new WeightMatrix("bf16.weight", 4, 32, WeightFormat.BF16);
         using var q8 = new WeightMatrix("q8.weight", 4, 32, WeightFormat.Q8_0);
@@ -340,9 +342,9 @@ public sealed unsafe class QuantizedMatVecTests
         fixed (float* px = x, py = y)
         {
             float* a = px, b = py;
-            Assert.Throws<ArgumentException>(() => QuantizedMatVec.Rows(bf16, a, b, 0, 4));
-            Assert.Throws<ArgumentOutOfRangeException>(() => QuantizedMatVec.Rows(q8, a, b, 0, 5));
-            Assert.Throws<ArgumentOutOfRangeException>(() => QuantizedMatVec.GateUpRows(q8, a, b, 0, 3));
+            Assert.Throws<ArgumentException>(() => QuantizedMatVec.FloatMatMulRows(bf16, a, 32, 1, b, 4, 0, 4));
+            Assert.Throws<ArgumentOutOfRangeException>(() => q8.MatVecRows(a, b, 0, 5));
+            Assert.Throws<ArgumentOutOfRangeException>(() => q8.GateUpRows(a, b, 0, 3));
         }
     }
 }

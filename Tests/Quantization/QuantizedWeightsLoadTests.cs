@@ -10,10 +10,11 @@ namespace GemmaGen.Tests.Quantization;
 public sealed class QuantizedWeightsLoadTests
 {
     [Theory]
-    [InlineData(WeightFormat.Q8_0)]
-    [InlineData(WeightFormat.Q4_0)]
-    public void Every_matrix_of_tiny_gqa_is_quantized_row_by_row_in_its_packed_place(WeightFormat format)
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void Every_matrix_of_tiny_gqa_is_quantized_row_by_row_in_its_packed_place(string formatName)
     {
+        var format = WeightFormat.Find(formatName)!;
         using var checkpoint = Checkpoint.Open(GoldenCheckpoint.FixturePath("tiny-gqa"));
         var config = checkpoint.Config;
         using var weights = ModelWeights.Load(config, checkpoint, format);
@@ -70,10 +71,11 @@ public sealed class QuantizedWeightsLoadTests
     }
 
     [Theory]
-    [InlineData(WeightFormat.Q8_0)]
-    [InlineData(WeightFormat.Q4_0)]
-    public void Matrices_whose_width_is_not_a_multiple_of_32_stay_bf16(WeightFormat format)
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void Matrices_whose_width_is_not_a_multiple_of_32_stay_bf16(string formatName)
     {
+        var format = WeightFormat.Find(formatName)!;
         // D 64 (a multiple of 32) but I 40 and H·d 48 (not): the embedding, q/k/v and gate/up are quantized, o and down are not.
         var config = KernelTestData.Config(vocab: 20, hidden: 64, intermediate: 40, heads: 4, kvHeads: 2, headDim: 12);
         using var source = new InMemoryTensorSource();

@@ -2458,7 +2458,7 @@ namespace GemmaGen.Models
                 var o = _owner;
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4608((ushort*)Matrix.Data, o.U, o.Qkv, start, end);
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, o.U, o.Qkv, start, end);
-                else QuantizedMatVec.Rows(Matrix, o.U, o.Qkv, start, end);
+                else Matrix.MatVecRows(o.U, o.Qkv, start, end);
                 for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o.Qkv, head, Layer, Position);
             }
         }
@@ -2498,7 +2498,7 @@ namespace GemmaGen.Models
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4096((ushort*)Matrix.Data, X, Y, start, end);
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4096((float*)Matrix.Data, X, Y, start, end);
-                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
+                else Matrix.MatVecRows(X, Y, start, end);
             }
         }
 
@@ -2513,7 +2513,7 @@ namespace GemmaGen.Models
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_36864((ushort*)Matrix.Data, X, Y, start, end);
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_36864((float*)Matrix.Data, X, Y, start, end);
-                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
+                else Matrix.MatVecRows(X, Y, start, end);
             }
         }
 
@@ -2528,7 +2528,7 @@ namespace GemmaGen.Models
             {
                 if (Matrix.Format == WeightFormat.BF16) GateUp_BF16_4608((ushort*)Matrix.Data, X, Y, start, end);
                 else if (Matrix.Format == WeightFormat.F32) GateUp_F32_4608((float*)Matrix.Data, X, Y, start, end);
-                else QuantizedMatVec.GateUpRows(Matrix, X, Y, start, end);
+                else Matrix.GateUpRows(X, Y, start, end);
             }
         }
 
@@ -2543,7 +2543,7 @@ namespace GemmaGen.Models
             {
                 if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4608((ushort*)Matrix.Data, X, Y, start, end);
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, X, Y, start, end);
-                else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
+                else Matrix.MatVecRows(X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
                 TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
                 TensorPrimitives.Tanh(z, z);
@@ -2551,7 +2551,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the batched kernels in MatMul).</summary>
+        /// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the format's matrix-matrix kernel).</summary>
         private sealed class MatMulJob : IRowJob
         {
             public WeightMatrix Matrix = null!;
@@ -2563,9 +2563,7 @@ namespace GemmaGen.Models
 
             public void Execute(int start, int end)
             {
-                if (Matrix.Format == WeightFormat.BF16) MatMul.Rows<BF16Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);
-                else if (Matrix.Format == WeightFormat.F32) MatMul.Rows<F32Elements>(Matrix.Data, Matrix.Cols, X, XStride, Tokens, Y, YStride, start, end);
-                else QuantizedMatVec.MatMulRows(Matrix, X, XStride, Tokens, Y, YStride, start, end);
+                Matrix.MatMulRows(X, XStride, Tokens, Y, YStride, start, end);
             }
         }
 

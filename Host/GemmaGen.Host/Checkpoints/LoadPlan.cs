@@ -14,10 +14,14 @@ public sealed class LoadPlan
 {
     private const string LayerPrefix = "model.layers.";
 
-    private LoadPlan(string source, WeightFormat format, int maxContext, long weights, long kvCache, long buffers, long? available, IReadOnlyList<string> warnings)
+    /// <summary>The registered formats that would hold the weights in fewer bytes than <see cref="Format"/>.</summary>
+    private readonly IReadOnlyList<WeightFormat> _smallerFormats;
+
+    private LoadPlan(string source, WeightFormat format, IReadOnlyList<WeightFormat> smaller, int maxContext, long weights, long kvCache, long buffers, long? available, IReadOnlyList<string> warnings)
     {
         Source = source;
         Format = format;
+        _smallerFormats = smaller;
         MaxContext = maxContext;
         WeightBytes = weights;
         KvCacheBytes = kvCache;
@@ -66,8 +70,9 @@ public sealed class LoadPlan
     /// null when it fits or the memory available is unknown.</summary>
     public string? MemoryShortfall => AvailableBytes is { } available && RequiredBytes > available
         ? $"{Source}: the model needs {Gb(RequiredBytes)} of memory (weights {Gb(WeightBytes)} as {Format}, KV cache {Gb(KvCacheBytes)} " +
-          $"for {MaxContext} positions, buffers {Gb(BufferBytes)}), but {Gb(available)} is available; quantize the weights " +
-          "(--quant bf16, q8_0 or q4_0; GemmaModelOptions.Format) or shorten the context (--context N; GemmaModelOptions.MaxContext)"
+          $"for {MaxContext} positions, buffers {Gb(BufferBytes)}), but {Gb(available)} is available; " +
+          (_smallerFormats.Count > 0 ? $"quantize the weights (--quant {WeightFormat.ListNames(_smallerFormats)}; GemmaModelOptions.Format) or " : "") +
+          "shorten the context (--context N; GemmaModelOptions.MaxContext)"
         : null;
 
     /// <summary>Works out the plan and runs the checks that refuse a model outright; the memory check is
@@ -95,10 +100,11 @@ public sealed class LoadPlan
             ? WeightFormat.BF16 : WeightFormat.F32);
         bool lmHead = !synthetic && source.TryGetTensor("lm_head.weight", out _);
         long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
+        var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
         long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, Math.Min(SpecParser.PrefillBatch, maxContext)));
         long buffers = Saturate(() => BufferBytesOf(config, maxContext));
         var warnings = synthetic ? [] : UnusedLayers(config, source);
-        return new LoadPlan(source.Description, format, maxContext, weights, cache, buffers, available ?? AvailableMemory.Read(), warnings);
+        return new LoadPlan(source.Description, format, smaller, maxContext, weights, cache, buffers, available ?? AvailableMemory.Read(), warnings);
     }
 
     /// <summary>Refuses a tokenizer whose vocabulary differs from the config's <c>vocab_size</c>: with more pieces the

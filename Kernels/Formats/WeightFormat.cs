@@ -1,0 +1,114 @@
+using System.Runtime.CompilerServices;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>
+/// How a weight matrix's elements are stored, and the kernels that read them: one object per format, registered in
+/// <see cref="All"/>. A format says how many bytes a matrix takes and which widths it can store, packs float rows
+/// (or rows already in its own encoding) at load, reads rows back as float32, and computes the matrix-vector product
+/// of one token and the matrix-matrix product of a batch of tokens over a range of rows.
+/// </summary>
+public abstract unsafe class WeightFormat
+{
+    [ThreadStatic]
+    private static float[]? t_gateUp;
+
+    private protected WeightFormat(string name, int blockSize, int panelRows)
+    {
+        Name = name;
+        BlockSize = blockSize;
+        PanelRows = panelRows;
+    }
+
+    /// <summary>IEEE float32, row-major.</summary>
+    public static WeightFormat F32 { get; } = new F32Format();
+
+    /// <summary>bfloat16 (the upper 16 bits of a float32, widened exactly by <c>bits &lt;&lt; 16</c>), row-major.</summary>
+    public static WeightFormat BF16 { get; } = new BF16Format();
+
+    /// <summary>Blocks of 32 int8 values and a bf16 scale, 1.0625 bytes per weight, rows interleaved in panels of 4
+    /// (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of 32.</summary>
+    public static WeightFormat Q8_0 { get; } = new QuantizedFormat<Q8_0Block>("q8_0");
+
+    /// <summary>Blocks of 32 four-bit values (offset 8) and a bf16 scale, 0.5625 bytes per weight, rows interleaved in
+    /// panels of 4 (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of
+    /// 32.</summary>
+    public static WeightFormat Q4_0 { get; } = new QuantizedFormat<Q4_0Block>("q4_0");
+
+    /// <summary>Every format, the one registration: option parsing, messages and tables enumerate this list.</summary>
+    public static IReadOnlyList<WeightFormat> All { get; } = [F32, BF16, Q8_0, Q4_0];
+
+    /// <summary>The format named <paramref name="name"/> (<see cref="Name"/>, any case), or null.</summary>
+    public static WeightFormat? Find(string name) =>
+        All.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The names of <paramref name="formats"/> for a message: <c>bf16, q8_0 or q4_0</c>.</summary>
+    public static string ListNames(IEnumerable<WeightFormat> formats)
+    {
+        var names = formats.Select(f => f.Name).ToArray();
+        return names.Length < 2 ? string.Concat(names) : string.Join(", ", names[..^1]) + " or " + names[^1];
+    }
+
+    /// <summary>The lower-case name options and JSON use: <c>f32</c>, <c>bf16</c>, <c>q8_0</c>, <c>q4_0</c>.</summary>
+    public string Name { get; }
+
+    /// <summary>Columns stored together (1 for the element formats, 32 for the block formats): a matrix's width must
+    /// be a multiple.</summary>
+    public int BlockSize { get; }
+
+    /// <summary>Rows interleaved in one panel (1 when rows are stored one after another).</summary>
+    public int PanelRows { get; }
+
+    /// <summary>Bytes of one element of a row-major format, or null for a block format.</summary>
+    public virtual int? ElementSize => null;
+
+    /// <summary>Whether a matrix of <paramref name="cols"/> columns can be stored: the width is a multiple of
+    /// <see cref="BlockSize"/>.</summary>
+    public bool CanStore(int cols) => cols % BlockSize == 0;
+
+    /// <summary>Bytes a <paramref name="rows"/> × <paramref name="cols"/> matrix takes.</summary>
+    public abstract long ByteLength(int rows, int cols);
+
+    /// <summary>The upper-case name messages use (<c>BF16</c>, <c>Q8_0</c>).</summary>
+    public override string ToString() => Name.ToUpperInvariant();
+
+    /// <summary>Prepares freshly allocated (uninitialized) storage, e.g. zeroes padding rows.</summary>
+    internal virtual void Initialize(WeightMatrix matrix) { }
+
+    /// <summary>Writes float32 values into row <paramref name="row"/>, rounding or quantizing to the format.</summary>
+    internal abstract void WriteRow(WeightMatrix matrix, int row, ReadOnlySpan<float> source);
+
+    /// <summary>
+    /// Stores row <paramref name="row"/> from a source row whose elements of type <paramref name="dtype"/> are already
+    /// this format's encoding (copied, no rounding); false, with nothing written, when <paramref name="dtype"/> is
+    /// not one this format stores verbatim and the row must go through <see cref="WriteRow"/>.
+    /// </summary>
+    internal virtual bool TryCopyRow(WeightMatrix matrix, int row, TensorDType dtype, ReadOnlySpan<byte> source) => false;
+
+    /// <summary>Row <paramref name="row"/> widened or dequantized to float32 into <paramref name="destination"/>
+    /// (exactly <see cref="WeightMatrix.Cols"/> values).</summary>
+    internal abstract void ReadRow(WeightMatrix matrix, int row, Span<float> destination);
+
+    /// <summary>Decode: y[r] = W[r]·x for rows [start, end).</summary>
+    internal abstract void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end);
+
+    /// <summary>
+    /// Decode: y[i] = gelu_tanh(W[2i]·x)·(W[2i+1]·x) for outputs [start, end) of an interleaved gate/up matrix. This
+    /// default computes rows [2·start, 2·end) with <see cref="MatVecRows"/> into thread-local scratch.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal virtual void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end)
+    {
+        int count = 2 * (end - start);
+        var scratch = t_gateUp is { } existing && existing.Length >= count ? existing : t_gateUp = new float[Math.Max(count, 64)];
+        fixed (float* dots = scratch)
+        {
+            MatVecRows(matrix, x, dots - 2 * start, 2 * start, 2 * end);
+            for (int i = start; i < end; i++) y[i] = Activations.GeluTanh(dots[2 * (i - start)]) * dots[2 * (i - start) + 1];
+        }
+    }
+
+    /// <summary>Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), each
+    /// weight read once per call.</summary>
+    internal abstract void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end);
+}
