@@ -175,24 +175,27 @@ namespace GemmaGen.Generator
             w.Close();
         }
 
+        /// <summary>Outputs of the gate/up kernel whose dot products are held at once before the activation.</summary>
+        private const int GateUpChunk = 32;
+
         /// <summary>gelu(gate·x)·(up·x) from the interleaved [2I, cols] gate/up matrix: one pass over both.</summary>
         public static void GateUp(CodeWriter w, WeightKind kind, int cols)
         {
             w.Line($"/// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the");
-            w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass.</summary>");
+            w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass. The dot products");
+            w.Line($"/// of {GateUpChunk} outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open($"internal static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
-            w.Line("float* pair = stackalloc float[4];");
-            w.Line("int i = start;");
-            w.Open("for (; i + 2 <= end; i += 2)");
-            w.Line($"{Dot4Name(kind, cols)}(w + (long)(2 * i) * {cols}, x, pair);");
-            w.Line("y[i] = Activations.GeluTanh(pair[0]) * pair[1];");
-            w.Line("y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];");
+            w.Line($"float* dots = stackalloc float[{2 * GateUpChunk}];");
+            w.Open($"for (int first = start; first < end; first += {GateUpChunk})");
+            w.Line($"int n = Math.Min({GateUpChunk}, end - first), i = 0;");
+            w.Line("// rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads");
+            w.Line($"for (; i + 2 <= n; i += 2) {Dot4Name(kind, cols)}(w + (long)(2 * (first + i)) * {cols}, x, dots + 2 * i);");
+            w.Open("for (; i < n; i++)");
+            w.Line($"dots[2 * i] = {DotName(kind, cols)}(w + (long)(2 * (first + i)) * {cols}, x);");
+            w.Line($"dots[2 * i + 1] = {DotName(kind, cols)}(w + (long)(2 * (first + i) + 1) * {cols}, x);");
             w.Close();
-            w.Open("for (; i < end; i++)");
-            w.Line($"float gate = {DotName(kind, cols)}(w + (long)(2 * i) * {cols}, x);");
-            w.Line($"float up = {DotName(kind, cols)}(w + (long)(2 * i + 1) * {cols}, x);");
-            w.Line("y[i] = Activations.GeluTanh(gate) * up;");
+            w.Line("Activations.GeluTanhGated(dots, y + first, n);");
             w.Close();
             w.Close();
         }

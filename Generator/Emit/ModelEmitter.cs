@@ -7,7 +7,7 @@ using GemmaGen.Specs;
 namespace GemmaGen.Generator
 {
     /// <summary>
-    /// Writes one spec's class: its dimensions as constants, the weight slots it binds, the layer schedule and
+    /// Writes one spec's class: its dimensions as constants, its registration, the decode and prefill passes and
     /// the kernels specialized for its shape (RMSNorm, fused Q/K/V with RoPE, local and global attention, output
     /// projection, fused gate/up MLP with tanh-GELU, down projection, final norm and soft-capped tied logits).
     /// </summary>
@@ -25,7 +25,6 @@ namespace GemmaGen.Generator
             w.Line("#nullable enable");
             w.Line();
             w.Line("using System;");
-            w.Line("using System.Collections.Generic;");
             w.Line("using System.Numerics.Tensors;");
             w.Line("using System.Runtime.CompilerServices;");
             w.Line("using System.Runtime.Intrinsics;");
@@ -43,8 +42,6 @@ namespace GemmaGen.Generator
             Constants(w, model);
             w.Line();
             Registration(w, model);
-            w.Line();
-            WeightSlots(w);
             w.Line();
             Orchestration(w, model);
             w.Line();
@@ -128,34 +125,6 @@ namespace GemmaGen.Generator
             w.Line("[ModuleInitializer]");
             w.Line($"internal static void Register() => CompiledModelRegistry.Register(new CompiledModel(\"{model.ClassName}\", Shape, " +
                    $"(weights, maxContext, pool) => new {model.ClassName}(weights, maxContext, pool)));");
-        }
-
-        private static void WeightSlots(CodeWriter w)
-        {
-            w.Line("/// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of");
-            w.Line("/// <paramref name=\"layers\"/> layers and <paramref name=\"vocabSize\"/> tokens.</summary>");
-            w.Open("public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)");
-            w.Line("var slots = new List<WeightSlot>");
-            w.Open();
-            w.Line("new WeightSlot(\"model.embed_tokens.weight\", vocabSize, HiddenSize),");
-            w.Line("new WeightSlot(\"model.norm.weight\", HiddenSize),");
-            w.Close(";");
-            w.Open("for (int layer = 0; layer < layers; layer++)");
-            w.Line("string p = \"model.layers.\" + layer + \".\";");
-            w.Line("slots.Add(new WeightSlot(p + \"input_layernorm.weight\", HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.q_proj.weight\", Heads * HeadDim, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.k_proj.weight\", KvHeads * HeadDim, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.v_proj.weight\", KvHeads * HeadDim, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.o_proj.weight\", HiddenSize, AttentionWidth));");
-            w.Line("slots.Add(new WeightSlot(p + \"post_attention_layernorm.weight\", HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"pre_feedforward_layernorm.weight\", HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"mlp.gate_proj.weight\", IntermediateSize, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"mlp.up_proj.weight\", IntermediateSize, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"mlp.down_proj.weight\", HiddenSize, IntermediateSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"post_feedforward_layernorm.weight\", HiddenSize));");
-            w.Close();
-            w.Line("return slots;");
-            w.Close();
         }
 
         private static void Orchestration(CodeWriter w, GeneratedModel model)
@@ -332,7 +301,7 @@ namespace GemmaGen.Generator
             {
                 w.Open("for (int t = 0; t < n; t++)");
                 w.Line("var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);");
-                FinalSoftcap(w);
+                w.Line("Activations.SoftCap(z, FinalSoftcap);");
                 w.Close();
             }
             w.Line("return;");
@@ -380,14 +349,6 @@ namespace GemmaGen.Generator
             w.Line("_matMul.Tokens = n;");
             w.Line("Pool.Run(_matMul, matrix.Rows, grain: 16);");
             w.Close();
-        }
-
-        /// <summary>z = cap·tanh(z / cap) over the span <c>z</c>.</summary>
-        private static void FinalSoftcap(CodeWriter w)
-        {
-            w.Line("TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);");
-            w.Line("TensorPrimitives.Tanh(z, z);");
-            w.Line("TensorPrimitives.Multiply(z, FinalSoftcap, z);");
         }
 
         private static void Kernels(CodeWriter w, Gemma2Config c)
@@ -506,20 +467,10 @@ namespace GemmaGen.Generator
             w.Close();
             w.Line("var s = new Span<float>(scores, count);");
             if (c.AttnLogitSoftcapping.HasValue)
-            {
-                w.Line("// soft-cap before the mask: cap·tanh(q·k·scale / cap)");
-                w.Line("TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);");
-                w.Line("TensorPrimitives.Tanh(s, s);");
-                w.Line("TensorPrimitives.Multiply(s, AttnSoftcap, s);");
-            }
+                w.Line("Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)");
             else
-            {
                 w.Line("TensorPrimitives.Multiply(s, QueryScale, s);");
-            }
-            w.Line("// softmax in float32 with the maximum subtracted");
-            w.Line("TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);");
-            w.Line("TensorPrimitives.Exp(s, s);");
-            w.Line("TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);");
+            w.Line("Activations.Softmax(s);");
             KernelEmitter.WeightedValues(w, head);
             w.Close();
             w.Line();
@@ -547,7 +498,7 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>");
+            w.Line("/// <summary>Attention for a range of query heads.</summary>");
             w.Open("private sealed class AttentionJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public int Layer;");
@@ -562,7 +513,7 @@ namespace GemmaGen.Generator
             w.Open("for (int h = start; h < end; h++)");
             w.Line("long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head");
             w.Line("float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;");
-            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);");
+            w.Line("if (LayerSchedule.IsLocal(Layer)) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);");
             w.Line("else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);");
             w.Close();
             w.Close();
@@ -599,7 +550,7 @@ namespace GemmaGen.Generator
             if (c.FinalLogitSoftcapping.HasValue)
             {
                 w.Line("var z = new Span<float>(Y + start, end - start);");
-                FinalSoftcap(w);
+                w.Line("Activations.SoftCap(z, FinalSoftcap);");
             }
             w.Close();
             w.Close();
@@ -640,7 +591,7 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>");
+            w.Line("/// <summary>Prefill: attention of every token of the batch, for a range of query heads.</summary>");
             w.Open("private sealed class BatchAttentionJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public int Layer;");
@@ -658,7 +609,7 @@ namespace GemmaGen.Generator
             w.Line("float* scores = o.Scores + (long)h * o.MaxContext;");
             w.Open("for (int t = 0; t < Tokens; t++)");
             w.Line("float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;");
-            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);");
+            w.Line("if (LayerSchedule.IsLocal(Layer)) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);");
             w.Line("else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);");
             w.Close();
             w.Close();

@@ -4,7 +4,6 @@
 #nullable enable
 
 using System;
-using System.Collections.Generic;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -61,33 +60,6 @@ namespace GemmaGen.Models
         /// <summary>Makes this specialization known to hosts that look one up by a checkpoint's shape.</summary>
         [ModuleInitializer]
         internal static void Register() => CompiledModelRegistry.Register(new CompiledModel("Gemma2_Demo", Shape, (weights, maxContext, pool) => new Gemma2_Demo(weights, maxContext, pool)));
-
-        /// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of
-        /// <paramref name="layers"/> layers and <paramref name="vocabSize"/> tokens.</summary>
-        public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)
-        {
-            var slots = new List<WeightSlot>
-            {
-                new WeightSlot("model.embed_tokens.weight", vocabSize, HiddenSize),
-                new WeightSlot("model.norm.weight", HiddenSize),
-            };
-            for (int layer = 0; layer < layers; layer++)
-            {
-                string p = "model.layers." + layer + ".";
-                slots.Add(new WeightSlot(p + "input_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.q_proj.weight", Heads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.k_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.v_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.o_proj.weight", HiddenSize, AttentionWidth));
-                slots.Add(new WeightSlot(p + "post_attention_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "pre_feedforward_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.gate_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.up_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.down_proj.weight", HiddenSize, IntermediateSize));
-                slots.Add(new WeightSlot(p + "post_feedforward_layernorm.weight", HiddenSize));
-            }
-            return slots;
-        }
 
         private readonly QkvJob _qkv;
         private readonly AttentionJob _attention;
@@ -271,9 +243,7 @@ namespace GemmaGen.Models
                 for (int t = 0; t < n; t++)
                 {
                     var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
-                    TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                    TensorPrimitives.Tanh(z, z);
-                    TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                    Activations.SoftCap(z, FinalSoftcap);
                 }
                 return;
             }
@@ -927,14 +897,8 @@ namespace GemmaGen.Models
                 if (++slot == ring) slot = 0;
             }
             var s = new Span<float>(scores, count);
-            // soft-cap before the mask: cap·tanh(q·k·scale / cap)
-            TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);
-            TensorPrimitives.Tanh(s, s);
-            TensorPrimitives.Multiply(s, AttnSoftcap, s);
-            // softmax in float32 with the maximum subtracted
-            TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
-            TensorPrimitives.Exp(s, s);
-            TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);
+            Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+            Activations.Softmax(s);
             if (Vector512.IsHardwareAccelerated)
             {
                 var o0 = Vector512<float>.Zero;
@@ -1898,44 +1862,44 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 256] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 256] F32 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_F32_256(float* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_F32_256(w + (long)(2 * i) * 256, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_F32_256(w + (long)(2 * i) * 256, x);
-                float up = Dot_F32_256(w + (long)(2 * i + 1) * 256, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_F32_256(w + (long)(2 * (first + i)) * 256, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_F32_256(w + (long)(2 * (first + i)) * 256, x);
+                    dots[2 * i + 1] = Dot_F32_256(w + (long)(2 * (first + i) + 1) * 256, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 256] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 256] BF16 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_BF16_256(ushort* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_BF16_256(w + (long)(2 * i) * 256, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_BF16_256(w + (long)(2 * i) * 256, x);
-                float up = Dot_BF16_256(w + (long)(2 * i + 1) * 256, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_BF16_256(w + (long)(2 * (first + i)) * 256, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_BF16_256(w + (long)(2 * (first + i)) * 256, x);
+                    dots[2 * i + 1] = Dot_BF16_256(w + (long)(2 * (first + i) + 1) * 256, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
@@ -1962,7 +1926,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>
+        /// <summary>Attention for a range of query heads.</summary>
         private sealed class AttentionJob : IRowJob
         {
             private readonly Gemma2_Demo _owner;
@@ -1980,7 +1944,7 @@ namespace GemmaGen.Models
                 {
                     long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head
                     float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;
-                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
+                    if (LayerSchedule.IsLocal(Layer)) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
                     else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);
                 }
             }
@@ -2044,9 +2008,7 @@ namespace GemmaGen.Models
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_256((float*)Matrix.Data, X, Y, start, end);
                 else QuantizedMatVec.Rows(Matrix, X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
-                TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                TensorPrimitives.Tanh(z, z);
-                TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                Activations.SoftCap(z, FinalSoftcap);
             }
         }
 
@@ -2086,7 +2048,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>
+        /// <summary>Prefill: attention of every token of the batch, for a range of query heads.</summary>
         private sealed class BatchAttentionJob : IRowJob
         {
             private readonly Gemma2_Demo _owner;
@@ -2108,7 +2070,7 @@ namespace GemmaGen.Models
                     for (int t = 0; t < Tokens; t++)
                     {
                         float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;
-                        if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
+                        if (LayerSchedule.IsLocal(Layer)) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
                         else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);
                     }
                 }

@@ -12,8 +12,6 @@ namespace GemmaGen;
 /// </summary>
 public sealed class LoadPlan
 {
-    private const string LayerPrefix = "model.layers.";
-
     private LoadPlan(string source, WeightFormat format, int maxContext, long weights, long kvCache, long buffers, long? available, IReadOnlyList<string> warnings)
     {
         Source = source;
@@ -91,9 +89,9 @@ public sealed class LoadPlan
 
         // Synthetic weights are F32, untied, and exactly what the config asks for; asking for one would generate it.
         bool synthetic = source is SyntheticWeights;
-        var format = options.Format ?? (!synthetic && source.TryGetTensor("model.embed_tokens.weight", out var embed) && embed.DType == TensorDType.BF16
+        var format = options.Format ?? (!synthetic && source.TryGetTensor(CheckpointNames.Embed, out var embed) && embed.DType == TensorDType.BF16
             ? WeightFormat.BF16 : WeightFormat.F32);
-        bool lmHead = !synthetic && source.TryGetTensor("lm_head.weight", out _);
+        bool lmHead = !synthetic && source.TryGetTensor(CheckpointNames.LmHead, out _);
         long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
         long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, Math.Min(SpecParser.PrefillBatch, maxContext)));
         long buffers = Saturate(() => BufferBytesOf(config, maxContext));
@@ -154,10 +152,7 @@ public sealed class LoadPlan
         int tensors = 0;
         foreach (string name in source.TensorNames)
         {
-            if (!name.StartsWith(LayerPrefix, StringComparison.Ordinal)) continue;
-            int end = name.IndexOf('.', LayerPrefix.Length);
-            if (end < 0 || !int.TryParse(name.AsSpan(LayerPrefix.Length, end - LayerPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) continue;
-            if (layer < config.NumHiddenLayers) continue;
+            if (!CheckpointNames.TryParseLayer(name, out int layer) || layer < config.NumHiddenLayers) continue;
             unused.Add(layer);
             tensors++;
         }
