@@ -132,8 +132,9 @@ public sealed class LoadPlan
         }
     }
 
-    /// <summary>Norm weights and one decoder's float32 buffers: a prefill batch of activations, attention scores and
-    /// RoPE tables over the context, a batch of logits.</summary>
+    /// <summary>Norm weights and one decoder's float32 buffers: a prefill batch of activations, attention scores over
+    /// the context (a decode step's, and a prefill batch's per kv head and block of tokens), RoPE tables, a batch of
+    /// logits.</summary>
     private static long BufferBytesOf(Gemma2Config c, int maxContext)
     {
         long d = c.HiddenSize, inter = c.IntermediateSize, attention = (long)c.NumAttentionHeads * c.HeadDim;
@@ -141,7 +142,7 @@ public sealed class LoadPlan
         return checked(sizeof(float) * (
             (4L * c.NumHiddenLayers + 1) * d +
             (batch + 1) * (3 * d + qkv + attention + 3 * inter) +
-            ((long)c.NumAttentionHeads + c.HeadDim) * maxContext +
+            ((long)c.NumAttentionHeads * (1 + SpecParser.PrefillQueryBlocks(c.NumKeyValueHeads)) + c.HeadDim) * maxContext +
             (batch + 1) * c.VocabSize));
     }
 
