@@ -6,16 +6,17 @@ using GemmaGen.Kernels;
 namespace GemmaGen.Benchmarks;
 
 /// <summary>
-/// One query head of global attention over 512, 4096 and 8192 cached positions: the generated kernel (head_dim a
-/// constant, the head's output held in registers across the whole weighted sum) against the runtime-shape code of
-/// the reference decoder (TensorPrimitives per key and per value).
+/// The query heads of one kv head (G = 2 in each shape) in global attention over 512, 4096 and 8192 cached
+/// positions: the generated kernel (head_dim a constant, each key and value row read once for the group, the
+/// outputs held in registers across the weighted sum) against the runtime-shape code of the reference decoder
+/// (TensorPrimitives per key and per value, per query head).
 /// </summary>
 public unsafe class AttentionBenchmarks
 {
     private float[] _q = null!, _keys = null!, _values = null!, _scores = null!, _output = null!;
-    private int _headDim;
+    private int _headDim, _group;
     private double _queryPreAttnScalar;
-    private delegate*<float*, float*, float*, int, float*, float*, void> _kernel;
+    private delegate*<float*, float*, float*, int, float*, long, float*, void> _kernel;
 
     [Params("2B", "9B", "27B")]
     public string Model { get; set; } = "";
@@ -29,25 +30,25 @@ public unsafe class AttentionBenchmarks
         switch (Model)
         {
             case "2B":
-                (_headDim, _queryPreAttnScalar) = (Gemma2_2B.HeadDim, 256.0);
+                (_headDim, _group, _queryPreAttnScalar) = (Gemma2_2B.HeadDim, Gemma2_2B.GroupSize, 256.0);
                 _kernel = &Gemma2_2B.GlobalAttention;
                 break;
             case "9B":
-                (_headDim, _queryPreAttnScalar) = (Gemma2_9B.HeadDim, 256.0);
+                (_headDim, _group, _queryPreAttnScalar) = (Gemma2_9B.HeadDim, Gemma2_9B.GroupSize, 256.0);
                 _kernel = &Gemma2_9B.GlobalAttention;
                 break;
             default:
-                (_headDim, _queryPreAttnScalar) = (Gemma2_27B.HeadDim, 144.0);
+                (_headDim, _group, _queryPreAttnScalar) = (Gemma2_27B.HeadDim, Gemma2_27B.GroupSize, 144.0);
                 _kernel = &Gemma2_27B.GlobalAttention;
                 break;
         }
         var random = new Random(2);
         float[] Fill(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        _q = Pinned(Fill(_headDim));
+        _q = Pinned(Fill(_group * _headDim));
         _keys = Pinned(Fill(Positions * _headDim));
         _values = Pinned(Fill(Positions * _headDim));
-        _scores = GC.AllocateArray<float>(Positions, pinned: true);
-        _output = GC.AllocateArray<float>(_headDim, pinned: true);
+        _scores = GC.AllocateArray<float>(_group * Positions, pinned: true);
+        _output = GC.AllocateArray<float>(_group * _headDim, pinned: true);
     }
 
     private static float[] Pinned(float[] values)
@@ -62,20 +63,23 @@ public unsafe class AttentionBenchmarks
     {
         int d = _headDim, count = Positions;
         float scale = (float)(1.0 / Math.Sqrt(_queryPreAttnScalar));
-        var q = _q.AsSpan();
-        var scores = _scores.AsSpan(0, count);
-        for (int j = 0; j < count; j++) scores[j] = TensorPrimitives.Dot(q, _keys.AsSpan(j * d, d)) * scale;
-        Activations.SoftCap(scores, 50f);
-        Activations.Softmax(scores);
-        var output = _output.AsSpan();
-        output.Clear();
-        for (int j = 0; j < count; j++) TensorPrimitives.MultiplyAdd(_values.AsSpan(j * d, d), scores[j], output, output);
+        for (int g = 0; g < _group; g++)
+        {
+            var q = _q.AsSpan(g * d, d);
+            var scores = _scores.AsSpan(g * count, count);
+            for (int j = 0; j < count; j++) scores[j] = TensorPrimitives.Dot(q, _keys.AsSpan(j * d, d));
+            Activations.SoftCap(scores, 50f, scale);
+            Activations.Softmax(scores);
+            var output = _output.AsSpan(g * d, d);
+            output.Clear();
+            for (int j = 0; j < count; j++) TensorPrimitives.MultiplyAdd(_values.AsSpan(j * d, d), scores[j], output, output);
+        }
     }
 
     [Benchmark(Description = "specialized (generated kernel)")]
     public void Specialized()
     {
         fixed (float* q = _q, keys = _keys, values = _values, scores = _scores, output = _output)
-            _kernel(q, keys, values, Positions - 1, scores, output);
+            _kernel(q, keys, values, Positions - 1, scores, Positions, output);
     }
 }

@@ -34,22 +34,20 @@ public sealed unsafe class KvCache
         }
     }
 
-    /// <summary>Even layers attend through the sliding window, odd layers globally.</summary>
-    public static bool IsLocal(int layer) => (layer & 1) == 0;
-
     /// <summary>Slots per kv head of <paramref name="layer"/>: W + maxBatch − 1 (at most maxContext) on a local layer,
     /// maxContext on a global one.</summary>
     public static int SlotsOf(Gemma2Config config, int layer, int maxContext, int maxBatch = 1) =>
-        IsLocal(layer) ? (int)Math.Min((long)config.SlidingWindow + maxBatch - 1, maxContext) : maxContext;
+        SlotsOf(config, LayerSchedule.IsLocal(layer), maxContext, maxBatch);
+
+    private static int SlotsOf(Gemma2Config config, bool local, int maxContext, int maxBatch) =>
+        local ? (int)Math.Min((long)config.SlidingWindow + maxBatch - 1, maxContext) : maxContext;
 
     /// <summary>Bytes a cache of <paramref name="maxContext"/> positions takes for <paramref name="config"/>, keys and values.</summary>
     /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
     public static long ByteLengthOf(Gemma2Config config, int maxContext, int maxBatch = 1)
     {
-        // Layers alternate local (even) and global (odd): counted in closed form, so a config of a billion layers
-        // is sized at once.
-        long layers = config.NumHiddenLayers, local = SlotsOf(config, 0, maxContext, maxBatch), global = SlotsOf(config, 1, maxContext, maxBatch);
-        return checked(((layers + 1) / 2 * local + layers / 2 * global) * 2 * config.NumKeyValueHeads * config.HeadDim * sizeof(float));
+        long layers = config.NumHiddenLayers, local = SlotsOf(config, true, maxContext, maxBatch), global = SlotsOf(config, false, maxContext, maxBatch);
+        return checked((LayerSchedule.LocalLayers(layers) * local + LayerSchedule.GlobalLayers(layers) * global) * 2 * config.NumKeyValueHeads * config.HeadDim * sizeof(float));
     }
 
     /// <summary>Positions a global layer holds.</summary>

@@ -113,25 +113,23 @@ public sealed class ModelWeights : IDisposable
         var layers = new LayerWeights[config.NumHiddenLayers];
         try
         {
-            var embed = loader.Matrix("model.embed_tokens.weight", v, d);
-            WeightMatrix? lmHead = source.TryGetTensor("lm_head.weight", out _) ? loader.Matrix("lm_head.weight", v, d) : null;
-            var finalNorm = loader.Vector("model.norm.weight", d);
+            var embed = loader.Matrix(CheckpointNames.Embed, v, d);
+            WeightMatrix? lmHead = source.TryGetTensor(CheckpointNames.LmHead, out _) ? loader.Matrix(CheckpointNames.LmHead, v, d) : null;
+            var finalNorm = loader.Vector(CheckpointNames.FinalNorm, d);
             for (int l = 0; l < layers.Length; l++)
             {
                 progress?.Invoke((double)l / layers.Length);
-                string p = $"model.layers.{l}.";
+                var n = CheckpointNames.Layer(l);
                 layers[l] = new LayerWeights
                 {
-                    InputNorm = loader.Vector(p + "input_layernorm.weight", d),
-                    Qkv = loader.Stacked(
-                        [(p + "self_attn.q_proj.weight", h * hd), (p + "self_attn.k_proj.weight", k * hd), (p + "self_attn.v_proj.weight", k * hd)],
-                        d, interleave: false),
-                    O = loader.Matrix(p + "self_attn.o_proj.weight", d, h * hd),
-                    PostAttentionNorm = loader.Vector(p + "post_attention_layernorm.weight", d),
-                    PreFeedforwardNorm = loader.Vector(p + "pre_feedforward_layernorm.weight", d),
-                    GateUp = loader.Stacked([(p + "mlp.gate_proj.weight", inter), (p + "mlp.up_proj.weight", inter)], d, interleave: true),
-                    Down = loader.Matrix(p + "mlp.down_proj.weight", d, inter),
-                    PostFeedforwardNorm = loader.Vector(p + "post_feedforward_layernorm.weight", d),
+                    InputNorm = loader.Vector(n.InputNorm, d),
+                    Qkv = loader.Stacked([(n.QProj, h * hd), (n.KProj, k * hd), (n.VProj, k * hd)], d, interleave: false),
+                    O = loader.Matrix(n.OProj, d, h * hd),
+                    PostAttentionNorm = loader.Vector(n.PostAttentionNorm, d),
+                    PreFeedforwardNorm = loader.Vector(n.PreFeedforwardNorm, d),
+                    GateUp = loader.Stacked([(n.GateProj, inter), (n.UpProj, inter)], d, interleave: true),
+                    Down = loader.Matrix(n.DownProj, d, inter),
+                    PostFeedforwardNorm = loader.Vector(n.PostFeedforwardNorm, d),
                 };
             }
             progress?.Invoke(1);

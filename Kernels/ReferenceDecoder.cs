@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using GemmaGen.Specs;
 
 namespace GemmaGen.Kernels;
 
@@ -52,7 +53,7 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
 
             Activations.RmsNorm(x, w.PreFeedforwardNorm, eps, u);
             MatVec(w.GateUp, U, _gateUp);
-            for (int i = 0; i < inter; i++) Mlp[i] = Activations.GeluTanh(_gateUp[2 * i]) * _gateUp[2 * i + 1];
+            Activations.GeluTanhGated(_gateUp, Mlp, inter);
             MatVec(w.Down, Mlp, Branch);
             Activations.RmsNorm(branch, w.PostFeedforwardNorm, eps, branch);
             TensorPrimitives.Add(x, branch, x);
@@ -80,7 +81,7 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
         }
 
         // A query at p sees keys p-W+1 .. p on local layers, 0 .. p on global ones.
-        int first = KvCache.IsLocal(layer) ? Math.Max(0, position - c.SlidingWindow + 1) : 0;
+        int first = LayerSchedule.IsLocal(layer) ? Math.Max(0, position - c.SlidingWindow + 1) : 0;
         int count = position - first + 1;
         float scale = (float)(1.0 / Math.Sqrt(c.QueryPreAttnScalar));
         float cap = (float)(c.AttnLogitSoftcapping ?? 0);
@@ -93,9 +94,9 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
             for (int j = 0; j < count; j++)
             {
                 int s = (first + j) % slots;
-                scores[j] = TensorPrimitives.Dot(q, new ReadOnlySpan<float>(keys + ((long)kv * slots + s) * d, d)) * scale;
+                scores[j] = TensorPrimitives.Dot(q, new ReadOnlySpan<float>(keys + ((long)kv * slots + s) * d, d));
             }
-            Activations.SoftCap(scores, cap);
+            Activations.SoftCap(scores, cap, scale);
             Activations.Softmax(scores);
             var output = new Span<float>(Attention + h * d, d);
             output.Clear();

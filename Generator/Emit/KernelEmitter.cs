@@ -175,24 +175,27 @@ namespace GemmaGen.Generator
             w.Close();
         }
 
+        /// <summary>Outputs of the gate/up kernel whose dot products are held at once before the activation.</summary>
+        private const int GateUpChunk = 32;
+
         /// <summary>gelu(gate·x)·(up·x) from the interleaved [2I, cols] gate/up matrix: one pass over both.</summary>
         public static void GateUp(CodeWriter w, WeightKind kind, int cols)
         {
             w.Line($"/// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the");
-            w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass.</summary>");
+            w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass. The dot products");
+            w.Line($"/// of {GateUpChunk} outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
             w.Open($"internal static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
-            w.Line("float* pair = stackalloc float[4];");
-            w.Line("int i = start;");
-            w.Open("for (; i + 2 <= end; i += 2)");
-            w.Line($"{Dot4Name(kind, cols)}(w + (long)(2 * i) * {cols}, x, pair);");
-            w.Line("y[i] = Activations.GeluTanh(pair[0]) * pair[1];");
-            w.Line("y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];");
+            w.Line($"float* dots = stackalloc float[{2 * GateUpChunk}];");
+            w.Open($"for (int first = start; first < end; first += {GateUpChunk})");
+            w.Line($"int n = Math.Min({GateUpChunk}, end - first), i = 0;");
+            w.Line("// rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads");
+            w.Line($"for (; i + 2 <= n; i += 2) {Dot4Name(kind, cols)}(w + (long)(2 * (first + i)) * {cols}, x, dots + 2 * i);");
+            w.Open("for (; i < n; i++)");
+            w.Line($"dots[2 * i] = {DotName(kind, cols)}(w + (long)(2 * (first + i)) * {cols}, x);");
+            w.Line($"dots[2 * i + 1] = {DotName(kind, cols)}(w + (long)(2 * (first + i) + 1) * {cols}, x);");
             w.Close();
-            w.Open("for (; i < end; i++)");
-            w.Line($"float gate = {DotName(kind, cols)}(w + (long)(2 * i) * {cols}, x);");
-            w.Line($"float up = {DotName(kind, cols)}(w + (long)(2 * i + 1) * {cols}, x);");
-            w.Line("y[i] = Activations.GeluTanh(gate) * up;");
+            w.Line("Activations.GeluTanhGated(dots, y + first, n);");
             w.Close();
             w.Close();
         }
@@ -242,37 +245,147 @@ namespace GemmaGen.Generator
             w.Close();
         }
 
-        /// <summary>o = Σ_n p[n]·v[slot(n)] over one head of <paramref name="headDim"/> values, the head held in
-        /// vector registers across the whole sum. Written inside AttendHead, whose locals it uses.</summary>
-        public static void WeightedValues(CodeWriter w, int headDim)
+        /// <summary>Accumulator registers a kernel may keep live at one vector width (AVX-512 has 32 registers, narrower
+        /// widths 16), leaving room for the loaded row and the broadcast weights.</summary>
+        private static int AccumulatorBudget(VectorWidth v) => v.Lanes == 16 ? 24 : 12;
+
+        /// <summary>Consecutive runs of the <paramref name="group"/> queries, each of at most
+        /// <paramref name="perRun"/> (at least one).</summary>
+        private static (int First, int Count)[] Runs(int group, int perRun)
+        {
+            perRun = Math.Max(1, Math.Min(perRun, group));
+            return Enumerable.Range(0, (group + perRun - 1) / perRun)
+                .Select(r => (r * perRun, Math.Min(perRun, group - r * perRun))).ToArray();
+        }
+
+        public static string GroupDotName(int cols) => $"GroupDot_{cols}";
+
+        /// <summary>Score <paramref name="index"/> of query <paramref name="g"/>, whose row starts g·stride into scores.</summary>
+        private static string Score(int g, string index)
+        {
+            string row = g == 0 ? "" : g == 1 ? "stride" : $"{g} * stride";
+            return $"scores[{(row.Length == 0 ? index : index == "0" ? row : $"{row} + {index}")}]";
+        }
+
+        /// <summary>
+        /// scores[g·stride] = q_g·k for the <paramref name="group"/> query heads q_g = q + g·cols that share the key k:
+        /// each key vector is loaded once and multiplied with every query of a run (as many queries as the registers
+        /// hold accumulators for). Per query the products are summed exactly as <see cref="Dot"/> sums them (the same
+        /// accumulators, the same reduction, the same tail), so the scores are those of one dot product per query.
+        /// </summary>
+        public static void GroupDot(CodeWriter w, int cols, int group)
+        {
+            w.Line($"/// <summary>scores[g·stride] = q_g·k for the {group} query heads q_g = q + g·{cols} of one kv head: every key");
+            w.Line("/// vector loaded once for the group, each query summed as Dot sums it.</summary>");
+            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
+            w.Open($"internal static void {GroupDotName(cols)}(float* q, float* k, float* scores, long stride)");
+            Dispatch(w, cols, v =>
+            {
+                int lanes = v.Lanes, vectors = cols / lanes, tail = cols % lanes;
+                int accumulators = Math.Min(vectors, Unroll);
+                foreach (var (first, count) in Runs(group, AccumulatorBudget(v) / accumulators))
+                {
+                    w.Open();
+                    var queries = Enumerable.Range(first, count).ToArray();
+                    foreach (int g in queries)
+                        for (int a = 0; a < accumulators; a++) w.Line($"var a{g}_{a} = {v.Float}.Zero;");
+                    // key vector kN is unique per line: N is the vector's index, or its accumulator inside the loop
+                    void Step(int acc, int name, string offset)
+                    {
+                        w.Line($"var k{name} = {v.Type}.Load(k + {offset});");
+                        foreach (int g in queries)
+                            w.Line($"a{g}_{acc} = {v.Type}.MultiplyAddEstimate({v.Type}.Load(q + {(g == 0 ? offset : offset == "0" ? $"{g * cols}" : $"{g * cols} + {offset}")}), k{name}, a{g}_{acc});");
+                    }
+                    if (vectors <= FullUnrollLimit)
+                    {
+                        for (int i = 0; i < vectors; i++) Step(i % accumulators, i, (i * lanes).ToString());
+                    }
+                    else
+                    {
+                        int loopVectors = vectors / Unroll * Unroll;
+                        w.Open($"for (int i = 0; i < {loopVectors * lanes}; i += {Unroll * lanes})");
+                        for (int a = 0; a < Unroll; a++) Step(a, a, a == 0 ? "i" : $"i + {a * lanes}");
+                        w.Close();
+                        for (int i = loopVectors; i < vectors; i++) Step(i - loopVectors, i, (i * lanes).ToString());
+                    }
+                    foreach (int g in queries)
+                    {
+                        string sum = Reduce(accumulators).Replace("a", $"a{g}_");
+                        w.Line($"float s{g} = {v.Type}.Sum({sum});");
+                        if (tail > 0)
+                            w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) s{g} += q[{g * cols} + i] * k[i];");
+                        w.Line($"{Score(g, "0")} = s{g};");
+                    }
+                    w.Close();
+                }
+            }, () =>
+            {
+                for (int g = 0; g < group; g++)
+                {
+                    w.Open();
+                    w.Line("float sum = 0f;");
+                    w.Line($"for (int i = 0; i < {cols}; i++) sum += q[{g * cols} + i] * k[i];");
+                    w.Line($"{Score(g, "0")} = sum;");
+                    w.Close();
+                }
+            });
+            w.Close();
+        }
+
+        /// <summary>o_g = Σ_n p_g[n]·v[slot(n)] for the <paramref name="group"/> query heads of one kv head, each
+        /// value vector loaded once for a run of queries; the head is split into tiles that stay in registers across
+        /// the whole sum. Per output element the sum runs over n in order, as for one head alone. Written inside
+        /// AttendGroup, whose locals (values, scores, stride, output, firstSlot, count, ring, slot) it uses.</summary>
+        public static void GroupWeightedValues(CodeWriter w, int headDim, int group)
         {
             Dispatch(w, headDim, v =>
             {
                 int vectors = headDim / v.Lanes, tail = headDim % v.Lanes;
-                for (int i = 0; i < vectors; i++) w.Line($"var o{i} = {v.Float}.Zero;");
-                w.Line("slot = firstSlot;");
-                w.Open("for (int n = 0; n < count; n++)");
-                w.Line("float* value = values + (long)slot * HeadDim;");
-                w.Line($"var p = {v.Type}.Create(scores[n]);");
-                for (int i = 0; i < vectors; i++)
-                    w.Line($"o{i} = {v.Type}.MultiplyAddEstimate({v.Type}.Load(value + {i * v.Lanes}), p, o{i});");
-                w.Line("if (++slot == ring) slot = 0;");
-                w.Close();
-                for (int i = 0; i < vectors; i++) w.Line($"o{i}.Store(output + {i * v.Lanes});");
-                if (tail > 0) ScalarWeightedValues(w, vectors * v.Lanes, headDim);
-            }, () => ScalarWeightedValues(w, 0, headDim));
+                // at most 4 queries per run: each also holds a broadcast weight
+                foreach (var (first, count) in Runs(group, 4))
+                {
+                    // tiles of (nearly) equal size, each as wide as the accumulators allow
+                    int tiles = (vectors + Math.Max(1, AccumulatorBudget(v) / count) - 1) / Math.Max(1, AccumulatorBudget(v) / count);
+                    for (int tile = 0; tile < tiles; tile++)
+                    {
+                        int t0 = vectors * tile / tiles, t1 = vectors * (tile + 1) / tiles;
+                        w.Open();
+                        for (int g = first; g < first + count; g++)
+                            for (int i = t0; i < t1; i++) w.Line($"var o{g}_{i} = {v.Float}.Zero;");
+                        w.Line("slot = firstSlot;");
+                        w.Open("for (int n = 0; n < count; n++)");
+                        w.Line("float* value = values + (long)slot * HeadDim;");
+                        for (int g = first; g < first + count; g++)
+                            w.Line($"var p{g} = {v.Type}.Create({Score(g, "n")});");
+                        for (int i = t0; i < t1; i++)
+                        {
+                            w.Line($"var v{i} = {v.Type}.Load(value + {i * v.Lanes});");
+                            for (int g = first; g < first + count; g++)
+                                w.Line($"o{g}_{i} = {v.Type}.MultiplyAddEstimate(v{i}, p{g}, o{g}_{i});");
+                        }
+                        w.Line("if (++slot == ring) slot = 0;");
+                        w.Close();
+                        for (int g = first; g < first + count; g++)
+                            for (int i = t0; i < t1; i++) w.Line($"o{g}_{i}.Store(output + {g * headDim + i * v.Lanes});");
+                        w.Close();
+                    }
+                }
+                if (tail > 0) ScalarWeightedValues(w, vectors * v.Lanes, headDim, group);
+            }, () => ScalarWeightedValues(w, 0, headDim, group));
         }
 
-        private static void ScalarWeightedValues(CodeWriter w, int from, int headDim)
+        private static void ScalarWeightedValues(CodeWriter w, int from, int headDim, int group)
         {
+            w.Open($"for (int g = 0; g < {group}; g++)");
             w.Open($"for (int i = {from}; i < {headDim}; i++)");
             w.Line("float sum = 0f;");
             w.Line("slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
-            w.Line("sum += scores[n] * values[(long)slot * HeadDim + i];");
+            w.Line("sum += scores[g * stride + n] * values[(long)slot * HeadDim + i];");
             w.Line("if (++slot == ring) slot = 0;");
             w.Close();
-            w.Line("output[i] = sum;");
+            w.Line($"output[g * {headDim} + i] = sum;");
+            w.Close();
             w.Close();
         }
     }

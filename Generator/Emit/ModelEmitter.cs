@@ -7,7 +7,7 @@ using GemmaGen.Specs;
 namespace GemmaGen.Generator
 {
     /// <summary>
-    /// Writes one spec's class: its dimensions as constants, the weight slots it binds, the layer schedule and
+    /// Writes one spec's class: its dimensions as constants, its registration, the decode and prefill passes and
     /// the kernels specialized for its shape (RMSNorm, fused Q/K/V with RoPE, local and global attention, output
     /// projection, fused gate/up MLP with tanh-GELU, down projection, final norm and soft-capped tied logits).
     /// </summary>
@@ -25,7 +25,6 @@ namespace GemmaGen.Generator
             w.Line("#nullable enable");
             w.Line();
             w.Line("using System;");
-            w.Line("using System.Collections.Generic;");
             w.Line("using System.Numerics.Tensors;");
             w.Line("using System.Runtime.CompilerServices;");
             w.Line("using System.Runtime.Intrinsics;");
@@ -43,8 +42,6 @@ namespace GemmaGen.Generator
             Constants(w, model);
             w.Line();
             Registration(w, model);
-            w.Line();
-            WeightSlots(w);
             w.Line();
             Orchestration(w, model);
             w.Line();
@@ -130,34 +127,6 @@ namespace GemmaGen.Generator
                    $"(weights, maxContext, pool) => new {model.ClassName}(weights, maxContext, pool)));");
         }
 
-        private static void WeightSlots(CodeWriter w)
-        {
-            w.Line("/// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of");
-            w.Line("/// <paramref name=\"layers\"/> layers and <paramref name=\"vocabSize\"/> tokens.</summary>");
-            w.Open("public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)");
-            w.Line("var slots = new List<WeightSlot>");
-            w.Open();
-            w.Line("new WeightSlot(\"model.embed_tokens.weight\", vocabSize, HiddenSize),");
-            w.Line("new WeightSlot(\"model.norm.weight\", HiddenSize),");
-            w.Close(";");
-            w.Open("for (int layer = 0; layer < layers; layer++)");
-            w.Line("string p = \"model.layers.\" + layer + \".\";");
-            w.Line("slots.Add(new WeightSlot(p + \"input_layernorm.weight\", HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.q_proj.weight\", Heads * HeadDim, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.k_proj.weight\", KvHeads * HeadDim, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.v_proj.weight\", KvHeads * HeadDim, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"self_attn.o_proj.weight\", HiddenSize, AttentionWidth));");
-            w.Line("slots.Add(new WeightSlot(p + \"post_attention_layernorm.weight\", HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"pre_feedforward_layernorm.weight\", HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"mlp.gate_proj.weight\", IntermediateSize, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"mlp.up_proj.weight\", IntermediateSize, HiddenSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"mlp.down_proj.weight\", HiddenSize, IntermediateSize));");
-            w.Line("slots.Add(new WeightSlot(p + \"post_feedforward_layernorm.weight\", HiddenSize));");
-            w.Close();
-            w.Line("return slots;");
-            w.Close();
-        }
-
         private static void Orchestration(CodeWriter w, GeneratedModel model)
         {
             var c = model.Config;
@@ -176,9 +145,15 @@ namespace GemmaGen.Generator
             w.Line("// prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],");
             w.Line("// attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]");
             w.Line("private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;");
+            w.Line("// prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]");
+            w.Line("private readonly float* _scoresb;");
             w.Line();
             w.Line("/// <summary>Tokens a prefill processes per pass over the weights.</summary>");
             w.Line($"public const int PrefillBatch = {SpecParser.PrefillBatch};");
+            w.Line();
+            w.Line("/// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the");
+            w.Line("/// pool splits, so threads beyond the kv heads have work.</summary>");
+            w.Line($"public const int PrefillQueryBlocks = {SpecParser.PrefillQueryBlocks(c.NumKeyValueHeads)};");
             w.Line();
             w.Line("/// <summary>A decoder over <paramref name=\"weights\"/>, whose config must have this class's layer shape.</summary>");
             w.Line($"public {model.ClassName}(ModelWeights weights, int maxContext, WorkerPool pool)");
@@ -204,6 +179,7 @@ namespace GemmaGen.Generator
             w.Line("_branchb = Allocate(MaxBatch * HiddenSize);");
             w.Line("_gateupb = Allocate(MaxBatch * 2 * IntermediateSize);");
             w.Line("_mlpb = Allocate(MaxBatch * IntermediateSize);");
+            w.Line("_scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));");
             w.Close();
             w.Line();
             w.Line("/// <inheritdoc/>");
@@ -239,7 +215,7 @@ namespace GemmaGen.Generator
             w.Line("Pool.Run(_qkv, QkvRows, grain: HeadDim);");
             w.Line("_attention.Layer = layer;");
             w.Line("_attention.Position = position;");
-            w.Line("Pool.Run(_attention, Heads);");
+            w.Line("Pool.Run(_attention, KvHeads);");
             w.Line("_output.Matrix = w.O;");
             w.Line("_output.X = Attention;");
             w.Line("_output.Y = Branch;");
@@ -332,7 +308,7 @@ namespace GemmaGen.Generator
             {
                 w.Open("for (int t = 0; t < n; t++)");
                 w.Line("var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);");
-                FinalSoftcap(w);
+                w.Line("Activations.SoftCap(z, FinalSoftcap);");
                 w.Close();
             }
             w.Line("return;");
@@ -358,7 +334,8 @@ namespace GemmaGen.Generator
             w.Line("_batchAttention.Layer = layer;");
             w.Line("_batchAttention.First = first;");
             w.Line("_batchAttention.Tokens = n;");
-            w.Line("Pool.Run(_batchAttention, Heads);");
+            w.Line("_batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);");
+            w.Line("Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);");
             w.Line("MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);");
             w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);");
             w.Line();
@@ -380,14 +357,6 @@ namespace GemmaGen.Generator
             w.Line("_matMul.Tokens = n;");
             w.Line("Pool.Run(_matMul, matrix.Rows, grain: 16);");
             w.Close();
-        }
-
-        /// <summary>z = cap·tanh(z / cap) over the span <c>z</c>.</summary>
-        private static void FinalSoftcap(CodeWriter w)
-        {
-            w.Line("TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);");
-            w.Line("TensorPrimitives.Tanh(z, z);");
-            w.Line("TensorPrimitives.Multiply(z, FinalSoftcap, z);");
         }
 
         private static void Kernels(CodeWriter w, Gemma2Config c)
@@ -449,17 +418,16 @@ namespace GemmaGen.Generator
 
             AttentionKernels(w, c);
 
-            var widths = new SortedSet<int> { d, attentionWidth, inter, head };
+            var widths = new SortedSet<int> { d, attentionWidth, inter };
             foreach (int cols in widths)
             {
                 foreach (var kind in Kinds)
                 {
-                    if (cols == head && cols != d && cols != attentionWidth && cols != inter && kind != WeightKind.F32) continue;
                     KernelEmitter.Dot(w, kind, cols);
                     w.Line();
                 }
             }
-            foreach (int cols in new SortedSet<int> { d, attentionWidth, inter })
+            foreach (int cols in widths)
             {
                 foreach (var kind in Kinds)
                 {
@@ -478,50 +446,47 @@ namespace GemmaGen.Generator
 
         private static void AttentionKernels(CodeWriter w, Gemma2Config c)
         {
-            int head = c.HeadDim;
+            int head = c.HeadDim, group = c.NumAttentionHeads / c.NumKeyValueHeads;
             string scale = $"scale 1/sqrt({Double(c.QueryPreAttnScalar)})";
             string cap = c.AttnLogitSoftcapping.HasValue ? $"softcap {Double(c.AttnLogitSoftcapping.Value)}" : "no softcap";
-            string heads = $"{c.NumAttentionHeads} q heads / {c.NumKeyValueHeads} kv heads, d {head}";
+            string heads = $"the {group} query heads of one kv head ({c.NumAttentionHeads} / {c.NumKeyValueHeads}), d {head}";
+            string args = "float* q, float* keys, float* values, int position, float* scores, long stride, float* output";
             w.Line($"/// <summary>local attention: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
             w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,");
             w.Line("/// which has W slots or more (a prefill batch writes all its keys before attending).</summary>");
-            w.Open("internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)");
+            w.Open($"internal static void LocalAttention({args}, int ring)");
             w.Line("int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;");
-            w.Line("AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);");
+            w.Line("AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);");
             w.Close();
             w.Line();
             w.Line($"/// <summary>global attention: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
-            w.Open("internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)");
-            w.Line("AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);");
+            w.Open($"internal static void GlobalAttention({args})");
+            w.Line("AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);");
             w.Close();
             w.Line();
-            w.Line($"/// <summary>One query head over <paramref name=\"count\"/> keys starting at ring slot <paramref name=\"firstSlot\"/>");
-            w.Line("/// (slots wrap at <paramref name=\"ring\"/>): scores, soft-cap, softmax, weighted sum of values.</summary>");
+            w.Line("/// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name=\"count\"/> keys starting at");
+            w.Line("/// ring slot <paramref name=\"firstSlot\"/> (slots wrap at <paramref name=\"ring\"/>): scores (each key row read once for");
+            w.Line("/// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.");
+            w.Line("/// Query g's scores are row g of <paramref name=\"scores\"/>, rows <paramref name=\"stride\"/> apart.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open("internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)");
+            w.Open("internal static void AttendGroup(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)");
             w.Line("int slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
-            w.Line($"scores[n] = {KernelEmitter.DotName(WeightKind.F32, head)}(q, keys + (long)slot * HeadDim);");
+            w.Line($"{KernelEmitter.GroupDotName(head)}(q, keys + (long)slot * HeadDim, scores + n, stride);");
             w.Line("if (++slot == ring) slot = 0;");
             w.Close();
-            w.Line("var s = new Span<float>(scores, count);");
+            w.Open("for (int g = 0; g < GroupSize; g++)");
+            w.Line("var s = new Span<float>(scores + g * stride, count);");
             if (c.AttnLogitSoftcapping.HasValue)
-            {
-                w.Line("// soft-cap before the mask: cap·tanh(q·k·scale / cap)");
-                w.Line("TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);");
-                w.Line("TensorPrimitives.Tanh(s, s);");
-                w.Line("TensorPrimitives.Multiply(s, AttnSoftcap, s);");
-            }
+                w.Line("Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)");
             else
-            {
                 w.Line("TensorPrimitives.Multiply(s, QueryScale, s);");
-            }
-            w.Line("// softmax in float32 with the maximum subtracted");
-            w.Line("TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);");
-            w.Line("TensorPrimitives.Exp(s, s);");
-            w.Line("TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);");
-            KernelEmitter.WeightedValues(w, head);
+            w.Line("Activations.Softmax(s);");
             w.Close();
+            KernelEmitter.GroupWeightedValues(w, head, group);
+            w.Close();
+            w.Line();
+            KernelEmitter.GroupDot(w, head, group);
             w.Line();
         }
 
@@ -547,7 +512,7 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>");
+            w.Line("/// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>");
             w.Open("private sealed class AttentionJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public int Layer;");
@@ -559,11 +524,14 @@ namespace GemmaGen.Generator
             w.Line("var o = _owner;");
             w.Line("long slots = o.Cache.Slots[Layer];");
             w.Line("float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);");
-            w.Open("for (int h = start; h < end; h++)");
-            w.Line("long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head");
-            w.Line("float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;");
-            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);");
-            w.Line("else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);");
+            w.Line("bool local = LayerSchedule.IsLocal(Layer);");
+            w.Open("for (int kv = start; kv < end; kv++)");
+            w.Line("long cache = kv * slots * HeadDim;");
+            w.Line("// query heads kv·G .. kv·G + G − 1 share kv head kv");
+            w.Line("float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;");
+            w.Line("float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;");
+            w.Line("if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);");
+            w.Line("else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);");
             w.Close();
             w.Close();
             w.Close();
@@ -599,7 +567,7 @@ namespace GemmaGen.Generator
             if (c.FinalLogitSoftcapping.HasValue)
             {
                 w.Line("var z = new Span<float>(Y + start, end - start);");
-                FinalSoftcap(w);
+                w.Line("Activations.SoftCap(z, FinalSoftcap);");
             }
             w.Close();
             w.Close();
@@ -638,12 +606,14 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>");
+            w.Line("/// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the");
+            w.Line("/// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>");
             w.Open("private sealed class BatchAttentionJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public int Layer;");
             w.Line("public int First;");
             w.Line("public int Tokens;");
+            w.Line("public int Blocks;");
             w.Line();
             w.Line($"public BatchAttentionJob({owner} owner) => _owner = owner;");
             w.Line();
@@ -651,13 +621,15 @@ namespace GemmaGen.Generator
             w.Line("var o = _owner;");
             w.Line("long slots = o.Cache.Slots[Layer];");
             w.Line("float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);");
-            w.Open("for (int h = start; h < end; h++)");
-            w.Line("long kv = (h / GroupSize) * slots * HeadDim;");
-            w.Line("float* scores = o.Scores + (long)h * o.MaxContext;");
-            w.Open("for (int t = 0; t < Tokens; t++)");
-            w.Line("float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;");
-            w.Line("if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);");
-            w.Line("else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);");
+            w.Line("bool local = LayerSchedule.IsLocal(Layer);");
+            w.Open("for (int unit = start; unit < end; unit++)");
+            w.Line("int kv = unit / Blocks;");
+            w.Line("long cache = kv * slots * HeadDim;");
+            w.Line("float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;");
+            w.Open("for (int t = unit % Blocks; t < Tokens; t += Blocks)");
+            w.Line("float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;");
+            w.Line("if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);");
+            w.Line("else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);");
             w.Close();
             w.Close();
             w.Close();

@@ -30,6 +30,14 @@ namespace GemmaGen.Specs
         /// <summary>Tokens a compiled decoder's prefill processes per pass; its batch buffers hold this many rows.</summary>
         public const int PrefillBatch = 64;
 
+        /// <summary>(kv head, block of tokens) pairs a compiled prefill's attention is split into at least, so that as many
+        /// threads have work however few kv heads a model has.</summary>
+        public const int PrefillAttentionUnits = 16;
+
+        /// <summary>Blocks a compiled prefill splits its batch's tokens into per kv head for attention; each (kv head, block)
+        /// has its own score rows.</summary>
+        public static int PrefillQueryBlocks(int kvHeads) => Math.Max(1, Math.Min(PrefillBatch, (PrefillAttentionUnits + kvHeads - 1) / kvHeads));
+
         /// <summary>Parses <paramref name="json"/>; the result holds the config, or the errors (sorted by position)
         /// when there is any.</summary>
         public static SpecParseResult Parse(string json)

@@ -29,7 +29,7 @@ internal static class InfoCommand
             var plan = LoadPlan.Create(c, checkpoint, tokenizer: File.Exists(tokenizer) ? GemmaTokenizer.Load(tokenizer) : null);
             Program.Warn(stderr, plan.Warnings);
             stdout.WriteLine($"checkpoint   {Path.GetFullPath(directory)}");
-            stdout.WriteLine($"layers       {c.NumHiddenLayers} ({(c.NumHiddenLayers + 1) / 2} local with window {c.SlidingWindow}, {c.NumHiddenLayers / 2} global)");
+            stdout.WriteLine($"layers       {c.NumHiddenLayers} ({LayerSchedule.LocalLayers(c.NumHiddenLayers)} local with window {c.SlidingWindow}, {LayerSchedule.GlobalLayers(c.NumHiddenLayers)} global)");
             stdout.WriteLine($"hidden       {c.HiddenSize}, intermediate {c.IntermediateSize}, vocabulary {c.VocabSize}");
             stdout.WriteLine($"attention    {c.NumAttentionHeads} query heads / {c.NumKeyValueHeads} kv heads of {c.HeadDim}, query_pre_attn_scalar {c.QueryPreAttnScalar}");
             stdout.WriteLine($"soft-caps    attention {Cap(c.AttnLogitSoftcapping)}, final {Cap(c.FinalLogitSoftcapping)}");

@@ -65,6 +65,30 @@ public sealed class ActivationsTests
         Assert.True(float.IsNaN(actual[count]), "written past the count");
     }
 
+    [Theory]
+    [InlineData(50f, 0.0625f)]
+    [InlineData(30f, 1f)]
+    public void SoftCapScalesBeforeCapping(float cap, float scale)
+    {
+        var values = KernelTestData.RandomFloats(257, seed: 5, scale: 40 * cap);
+        var expected = values.Select(x => cap * Math.Tanh(scale * (double)x / cap)).ToArray();
+
+        Activations.SoftCap(values, cap, scale);
+
+        AssertClose(expected, values, 2e-7 * cap, 1e-6, "softcap");
+    }
+
+    [Fact]
+    public void SoftCapWithoutACapOnlyScales()
+    {
+        var values = KernelTestData.RandomFloats(33, seed: 6, scale: 1000f);
+        var expected = values.Select(x => x * 0.0625f).ToArray();
+
+        Activations.SoftCap(values, 0f, 0.0625f);
+
+        Assert.Equal(expected, values);
+    }
+
     [Fact]
     public void GeluTanhIsNotTheErfGelu()
     {

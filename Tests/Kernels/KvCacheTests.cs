@@ -1,4 +1,5 @@
 using GemmaGen.Kernels;
+using GemmaGen.Specs;
 using GemmaGen.Tests.Infrastructure;
 using Xunit;
 
@@ -24,7 +25,7 @@ public sealed unsafe class KvCacheTests
     [InlineData(41, false)]
     public void EvenLayersAreLocal(int layer, bool local)
     {
-        Assert.Equal(local, KvCache.IsLocal(layer));
+        Assert.Equal(local, LayerSchedule.IsLocal(layer));
     }
 
     [Theory]

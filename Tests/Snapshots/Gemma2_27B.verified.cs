@@ -4,7 +4,6 @@
 #nullable enable
 
 using System;
-using System.Collections.Generic;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -62,33 +61,6 @@ namespace GemmaGen.Models
         [ModuleInitializer]
         internal static void Register() => CompiledModelRegistry.Register(new CompiledModel("Gemma2_27B", Shape, (weights, maxContext, pool) => new Gemma2_27B(weights, maxContext, pool)));
 
-        /// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of
-        /// <paramref name="layers"/> layers and <paramref name="vocabSize"/> tokens.</summary>
-        public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)
-        {
-            var slots = new List<WeightSlot>
-            {
-                new WeightSlot("model.embed_tokens.weight", vocabSize, HiddenSize),
-                new WeightSlot("model.norm.weight", HiddenSize),
-            };
-            for (int layer = 0; layer < layers; layer++)
-            {
-                string p = "model.layers." + layer + ".";
-                slots.Add(new WeightSlot(p + "input_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.q_proj.weight", Heads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.k_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.v_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.o_proj.weight", HiddenSize, AttentionWidth));
-                slots.Add(new WeightSlot(p + "post_attention_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "pre_feedforward_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.gate_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.up_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.down_proj.weight", HiddenSize, IntermediateSize));
-                slots.Add(new WeightSlot(p + "post_feedforward_layernorm.weight", HiddenSize));
-            }
-            return slots;
-        }
-
         private readonly QkvJob _qkv;
         private readonly AttentionJob _attention;
         private readonly MatVecJob4096 _output;
@@ -103,9 +75,15 @@ namespace GemmaGen.Models
         // prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],
         // attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]
         private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
+        // prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]
+        private readonly float* _scoresb;
 
         /// <summary>Tokens a prefill processes per pass over the weights.</summary>
         public const int PrefillBatch = 64;
+
+        /// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the
+        /// pool splits, so threads beyond the kv heads have work.</summary>
+        public const int PrefillQueryBlocks = 1;
 
         /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
         public Gemma2_27B(ModelWeights weights, int maxContext, WorkerPool pool)
@@ -132,6 +110,7 @@ namespace GemmaGen.Models
             _branchb = Allocate(MaxBatch * HiddenSize);
             _gateupb = Allocate(MaxBatch * 2 * IntermediateSize);
             _mlpb = Allocate(MaxBatch * IntermediateSize);
+            _scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));
         }
 
         /// <inheritdoc/>
@@ -170,7 +149,7 @@ namespace GemmaGen.Models
                 Pool.Run(_qkv, QkvRows, grain: HeadDim);
                 _attention.Layer = layer;
                 _attention.Position = position;
-                Pool.Run(_attention, Heads);
+                Pool.Run(_attention, KvHeads);
                 _output.Matrix = w.O;
                 _output.X = Attention;
                 _output.Y = Branch;
@@ -271,9 +250,7 @@ namespace GemmaGen.Models
                 for (int t = 0; t < n; t++)
                 {
                     var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
-                    TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                    TensorPrimitives.Tanh(z, z);
-                    TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                    Activations.SoftCap(z, FinalSoftcap);
                 }
                 return;
             }
@@ -299,7 +276,8 @@ namespace GemmaGen.Models
                 _batchAttention.Layer = layer;
                 _batchAttention.First = first;
                 _batchAttention.Tokens = n;
-                Pool.Run(_batchAttention, Heads);
+                _batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);
+                Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);
                 MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);
                 for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);
 
@@ -944,341 +922,782 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>local attention: window 4096, 32 q heads / 16 kv heads, d 128, softcap 50.0, scale 1/sqrt(144.0).
+        /// <summary>local attention: window 4096, the 2 query heads of one kv head (32 / 16), d 128, softcap 50.0, scale 1/sqrt(144.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output, int ring)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
-            AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
+            AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);
         }
 
-        /// <summary>global attention: 32 q heads / 16 kv heads, d 128, softcap 50.0, scale 1/sqrt(144.0). A query at p sees keys 0 .. p.</summary>
-        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        /// <summary>global attention: the 2 query heads of one kv head (32 / 16), d 128, softcap 50.0, scale 1/sqrt(144.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output)
         {
-            AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
+            AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);
         }
 
-        /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
-        /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        /// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendGroup(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
             {
-                scores[n] = Dot_F32_128(q, keys + (long)slot * HeadDim);
+                GroupDot_128(q, keys + (long)slot * HeadDim, scores + n, stride);
                 if (++slot == ring) slot = 0;
             }
-            var s = new Span<float>(scores, count);
-            // soft-cap before the mask: cap·tanh(q·k·scale / cap)
-            TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);
-            TensorPrimitives.Tanh(s, s);
-            TensorPrimitives.Multiply(s, AttnSoftcap, s);
-            // softmax in float32 with the maximum subtracted
-            TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
-            TensorPrimitives.Exp(s, s);
-            TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
             if (Vector512.IsHardwareAccelerated)
             {
-                var o0 = Vector512<float>.Zero;
-                var o1 = Vector512<float>.Zero;
-                var o2 = Vector512<float>.Zero;
-                var o3 = Vector512<float>.Zero;
-                var o4 = Vector512<float>.Zero;
-                var o5 = Vector512<float>.Zero;
-                var o6 = Vector512<float>.Zero;
-                var o7 = Vector512<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
                 {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector512.Create(scores[n]);
-                    o0 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 0), p, o0);
-                    o1 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 16), p, o1);
-                    o2 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 32), p, o2);
-                    o3 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 48), p, o3);
-                    o4 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 64), p, o4);
-                    o5 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 80), p, o5);
-                    o6 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 96), p, o6);
-                    o7 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 112), p, o7);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 16);
-                o2.Store(output + 32);
-                o3.Store(output + 48);
-                o4.Store(output + 64);
-                o5.Store(output + 80);
-                o6.Store(output + 96);
-                o7.Store(output + 112);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                var o0 = Vector256<float>.Zero;
-                var o1 = Vector256<float>.Zero;
-                var o2 = Vector256<float>.Zero;
-                var o3 = Vector256<float>.Zero;
-                var o4 = Vector256<float>.Zero;
-                var o5 = Vector256<float>.Zero;
-                var o6 = Vector256<float>.Zero;
-                var o7 = Vector256<float>.Zero;
-                var o8 = Vector256<float>.Zero;
-                var o9 = Vector256<float>.Zero;
-                var o10 = Vector256<float>.Zero;
-                var o11 = Vector256<float>.Zero;
-                var o12 = Vector256<float>.Zero;
-                var o13 = Vector256<float>.Zero;
-                var o14 = Vector256<float>.Zero;
-                var o15 = Vector256<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector256.Create(scores[n]);
-                    o0 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 0), p, o0);
-                    o1 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 8), p, o1);
-                    o2 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 16), p, o2);
-                    o3 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 24), p, o3);
-                    o4 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 32), p, o4);
-                    o5 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 40), p, o5);
-                    o6 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 48), p, o6);
-                    o7 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 56), p, o7);
-                    o8 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 64), p, o8);
-                    o9 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 72), p, o9);
-                    o10 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 80), p, o10);
-                    o11 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 88), p, o11);
-                    o12 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 96), p, o12);
-                    o13 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 104), p, o13);
-                    o14 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 112), p, o14);
-                    o15 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 120), p, o15);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 8);
-                o2.Store(output + 16);
-                o3.Store(output + 24);
-                o4.Store(output + 32);
-                o5.Store(output + 40);
-                o6.Store(output + 48);
-                o7.Store(output + 56);
-                o8.Store(output + 64);
-                o9.Store(output + 72);
-                o10.Store(output + 80);
-                o11.Store(output + 88);
-                o12.Store(output + 96);
-                o13.Store(output + 104);
-                o14.Store(output + 112);
-                o15.Store(output + 120);
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                var o0 = Vector128<float>.Zero;
-                var o1 = Vector128<float>.Zero;
-                var o2 = Vector128<float>.Zero;
-                var o3 = Vector128<float>.Zero;
-                var o4 = Vector128<float>.Zero;
-                var o5 = Vector128<float>.Zero;
-                var o6 = Vector128<float>.Zero;
-                var o7 = Vector128<float>.Zero;
-                var o8 = Vector128<float>.Zero;
-                var o9 = Vector128<float>.Zero;
-                var o10 = Vector128<float>.Zero;
-                var o11 = Vector128<float>.Zero;
-                var o12 = Vector128<float>.Zero;
-                var o13 = Vector128<float>.Zero;
-                var o14 = Vector128<float>.Zero;
-                var o15 = Vector128<float>.Zero;
-                var o16 = Vector128<float>.Zero;
-                var o17 = Vector128<float>.Zero;
-                var o18 = Vector128<float>.Zero;
-                var o19 = Vector128<float>.Zero;
-                var o20 = Vector128<float>.Zero;
-                var o21 = Vector128<float>.Zero;
-                var o22 = Vector128<float>.Zero;
-                var o23 = Vector128<float>.Zero;
-                var o24 = Vector128<float>.Zero;
-                var o25 = Vector128<float>.Zero;
-                var o26 = Vector128<float>.Zero;
-                var o27 = Vector128<float>.Zero;
-                var o28 = Vector128<float>.Zero;
-                var o29 = Vector128<float>.Zero;
-                var o30 = Vector128<float>.Zero;
-                var o31 = Vector128<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector128.Create(scores[n]);
-                    o0 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 0), p, o0);
-                    o1 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 4), p, o1);
-                    o2 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 8), p, o2);
-                    o3 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 12), p, o3);
-                    o4 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 16), p, o4);
-                    o5 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 20), p, o5);
-                    o6 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 24), p, o6);
-                    o7 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 28), p, o7);
-                    o8 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 32), p, o8);
-                    o9 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 36), p, o9);
-                    o10 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 40), p, o10);
-                    o11 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 44), p, o11);
-                    o12 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 48), p, o12);
-                    o13 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 52), p, o13);
-                    o14 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 56), p, o14);
-                    o15 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 60), p, o15);
-                    o16 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 64), p, o16);
-                    o17 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 68), p, o17);
-                    o18 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 72), p, o18);
-                    o19 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 76), p, o19);
-                    o20 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 80), p, o20);
-                    o21 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 84), p, o21);
-                    o22 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 88), p, o22);
-                    o23 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 92), p, o23);
-                    o24 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 96), p, o24);
-                    o25 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 100), p, o25);
-                    o26 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 104), p, o26);
-                    o27 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 108), p, o27);
-                    o28 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 112), p, o28);
-                    o29 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 116), p, o29);
-                    o30 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 120), p, o30);
-                    o31 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 124), p, o31);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 4);
-                o2.Store(output + 8);
-                o3.Store(output + 12);
-                o4.Store(output + 16);
-                o5.Store(output + 20);
-                o6.Store(output + 24);
-                o7.Store(output + 28);
-                o8.Store(output + 32);
-                o9.Store(output + 36);
-                o10.Store(output + 40);
-                o11.Store(output + 44);
-                o12.Store(output + 48);
-                o13.Store(output + 52);
-                o14.Store(output + 56);
-                o15.Store(output + 60);
-                o16.Store(output + 64);
-                o17.Store(output + 68);
-                o18.Store(output + 72);
-                o19.Store(output + 76);
-                o20.Store(output + 80);
-                o21.Store(output + 84);
-                o22.Store(output + 88);
-                o23.Store(output + 92);
-                o24.Store(output + 96);
-                o25.Store(output + 100);
-                o26.Store(output + 104);
-                o27.Store(output + 108);
-                o28.Store(output + 112);
-                o29.Store(output + 116);
-                o30.Store(output + 120);
-                o31.Store(output + 124);
-            }
-            else
-            {
-                for (int i = 0; i < 128; i++)
-                {
-                    float sum = 0f;
+                    var o0_0 = Vector512<float>.Zero;
+                    var o0_1 = Vector512<float>.Zero;
+                    var o0_2 = Vector512<float>.Zero;
+                    var o0_3 = Vector512<float>.Zero;
+                    var o0_4 = Vector512<float>.Zero;
+                    var o0_5 = Vector512<float>.Zero;
+                    var o0_6 = Vector512<float>.Zero;
+                    var o0_7 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    var o1_1 = Vector512<float>.Zero;
+                    var o1_2 = Vector512<float>.Zero;
+                    var o1_3 = Vector512<float>.Zero;
+                    var o1_4 = Vector512<float>.Zero;
+                    var o1_5 = Vector512<float>.Zero;
+                    var o1_6 = Vector512<float>.Zero;
+                    var o1_7 = Vector512<float>.Zero;
                     slot = firstSlot;
                     for (int n = 0; n < count; n++)
                     {
-                        sum += scores[n] * values[(long)slot * HeadDim + i];
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.Load(value + 0);
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector512.Load(value + 16);
+                        o0_1 = Vector512.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector512.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector512.Load(value + 32);
+                        o0_2 = Vector512.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector512.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector512.Load(value + 48);
+                        o0_3 = Vector512.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector512.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector512.Load(value + 64);
+                        o0_4 = Vector512.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector512.MultiplyAddEstimate(v4, p1, o1_4);
+                        var v5 = Vector512.Load(value + 80);
+                        o0_5 = Vector512.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector512.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector512.Load(value + 96);
+                        o0_6 = Vector512.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector512.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector512.Load(value + 112);
+                        o0_7 = Vector512.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector512.MultiplyAddEstimate(v7, p1, o1_7);
                         if (++slot == ring) slot = 0;
                     }
-                    output[i] = sum;
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 16);
+                    o0_2.Store(output + 32);
+                    o0_3.Store(output + 48);
+                    o0_4.Store(output + 64);
+                    o0_5.Store(output + 80);
+                    o0_6.Store(output + 96);
+                    o0_7.Store(output + 112);
+                    o1_0.Store(output + 128);
+                    o1_1.Store(output + 144);
+                    o1_2.Store(output + 160);
+                    o1_3.Store(output + 176);
+                    o1_4.Store(output + 192);
+                    o1_5.Store(output + 208);
+                    o1_6.Store(output + 224);
+                    o1_7.Store(output + 240);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o0_2 = Vector256<float>.Zero;
+                    var o0_3 = Vector256<float>.Zero;
+                    var o0_4 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    var o1_2 = Vector256<float>.Zero;
+                    var o1_3 = Vector256<float>.Zero;
+                    var o1_4 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.Load(value + 0);
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.Load(value + 8);
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector256.Load(value + 16);
+                        o0_2 = Vector256.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector256.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector256.Load(value + 24);
+                        o0_3 = Vector256.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector256.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector256.Load(value + 32);
+                        o0_4 = Vector256.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector256.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o0_2.Store(output + 16);
+                    o0_3.Store(output + 24);
+                    o0_4.Store(output + 32);
+                    o1_0.Store(output + 128);
+                    o1_1.Store(output + 136);
+                    o1_2.Store(output + 144);
+                    o1_3.Store(output + 152);
+                    o1_4.Store(output + 160);
+                }
+                {
+                    var o0_5 = Vector256<float>.Zero;
+                    var o0_6 = Vector256<float>.Zero;
+                    var o0_7 = Vector256<float>.Zero;
+                    var o0_8 = Vector256<float>.Zero;
+                    var o0_9 = Vector256<float>.Zero;
+                    var o1_5 = Vector256<float>.Zero;
+                    var o1_6 = Vector256<float>.Zero;
+                    var o1_7 = Vector256<float>.Zero;
+                    var o1_8 = Vector256<float>.Zero;
+                    var o1_9 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v5 = Vector256.Load(value + 40);
+                        o0_5 = Vector256.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector256.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector256.Load(value + 48);
+                        o0_6 = Vector256.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector256.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector256.Load(value + 56);
+                        o0_7 = Vector256.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector256.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector256.Load(value + 64);
+                        o0_8 = Vector256.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector256.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector256.Load(value + 72);
+                        o0_9 = Vector256.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector256.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 40);
+                    o0_6.Store(output + 48);
+                    o0_7.Store(output + 56);
+                    o0_8.Store(output + 64);
+                    o0_9.Store(output + 72);
+                    o1_5.Store(output + 168);
+                    o1_6.Store(output + 176);
+                    o1_7.Store(output + 184);
+                    o1_8.Store(output + 192);
+                    o1_9.Store(output + 200);
+                }
+                {
+                    var o0_10 = Vector256<float>.Zero;
+                    var o0_11 = Vector256<float>.Zero;
+                    var o0_12 = Vector256<float>.Zero;
+                    var o0_13 = Vector256<float>.Zero;
+                    var o0_14 = Vector256<float>.Zero;
+                    var o0_15 = Vector256<float>.Zero;
+                    var o1_10 = Vector256<float>.Zero;
+                    var o1_11 = Vector256<float>.Zero;
+                    var o1_12 = Vector256<float>.Zero;
+                    var o1_13 = Vector256<float>.Zero;
+                    var o1_14 = Vector256<float>.Zero;
+                    var o1_15 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v10 = Vector256.Load(value + 80);
+                        o0_10 = Vector256.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector256.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector256.Load(value + 88);
+                        o0_11 = Vector256.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector256.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector256.Load(value + 96);
+                        o0_12 = Vector256.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector256.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector256.Load(value + 104);
+                        o0_13 = Vector256.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector256.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector256.Load(value + 112);
+                        o0_14 = Vector256.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector256.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector256.Load(value + 120);
+                        o0_15 = Vector256.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector256.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 80);
+                    o0_11.Store(output + 88);
+                    o0_12.Store(output + 96);
+                    o0_13.Store(output + 104);
+                    o0_14.Store(output + 112);
+                    o0_15.Store(output + 120);
+                    o1_10.Store(output + 208);
+                    o1_11.Store(output + 216);
+                    o1_12.Store(output + 224);
+                    o1_13.Store(output + 232);
+                    o1_14.Store(output + 240);
+                    o1_15.Store(output + 248);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o0_4 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    var o1_4 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.Load(value + 0);
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.Load(value + 4);
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.Load(value + 8);
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.Load(value + 12);
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector128.Load(value + 16);
+                        o0_4 = Vector128.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector128.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o0_4.Store(output + 16);
+                    o1_0.Store(output + 128);
+                    o1_1.Store(output + 132);
+                    o1_2.Store(output + 136);
+                    o1_3.Store(output + 140);
+                    o1_4.Store(output + 144);
+                }
+                {
+                    var o0_5 = Vector128<float>.Zero;
+                    var o0_6 = Vector128<float>.Zero;
+                    var o0_7 = Vector128<float>.Zero;
+                    var o0_8 = Vector128<float>.Zero;
+                    var o0_9 = Vector128<float>.Zero;
+                    var o1_5 = Vector128<float>.Zero;
+                    var o1_6 = Vector128<float>.Zero;
+                    var o1_7 = Vector128<float>.Zero;
+                    var o1_8 = Vector128<float>.Zero;
+                    var o1_9 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v5 = Vector128.Load(value + 20);
+                        o0_5 = Vector128.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector128.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector128.Load(value + 24);
+                        o0_6 = Vector128.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector128.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector128.Load(value + 28);
+                        o0_7 = Vector128.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector128.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector128.Load(value + 32);
+                        o0_8 = Vector128.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector128.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector128.Load(value + 36);
+                        o0_9 = Vector128.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector128.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 20);
+                    o0_6.Store(output + 24);
+                    o0_7.Store(output + 28);
+                    o0_8.Store(output + 32);
+                    o0_9.Store(output + 36);
+                    o1_5.Store(output + 148);
+                    o1_6.Store(output + 152);
+                    o1_7.Store(output + 156);
+                    o1_8.Store(output + 160);
+                    o1_9.Store(output + 164);
+                }
+                {
+                    var o0_10 = Vector128<float>.Zero;
+                    var o0_11 = Vector128<float>.Zero;
+                    var o0_12 = Vector128<float>.Zero;
+                    var o0_13 = Vector128<float>.Zero;
+                    var o0_14 = Vector128<float>.Zero;
+                    var o0_15 = Vector128<float>.Zero;
+                    var o1_10 = Vector128<float>.Zero;
+                    var o1_11 = Vector128<float>.Zero;
+                    var o1_12 = Vector128<float>.Zero;
+                    var o1_13 = Vector128<float>.Zero;
+                    var o1_14 = Vector128<float>.Zero;
+                    var o1_15 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v10 = Vector128.Load(value + 40);
+                        o0_10 = Vector128.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector128.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector128.Load(value + 44);
+                        o0_11 = Vector128.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector128.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector128.Load(value + 48);
+                        o0_12 = Vector128.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector128.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector128.Load(value + 52);
+                        o0_13 = Vector128.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector128.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector128.Load(value + 56);
+                        o0_14 = Vector128.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector128.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector128.Load(value + 60);
+                        o0_15 = Vector128.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector128.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 40);
+                    o0_11.Store(output + 44);
+                    o0_12.Store(output + 48);
+                    o0_13.Store(output + 52);
+                    o0_14.Store(output + 56);
+                    o0_15.Store(output + 60);
+                    o1_10.Store(output + 168);
+                    o1_11.Store(output + 172);
+                    o1_12.Store(output + 176);
+                    o1_13.Store(output + 180);
+                    o1_14.Store(output + 184);
+                    o1_15.Store(output + 188);
+                }
+                {
+                    var o0_16 = Vector128<float>.Zero;
+                    var o0_17 = Vector128<float>.Zero;
+                    var o0_18 = Vector128<float>.Zero;
+                    var o0_19 = Vector128<float>.Zero;
+                    var o0_20 = Vector128<float>.Zero;
+                    var o1_16 = Vector128<float>.Zero;
+                    var o1_17 = Vector128<float>.Zero;
+                    var o1_18 = Vector128<float>.Zero;
+                    var o1_19 = Vector128<float>.Zero;
+                    var o1_20 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v16 = Vector128.Load(value + 64);
+                        o0_16 = Vector128.MultiplyAddEstimate(v16, p0, o0_16);
+                        o1_16 = Vector128.MultiplyAddEstimate(v16, p1, o1_16);
+                        var v17 = Vector128.Load(value + 68);
+                        o0_17 = Vector128.MultiplyAddEstimate(v17, p0, o0_17);
+                        o1_17 = Vector128.MultiplyAddEstimate(v17, p1, o1_17);
+                        var v18 = Vector128.Load(value + 72);
+                        o0_18 = Vector128.MultiplyAddEstimate(v18, p0, o0_18);
+                        o1_18 = Vector128.MultiplyAddEstimate(v18, p1, o1_18);
+                        var v19 = Vector128.Load(value + 76);
+                        o0_19 = Vector128.MultiplyAddEstimate(v19, p0, o0_19);
+                        o1_19 = Vector128.MultiplyAddEstimate(v19, p1, o1_19);
+                        var v20 = Vector128.Load(value + 80);
+                        o0_20 = Vector128.MultiplyAddEstimate(v20, p0, o0_20);
+                        o1_20 = Vector128.MultiplyAddEstimate(v20, p1, o1_20);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_16.Store(output + 64);
+                    o0_17.Store(output + 68);
+                    o0_18.Store(output + 72);
+                    o0_19.Store(output + 76);
+                    o0_20.Store(output + 80);
+                    o1_16.Store(output + 192);
+                    o1_17.Store(output + 196);
+                    o1_18.Store(output + 200);
+                    o1_19.Store(output + 204);
+                    o1_20.Store(output + 208);
+                }
+                {
+                    var o0_21 = Vector128<float>.Zero;
+                    var o0_22 = Vector128<float>.Zero;
+                    var o0_23 = Vector128<float>.Zero;
+                    var o0_24 = Vector128<float>.Zero;
+                    var o0_25 = Vector128<float>.Zero;
+                    var o1_21 = Vector128<float>.Zero;
+                    var o1_22 = Vector128<float>.Zero;
+                    var o1_23 = Vector128<float>.Zero;
+                    var o1_24 = Vector128<float>.Zero;
+                    var o1_25 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v21 = Vector128.Load(value + 84);
+                        o0_21 = Vector128.MultiplyAddEstimate(v21, p0, o0_21);
+                        o1_21 = Vector128.MultiplyAddEstimate(v21, p1, o1_21);
+                        var v22 = Vector128.Load(value + 88);
+                        o0_22 = Vector128.MultiplyAddEstimate(v22, p0, o0_22);
+                        o1_22 = Vector128.MultiplyAddEstimate(v22, p1, o1_22);
+                        var v23 = Vector128.Load(value + 92);
+                        o0_23 = Vector128.MultiplyAddEstimate(v23, p0, o0_23);
+                        o1_23 = Vector128.MultiplyAddEstimate(v23, p1, o1_23);
+                        var v24 = Vector128.Load(value + 96);
+                        o0_24 = Vector128.MultiplyAddEstimate(v24, p0, o0_24);
+                        o1_24 = Vector128.MultiplyAddEstimate(v24, p1, o1_24);
+                        var v25 = Vector128.Load(value + 100);
+                        o0_25 = Vector128.MultiplyAddEstimate(v25, p0, o0_25);
+                        o1_25 = Vector128.MultiplyAddEstimate(v25, p1, o1_25);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_21.Store(output + 84);
+                    o0_22.Store(output + 88);
+                    o0_23.Store(output + 92);
+                    o0_24.Store(output + 96);
+                    o0_25.Store(output + 100);
+                    o1_21.Store(output + 212);
+                    o1_22.Store(output + 216);
+                    o1_23.Store(output + 220);
+                    o1_24.Store(output + 224);
+                    o1_25.Store(output + 228);
+                }
+                {
+                    var o0_26 = Vector128<float>.Zero;
+                    var o0_27 = Vector128<float>.Zero;
+                    var o0_28 = Vector128<float>.Zero;
+                    var o0_29 = Vector128<float>.Zero;
+                    var o0_30 = Vector128<float>.Zero;
+                    var o0_31 = Vector128<float>.Zero;
+                    var o1_26 = Vector128<float>.Zero;
+                    var o1_27 = Vector128<float>.Zero;
+                    var o1_28 = Vector128<float>.Zero;
+                    var o1_29 = Vector128<float>.Zero;
+                    var o1_30 = Vector128<float>.Zero;
+                    var o1_31 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v26 = Vector128.Load(value + 104);
+                        o0_26 = Vector128.MultiplyAddEstimate(v26, p0, o0_26);
+                        o1_26 = Vector128.MultiplyAddEstimate(v26, p1, o1_26);
+                        var v27 = Vector128.Load(value + 108);
+                        o0_27 = Vector128.MultiplyAddEstimate(v27, p0, o0_27);
+                        o1_27 = Vector128.MultiplyAddEstimate(v27, p1, o1_27);
+                        var v28 = Vector128.Load(value + 112);
+                        o0_28 = Vector128.MultiplyAddEstimate(v28, p0, o0_28);
+                        o1_28 = Vector128.MultiplyAddEstimate(v28, p1, o1_28);
+                        var v29 = Vector128.Load(value + 116);
+                        o0_29 = Vector128.MultiplyAddEstimate(v29, p0, o0_29);
+                        o1_29 = Vector128.MultiplyAddEstimate(v29, p1, o1_29);
+                        var v30 = Vector128.Load(value + 120);
+                        o0_30 = Vector128.MultiplyAddEstimate(v30, p0, o0_30);
+                        o1_30 = Vector128.MultiplyAddEstimate(v30, p1, o1_30);
+                        var v31 = Vector128.Load(value + 124);
+                        o0_31 = Vector128.MultiplyAddEstimate(v31, p0, o0_31);
+                        o1_31 = Vector128.MultiplyAddEstimate(v31, p1, o1_31);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_26.Store(output + 104);
+                    o0_27.Store(output + 108);
+                    o0_28.Store(output + 112);
+                    o0_29.Store(output + 116);
+                    o0_30.Store(output + 120);
+                    o0_31.Store(output + 124);
+                    o1_26.Store(output + 232);
+                    o1_27.Store(output + 236);
+                    o1_28.Store(output + 240);
+                    o1_29.Store(output + 244);
+                    o1_30.Store(output + 248);
+                    o1_31.Store(output + 252);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 128; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * values[(long)slot * HeadDim + i];
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 128 + i] = sum;
+                    }
                 }
             }
         }
 
-        /// <summary>Σ w[i]·x[i] over 128 F32 weights.</summary>
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·128 of one kv head: every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static float Dot_F32_128(float* w, float* x)
+        internal static void GroupDot_128(float* q, float* k, float* scores, long stride)
         {
             if (Vector512.IsHardwareAccelerated)
             {
-                // 128 = 8 × 16: written out completely
-                var a0 = Vector512<float>.Zero;
-                var a1 = Vector512<float>.Zero;
-                var a2 = Vector512<float>.Zero;
-                var a3 = Vector512<float>.Zero;
-                var a4 = Vector512<float>.Zero;
-                var a5 = Vector512<float>.Zero;
-                var a6 = Vector512<float>.Zero;
-                var a7 = Vector512<float>.Zero;
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), Vector512.Load(x + 0), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), Vector512.Load(x + 16), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), Vector512.Load(x + 32), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), Vector512.Load(x + 48), a3);
-                a4 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 64), Vector512.Load(x + 64), a4);
-                a5 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 80), Vector512.Load(x + 80), a5);
-                a6 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 96), Vector512.Load(x + 96), a6);
-                a7 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 112), Vector512.Load(x + 112), a7);
-                float sum = Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a0_1 = Vector512<float>.Zero;
+                    var a0_2 = Vector512<float>.Zero;
+                    var a0_3 = Vector512<float>.Zero;
+                    var a0_4 = Vector512<float>.Zero;
+                    var a0_5 = Vector512<float>.Zero;
+                    var a0_6 = Vector512<float>.Zero;
+                    var a0_7 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var a1_1 = Vector512<float>.Zero;
+                    var a1_2 = Vector512<float>.Zero;
+                    var a1_3 = Vector512<float>.Zero;
+                    var a1_4 = Vector512<float>.Zero;
+                    var a1_5 = Vector512<float>.Zero;
+                    var a1_6 = Vector512<float>.Zero;
+                    var a1_7 = Vector512<float>.Zero;
+                    var k0 = Vector512.Load(k + 0);
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128), k0, a1_0);
+                    var k1 = Vector512.Load(k + 16);
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k1, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 16), k1, a1_1);
+                    var k2 = Vector512.Load(k + 32);
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 32), k2, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 32), k2, a1_2);
+                    var k3 = Vector512.Load(k + 48);
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 48), k3, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 48), k3, a1_3);
+                    var k4 = Vector512.Load(k + 64);
+                    a0_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64), k4, a0_4);
+                    a1_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 64), k4, a1_4);
+                    var k5 = Vector512.Load(k + 80);
+                    a0_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 80), k5, a0_5);
+                    a1_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 80), k5, a1_5);
+                    var k6 = Vector512.Load(k + 96);
+                    a0_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 96), k6, a0_6);
+                    a1_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 96), k6, a1_6);
+                    var k7 = Vector512.Load(k + 112);
+                    a0_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 112), k7, a0_7);
+                    a1_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 112), k7, a1_7);
+                    float s0 = Vector512.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                // 128 = 16 × 8: written out completely
-                var a0 = Vector256<float>.Zero;
-                var a1 = Vector256<float>.Zero;
-                var a2 = Vector256<float>.Zero;
-                var a3 = Vector256<float>.Zero;
-                var a4 = Vector256<float>.Zero;
-                var a5 = Vector256<float>.Zero;
-                var a6 = Vector256<float>.Zero;
-                var a7 = Vector256<float>.Zero;
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 0), Vector256.Load(x + 0), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 8), Vector256.Load(x + 8), a1);
-                a2 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 16), Vector256.Load(x + 16), a2);
-                a3 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 24), Vector256.Load(x + 24), a3);
-                a4 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 32), Vector256.Load(x + 32), a4);
-                a5 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 40), Vector256.Load(x + 40), a5);
-                a6 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 48), Vector256.Load(x + 48), a6);
-                a7 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 56), Vector256.Load(x + 56), a7);
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 64), Vector256.Load(x + 64), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 72), Vector256.Load(x + 72), a1);
-                a2 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 80), Vector256.Load(x + 80), a2);
-                a3 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 88), Vector256.Load(x + 88), a3);
-                a4 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 96), Vector256.Load(x + 96), a4);
-                a5 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 104), Vector256.Load(x + 104), a5);
-                a6 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 112), Vector256.Load(x + 112), a6);
-                a7 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 120), Vector256.Load(x + 120), a7);
-                float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a0_2 = Vector256<float>.Zero;
+                    var a0_3 = Vector256<float>.Zero;
+                    var a0_4 = Vector256<float>.Zero;
+                    var a0_5 = Vector256<float>.Zero;
+                    var a0_6 = Vector256<float>.Zero;
+                    var a0_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.Load(k + 0);
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 0), k0, a0_0);
+                    var k1 = Vector256.Load(k + 8);
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 8), k1, a0_1);
+                    var k2 = Vector256.Load(k + 16);
+                    a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16), k2, a0_2);
+                    var k3 = Vector256.Load(k + 24);
+                    a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 24), k3, a0_3);
+                    var k4 = Vector256.Load(k + 32);
+                    a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 32), k4, a0_4);
+                    var k5 = Vector256.Load(k + 40);
+                    a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 40), k5, a0_5);
+                    var k6 = Vector256.Load(k + 48);
+                    a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 48), k6, a0_6);
+                    var k7 = Vector256.Load(k + 56);
+                    a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 56), k7, a0_7);
+                    var k8 = Vector256.Load(k + 64);
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64), k8, a0_0);
+                    var k9 = Vector256.Load(k + 72);
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 72), k9, a0_1);
+                    var k10 = Vector256.Load(k + 80);
+                    a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 80), k10, a0_2);
+                    var k11 = Vector256.Load(k + 88);
+                    a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 88), k11, a0_3);
+                    var k12 = Vector256.Load(k + 96);
+                    a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 96), k12, a0_4);
+                    var k13 = Vector256.Load(k + 104);
+                    a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 104), k13, a0_5);
+                    var k14 = Vector256.Load(k + 112);
+                    a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 112), k14, a0_6);
+                    var k15 = Vector256.Load(k + 120);
+                    a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 120), k15, a0_7);
+                    float s0 = Vector256.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var a1_2 = Vector256<float>.Zero;
+                    var a1_3 = Vector256<float>.Zero;
+                    var a1_4 = Vector256<float>.Zero;
+                    var a1_5 = Vector256<float>.Zero;
+                    var a1_6 = Vector256<float>.Zero;
+                    var a1_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.Load(k + 0);
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128), k0, a1_0);
+                    var k1 = Vector256.Load(k + 8);
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 8), k1, a1_1);
+                    var k2 = Vector256.Load(k + 16);
+                    a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 16), k2, a1_2);
+                    var k3 = Vector256.Load(k + 24);
+                    a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 24), k3, a1_3);
+                    var k4 = Vector256.Load(k + 32);
+                    a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 32), k4, a1_4);
+                    var k5 = Vector256.Load(k + 40);
+                    a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 40), k5, a1_5);
+                    var k6 = Vector256.Load(k + 48);
+                    a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 48), k6, a1_6);
+                    var k7 = Vector256.Load(k + 56);
+                    a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 56), k7, a1_7);
+                    var k8 = Vector256.Load(k + 64);
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 64), k8, a1_0);
+                    var k9 = Vector256.Load(k + 72);
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 72), k9, a1_1);
+                    var k10 = Vector256.Load(k + 80);
+                    a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 80), k10, a1_2);
+                    var k11 = Vector256.Load(k + 88);
+                    a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 88), k11, a1_3);
+                    var k12 = Vector256.Load(k + 96);
+                    a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 96), k12, a1_4);
+                    var k13 = Vector256.Load(k + 104);
+                    a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 104), k13, a1_5);
+                    var k14 = Vector256.Load(k + 112);
+                    a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 112), k14, a1_6);
+                    var k15 = Vector256.Load(k + 120);
+                    a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 120), k15, a1_7);
+                    float s1 = Vector256.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
-                // 128 = 4 iterations × 8 × 4
-                var a0 = Vector128<float>.Zero;
-                var a1 = Vector128<float>.Zero;
-                var a2 = Vector128<float>.Zero;
-                var a3 = Vector128<float>.Zero;
-                var a4 = Vector128<float>.Zero;
-                var a5 = Vector128<float>.Zero;
-                var a6 = Vector128<float>.Zero;
-                var a7 = Vector128<float>.Zero;
-                for (int i = 0; i < 128; i += 32)
                 {
-                    a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), Vector128.Load(x + i), a0);
-                    a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), Vector128.Load(x + i + 4), a1);
-                    a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), Vector128.Load(x + i + 8), a2);
-                    a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), Vector128.Load(x + i + 12), a3);
-                    a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), Vector128.Load(x + i + 16), a4);
-                    a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), Vector128.Load(x + i + 20), a5);
-                    a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), Vector128.Load(x + i + 24), a6);
-                    a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), Vector128.Load(x + i + 28), a7);
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a0_4 = Vector128<float>.Zero;
+                    var a0_5 = Vector128<float>.Zero;
+                    var a0_6 = Vector128<float>.Zero;
+                    var a0_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 128; i += 32)
+                    {
+                        var k0 = Vector128.Load(k + i);
+                        a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i), k0, a0_0);
+                        var k1 = Vector128.Load(k + i + 4);
+                        a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 4), k1, a0_1);
+                        var k2 = Vector128.Load(k + i + 8);
+                        a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 8), k2, a0_2);
+                        var k3 = Vector128.Load(k + i + 12);
+                        a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 12), k3, a0_3);
+                        var k4 = Vector128.Load(k + i + 16);
+                        a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 16), k4, a0_4);
+                        var k5 = Vector128.Load(k + i + 20);
+                        a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 20), k5, a0_5);
+                        var k6 = Vector128.Load(k + i + 24);
+                        a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 24), k6, a0_6);
+                        var k7 = Vector128.Load(k + i + 28);
+                        a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 28), k7, a0_7);
+                    }
+                    float s0 = Vector128.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
                 }
-                float sum = Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var a1_4 = Vector128<float>.Zero;
+                    var a1_5 = Vector128<float>.Zero;
+                    var a1_6 = Vector128<float>.Zero;
+                    var a1_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 128; i += 32)
+                    {
+                        var k0 = Vector128.Load(k + i);
+                        a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i), k0, a1_0);
+                        var k1 = Vector128.Load(k + i + 4);
+                        a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 4), k1, a1_1);
+                        var k2 = Vector128.Load(k + i + 8);
+                        a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 8), k2, a1_2);
+                        var k3 = Vector128.Load(k + i + 12);
+                        a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 12), k3, a1_3);
+                        var k4 = Vector128.Load(k + i + 16);
+                        a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 16), k4, a1_4);
+                        var k5 = Vector128.Load(k + i + 20);
+                        a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 20), k5, a1_5);
+                        var k6 = Vector128.Load(k + i + 24);
+                        a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 24), k6, a1_6);
+                        var k7 = Vector128.Load(k + i + 28);
+                        a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 28), k7, a1_7);
+                    }
+                    float s1 = Vector128.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else
             {
-                float sum = 0f;
-                for (int i = 0; i < 128; i++) sum += w[i] * x[i];
-                return sum;
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 128; i++) sum += q[0 + i] * k[i];
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 128; i++) sum += q[128 + i] * k[i];
+                    scores[stride] = sum;
+                }
             }
         }
 
@@ -2399,44 +2818,44 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 4608] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 4608] F32 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_F32_4608(float* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_F32_4608(w + (long)(2 * i) * 4608, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_F32_4608(w + (long)(2 * i) * 4608, x);
-                float up = Dot_F32_4608(w + (long)(2 * i + 1) * 4608, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_F32_4608(w + (long)(2 * (first + i)) * 4608, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_F32_4608(w + (long)(2 * (first + i)) * 4608, x);
+                    dots[2 * i + 1] = Dot_F32_4608(w + (long)(2 * (first + i) + 1) * 4608, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 4608] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 4608] BF16 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_BF16_4608(ushort* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_BF16_4608(w + (long)(2 * i) * 4608, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_BF16_4608(w + (long)(2 * i) * 4608, x);
-                float up = Dot_BF16_4608(w + (long)(2 * i + 1) * 4608, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_BF16_4608(w + (long)(2 * (first + i)) * 4608, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_BF16_4608(w + (long)(2 * (first + i)) * 4608, x);
+                    dots[2 * i + 1] = Dot_BF16_4608(w + (long)(2 * (first + i) + 1) * 4608, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
@@ -2463,7 +2882,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>
+        /// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>
         private sealed class AttentionJob : IRowJob
         {
             private readonly Gemma2_27B _owner;
@@ -2477,12 +2896,15 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int kv = start; kv < end; kv++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head
-                    float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;
-                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
-                    else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);
+                    long cache = kv * slots * HeadDim;
+                    // query heads kv·G .. kv·G + G − 1 share kv head kv
+                    float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;
+                    float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;
+                    if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);
+                    else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);
                 }
             }
         }
@@ -2545,9 +2967,7 @@ namespace GemmaGen.Models
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, X, Y, start, end);
                 else Matrix.MatVecRows(X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
-                TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                TensorPrimitives.Tanh(z, z);
-                TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                Activations.SoftCap(z, FinalSoftcap);
             }
         }
 
@@ -2585,13 +3005,15 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>
+        /// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the
+        /// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>
         private sealed class BatchAttentionJob : IRowJob
         {
             private readonly Gemma2_27B _owner;
             public int Layer;
             public int First;
             public int Tokens;
+            public int Blocks;
 
             public BatchAttentionJob(Gemma2_27B owner) => _owner = owner;
 
@@ -2600,15 +3022,17 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int unit = start; unit < end; unit++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;
-                    float* scores = o.Scores + (long)h * o.MaxContext;
-                    for (int t = 0; t < Tokens; t++)
+                    int kv = unit / Blocks;
+                    long cache = kv * slots * HeadDim;
+                    float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;
+                    for (int t = unit % Blocks; t < Tokens; t += Blocks)
                     {
-                        float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;
-                        if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
-                        else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);
+                        float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;
+                        if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);
+                        else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);
                     }
                 }
             }

@@ -4,7 +4,6 @@
 #nullable enable
 
 using System;
-using System.Collections.Generic;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -62,33 +61,6 @@ namespace GemmaGen.Models
         [ModuleInitializer]
         internal static void Register() => CompiledModelRegistry.Register(new CompiledModel("Gemma2_2B", Shape, (weights, maxContext, pool) => new Gemma2_2B(weights, maxContext, pool)));
 
-        /// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of
-        /// <paramref name="layers"/> layers and <paramref name="vocabSize"/> tokens.</summary>
-        public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)
-        {
-            var slots = new List<WeightSlot>
-            {
-                new WeightSlot("model.embed_tokens.weight", vocabSize, HiddenSize),
-                new WeightSlot("model.norm.weight", HiddenSize),
-            };
-            for (int layer = 0; layer < layers; layer++)
-            {
-                string p = "model.layers." + layer + ".";
-                slots.Add(new WeightSlot(p + "input_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.q_proj.weight", Heads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.k_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.v_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.o_proj.weight", HiddenSize, AttentionWidth));
-                slots.Add(new WeightSlot(p + "post_attention_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "pre_feedforward_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.gate_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.up_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.down_proj.weight", HiddenSize, IntermediateSize));
-                slots.Add(new WeightSlot(p + "post_feedforward_layernorm.weight", HiddenSize));
-            }
-            return slots;
-        }
-
         private readonly QkvJob _qkv;
         private readonly AttentionJob _attention;
         private readonly MatVecJob2048 _output;
@@ -103,9 +75,15 @@ namespace GemmaGen.Models
         // prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],
         // attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]
         private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
+        // prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]
+        private readonly float* _scoresb;
 
         /// <summary>Tokens a prefill processes per pass over the weights.</summary>
         public const int PrefillBatch = 64;
+
+        /// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the
+        /// pool splits, so threads beyond the kv heads have work.</summary>
+        public const int PrefillQueryBlocks = 4;
 
         /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
         public Gemma2_2B(ModelWeights weights, int maxContext, WorkerPool pool)
@@ -132,6 +110,7 @@ namespace GemmaGen.Models
             _branchb = Allocate(MaxBatch * HiddenSize);
             _gateupb = Allocate(MaxBatch * 2 * IntermediateSize);
             _mlpb = Allocate(MaxBatch * IntermediateSize);
+            _scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));
         }
 
         /// <inheritdoc/>
@@ -170,7 +149,7 @@ namespace GemmaGen.Models
                 Pool.Run(_qkv, QkvRows, grain: HeadDim);
                 _attention.Layer = layer;
                 _attention.Position = position;
-                Pool.Run(_attention, Heads);
+                Pool.Run(_attention, KvHeads);
                 _output.Matrix = w.O;
                 _output.X = Attention;
                 _output.Y = Branch;
@@ -271,9 +250,7 @@ namespace GemmaGen.Models
                 for (int t = 0; t < n; t++)
                 {
                     var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
-                    TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                    TensorPrimitives.Tanh(z, z);
-                    TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                    Activations.SoftCap(z, FinalSoftcap);
                 }
                 return;
             }
@@ -299,7 +276,8 @@ namespace GemmaGen.Models
                 _batchAttention.Layer = layer;
                 _batchAttention.First = first;
                 _batchAttention.Tokens = n;
-                Pool.Run(_batchAttention, Heads);
+                _batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);
+                Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);
                 MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);
                 for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);
 
@@ -979,512 +957,1262 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>local attention: window 4096, 8 q heads / 4 kv heads, d 256, softcap 50.0, scale 1/sqrt(256.0).
+        /// <summary>local attention: window 4096, the 2 query heads of one kv head (8 / 4), d 256, softcap 50.0, scale 1/sqrt(256.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output, int ring)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
-            AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
+            AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);
         }
 
-        /// <summary>global attention: 8 q heads / 4 kv heads, d 256, softcap 50.0, scale 1/sqrt(256.0). A query at p sees keys 0 .. p.</summary>
-        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        /// <summary>global attention: the 2 query heads of one kv head (8 / 4), d 256, softcap 50.0, scale 1/sqrt(256.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output)
         {
-            AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
+            AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);
         }
 
-        /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
-        /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        /// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendGroup(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
             {
-                scores[n] = Dot_F32_256(q, keys + (long)slot * HeadDim);
+                GroupDot_256(q, keys + (long)slot * HeadDim, scores + n, stride);
                 if (++slot == ring) slot = 0;
             }
-            var s = new Span<float>(scores, count);
-            // soft-cap before the mask: cap·tanh(q·k·scale / cap)
-            TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);
-            TensorPrimitives.Tanh(s, s);
-            TensorPrimitives.Multiply(s, AttnSoftcap, s);
-            // softmax in float32 with the maximum subtracted
-            TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
-            TensorPrimitives.Exp(s, s);
-            TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
             if (Vector512.IsHardwareAccelerated)
             {
-                var o0 = Vector512<float>.Zero;
-                var o1 = Vector512<float>.Zero;
-                var o2 = Vector512<float>.Zero;
-                var o3 = Vector512<float>.Zero;
-                var o4 = Vector512<float>.Zero;
-                var o5 = Vector512<float>.Zero;
-                var o6 = Vector512<float>.Zero;
-                var o7 = Vector512<float>.Zero;
-                var o8 = Vector512<float>.Zero;
-                var o9 = Vector512<float>.Zero;
-                var o10 = Vector512<float>.Zero;
-                var o11 = Vector512<float>.Zero;
-                var o12 = Vector512<float>.Zero;
-                var o13 = Vector512<float>.Zero;
-                var o14 = Vector512<float>.Zero;
-                var o15 = Vector512<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
                 {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector512.Create(scores[n]);
-                    o0 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 0), p, o0);
-                    o1 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 16), p, o1);
-                    o2 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 32), p, o2);
-                    o3 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 48), p, o3);
-                    o4 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 64), p, o4);
-                    o5 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 80), p, o5);
-                    o6 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 96), p, o6);
-                    o7 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 112), p, o7);
-                    o8 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 128), p, o8);
-                    o9 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 144), p, o9);
-                    o10 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 160), p, o10);
-                    o11 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 176), p, o11);
-                    o12 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 192), p, o12);
-                    o13 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 208), p, o13);
-                    o14 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 224), p, o14);
-                    o15 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 240), p, o15);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 16);
-                o2.Store(output + 32);
-                o3.Store(output + 48);
-                o4.Store(output + 64);
-                o5.Store(output + 80);
-                o6.Store(output + 96);
-                o7.Store(output + 112);
-                o8.Store(output + 128);
-                o9.Store(output + 144);
-                o10.Store(output + 160);
-                o11.Store(output + 176);
-                o12.Store(output + 192);
-                o13.Store(output + 208);
-                o14.Store(output + 224);
-                o15.Store(output + 240);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                var o0 = Vector256<float>.Zero;
-                var o1 = Vector256<float>.Zero;
-                var o2 = Vector256<float>.Zero;
-                var o3 = Vector256<float>.Zero;
-                var o4 = Vector256<float>.Zero;
-                var o5 = Vector256<float>.Zero;
-                var o6 = Vector256<float>.Zero;
-                var o7 = Vector256<float>.Zero;
-                var o8 = Vector256<float>.Zero;
-                var o9 = Vector256<float>.Zero;
-                var o10 = Vector256<float>.Zero;
-                var o11 = Vector256<float>.Zero;
-                var o12 = Vector256<float>.Zero;
-                var o13 = Vector256<float>.Zero;
-                var o14 = Vector256<float>.Zero;
-                var o15 = Vector256<float>.Zero;
-                var o16 = Vector256<float>.Zero;
-                var o17 = Vector256<float>.Zero;
-                var o18 = Vector256<float>.Zero;
-                var o19 = Vector256<float>.Zero;
-                var o20 = Vector256<float>.Zero;
-                var o21 = Vector256<float>.Zero;
-                var o22 = Vector256<float>.Zero;
-                var o23 = Vector256<float>.Zero;
-                var o24 = Vector256<float>.Zero;
-                var o25 = Vector256<float>.Zero;
-                var o26 = Vector256<float>.Zero;
-                var o27 = Vector256<float>.Zero;
-                var o28 = Vector256<float>.Zero;
-                var o29 = Vector256<float>.Zero;
-                var o30 = Vector256<float>.Zero;
-                var o31 = Vector256<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector256.Create(scores[n]);
-                    o0 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 0), p, o0);
-                    o1 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 8), p, o1);
-                    o2 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 16), p, o2);
-                    o3 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 24), p, o3);
-                    o4 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 32), p, o4);
-                    o5 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 40), p, o5);
-                    o6 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 48), p, o6);
-                    o7 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 56), p, o7);
-                    o8 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 64), p, o8);
-                    o9 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 72), p, o9);
-                    o10 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 80), p, o10);
-                    o11 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 88), p, o11);
-                    o12 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 96), p, o12);
-                    o13 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 104), p, o13);
-                    o14 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 112), p, o14);
-                    o15 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 120), p, o15);
-                    o16 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 128), p, o16);
-                    o17 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 136), p, o17);
-                    o18 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 144), p, o18);
-                    o19 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 152), p, o19);
-                    o20 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 160), p, o20);
-                    o21 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 168), p, o21);
-                    o22 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 176), p, o22);
-                    o23 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 184), p, o23);
-                    o24 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 192), p, o24);
-                    o25 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 200), p, o25);
-                    o26 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 208), p, o26);
-                    o27 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 216), p, o27);
-                    o28 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 224), p, o28);
-                    o29 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 232), p, o29);
-                    o30 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 240), p, o30);
-                    o31 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 248), p, o31);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 8);
-                o2.Store(output + 16);
-                o3.Store(output + 24);
-                o4.Store(output + 32);
-                o5.Store(output + 40);
-                o6.Store(output + 48);
-                o7.Store(output + 56);
-                o8.Store(output + 64);
-                o9.Store(output + 72);
-                o10.Store(output + 80);
-                o11.Store(output + 88);
-                o12.Store(output + 96);
-                o13.Store(output + 104);
-                o14.Store(output + 112);
-                o15.Store(output + 120);
-                o16.Store(output + 128);
-                o17.Store(output + 136);
-                o18.Store(output + 144);
-                o19.Store(output + 152);
-                o20.Store(output + 160);
-                o21.Store(output + 168);
-                o22.Store(output + 176);
-                o23.Store(output + 184);
-                o24.Store(output + 192);
-                o25.Store(output + 200);
-                o26.Store(output + 208);
-                o27.Store(output + 216);
-                o28.Store(output + 224);
-                o29.Store(output + 232);
-                o30.Store(output + 240);
-                o31.Store(output + 248);
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                var o0 = Vector128<float>.Zero;
-                var o1 = Vector128<float>.Zero;
-                var o2 = Vector128<float>.Zero;
-                var o3 = Vector128<float>.Zero;
-                var o4 = Vector128<float>.Zero;
-                var o5 = Vector128<float>.Zero;
-                var o6 = Vector128<float>.Zero;
-                var o7 = Vector128<float>.Zero;
-                var o8 = Vector128<float>.Zero;
-                var o9 = Vector128<float>.Zero;
-                var o10 = Vector128<float>.Zero;
-                var o11 = Vector128<float>.Zero;
-                var o12 = Vector128<float>.Zero;
-                var o13 = Vector128<float>.Zero;
-                var o14 = Vector128<float>.Zero;
-                var o15 = Vector128<float>.Zero;
-                var o16 = Vector128<float>.Zero;
-                var o17 = Vector128<float>.Zero;
-                var o18 = Vector128<float>.Zero;
-                var o19 = Vector128<float>.Zero;
-                var o20 = Vector128<float>.Zero;
-                var o21 = Vector128<float>.Zero;
-                var o22 = Vector128<float>.Zero;
-                var o23 = Vector128<float>.Zero;
-                var o24 = Vector128<float>.Zero;
-                var o25 = Vector128<float>.Zero;
-                var o26 = Vector128<float>.Zero;
-                var o27 = Vector128<float>.Zero;
-                var o28 = Vector128<float>.Zero;
-                var o29 = Vector128<float>.Zero;
-                var o30 = Vector128<float>.Zero;
-                var o31 = Vector128<float>.Zero;
-                var o32 = Vector128<float>.Zero;
-                var o33 = Vector128<float>.Zero;
-                var o34 = Vector128<float>.Zero;
-                var o35 = Vector128<float>.Zero;
-                var o36 = Vector128<float>.Zero;
-                var o37 = Vector128<float>.Zero;
-                var o38 = Vector128<float>.Zero;
-                var o39 = Vector128<float>.Zero;
-                var o40 = Vector128<float>.Zero;
-                var o41 = Vector128<float>.Zero;
-                var o42 = Vector128<float>.Zero;
-                var o43 = Vector128<float>.Zero;
-                var o44 = Vector128<float>.Zero;
-                var o45 = Vector128<float>.Zero;
-                var o46 = Vector128<float>.Zero;
-                var o47 = Vector128<float>.Zero;
-                var o48 = Vector128<float>.Zero;
-                var o49 = Vector128<float>.Zero;
-                var o50 = Vector128<float>.Zero;
-                var o51 = Vector128<float>.Zero;
-                var o52 = Vector128<float>.Zero;
-                var o53 = Vector128<float>.Zero;
-                var o54 = Vector128<float>.Zero;
-                var o55 = Vector128<float>.Zero;
-                var o56 = Vector128<float>.Zero;
-                var o57 = Vector128<float>.Zero;
-                var o58 = Vector128<float>.Zero;
-                var o59 = Vector128<float>.Zero;
-                var o60 = Vector128<float>.Zero;
-                var o61 = Vector128<float>.Zero;
-                var o62 = Vector128<float>.Zero;
-                var o63 = Vector128<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector128.Create(scores[n]);
-                    o0 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 0), p, o0);
-                    o1 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 4), p, o1);
-                    o2 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 8), p, o2);
-                    o3 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 12), p, o3);
-                    o4 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 16), p, o4);
-                    o5 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 20), p, o5);
-                    o6 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 24), p, o6);
-                    o7 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 28), p, o7);
-                    o8 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 32), p, o8);
-                    o9 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 36), p, o9);
-                    o10 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 40), p, o10);
-                    o11 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 44), p, o11);
-                    o12 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 48), p, o12);
-                    o13 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 52), p, o13);
-                    o14 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 56), p, o14);
-                    o15 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 60), p, o15);
-                    o16 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 64), p, o16);
-                    o17 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 68), p, o17);
-                    o18 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 72), p, o18);
-                    o19 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 76), p, o19);
-                    o20 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 80), p, o20);
-                    o21 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 84), p, o21);
-                    o22 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 88), p, o22);
-                    o23 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 92), p, o23);
-                    o24 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 96), p, o24);
-                    o25 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 100), p, o25);
-                    o26 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 104), p, o26);
-                    o27 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 108), p, o27);
-                    o28 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 112), p, o28);
-                    o29 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 116), p, o29);
-                    o30 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 120), p, o30);
-                    o31 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 124), p, o31);
-                    o32 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 128), p, o32);
-                    o33 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 132), p, o33);
-                    o34 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 136), p, o34);
-                    o35 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 140), p, o35);
-                    o36 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 144), p, o36);
-                    o37 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 148), p, o37);
-                    o38 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 152), p, o38);
-                    o39 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 156), p, o39);
-                    o40 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 160), p, o40);
-                    o41 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 164), p, o41);
-                    o42 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 168), p, o42);
-                    o43 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 172), p, o43);
-                    o44 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 176), p, o44);
-                    o45 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 180), p, o45);
-                    o46 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 184), p, o46);
-                    o47 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 188), p, o47);
-                    o48 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 192), p, o48);
-                    o49 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 196), p, o49);
-                    o50 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 200), p, o50);
-                    o51 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 204), p, o51);
-                    o52 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 208), p, o52);
-                    o53 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 212), p, o53);
-                    o54 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 216), p, o54);
-                    o55 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 220), p, o55);
-                    o56 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 224), p, o56);
-                    o57 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 228), p, o57);
-                    o58 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 232), p, o58);
-                    o59 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 236), p, o59);
-                    o60 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 240), p, o60);
-                    o61 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 244), p, o61);
-                    o62 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 248), p, o62);
-                    o63 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 252), p, o63);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 4);
-                o2.Store(output + 8);
-                o3.Store(output + 12);
-                o4.Store(output + 16);
-                o5.Store(output + 20);
-                o6.Store(output + 24);
-                o7.Store(output + 28);
-                o8.Store(output + 32);
-                o9.Store(output + 36);
-                o10.Store(output + 40);
-                o11.Store(output + 44);
-                o12.Store(output + 48);
-                o13.Store(output + 52);
-                o14.Store(output + 56);
-                o15.Store(output + 60);
-                o16.Store(output + 64);
-                o17.Store(output + 68);
-                o18.Store(output + 72);
-                o19.Store(output + 76);
-                o20.Store(output + 80);
-                o21.Store(output + 84);
-                o22.Store(output + 88);
-                o23.Store(output + 92);
-                o24.Store(output + 96);
-                o25.Store(output + 100);
-                o26.Store(output + 104);
-                o27.Store(output + 108);
-                o28.Store(output + 112);
-                o29.Store(output + 116);
-                o30.Store(output + 120);
-                o31.Store(output + 124);
-                o32.Store(output + 128);
-                o33.Store(output + 132);
-                o34.Store(output + 136);
-                o35.Store(output + 140);
-                o36.Store(output + 144);
-                o37.Store(output + 148);
-                o38.Store(output + 152);
-                o39.Store(output + 156);
-                o40.Store(output + 160);
-                o41.Store(output + 164);
-                o42.Store(output + 168);
-                o43.Store(output + 172);
-                o44.Store(output + 176);
-                o45.Store(output + 180);
-                o46.Store(output + 184);
-                o47.Store(output + 188);
-                o48.Store(output + 192);
-                o49.Store(output + 196);
-                o50.Store(output + 200);
-                o51.Store(output + 204);
-                o52.Store(output + 208);
-                o53.Store(output + 212);
-                o54.Store(output + 216);
-                o55.Store(output + 220);
-                o56.Store(output + 224);
-                o57.Store(output + 228);
-                o58.Store(output + 232);
-                o59.Store(output + 236);
-                o60.Store(output + 240);
-                o61.Store(output + 244);
-                o62.Store(output + 248);
-                o63.Store(output + 252);
-            }
-            else
-            {
-                for (int i = 0; i < 256; i++)
-                {
-                    float sum = 0f;
+                    var o0_0 = Vector512<float>.Zero;
+                    var o0_1 = Vector512<float>.Zero;
+                    var o0_2 = Vector512<float>.Zero;
+                    var o0_3 = Vector512<float>.Zero;
+                    var o0_4 = Vector512<float>.Zero;
+                    var o0_5 = Vector512<float>.Zero;
+                    var o0_6 = Vector512<float>.Zero;
+                    var o0_7 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    var o1_1 = Vector512<float>.Zero;
+                    var o1_2 = Vector512<float>.Zero;
+                    var o1_3 = Vector512<float>.Zero;
+                    var o1_4 = Vector512<float>.Zero;
+                    var o1_5 = Vector512<float>.Zero;
+                    var o1_6 = Vector512<float>.Zero;
+                    var o1_7 = Vector512<float>.Zero;
                     slot = firstSlot;
                     for (int n = 0; n < count; n++)
                     {
-                        sum += scores[n] * values[(long)slot * HeadDim + i];
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.Load(value + 0);
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector512.Load(value + 16);
+                        o0_1 = Vector512.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector512.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector512.Load(value + 32);
+                        o0_2 = Vector512.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector512.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector512.Load(value + 48);
+                        o0_3 = Vector512.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector512.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector512.Load(value + 64);
+                        o0_4 = Vector512.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector512.MultiplyAddEstimate(v4, p1, o1_4);
+                        var v5 = Vector512.Load(value + 80);
+                        o0_5 = Vector512.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector512.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector512.Load(value + 96);
+                        o0_6 = Vector512.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector512.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector512.Load(value + 112);
+                        o0_7 = Vector512.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector512.MultiplyAddEstimate(v7, p1, o1_7);
                         if (++slot == ring) slot = 0;
                     }
-                    output[i] = sum;
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 16);
+                    o0_2.Store(output + 32);
+                    o0_3.Store(output + 48);
+                    o0_4.Store(output + 64);
+                    o0_5.Store(output + 80);
+                    o0_6.Store(output + 96);
+                    o0_7.Store(output + 112);
+                    o1_0.Store(output + 256);
+                    o1_1.Store(output + 272);
+                    o1_2.Store(output + 288);
+                    o1_3.Store(output + 304);
+                    o1_4.Store(output + 320);
+                    o1_5.Store(output + 336);
+                    o1_6.Store(output + 352);
+                    o1_7.Store(output + 368);
+                }
+                {
+                    var o0_8 = Vector512<float>.Zero;
+                    var o0_9 = Vector512<float>.Zero;
+                    var o0_10 = Vector512<float>.Zero;
+                    var o0_11 = Vector512<float>.Zero;
+                    var o0_12 = Vector512<float>.Zero;
+                    var o0_13 = Vector512<float>.Zero;
+                    var o0_14 = Vector512<float>.Zero;
+                    var o0_15 = Vector512<float>.Zero;
+                    var o1_8 = Vector512<float>.Zero;
+                    var o1_9 = Vector512<float>.Zero;
+                    var o1_10 = Vector512<float>.Zero;
+                    var o1_11 = Vector512<float>.Zero;
+                    var o1_12 = Vector512<float>.Zero;
+                    var o1_13 = Vector512<float>.Zero;
+                    var o1_14 = Vector512<float>.Zero;
+                    var o1_15 = Vector512<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v8 = Vector512.Load(value + 128);
+                        o0_8 = Vector512.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector512.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector512.Load(value + 144);
+                        o0_9 = Vector512.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector512.MultiplyAddEstimate(v9, p1, o1_9);
+                        var v10 = Vector512.Load(value + 160);
+                        o0_10 = Vector512.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector512.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector512.Load(value + 176);
+                        o0_11 = Vector512.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector512.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector512.Load(value + 192);
+                        o0_12 = Vector512.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector512.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector512.Load(value + 208);
+                        o0_13 = Vector512.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector512.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector512.Load(value + 224);
+                        o0_14 = Vector512.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector512.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector512.Load(value + 240);
+                        o0_15 = Vector512.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector512.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_8.Store(output + 128);
+                    o0_9.Store(output + 144);
+                    o0_10.Store(output + 160);
+                    o0_11.Store(output + 176);
+                    o0_12.Store(output + 192);
+                    o0_13.Store(output + 208);
+                    o0_14.Store(output + 224);
+                    o0_15.Store(output + 240);
+                    o1_8.Store(output + 384);
+                    o1_9.Store(output + 400);
+                    o1_10.Store(output + 416);
+                    o1_11.Store(output + 432);
+                    o1_12.Store(output + 448);
+                    o1_13.Store(output + 464);
+                    o1_14.Store(output + 480);
+                    o1_15.Store(output + 496);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o0_2 = Vector256<float>.Zero;
+                    var o0_3 = Vector256<float>.Zero;
+                    var o0_4 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    var o1_2 = Vector256<float>.Zero;
+                    var o1_3 = Vector256<float>.Zero;
+                    var o1_4 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.Load(value + 0);
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.Load(value + 8);
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector256.Load(value + 16);
+                        o0_2 = Vector256.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector256.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector256.Load(value + 24);
+                        o0_3 = Vector256.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector256.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector256.Load(value + 32);
+                        o0_4 = Vector256.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector256.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o0_2.Store(output + 16);
+                    o0_3.Store(output + 24);
+                    o0_4.Store(output + 32);
+                    o1_0.Store(output + 256);
+                    o1_1.Store(output + 264);
+                    o1_2.Store(output + 272);
+                    o1_3.Store(output + 280);
+                    o1_4.Store(output + 288);
+                }
+                {
+                    var o0_5 = Vector256<float>.Zero;
+                    var o0_6 = Vector256<float>.Zero;
+                    var o0_7 = Vector256<float>.Zero;
+                    var o0_8 = Vector256<float>.Zero;
+                    var o0_9 = Vector256<float>.Zero;
+                    var o1_5 = Vector256<float>.Zero;
+                    var o1_6 = Vector256<float>.Zero;
+                    var o1_7 = Vector256<float>.Zero;
+                    var o1_8 = Vector256<float>.Zero;
+                    var o1_9 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v5 = Vector256.Load(value + 40);
+                        o0_5 = Vector256.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector256.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector256.Load(value + 48);
+                        o0_6 = Vector256.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector256.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector256.Load(value + 56);
+                        o0_7 = Vector256.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector256.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector256.Load(value + 64);
+                        o0_8 = Vector256.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector256.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector256.Load(value + 72);
+                        o0_9 = Vector256.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector256.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 40);
+                    o0_6.Store(output + 48);
+                    o0_7.Store(output + 56);
+                    o0_8.Store(output + 64);
+                    o0_9.Store(output + 72);
+                    o1_5.Store(output + 296);
+                    o1_6.Store(output + 304);
+                    o1_7.Store(output + 312);
+                    o1_8.Store(output + 320);
+                    o1_9.Store(output + 328);
+                }
+                {
+                    var o0_10 = Vector256<float>.Zero;
+                    var o0_11 = Vector256<float>.Zero;
+                    var o0_12 = Vector256<float>.Zero;
+                    var o0_13 = Vector256<float>.Zero;
+                    var o0_14 = Vector256<float>.Zero;
+                    var o0_15 = Vector256<float>.Zero;
+                    var o1_10 = Vector256<float>.Zero;
+                    var o1_11 = Vector256<float>.Zero;
+                    var o1_12 = Vector256<float>.Zero;
+                    var o1_13 = Vector256<float>.Zero;
+                    var o1_14 = Vector256<float>.Zero;
+                    var o1_15 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v10 = Vector256.Load(value + 80);
+                        o0_10 = Vector256.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector256.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector256.Load(value + 88);
+                        o0_11 = Vector256.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector256.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector256.Load(value + 96);
+                        o0_12 = Vector256.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector256.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector256.Load(value + 104);
+                        o0_13 = Vector256.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector256.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector256.Load(value + 112);
+                        o0_14 = Vector256.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector256.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector256.Load(value + 120);
+                        o0_15 = Vector256.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector256.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 80);
+                    o0_11.Store(output + 88);
+                    o0_12.Store(output + 96);
+                    o0_13.Store(output + 104);
+                    o0_14.Store(output + 112);
+                    o0_15.Store(output + 120);
+                    o1_10.Store(output + 336);
+                    o1_11.Store(output + 344);
+                    o1_12.Store(output + 352);
+                    o1_13.Store(output + 360);
+                    o1_14.Store(output + 368);
+                    o1_15.Store(output + 376);
+                }
+                {
+                    var o0_16 = Vector256<float>.Zero;
+                    var o0_17 = Vector256<float>.Zero;
+                    var o0_18 = Vector256<float>.Zero;
+                    var o0_19 = Vector256<float>.Zero;
+                    var o0_20 = Vector256<float>.Zero;
+                    var o1_16 = Vector256<float>.Zero;
+                    var o1_17 = Vector256<float>.Zero;
+                    var o1_18 = Vector256<float>.Zero;
+                    var o1_19 = Vector256<float>.Zero;
+                    var o1_20 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v16 = Vector256.Load(value + 128);
+                        o0_16 = Vector256.MultiplyAddEstimate(v16, p0, o0_16);
+                        o1_16 = Vector256.MultiplyAddEstimate(v16, p1, o1_16);
+                        var v17 = Vector256.Load(value + 136);
+                        o0_17 = Vector256.MultiplyAddEstimate(v17, p0, o0_17);
+                        o1_17 = Vector256.MultiplyAddEstimate(v17, p1, o1_17);
+                        var v18 = Vector256.Load(value + 144);
+                        o0_18 = Vector256.MultiplyAddEstimate(v18, p0, o0_18);
+                        o1_18 = Vector256.MultiplyAddEstimate(v18, p1, o1_18);
+                        var v19 = Vector256.Load(value + 152);
+                        o0_19 = Vector256.MultiplyAddEstimate(v19, p0, o0_19);
+                        o1_19 = Vector256.MultiplyAddEstimate(v19, p1, o1_19);
+                        var v20 = Vector256.Load(value + 160);
+                        o0_20 = Vector256.MultiplyAddEstimate(v20, p0, o0_20);
+                        o1_20 = Vector256.MultiplyAddEstimate(v20, p1, o1_20);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_16.Store(output + 128);
+                    o0_17.Store(output + 136);
+                    o0_18.Store(output + 144);
+                    o0_19.Store(output + 152);
+                    o0_20.Store(output + 160);
+                    o1_16.Store(output + 384);
+                    o1_17.Store(output + 392);
+                    o1_18.Store(output + 400);
+                    o1_19.Store(output + 408);
+                    o1_20.Store(output + 416);
+                }
+                {
+                    var o0_21 = Vector256<float>.Zero;
+                    var o0_22 = Vector256<float>.Zero;
+                    var o0_23 = Vector256<float>.Zero;
+                    var o0_24 = Vector256<float>.Zero;
+                    var o0_25 = Vector256<float>.Zero;
+                    var o1_21 = Vector256<float>.Zero;
+                    var o1_22 = Vector256<float>.Zero;
+                    var o1_23 = Vector256<float>.Zero;
+                    var o1_24 = Vector256<float>.Zero;
+                    var o1_25 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v21 = Vector256.Load(value + 168);
+                        o0_21 = Vector256.MultiplyAddEstimate(v21, p0, o0_21);
+                        o1_21 = Vector256.MultiplyAddEstimate(v21, p1, o1_21);
+                        var v22 = Vector256.Load(value + 176);
+                        o0_22 = Vector256.MultiplyAddEstimate(v22, p0, o0_22);
+                        o1_22 = Vector256.MultiplyAddEstimate(v22, p1, o1_22);
+                        var v23 = Vector256.Load(value + 184);
+                        o0_23 = Vector256.MultiplyAddEstimate(v23, p0, o0_23);
+                        o1_23 = Vector256.MultiplyAddEstimate(v23, p1, o1_23);
+                        var v24 = Vector256.Load(value + 192);
+                        o0_24 = Vector256.MultiplyAddEstimate(v24, p0, o0_24);
+                        o1_24 = Vector256.MultiplyAddEstimate(v24, p1, o1_24);
+                        var v25 = Vector256.Load(value + 200);
+                        o0_25 = Vector256.MultiplyAddEstimate(v25, p0, o0_25);
+                        o1_25 = Vector256.MultiplyAddEstimate(v25, p1, o1_25);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_21.Store(output + 168);
+                    o0_22.Store(output + 176);
+                    o0_23.Store(output + 184);
+                    o0_24.Store(output + 192);
+                    o0_25.Store(output + 200);
+                    o1_21.Store(output + 424);
+                    o1_22.Store(output + 432);
+                    o1_23.Store(output + 440);
+                    o1_24.Store(output + 448);
+                    o1_25.Store(output + 456);
+                }
+                {
+                    var o0_26 = Vector256<float>.Zero;
+                    var o0_27 = Vector256<float>.Zero;
+                    var o0_28 = Vector256<float>.Zero;
+                    var o0_29 = Vector256<float>.Zero;
+                    var o0_30 = Vector256<float>.Zero;
+                    var o0_31 = Vector256<float>.Zero;
+                    var o1_26 = Vector256<float>.Zero;
+                    var o1_27 = Vector256<float>.Zero;
+                    var o1_28 = Vector256<float>.Zero;
+                    var o1_29 = Vector256<float>.Zero;
+                    var o1_30 = Vector256<float>.Zero;
+                    var o1_31 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v26 = Vector256.Load(value + 208);
+                        o0_26 = Vector256.MultiplyAddEstimate(v26, p0, o0_26);
+                        o1_26 = Vector256.MultiplyAddEstimate(v26, p1, o1_26);
+                        var v27 = Vector256.Load(value + 216);
+                        o0_27 = Vector256.MultiplyAddEstimate(v27, p0, o0_27);
+                        o1_27 = Vector256.MultiplyAddEstimate(v27, p1, o1_27);
+                        var v28 = Vector256.Load(value + 224);
+                        o0_28 = Vector256.MultiplyAddEstimate(v28, p0, o0_28);
+                        o1_28 = Vector256.MultiplyAddEstimate(v28, p1, o1_28);
+                        var v29 = Vector256.Load(value + 232);
+                        o0_29 = Vector256.MultiplyAddEstimate(v29, p0, o0_29);
+                        o1_29 = Vector256.MultiplyAddEstimate(v29, p1, o1_29);
+                        var v30 = Vector256.Load(value + 240);
+                        o0_30 = Vector256.MultiplyAddEstimate(v30, p0, o0_30);
+                        o1_30 = Vector256.MultiplyAddEstimate(v30, p1, o1_30);
+                        var v31 = Vector256.Load(value + 248);
+                        o0_31 = Vector256.MultiplyAddEstimate(v31, p0, o0_31);
+                        o1_31 = Vector256.MultiplyAddEstimate(v31, p1, o1_31);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_26.Store(output + 208);
+                    o0_27.Store(output + 216);
+                    o0_28.Store(output + 224);
+                    o0_29.Store(output + 232);
+                    o0_30.Store(output + 240);
+                    o0_31.Store(output + 248);
+                    o1_26.Store(output + 464);
+                    o1_27.Store(output + 472);
+                    o1_28.Store(output + 480);
+                    o1_29.Store(output + 488);
+                    o1_30.Store(output + 496);
+                    o1_31.Store(output + 504);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o0_4 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    var o1_4 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.Load(value + 0);
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.Load(value + 4);
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.Load(value + 8);
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.Load(value + 12);
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector128.Load(value + 16);
+                        o0_4 = Vector128.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector128.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o0_4.Store(output + 16);
+                    o1_0.Store(output + 256);
+                    o1_1.Store(output + 260);
+                    o1_2.Store(output + 264);
+                    o1_3.Store(output + 268);
+                    o1_4.Store(output + 272);
+                }
+                {
+                    var o0_5 = Vector128<float>.Zero;
+                    var o0_6 = Vector128<float>.Zero;
+                    var o0_7 = Vector128<float>.Zero;
+                    var o0_8 = Vector128<float>.Zero;
+                    var o0_9 = Vector128<float>.Zero;
+                    var o0_10 = Vector128<float>.Zero;
+                    var o1_5 = Vector128<float>.Zero;
+                    var o1_6 = Vector128<float>.Zero;
+                    var o1_7 = Vector128<float>.Zero;
+                    var o1_8 = Vector128<float>.Zero;
+                    var o1_9 = Vector128<float>.Zero;
+                    var o1_10 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v5 = Vector128.Load(value + 20);
+                        o0_5 = Vector128.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector128.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector128.Load(value + 24);
+                        o0_6 = Vector128.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector128.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector128.Load(value + 28);
+                        o0_7 = Vector128.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector128.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector128.Load(value + 32);
+                        o0_8 = Vector128.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector128.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector128.Load(value + 36);
+                        o0_9 = Vector128.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector128.MultiplyAddEstimate(v9, p1, o1_9);
+                        var v10 = Vector128.Load(value + 40);
+                        o0_10 = Vector128.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector128.MultiplyAddEstimate(v10, p1, o1_10);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 20);
+                    o0_6.Store(output + 24);
+                    o0_7.Store(output + 28);
+                    o0_8.Store(output + 32);
+                    o0_9.Store(output + 36);
+                    o0_10.Store(output + 40);
+                    o1_5.Store(output + 276);
+                    o1_6.Store(output + 280);
+                    o1_7.Store(output + 284);
+                    o1_8.Store(output + 288);
+                    o1_9.Store(output + 292);
+                    o1_10.Store(output + 296);
+                }
+                {
+                    var o0_11 = Vector128<float>.Zero;
+                    var o0_12 = Vector128<float>.Zero;
+                    var o0_13 = Vector128<float>.Zero;
+                    var o0_14 = Vector128<float>.Zero;
+                    var o0_15 = Vector128<float>.Zero;
+                    var o0_16 = Vector128<float>.Zero;
+                    var o1_11 = Vector128<float>.Zero;
+                    var o1_12 = Vector128<float>.Zero;
+                    var o1_13 = Vector128<float>.Zero;
+                    var o1_14 = Vector128<float>.Zero;
+                    var o1_15 = Vector128<float>.Zero;
+                    var o1_16 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v11 = Vector128.Load(value + 44);
+                        o0_11 = Vector128.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector128.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector128.Load(value + 48);
+                        o0_12 = Vector128.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector128.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector128.Load(value + 52);
+                        o0_13 = Vector128.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector128.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector128.Load(value + 56);
+                        o0_14 = Vector128.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector128.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector128.Load(value + 60);
+                        o0_15 = Vector128.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector128.MultiplyAddEstimate(v15, p1, o1_15);
+                        var v16 = Vector128.Load(value + 64);
+                        o0_16 = Vector128.MultiplyAddEstimate(v16, p0, o0_16);
+                        o1_16 = Vector128.MultiplyAddEstimate(v16, p1, o1_16);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_11.Store(output + 44);
+                    o0_12.Store(output + 48);
+                    o0_13.Store(output + 52);
+                    o0_14.Store(output + 56);
+                    o0_15.Store(output + 60);
+                    o0_16.Store(output + 64);
+                    o1_11.Store(output + 300);
+                    o1_12.Store(output + 304);
+                    o1_13.Store(output + 308);
+                    o1_14.Store(output + 312);
+                    o1_15.Store(output + 316);
+                    o1_16.Store(output + 320);
+                }
+                {
+                    var o0_17 = Vector128<float>.Zero;
+                    var o0_18 = Vector128<float>.Zero;
+                    var o0_19 = Vector128<float>.Zero;
+                    var o0_20 = Vector128<float>.Zero;
+                    var o0_21 = Vector128<float>.Zero;
+                    var o0_22 = Vector128<float>.Zero;
+                    var o1_17 = Vector128<float>.Zero;
+                    var o1_18 = Vector128<float>.Zero;
+                    var o1_19 = Vector128<float>.Zero;
+                    var o1_20 = Vector128<float>.Zero;
+                    var o1_21 = Vector128<float>.Zero;
+                    var o1_22 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v17 = Vector128.Load(value + 68);
+                        o0_17 = Vector128.MultiplyAddEstimate(v17, p0, o0_17);
+                        o1_17 = Vector128.MultiplyAddEstimate(v17, p1, o1_17);
+                        var v18 = Vector128.Load(value + 72);
+                        o0_18 = Vector128.MultiplyAddEstimate(v18, p0, o0_18);
+                        o1_18 = Vector128.MultiplyAddEstimate(v18, p1, o1_18);
+                        var v19 = Vector128.Load(value + 76);
+                        o0_19 = Vector128.MultiplyAddEstimate(v19, p0, o0_19);
+                        o1_19 = Vector128.MultiplyAddEstimate(v19, p1, o1_19);
+                        var v20 = Vector128.Load(value + 80);
+                        o0_20 = Vector128.MultiplyAddEstimate(v20, p0, o0_20);
+                        o1_20 = Vector128.MultiplyAddEstimate(v20, p1, o1_20);
+                        var v21 = Vector128.Load(value + 84);
+                        o0_21 = Vector128.MultiplyAddEstimate(v21, p0, o0_21);
+                        o1_21 = Vector128.MultiplyAddEstimate(v21, p1, o1_21);
+                        var v22 = Vector128.Load(value + 88);
+                        o0_22 = Vector128.MultiplyAddEstimate(v22, p0, o0_22);
+                        o1_22 = Vector128.MultiplyAddEstimate(v22, p1, o1_22);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_17.Store(output + 68);
+                    o0_18.Store(output + 72);
+                    o0_19.Store(output + 76);
+                    o0_20.Store(output + 80);
+                    o0_21.Store(output + 84);
+                    o0_22.Store(output + 88);
+                    o1_17.Store(output + 324);
+                    o1_18.Store(output + 328);
+                    o1_19.Store(output + 332);
+                    o1_20.Store(output + 336);
+                    o1_21.Store(output + 340);
+                    o1_22.Store(output + 344);
+                }
+                {
+                    var o0_23 = Vector128<float>.Zero;
+                    var o0_24 = Vector128<float>.Zero;
+                    var o0_25 = Vector128<float>.Zero;
+                    var o0_26 = Vector128<float>.Zero;
+                    var o0_27 = Vector128<float>.Zero;
+                    var o0_28 = Vector128<float>.Zero;
+                    var o1_23 = Vector128<float>.Zero;
+                    var o1_24 = Vector128<float>.Zero;
+                    var o1_25 = Vector128<float>.Zero;
+                    var o1_26 = Vector128<float>.Zero;
+                    var o1_27 = Vector128<float>.Zero;
+                    var o1_28 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v23 = Vector128.Load(value + 92);
+                        o0_23 = Vector128.MultiplyAddEstimate(v23, p0, o0_23);
+                        o1_23 = Vector128.MultiplyAddEstimate(v23, p1, o1_23);
+                        var v24 = Vector128.Load(value + 96);
+                        o0_24 = Vector128.MultiplyAddEstimate(v24, p0, o0_24);
+                        o1_24 = Vector128.MultiplyAddEstimate(v24, p1, o1_24);
+                        var v25 = Vector128.Load(value + 100);
+                        o0_25 = Vector128.MultiplyAddEstimate(v25, p0, o0_25);
+                        o1_25 = Vector128.MultiplyAddEstimate(v25, p1, o1_25);
+                        var v26 = Vector128.Load(value + 104);
+                        o0_26 = Vector128.MultiplyAddEstimate(v26, p0, o0_26);
+                        o1_26 = Vector128.MultiplyAddEstimate(v26, p1, o1_26);
+                        var v27 = Vector128.Load(value + 108);
+                        o0_27 = Vector128.MultiplyAddEstimate(v27, p0, o0_27);
+                        o1_27 = Vector128.MultiplyAddEstimate(v27, p1, o1_27);
+                        var v28 = Vector128.Load(value + 112);
+                        o0_28 = Vector128.MultiplyAddEstimate(v28, p0, o0_28);
+                        o1_28 = Vector128.MultiplyAddEstimate(v28, p1, o1_28);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_23.Store(output + 92);
+                    o0_24.Store(output + 96);
+                    o0_25.Store(output + 100);
+                    o0_26.Store(output + 104);
+                    o0_27.Store(output + 108);
+                    o0_28.Store(output + 112);
+                    o1_23.Store(output + 348);
+                    o1_24.Store(output + 352);
+                    o1_25.Store(output + 356);
+                    o1_26.Store(output + 360);
+                    o1_27.Store(output + 364);
+                    o1_28.Store(output + 368);
+                }
+                {
+                    var o0_29 = Vector128<float>.Zero;
+                    var o0_30 = Vector128<float>.Zero;
+                    var o0_31 = Vector128<float>.Zero;
+                    var o0_32 = Vector128<float>.Zero;
+                    var o0_33 = Vector128<float>.Zero;
+                    var o1_29 = Vector128<float>.Zero;
+                    var o1_30 = Vector128<float>.Zero;
+                    var o1_31 = Vector128<float>.Zero;
+                    var o1_32 = Vector128<float>.Zero;
+                    var o1_33 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v29 = Vector128.Load(value + 116);
+                        o0_29 = Vector128.MultiplyAddEstimate(v29, p0, o0_29);
+                        o1_29 = Vector128.MultiplyAddEstimate(v29, p1, o1_29);
+                        var v30 = Vector128.Load(value + 120);
+                        o0_30 = Vector128.MultiplyAddEstimate(v30, p0, o0_30);
+                        o1_30 = Vector128.MultiplyAddEstimate(v30, p1, o1_30);
+                        var v31 = Vector128.Load(value + 124);
+                        o0_31 = Vector128.MultiplyAddEstimate(v31, p0, o0_31);
+                        o1_31 = Vector128.MultiplyAddEstimate(v31, p1, o1_31);
+                        var v32 = Vector128.Load(value + 128);
+                        o0_32 = Vector128.MultiplyAddEstimate(v32, p0, o0_32);
+                        o1_32 = Vector128.MultiplyAddEstimate(v32, p1, o1_32);
+                        var v33 = Vector128.Load(value + 132);
+                        o0_33 = Vector128.MultiplyAddEstimate(v33, p0, o0_33);
+                        o1_33 = Vector128.MultiplyAddEstimate(v33, p1, o1_33);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_29.Store(output + 116);
+                    o0_30.Store(output + 120);
+                    o0_31.Store(output + 124);
+                    o0_32.Store(output + 128);
+                    o0_33.Store(output + 132);
+                    o1_29.Store(output + 372);
+                    o1_30.Store(output + 376);
+                    o1_31.Store(output + 380);
+                    o1_32.Store(output + 384);
+                    o1_33.Store(output + 388);
+                }
+                {
+                    var o0_34 = Vector128<float>.Zero;
+                    var o0_35 = Vector128<float>.Zero;
+                    var o0_36 = Vector128<float>.Zero;
+                    var o0_37 = Vector128<float>.Zero;
+                    var o0_38 = Vector128<float>.Zero;
+                    var o0_39 = Vector128<float>.Zero;
+                    var o1_34 = Vector128<float>.Zero;
+                    var o1_35 = Vector128<float>.Zero;
+                    var o1_36 = Vector128<float>.Zero;
+                    var o1_37 = Vector128<float>.Zero;
+                    var o1_38 = Vector128<float>.Zero;
+                    var o1_39 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v34 = Vector128.Load(value + 136);
+                        o0_34 = Vector128.MultiplyAddEstimate(v34, p0, o0_34);
+                        o1_34 = Vector128.MultiplyAddEstimate(v34, p1, o1_34);
+                        var v35 = Vector128.Load(value + 140);
+                        o0_35 = Vector128.MultiplyAddEstimate(v35, p0, o0_35);
+                        o1_35 = Vector128.MultiplyAddEstimate(v35, p1, o1_35);
+                        var v36 = Vector128.Load(value + 144);
+                        o0_36 = Vector128.MultiplyAddEstimate(v36, p0, o0_36);
+                        o1_36 = Vector128.MultiplyAddEstimate(v36, p1, o1_36);
+                        var v37 = Vector128.Load(value + 148);
+                        o0_37 = Vector128.MultiplyAddEstimate(v37, p0, o0_37);
+                        o1_37 = Vector128.MultiplyAddEstimate(v37, p1, o1_37);
+                        var v38 = Vector128.Load(value + 152);
+                        o0_38 = Vector128.MultiplyAddEstimate(v38, p0, o0_38);
+                        o1_38 = Vector128.MultiplyAddEstimate(v38, p1, o1_38);
+                        var v39 = Vector128.Load(value + 156);
+                        o0_39 = Vector128.MultiplyAddEstimate(v39, p0, o0_39);
+                        o1_39 = Vector128.MultiplyAddEstimate(v39, p1, o1_39);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_34.Store(output + 136);
+                    o0_35.Store(output + 140);
+                    o0_36.Store(output + 144);
+                    o0_37.Store(output + 148);
+                    o0_38.Store(output + 152);
+                    o0_39.Store(output + 156);
+                    o1_34.Store(output + 392);
+                    o1_35.Store(output + 396);
+                    o1_36.Store(output + 400);
+                    o1_37.Store(output + 404);
+                    o1_38.Store(output + 408);
+                    o1_39.Store(output + 412);
+                }
+                {
+                    var o0_40 = Vector128<float>.Zero;
+                    var o0_41 = Vector128<float>.Zero;
+                    var o0_42 = Vector128<float>.Zero;
+                    var o0_43 = Vector128<float>.Zero;
+                    var o0_44 = Vector128<float>.Zero;
+                    var o0_45 = Vector128<float>.Zero;
+                    var o1_40 = Vector128<float>.Zero;
+                    var o1_41 = Vector128<float>.Zero;
+                    var o1_42 = Vector128<float>.Zero;
+                    var o1_43 = Vector128<float>.Zero;
+                    var o1_44 = Vector128<float>.Zero;
+                    var o1_45 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v40 = Vector128.Load(value + 160);
+                        o0_40 = Vector128.MultiplyAddEstimate(v40, p0, o0_40);
+                        o1_40 = Vector128.MultiplyAddEstimate(v40, p1, o1_40);
+                        var v41 = Vector128.Load(value + 164);
+                        o0_41 = Vector128.MultiplyAddEstimate(v41, p0, o0_41);
+                        o1_41 = Vector128.MultiplyAddEstimate(v41, p1, o1_41);
+                        var v42 = Vector128.Load(value + 168);
+                        o0_42 = Vector128.MultiplyAddEstimate(v42, p0, o0_42);
+                        o1_42 = Vector128.MultiplyAddEstimate(v42, p1, o1_42);
+                        var v43 = Vector128.Load(value + 172);
+                        o0_43 = Vector128.MultiplyAddEstimate(v43, p0, o0_43);
+                        o1_43 = Vector128.MultiplyAddEstimate(v43, p1, o1_43);
+                        var v44 = Vector128.Load(value + 176);
+                        o0_44 = Vector128.MultiplyAddEstimate(v44, p0, o0_44);
+                        o1_44 = Vector128.MultiplyAddEstimate(v44, p1, o1_44);
+                        var v45 = Vector128.Load(value + 180);
+                        o0_45 = Vector128.MultiplyAddEstimate(v45, p0, o0_45);
+                        o1_45 = Vector128.MultiplyAddEstimate(v45, p1, o1_45);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_40.Store(output + 160);
+                    o0_41.Store(output + 164);
+                    o0_42.Store(output + 168);
+                    o0_43.Store(output + 172);
+                    o0_44.Store(output + 176);
+                    o0_45.Store(output + 180);
+                    o1_40.Store(output + 416);
+                    o1_41.Store(output + 420);
+                    o1_42.Store(output + 424);
+                    o1_43.Store(output + 428);
+                    o1_44.Store(output + 432);
+                    o1_45.Store(output + 436);
+                }
+                {
+                    var o0_46 = Vector128<float>.Zero;
+                    var o0_47 = Vector128<float>.Zero;
+                    var o0_48 = Vector128<float>.Zero;
+                    var o0_49 = Vector128<float>.Zero;
+                    var o0_50 = Vector128<float>.Zero;
+                    var o0_51 = Vector128<float>.Zero;
+                    var o1_46 = Vector128<float>.Zero;
+                    var o1_47 = Vector128<float>.Zero;
+                    var o1_48 = Vector128<float>.Zero;
+                    var o1_49 = Vector128<float>.Zero;
+                    var o1_50 = Vector128<float>.Zero;
+                    var o1_51 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v46 = Vector128.Load(value + 184);
+                        o0_46 = Vector128.MultiplyAddEstimate(v46, p0, o0_46);
+                        o1_46 = Vector128.MultiplyAddEstimate(v46, p1, o1_46);
+                        var v47 = Vector128.Load(value + 188);
+                        o0_47 = Vector128.MultiplyAddEstimate(v47, p0, o0_47);
+                        o1_47 = Vector128.MultiplyAddEstimate(v47, p1, o1_47);
+                        var v48 = Vector128.Load(value + 192);
+                        o0_48 = Vector128.MultiplyAddEstimate(v48, p0, o0_48);
+                        o1_48 = Vector128.MultiplyAddEstimate(v48, p1, o1_48);
+                        var v49 = Vector128.Load(value + 196);
+                        o0_49 = Vector128.MultiplyAddEstimate(v49, p0, o0_49);
+                        o1_49 = Vector128.MultiplyAddEstimate(v49, p1, o1_49);
+                        var v50 = Vector128.Load(value + 200);
+                        o0_50 = Vector128.MultiplyAddEstimate(v50, p0, o0_50);
+                        o1_50 = Vector128.MultiplyAddEstimate(v50, p1, o1_50);
+                        var v51 = Vector128.Load(value + 204);
+                        o0_51 = Vector128.MultiplyAddEstimate(v51, p0, o0_51);
+                        o1_51 = Vector128.MultiplyAddEstimate(v51, p1, o1_51);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_46.Store(output + 184);
+                    o0_47.Store(output + 188);
+                    o0_48.Store(output + 192);
+                    o0_49.Store(output + 196);
+                    o0_50.Store(output + 200);
+                    o0_51.Store(output + 204);
+                    o1_46.Store(output + 440);
+                    o1_47.Store(output + 444);
+                    o1_48.Store(output + 448);
+                    o1_49.Store(output + 452);
+                    o1_50.Store(output + 456);
+                    o1_51.Store(output + 460);
+                }
+                {
+                    var o0_52 = Vector128<float>.Zero;
+                    var o0_53 = Vector128<float>.Zero;
+                    var o0_54 = Vector128<float>.Zero;
+                    var o0_55 = Vector128<float>.Zero;
+                    var o0_56 = Vector128<float>.Zero;
+                    var o0_57 = Vector128<float>.Zero;
+                    var o1_52 = Vector128<float>.Zero;
+                    var o1_53 = Vector128<float>.Zero;
+                    var o1_54 = Vector128<float>.Zero;
+                    var o1_55 = Vector128<float>.Zero;
+                    var o1_56 = Vector128<float>.Zero;
+                    var o1_57 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v52 = Vector128.Load(value + 208);
+                        o0_52 = Vector128.MultiplyAddEstimate(v52, p0, o0_52);
+                        o1_52 = Vector128.MultiplyAddEstimate(v52, p1, o1_52);
+                        var v53 = Vector128.Load(value + 212);
+                        o0_53 = Vector128.MultiplyAddEstimate(v53, p0, o0_53);
+                        o1_53 = Vector128.MultiplyAddEstimate(v53, p1, o1_53);
+                        var v54 = Vector128.Load(value + 216);
+                        o0_54 = Vector128.MultiplyAddEstimate(v54, p0, o0_54);
+                        o1_54 = Vector128.MultiplyAddEstimate(v54, p1, o1_54);
+                        var v55 = Vector128.Load(value + 220);
+                        o0_55 = Vector128.MultiplyAddEstimate(v55, p0, o0_55);
+                        o1_55 = Vector128.MultiplyAddEstimate(v55, p1, o1_55);
+                        var v56 = Vector128.Load(value + 224);
+                        o0_56 = Vector128.MultiplyAddEstimate(v56, p0, o0_56);
+                        o1_56 = Vector128.MultiplyAddEstimate(v56, p1, o1_56);
+                        var v57 = Vector128.Load(value + 228);
+                        o0_57 = Vector128.MultiplyAddEstimate(v57, p0, o0_57);
+                        o1_57 = Vector128.MultiplyAddEstimate(v57, p1, o1_57);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_52.Store(output + 208);
+                    o0_53.Store(output + 212);
+                    o0_54.Store(output + 216);
+                    o0_55.Store(output + 220);
+                    o0_56.Store(output + 224);
+                    o0_57.Store(output + 228);
+                    o1_52.Store(output + 464);
+                    o1_53.Store(output + 468);
+                    o1_54.Store(output + 472);
+                    o1_55.Store(output + 476);
+                    o1_56.Store(output + 480);
+                    o1_57.Store(output + 484);
+                }
+                {
+                    var o0_58 = Vector128<float>.Zero;
+                    var o0_59 = Vector128<float>.Zero;
+                    var o0_60 = Vector128<float>.Zero;
+                    var o0_61 = Vector128<float>.Zero;
+                    var o0_62 = Vector128<float>.Zero;
+                    var o0_63 = Vector128<float>.Zero;
+                    var o1_58 = Vector128<float>.Zero;
+                    var o1_59 = Vector128<float>.Zero;
+                    var o1_60 = Vector128<float>.Zero;
+                    var o1_61 = Vector128<float>.Zero;
+                    var o1_62 = Vector128<float>.Zero;
+                    var o1_63 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v58 = Vector128.Load(value + 232);
+                        o0_58 = Vector128.MultiplyAddEstimate(v58, p0, o0_58);
+                        o1_58 = Vector128.MultiplyAddEstimate(v58, p1, o1_58);
+                        var v59 = Vector128.Load(value + 236);
+                        o0_59 = Vector128.MultiplyAddEstimate(v59, p0, o0_59);
+                        o1_59 = Vector128.MultiplyAddEstimate(v59, p1, o1_59);
+                        var v60 = Vector128.Load(value + 240);
+                        o0_60 = Vector128.MultiplyAddEstimate(v60, p0, o0_60);
+                        o1_60 = Vector128.MultiplyAddEstimate(v60, p1, o1_60);
+                        var v61 = Vector128.Load(value + 244);
+                        o0_61 = Vector128.MultiplyAddEstimate(v61, p0, o0_61);
+                        o1_61 = Vector128.MultiplyAddEstimate(v61, p1, o1_61);
+                        var v62 = Vector128.Load(value + 248);
+                        o0_62 = Vector128.MultiplyAddEstimate(v62, p0, o0_62);
+                        o1_62 = Vector128.MultiplyAddEstimate(v62, p1, o1_62);
+                        var v63 = Vector128.Load(value + 252);
+                        o0_63 = Vector128.MultiplyAddEstimate(v63, p0, o0_63);
+                        o1_63 = Vector128.MultiplyAddEstimate(v63, p1, o1_63);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_58.Store(output + 232);
+                    o0_59.Store(output + 236);
+                    o0_60.Store(output + 240);
+                    o0_61.Store(output + 244);
+                    o0_62.Store(output + 248);
+                    o0_63.Store(output + 252);
+                    o1_58.Store(output + 488);
+                    o1_59.Store(output + 492);
+                    o1_60.Store(output + 496);
+                    o1_61.Store(output + 500);
+                    o1_62.Store(output + 504);
+                    o1_63.Store(output + 508);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 256; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * values[(long)slot * HeadDim + i];
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 256 + i] = sum;
+                    }
                 }
             }
         }
 
-        /// <summary>Σ w[i]·x[i] over 256 F32 weights.</summary>
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·256 of one kv head: every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static float Dot_F32_256(float* w, float* x)
+        internal static void GroupDot_256(float* q, float* k, float* scores, long stride)
         {
             if (Vector512.IsHardwareAccelerated)
             {
-                // 256 = 16 × 16: written out completely
-                var a0 = Vector512<float>.Zero;
-                var a1 = Vector512<float>.Zero;
-                var a2 = Vector512<float>.Zero;
-                var a3 = Vector512<float>.Zero;
-                var a4 = Vector512<float>.Zero;
-                var a5 = Vector512<float>.Zero;
-                var a6 = Vector512<float>.Zero;
-                var a7 = Vector512<float>.Zero;
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), Vector512.Load(x + 0), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), Vector512.Load(x + 16), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), Vector512.Load(x + 32), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), Vector512.Load(x + 48), a3);
-                a4 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 64), Vector512.Load(x + 64), a4);
-                a5 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 80), Vector512.Load(x + 80), a5);
-                a6 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 96), Vector512.Load(x + 96), a6);
-                a7 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 112), Vector512.Load(x + 112), a7);
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 128), Vector512.Load(x + 128), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 144), Vector512.Load(x + 144), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 160), Vector512.Load(x + 160), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 176), Vector512.Load(x + 176), a3);
-                a4 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 192), Vector512.Load(x + 192), a4);
-                a5 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 208), Vector512.Load(x + 208), a5);
-                a6 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 224), Vector512.Load(x + 224), a6);
-                a7 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 240), Vector512.Load(x + 240), a7);
-                float sum = Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a0_1 = Vector512<float>.Zero;
+                    var a0_2 = Vector512<float>.Zero;
+                    var a0_3 = Vector512<float>.Zero;
+                    var a0_4 = Vector512<float>.Zero;
+                    var a0_5 = Vector512<float>.Zero;
+                    var a0_6 = Vector512<float>.Zero;
+                    var a0_7 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var a1_1 = Vector512<float>.Zero;
+                    var a1_2 = Vector512<float>.Zero;
+                    var a1_3 = Vector512<float>.Zero;
+                    var a1_4 = Vector512<float>.Zero;
+                    var a1_5 = Vector512<float>.Zero;
+                    var a1_6 = Vector512<float>.Zero;
+                    var a1_7 = Vector512<float>.Zero;
+                    var k0 = Vector512.Load(k + 0);
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256), k0, a1_0);
+                    var k1 = Vector512.Load(k + 16);
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k1, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 16), k1, a1_1);
+                    var k2 = Vector512.Load(k + 32);
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 32), k2, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 32), k2, a1_2);
+                    var k3 = Vector512.Load(k + 48);
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 48), k3, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 48), k3, a1_3);
+                    var k4 = Vector512.Load(k + 64);
+                    a0_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64), k4, a0_4);
+                    a1_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 64), k4, a1_4);
+                    var k5 = Vector512.Load(k + 80);
+                    a0_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 80), k5, a0_5);
+                    a1_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 80), k5, a1_5);
+                    var k6 = Vector512.Load(k + 96);
+                    a0_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 96), k6, a0_6);
+                    a1_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 96), k6, a1_6);
+                    var k7 = Vector512.Load(k + 112);
+                    a0_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 112), k7, a0_7);
+                    a1_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 112), k7, a1_7);
+                    var k8 = Vector512.Load(k + 128);
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128), k8, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 128), k8, a1_0);
+                    var k9 = Vector512.Load(k + 144);
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 144), k9, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 144), k9, a1_1);
+                    var k10 = Vector512.Load(k + 160);
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 160), k10, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 160), k10, a1_2);
+                    var k11 = Vector512.Load(k + 176);
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 176), k11, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 176), k11, a1_3);
+                    var k12 = Vector512.Load(k + 192);
+                    a0_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 192), k12, a0_4);
+                    a1_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 192), k12, a1_4);
+                    var k13 = Vector512.Load(k + 208);
+                    a0_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 208), k13, a0_5);
+                    a1_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 208), k13, a1_5);
+                    var k14 = Vector512.Load(k + 224);
+                    a0_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 224), k14, a0_6);
+                    a1_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 224), k14, a1_6);
+                    var k15 = Vector512.Load(k + 240);
+                    a0_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 240), k15, a0_7);
+                    a1_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 240), k15, a1_7);
+                    float s0 = Vector512.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                // 256 = 4 iterations × 8 × 8
-                var a0 = Vector256<float>.Zero;
-                var a1 = Vector256<float>.Zero;
-                var a2 = Vector256<float>.Zero;
-                var a3 = Vector256<float>.Zero;
-                var a4 = Vector256<float>.Zero;
-                var a5 = Vector256<float>.Zero;
-                var a6 = Vector256<float>.Zero;
-                var a7 = Vector256<float>.Zero;
-                for (int i = 0; i < 256; i += 64)
                 {
-                    a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i), Vector256.Load(x + i), a0);
-                    a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), Vector256.Load(x + i + 8), a1);
-                    a2 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 16), Vector256.Load(x + i + 16), a2);
-                    a3 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 24), Vector256.Load(x + i + 24), a3);
-                    a4 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 32), Vector256.Load(x + i + 32), a4);
-                    a5 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 40), Vector256.Load(x + i + 40), a5);
-                    a6 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 48), Vector256.Load(x + i + 48), a6);
-                    a7 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 56), Vector256.Load(x + i + 56), a7);
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a0_2 = Vector256<float>.Zero;
+                    var a0_3 = Vector256<float>.Zero;
+                    var a0_4 = Vector256<float>.Zero;
+                    var a0_5 = Vector256<float>.Zero;
+                    var a0_6 = Vector256<float>.Zero;
+                    var a0_7 = Vector256<float>.Zero;
+                    for (int i = 0; i < 256; i += 64)
+                    {
+                        var k0 = Vector256.Load(k + i);
+                        a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i), k0, a0_0);
+                        var k1 = Vector256.Load(k + i + 8);
+                        a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 8), k1, a0_1);
+                        var k2 = Vector256.Load(k + i + 16);
+                        a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 16), k2, a0_2);
+                        var k3 = Vector256.Load(k + i + 24);
+                        a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 24), k3, a0_3);
+                        var k4 = Vector256.Load(k + i + 32);
+                        a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 32), k4, a0_4);
+                        var k5 = Vector256.Load(k + i + 40);
+                        a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 40), k5, a0_5);
+                        var k6 = Vector256.Load(k + i + 48);
+                        a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 48), k6, a0_6);
+                        var k7 = Vector256.Load(k + i + 56);
+                        a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 56), k7, a0_7);
+                    }
+                    float s0 = Vector256.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
                 }
-                float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var a1_2 = Vector256<float>.Zero;
+                    var a1_3 = Vector256<float>.Zero;
+                    var a1_4 = Vector256<float>.Zero;
+                    var a1_5 = Vector256<float>.Zero;
+                    var a1_6 = Vector256<float>.Zero;
+                    var a1_7 = Vector256<float>.Zero;
+                    for (int i = 0; i < 256; i += 64)
+                    {
+                        var k0 = Vector256.Load(k + i);
+                        a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i), k0, a1_0);
+                        var k1 = Vector256.Load(k + i + 8);
+                        a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 8), k1, a1_1);
+                        var k2 = Vector256.Load(k + i + 16);
+                        a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 16), k2, a1_2);
+                        var k3 = Vector256.Load(k + i + 24);
+                        a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 24), k3, a1_3);
+                        var k4 = Vector256.Load(k + i + 32);
+                        a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 32), k4, a1_4);
+                        var k5 = Vector256.Load(k + i + 40);
+                        a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 40), k5, a1_5);
+                        var k6 = Vector256.Load(k + i + 48);
+                        a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 48), k6, a1_6);
+                        var k7 = Vector256.Load(k + i + 56);
+                        a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 56), k7, a1_7);
+                    }
+                    float s1 = Vector256.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
-                // 256 = 8 iterations × 8 × 4
-                var a0 = Vector128<float>.Zero;
-                var a1 = Vector128<float>.Zero;
-                var a2 = Vector128<float>.Zero;
-                var a3 = Vector128<float>.Zero;
-                var a4 = Vector128<float>.Zero;
-                var a5 = Vector128<float>.Zero;
-                var a6 = Vector128<float>.Zero;
-                var a7 = Vector128<float>.Zero;
-                for (int i = 0; i < 256; i += 32)
                 {
-                    a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), Vector128.Load(x + i), a0);
-                    a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), Vector128.Load(x + i + 4), a1);
-                    a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), Vector128.Load(x + i + 8), a2);
-                    a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), Vector128.Load(x + i + 12), a3);
-                    a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), Vector128.Load(x + i + 16), a4);
-                    a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), Vector128.Load(x + i + 20), a5);
-                    a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), Vector128.Load(x + i + 24), a6);
-                    a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), Vector128.Load(x + i + 28), a7);
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a0_4 = Vector128<float>.Zero;
+                    var a0_5 = Vector128<float>.Zero;
+                    var a0_6 = Vector128<float>.Zero;
+                    var a0_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 256; i += 32)
+                    {
+                        var k0 = Vector128.Load(k + i);
+                        a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i), k0, a0_0);
+                        var k1 = Vector128.Load(k + i + 4);
+                        a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 4), k1, a0_1);
+                        var k2 = Vector128.Load(k + i + 8);
+                        a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 8), k2, a0_2);
+                        var k3 = Vector128.Load(k + i + 12);
+                        a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 12), k3, a0_3);
+                        var k4 = Vector128.Load(k + i + 16);
+                        a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 16), k4, a0_4);
+                        var k5 = Vector128.Load(k + i + 20);
+                        a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 20), k5, a0_5);
+                        var k6 = Vector128.Load(k + i + 24);
+                        a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 24), k6, a0_6);
+                        var k7 = Vector128.Load(k + i + 28);
+                        a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 28), k7, a0_7);
+                    }
+                    float s0 = Vector128.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
                 }
-                float sum = Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var a1_4 = Vector128<float>.Zero;
+                    var a1_5 = Vector128<float>.Zero;
+                    var a1_6 = Vector128<float>.Zero;
+                    var a1_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 256; i += 32)
+                    {
+                        var k0 = Vector128.Load(k + i);
+                        a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i), k0, a1_0);
+                        var k1 = Vector128.Load(k + i + 4);
+                        a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 4), k1, a1_1);
+                        var k2 = Vector128.Load(k + i + 8);
+                        a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 8), k2, a1_2);
+                        var k3 = Vector128.Load(k + i + 12);
+                        a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 12), k3, a1_3);
+                        var k4 = Vector128.Load(k + i + 16);
+                        a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 16), k4, a1_4);
+                        var k5 = Vector128.Load(k + i + 20);
+                        a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 20), k5, a1_5);
+                        var k6 = Vector128.Load(k + i + 24);
+                        a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 24), k6, a1_6);
+                        var k7 = Vector128.Load(k + i + 28);
+                        a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 28), k7, a1_7);
+                    }
+                    float s1 = Vector128.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else
             {
-                float sum = 0f;
-                for (int i = 0; i < 256; i++) sum += w[i] * x[i];
-                return sum;
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 256; i++) sum += q[0 + i] * k[i];
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 256; i++) sum += q[256 + i] * k[i];
+                    scores[stride] = sum;
+                }
             }
         }
 
@@ -2605,44 +3333,44 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 2304] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 2304] F32 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_F32_2304(float* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_F32_2304(w + (long)(2 * i) * 2304, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_F32_2304(w + (long)(2 * i) * 2304, x);
-                float up = Dot_F32_2304(w + (long)(2 * i + 1) * 2304, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_F32_2304(w + (long)(2 * (first + i)) * 2304, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_F32_2304(w + (long)(2 * (first + i)) * 2304, x);
+                    dots[2 * i + 1] = Dot_F32_2304(w + (long)(2 * (first + i) + 1) * 2304, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 2304] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 2304] BF16 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_BF16_2304(ushort* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_BF16_2304(w + (long)(2 * i) * 2304, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_BF16_2304(w + (long)(2 * i) * 2304, x);
-                float up = Dot_BF16_2304(w + (long)(2 * i + 1) * 2304, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_BF16_2304(w + (long)(2 * (first + i)) * 2304, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_BF16_2304(w + (long)(2 * (first + i)) * 2304, x);
+                    dots[2 * i + 1] = Dot_BF16_2304(w + (long)(2 * (first + i) + 1) * 2304, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
@@ -2669,7 +3397,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>
+        /// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>
         private sealed class AttentionJob : IRowJob
         {
             private readonly Gemma2_2B _owner;
@@ -2683,12 +3411,15 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int kv = start; kv < end; kv++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head
-                    float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;
-                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
-                    else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);
+                    long cache = kv * slots * HeadDim;
+                    // query heads kv·G .. kv·G + G − 1 share kv head kv
+                    float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;
+                    float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;
+                    if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);
+                    else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);
                 }
             }
         }
@@ -2751,9 +3482,7 @@ namespace GemmaGen.Models
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_2304((float*)Matrix.Data, X, Y, start, end);
                 else Matrix.MatVecRows(X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
-                TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                TensorPrimitives.Tanh(z, z);
-                TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                Activations.SoftCap(z, FinalSoftcap);
             }
         }
 
@@ -2791,13 +3520,15 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>
+        /// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the
+        /// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>
         private sealed class BatchAttentionJob : IRowJob
         {
             private readonly Gemma2_2B _owner;
             public int Layer;
             public int First;
             public int Tokens;
+            public int Blocks;
 
             public BatchAttentionJob(Gemma2_2B owner) => _owner = owner;
 
@@ -2806,15 +3537,17 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int unit = start; unit < end; unit++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;
-                    float* scores = o.Scores + (long)h * o.MaxContext;
-                    for (int t = 0; t < Tokens; t++)
+                    int kv = unit / Blocks;
+                    long cache = kv * slots * HeadDim;
+                    float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;
+                    for (int t = unit % Blocks; t < Tokens; t += Blocks)
                     {
-                        float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;
-                        if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
-                        else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);
+                        float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;
+                        if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);
+                        else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);
                     }
                 }
             }

@@ -4,7 +4,6 @@
 #nullable enable
 
 using System;
-using System.Collections.Generic;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -62,33 +61,6 @@ namespace GemmaGen.Models
         [ModuleInitializer]
         internal static void Register() => CompiledModelRegistry.Register(new CompiledModel("Gemma2_Demo", Shape, (weights, maxContext, pool) => new Gemma2_Demo(weights, maxContext, pool)));
 
-        /// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of
-        /// <paramref name="layers"/> layers and <paramref name="vocabSize"/> tokens.</summary>
-        public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)
-        {
-            var slots = new List<WeightSlot>
-            {
-                new WeightSlot("model.embed_tokens.weight", vocabSize, HiddenSize),
-                new WeightSlot("model.norm.weight", HiddenSize),
-            };
-            for (int layer = 0; layer < layers; layer++)
-            {
-                string p = "model.layers." + layer + ".";
-                slots.Add(new WeightSlot(p + "input_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.q_proj.weight", Heads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.k_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.v_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.o_proj.weight", HiddenSize, AttentionWidth));
-                slots.Add(new WeightSlot(p + "post_attention_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "pre_feedforward_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.gate_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.up_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.down_proj.weight", HiddenSize, IntermediateSize));
-                slots.Add(new WeightSlot(p + "post_feedforward_layernorm.weight", HiddenSize));
-            }
-            return slots;
-        }
-
         private readonly QkvJob _qkv;
         private readonly AttentionJob _attention;
         private readonly MatVecJob256 _output;
@@ -103,9 +75,15 @@ namespace GemmaGen.Models
         // prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],
         // attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]
         private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
+        // prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]
+        private readonly float* _scoresb;
 
         /// <summary>Tokens a prefill processes per pass over the weights.</summary>
         public const int PrefillBatch = 64;
+
+        /// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the
+        /// pool splits, so threads beyond the kv heads have work.</summary>
+        public const int PrefillQueryBlocks = 8;
 
         /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
         public Gemma2_Demo(ModelWeights weights, int maxContext, WorkerPool pool)
@@ -132,6 +110,7 @@ namespace GemmaGen.Models
             _branchb = Allocate(MaxBatch * HiddenSize);
             _gateupb = Allocate(MaxBatch * 2 * IntermediateSize);
             _mlpb = Allocate(MaxBatch * IntermediateSize);
+            _scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));
         }
 
         /// <inheritdoc/>
@@ -170,7 +149,7 @@ namespace GemmaGen.Models
                 Pool.Run(_qkv, QkvRows, grain: HeadDim);
                 _attention.Layer = layer;
                 _attention.Position = position;
-                Pool.Run(_attention, Heads);
+                Pool.Run(_attention, KvHeads);
                 _output.Matrix = w.O;
                 _output.X = Attention;
                 _output.Y = Branch;
@@ -271,9 +250,7 @@ namespace GemmaGen.Models
                 for (int t = 0; t < n; t++)
                 {
                     var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
-                    TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                    TensorPrimitives.Tanh(z, z);
-                    TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                    Activations.SoftCap(z, FinalSoftcap);
                 }
                 return;
             }
@@ -299,7 +276,8 @@ namespace GemmaGen.Models
                 _batchAttention.Layer = layer;
                 _batchAttention.First = first;
                 _batchAttention.Tokens = n;
-                Pool.Run(_batchAttention, Heads);
+                _batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);
+                Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);
                 MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);
                 for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);
 
@@ -900,246 +878,520 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>local attention: window 128, 4 q heads / 2 kv heads, d 64, softcap 50.0, scale 1/sqrt(64.0).
+        /// <summary>local attention: window 128, the 2 query heads of one kv head (4 / 2), d 64, softcap 50.0, scale 1/sqrt(64.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output, int ring)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
-            AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
+            AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);
         }
 
-        /// <summary>global attention: 4 q heads / 2 kv heads, d 64, softcap 50.0, scale 1/sqrt(64.0). A query at p sees keys 0 .. p.</summary>
-        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        /// <summary>global attention: the 2 query heads of one kv head (4 / 2), d 64, softcap 50.0, scale 1/sqrt(64.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output)
         {
-            AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
+            AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);
         }
 
-        /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
-        /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        /// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendGroup(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
             {
-                scores[n] = Dot_F32_64(q, keys + (long)slot * HeadDim);
+                GroupDot_64(q, keys + (long)slot * HeadDim, scores + n, stride);
                 if (++slot == ring) slot = 0;
             }
-            var s = new Span<float>(scores, count);
-            // soft-cap before the mask: cap·tanh(q·k·scale / cap)
-            TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);
-            TensorPrimitives.Tanh(s, s);
-            TensorPrimitives.Multiply(s, AttnSoftcap, s);
-            // softmax in float32 with the maximum subtracted
-            TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
-            TensorPrimitives.Exp(s, s);
-            TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
             if (Vector512.IsHardwareAccelerated)
             {
-                var o0 = Vector512<float>.Zero;
-                var o1 = Vector512<float>.Zero;
-                var o2 = Vector512<float>.Zero;
-                var o3 = Vector512<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
                 {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector512.Create(scores[n]);
-                    o0 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 0), p, o0);
-                    o1 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 16), p, o1);
-                    o2 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 32), p, o2);
-                    o3 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 48), p, o3);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 16);
-                o2.Store(output + 32);
-                o3.Store(output + 48);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                var o0 = Vector256<float>.Zero;
-                var o1 = Vector256<float>.Zero;
-                var o2 = Vector256<float>.Zero;
-                var o3 = Vector256<float>.Zero;
-                var o4 = Vector256<float>.Zero;
-                var o5 = Vector256<float>.Zero;
-                var o6 = Vector256<float>.Zero;
-                var o7 = Vector256<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector256.Create(scores[n]);
-                    o0 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 0), p, o0);
-                    o1 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 8), p, o1);
-                    o2 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 16), p, o2);
-                    o3 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 24), p, o3);
-                    o4 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 32), p, o4);
-                    o5 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 40), p, o5);
-                    o6 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 48), p, o6);
-                    o7 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 56), p, o7);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 8);
-                o2.Store(output + 16);
-                o3.Store(output + 24);
-                o4.Store(output + 32);
-                o5.Store(output + 40);
-                o6.Store(output + 48);
-                o7.Store(output + 56);
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                var o0 = Vector128<float>.Zero;
-                var o1 = Vector128<float>.Zero;
-                var o2 = Vector128<float>.Zero;
-                var o3 = Vector128<float>.Zero;
-                var o4 = Vector128<float>.Zero;
-                var o5 = Vector128<float>.Zero;
-                var o6 = Vector128<float>.Zero;
-                var o7 = Vector128<float>.Zero;
-                var o8 = Vector128<float>.Zero;
-                var o9 = Vector128<float>.Zero;
-                var o10 = Vector128<float>.Zero;
-                var o11 = Vector128<float>.Zero;
-                var o12 = Vector128<float>.Zero;
-                var o13 = Vector128<float>.Zero;
-                var o14 = Vector128<float>.Zero;
-                var o15 = Vector128<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector128.Create(scores[n]);
-                    o0 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 0), p, o0);
-                    o1 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 4), p, o1);
-                    o2 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 8), p, o2);
-                    o3 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 12), p, o3);
-                    o4 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 16), p, o4);
-                    o5 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 20), p, o5);
-                    o6 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 24), p, o6);
-                    o7 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 28), p, o7);
-                    o8 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 32), p, o8);
-                    o9 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 36), p, o9);
-                    o10 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 40), p, o10);
-                    o11 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 44), p, o11);
-                    o12 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 48), p, o12);
-                    o13 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 52), p, o13);
-                    o14 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 56), p, o14);
-                    o15 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 60), p, o15);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 4);
-                o2.Store(output + 8);
-                o3.Store(output + 12);
-                o4.Store(output + 16);
-                o5.Store(output + 20);
-                o6.Store(output + 24);
-                o7.Store(output + 28);
-                o8.Store(output + 32);
-                o9.Store(output + 36);
-                o10.Store(output + 40);
-                o11.Store(output + 44);
-                o12.Store(output + 48);
-                o13.Store(output + 52);
-                o14.Store(output + 56);
-                o15.Store(output + 60);
-            }
-            else
-            {
-                for (int i = 0; i < 64; i++)
-                {
-                    float sum = 0f;
+                    var o0_0 = Vector512<float>.Zero;
+                    var o0_1 = Vector512<float>.Zero;
+                    var o0_2 = Vector512<float>.Zero;
+                    var o0_3 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    var o1_1 = Vector512<float>.Zero;
+                    var o1_2 = Vector512<float>.Zero;
+                    var o1_3 = Vector512<float>.Zero;
                     slot = firstSlot;
                     for (int n = 0; n < count; n++)
                     {
-                        sum += scores[n] * values[(long)slot * HeadDim + i];
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.Load(value + 0);
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector512.Load(value + 16);
+                        o0_1 = Vector512.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector512.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector512.Load(value + 32);
+                        o0_2 = Vector512.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector512.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector512.Load(value + 48);
+                        o0_3 = Vector512.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector512.MultiplyAddEstimate(v3, p1, o1_3);
                         if (++slot == ring) slot = 0;
                     }
-                    output[i] = sum;
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 16);
+                    o0_2.Store(output + 32);
+                    o0_3.Store(output + 48);
+                    o1_0.Store(output + 64);
+                    o1_1.Store(output + 80);
+                    o1_2.Store(output + 96);
+                    o1_3.Store(output + 112);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o0_2 = Vector256<float>.Zero;
+                    var o0_3 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    var o1_2 = Vector256<float>.Zero;
+                    var o1_3 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.Load(value + 0);
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.Load(value + 8);
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector256.Load(value + 16);
+                        o0_2 = Vector256.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector256.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector256.Load(value + 24);
+                        o0_3 = Vector256.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector256.MultiplyAddEstimate(v3, p1, o1_3);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o0_2.Store(output + 16);
+                    o0_3.Store(output + 24);
+                    o1_0.Store(output + 64);
+                    o1_1.Store(output + 72);
+                    o1_2.Store(output + 80);
+                    o1_3.Store(output + 88);
+                }
+                {
+                    var o0_4 = Vector256<float>.Zero;
+                    var o0_5 = Vector256<float>.Zero;
+                    var o0_6 = Vector256<float>.Zero;
+                    var o0_7 = Vector256<float>.Zero;
+                    var o1_4 = Vector256<float>.Zero;
+                    var o1_5 = Vector256<float>.Zero;
+                    var o1_6 = Vector256<float>.Zero;
+                    var o1_7 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v4 = Vector256.Load(value + 32);
+                        o0_4 = Vector256.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector256.MultiplyAddEstimate(v4, p1, o1_4);
+                        var v5 = Vector256.Load(value + 40);
+                        o0_5 = Vector256.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector256.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector256.Load(value + 48);
+                        o0_6 = Vector256.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector256.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector256.Load(value + 56);
+                        o0_7 = Vector256.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector256.MultiplyAddEstimate(v7, p1, o1_7);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_4.Store(output + 32);
+                    o0_5.Store(output + 40);
+                    o0_6.Store(output + 48);
+                    o0_7.Store(output + 56);
+                    o1_4.Store(output + 96);
+                    o1_5.Store(output + 104);
+                    o1_6.Store(output + 112);
+                    o1_7.Store(output + 120);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o0_4 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    var o1_4 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.Load(value + 0);
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.Load(value + 4);
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.Load(value + 8);
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.Load(value + 12);
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector128.Load(value + 16);
+                        o0_4 = Vector128.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector128.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o0_4.Store(output + 16);
+                    o1_0.Store(output + 64);
+                    o1_1.Store(output + 68);
+                    o1_2.Store(output + 72);
+                    o1_3.Store(output + 76);
+                    o1_4.Store(output + 80);
+                }
+                {
+                    var o0_5 = Vector128<float>.Zero;
+                    var o0_6 = Vector128<float>.Zero;
+                    var o0_7 = Vector128<float>.Zero;
+                    var o0_8 = Vector128<float>.Zero;
+                    var o0_9 = Vector128<float>.Zero;
+                    var o1_5 = Vector128<float>.Zero;
+                    var o1_6 = Vector128<float>.Zero;
+                    var o1_7 = Vector128<float>.Zero;
+                    var o1_8 = Vector128<float>.Zero;
+                    var o1_9 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v5 = Vector128.Load(value + 20);
+                        o0_5 = Vector128.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector128.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector128.Load(value + 24);
+                        o0_6 = Vector128.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector128.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector128.Load(value + 28);
+                        o0_7 = Vector128.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector128.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector128.Load(value + 32);
+                        o0_8 = Vector128.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector128.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector128.Load(value + 36);
+                        o0_9 = Vector128.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector128.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 20);
+                    o0_6.Store(output + 24);
+                    o0_7.Store(output + 28);
+                    o0_8.Store(output + 32);
+                    o0_9.Store(output + 36);
+                    o1_5.Store(output + 84);
+                    o1_6.Store(output + 88);
+                    o1_7.Store(output + 92);
+                    o1_8.Store(output + 96);
+                    o1_9.Store(output + 100);
+                }
+                {
+                    var o0_10 = Vector128<float>.Zero;
+                    var o0_11 = Vector128<float>.Zero;
+                    var o0_12 = Vector128<float>.Zero;
+                    var o0_13 = Vector128<float>.Zero;
+                    var o0_14 = Vector128<float>.Zero;
+                    var o0_15 = Vector128<float>.Zero;
+                    var o1_10 = Vector128<float>.Zero;
+                    var o1_11 = Vector128<float>.Zero;
+                    var o1_12 = Vector128<float>.Zero;
+                    var o1_13 = Vector128<float>.Zero;
+                    var o1_14 = Vector128<float>.Zero;
+                    var o1_15 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v10 = Vector128.Load(value + 40);
+                        o0_10 = Vector128.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector128.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector128.Load(value + 44);
+                        o0_11 = Vector128.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector128.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector128.Load(value + 48);
+                        o0_12 = Vector128.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector128.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector128.Load(value + 52);
+                        o0_13 = Vector128.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector128.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector128.Load(value + 56);
+                        o0_14 = Vector128.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector128.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector128.Load(value + 60);
+                        o0_15 = Vector128.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector128.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 40);
+                    o0_11.Store(output + 44);
+                    o0_12.Store(output + 48);
+                    o0_13.Store(output + 52);
+                    o0_14.Store(output + 56);
+                    o0_15.Store(output + 60);
+                    o1_10.Store(output + 104);
+                    o1_11.Store(output + 108);
+                    o1_12.Store(output + 112);
+                    o1_13.Store(output + 116);
+                    o1_14.Store(output + 120);
+                    o1_15.Store(output + 124);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 64; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * values[(long)slot * HeadDim + i];
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 64 + i] = sum;
+                    }
                 }
             }
         }
 
-        /// <summary>Σ w[i]·x[i] over 64 F32 weights.</summary>
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·64 of one kv head: every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static float Dot_F32_64(float* w, float* x)
+        internal static void GroupDot_64(float* q, float* k, float* scores, long stride)
         {
             if (Vector512.IsHardwareAccelerated)
             {
-                // 64 = 4 × 16: written out completely
-                var a0 = Vector512<float>.Zero;
-                var a1 = Vector512<float>.Zero;
-                var a2 = Vector512<float>.Zero;
-                var a3 = Vector512<float>.Zero;
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), Vector512.Load(x + 0), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), Vector512.Load(x + 16), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), Vector512.Load(x + 32), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), Vector512.Load(x + 48), a3);
-                float sum = Vector512.Sum((a0 + a1) + (a2 + a3));
-                return sum;
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a0_1 = Vector512<float>.Zero;
+                    var a0_2 = Vector512<float>.Zero;
+                    var a0_3 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var a1_1 = Vector512<float>.Zero;
+                    var a1_2 = Vector512<float>.Zero;
+                    var a1_3 = Vector512<float>.Zero;
+                    var k0 = Vector512.Load(k + 0);
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64), k0, a1_0);
+                    var k1 = Vector512.Load(k + 16);
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k1, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64 + 16), k1, a1_1);
+                    var k2 = Vector512.Load(k + 32);
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 32), k2, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64 + 32), k2, a1_2);
+                    var k3 = Vector512.Load(k + 48);
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 48), k3, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64 + 48), k3, a1_3);
+                    float s0 = Vector512.Sum((a0_0 + a0_1) + (a0_2 + a0_3));
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum((a1_0 + a1_1) + (a1_2 + a1_3));
+                    scores[stride] = s1;
+                }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                // 64 = 8 × 8: written out completely
-                var a0 = Vector256<float>.Zero;
-                var a1 = Vector256<float>.Zero;
-                var a2 = Vector256<float>.Zero;
-                var a3 = Vector256<float>.Zero;
-                var a4 = Vector256<float>.Zero;
-                var a5 = Vector256<float>.Zero;
-                var a6 = Vector256<float>.Zero;
-                var a7 = Vector256<float>.Zero;
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 0), Vector256.Load(x + 0), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 8), Vector256.Load(x + 8), a1);
-                a2 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 16), Vector256.Load(x + 16), a2);
-                a3 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 24), Vector256.Load(x + 24), a3);
-                a4 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 32), Vector256.Load(x + 32), a4);
-                a5 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 40), Vector256.Load(x + 40), a5);
-                a6 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 48), Vector256.Load(x + 48), a6);
-                a7 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 56), Vector256.Load(x + 56), a7);
-                float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a0_2 = Vector256<float>.Zero;
+                    var a0_3 = Vector256<float>.Zero;
+                    var a0_4 = Vector256<float>.Zero;
+                    var a0_5 = Vector256<float>.Zero;
+                    var a0_6 = Vector256<float>.Zero;
+                    var a0_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.Load(k + 0);
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 0), k0, a0_0);
+                    var k1 = Vector256.Load(k + 8);
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 8), k1, a0_1);
+                    var k2 = Vector256.Load(k + 16);
+                    a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16), k2, a0_2);
+                    var k3 = Vector256.Load(k + 24);
+                    a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 24), k3, a0_3);
+                    var k4 = Vector256.Load(k + 32);
+                    a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 32), k4, a0_4);
+                    var k5 = Vector256.Load(k + 40);
+                    a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 40), k5, a0_5);
+                    var k6 = Vector256.Load(k + 48);
+                    a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 48), k6, a0_6);
+                    var k7 = Vector256.Load(k + 56);
+                    a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 56), k7, a0_7);
+                    float s0 = Vector256.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var a1_2 = Vector256<float>.Zero;
+                    var a1_3 = Vector256<float>.Zero;
+                    var a1_4 = Vector256<float>.Zero;
+                    var a1_5 = Vector256<float>.Zero;
+                    var a1_6 = Vector256<float>.Zero;
+                    var a1_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.Load(k + 0);
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64), k0, a1_0);
+                    var k1 = Vector256.Load(k + 8);
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 8), k1, a1_1);
+                    var k2 = Vector256.Load(k + 16);
+                    a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 16), k2, a1_2);
+                    var k3 = Vector256.Load(k + 24);
+                    a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 24), k3, a1_3);
+                    var k4 = Vector256.Load(k + 32);
+                    a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 32), k4, a1_4);
+                    var k5 = Vector256.Load(k + 40);
+                    a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 40), k5, a1_5);
+                    var k6 = Vector256.Load(k + 48);
+                    a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 48), k6, a1_6);
+                    var k7 = Vector256.Load(k + 56);
+                    a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 56), k7, a1_7);
+                    float s1 = Vector256.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
-                // 64 = 16 × 4: written out completely
-                var a0 = Vector128<float>.Zero;
-                var a1 = Vector128<float>.Zero;
-                var a2 = Vector128<float>.Zero;
-                var a3 = Vector128<float>.Zero;
-                var a4 = Vector128<float>.Zero;
-                var a5 = Vector128<float>.Zero;
-                var a6 = Vector128<float>.Zero;
-                var a7 = Vector128<float>.Zero;
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 0), Vector128.Load(x + 0), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 4), Vector128.Load(x + 4), a1);
-                a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 8), Vector128.Load(x + 8), a2);
-                a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 12), Vector128.Load(x + 12), a3);
-                a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 16), Vector128.Load(x + 16), a4);
-                a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 20), Vector128.Load(x + 20), a5);
-                a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 24), Vector128.Load(x + 24), a6);
-                a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 28), Vector128.Load(x + 28), a7);
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 32), Vector128.Load(x + 32), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 36), Vector128.Load(x + 36), a1);
-                a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 40), Vector128.Load(x + 40), a2);
-                a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 44), Vector128.Load(x + 44), a3);
-                a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 48), Vector128.Load(x + 48), a4);
-                a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 52), Vector128.Load(x + 52), a5);
-                a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 56), Vector128.Load(x + 56), a6);
-                a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 60), Vector128.Load(x + 60), a7);
-                float sum = Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
+                {
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a0_4 = Vector128<float>.Zero;
+                    var a0_5 = Vector128<float>.Zero;
+                    var a0_6 = Vector128<float>.Zero;
+                    var a0_7 = Vector128<float>.Zero;
+                    var k0 = Vector128.Load(k + 0);
+                    a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 0), k0, a0_0);
+                    var k1 = Vector128.Load(k + 4);
+                    a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 4), k1, a0_1);
+                    var k2 = Vector128.Load(k + 8);
+                    a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 8), k2, a0_2);
+                    var k3 = Vector128.Load(k + 12);
+                    a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 12), k3, a0_3);
+                    var k4 = Vector128.Load(k + 16);
+                    a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16), k4, a0_4);
+                    var k5 = Vector128.Load(k + 20);
+                    a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 20), k5, a0_5);
+                    var k6 = Vector128.Load(k + 24);
+                    a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 24), k6, a0_6);
+                    var k7 = Vector128.Load(k + 28);
+                    a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 28), k7, a0_7);
+                    var k8 = Vector128.Load(k + 32);
+                    a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 32), k8, a0_0);
+                    var k9 = Vector128.Load(k + 36);
+                    a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 36), k9, a0_1);
+                    var k10 = Vector128.Load(k + 40);
+                    a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 40), k10, a0_2);
+                    var k11 = Vector128.Load(k + 44);
+                    a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 44), k11, a0_3);
+                    var k12 = Vector128.Load(k + 48);
+                    a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 48), k12, a0_4);
+                    var k13 = Vector128.Load(k + 52);
+                    a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 52), k13, a0_5);
+                    var k14 = Vector128.Load(k + 56);
+                    a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 56), k14, a0_6);
+                    var k15 = Vector128.Load(k + 60);
+                    a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 60), k15, a0_7);
+                    float s0 = Vector128.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var a1_4 = Vector128<float>.Zero;
+                    var a1_5 = Vector128<float>.Zero;
+                    var a1_6 = Vector128<float>.Zero;
+                    var a1_7 = Vector128<float>.Zero;
+                    var k0 = Vector128.Load(k + 0);
+                    a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64), k0, a1_0);
+                    var k1 = Vector128.Load(k + 4);
+                    a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 4), k1, a1_1);
+                    var k2 = Vector128.Load(k + 8);
+                    a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 8), k2, a1_2);
+                    var k3 = Vector128.Load(k + 12);
+                    a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 12), k3, a1_3);
+                    var k4 = Vector128.Load(k + 16);
+                    a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 16), k4, a1_4);
+                    var k5 = Vector128.Load(k + 20);
+                    a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 20), k5, a1_5);
+                    var k6 = Vector128.Load(k + 24);
+                    a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 24), k6, a1_6);
+                    var k7 = Vector128.Load(k + 28);
+                    a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 28), k7, a1_7);
+                    var k8 = Vector128.Load(k + 32);
+                    a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 32), k8, a1_0);
+                    var k9 = Vector128.Load(k + 36);
+                    a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 36), k9, a1_1);
+                    var k10 = Vector128.Load(k + 40);
+                    a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 40), k10, a1_2);
+                    var k11 = Vector128.Load(k + 44);
+                    a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 44), k11, a1_3);
+                    var k12 = Vector128.Load(k + 48);
+                    a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 48), k12, a1_4);
+                    var k13 = Vector128.Load(k + 52);
+                    a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 52), k13, a1_5);
+                    var k14 = Vector128.Load(k + 56);
+                    a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 56), k14, a1_6);
+                    var k15 = Vector128.Load(k + 60);
+                    a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 60), k15, a1_7);
+                    float s1 = Vector128.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
             }
             else
             {
-                float sum = 0f;
-                for (int i = 0; i < 64; i++) sum += w[i] * x[i];
-                return sum;
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 64; i++) sum += q[0 + i] * k[i];
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 64; i++) sum += q[64 + i] * k[i];
+                    scores[stride] = sum;
+                }
             }
         }
 
@@ -1898,44 +2150,44 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 256] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 256] F32 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_F32_256(float* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_F32_256(w + (long)(2 * i) * 256, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_F32_256(w + (long)(2 * i) * 256, x);
-                float up = Dot_F32_256(w + (long)(2 * i + 1) * 256, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_F32_256(w + (long)(2 * (first + i)) * 256, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_F32_256(w + (long)(2 * (first + i)) * 256, x);
+                    dots[2 * i + 1] = Dot_F32_256(w + (long)(2 * (first + i) + 1) * 256, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 256] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 256] BF16 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_BF16_256(ushort* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_BF16_256(w + (long)(2 * i) * 256, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_BF16_256(w + (long)(2 * i) * 256, x);
-                float up = Dot_BF16_256(w + (long)(2 * i + 1) * 256, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_BF16_256(w + (long)(2 * (first + i)) * 256, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_BF16_256(w + (long)(2 * (first + i)) * 256, x);
+                    dots[2 * i + 1] = Dot_BF16_256(w + (long)(2 * (first + i) + 1) * 256, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
@@ -1962,7 +2214,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>
+        /// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>
         private sealed class AttentionJob : IRowJob
         {
             private readonly Gemma2_Demo _owner;
@@ -1976,12 +2228,15 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int kv = start; kv < end; kv++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head
-                    float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;
-                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
-                    else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);
+                    long cache = kv * slots * HeadDim;
+                    // query heads kv·G .. kv·G + G − 1 share kv head kv
+                    float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;
+                    float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;
+                    if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);
+                    else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);
                 }
             }
         }
@@ -2044,9 +2299,7 @@ namespace GemmaGen.Models
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_256((float*)Matrix.Data, X, Y, start, end);
                 else Matrix.MatVecRows(X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
-                TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                TensorPrimitives.Tanh(z, z);
-                TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                Activations.SoftCap(z, FinalSoftcap);
             }
         }
 
@@ -2084,13 +2337,15 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>
+        /// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the
+        /// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>
         private sealed class BatchAttentionJob : IRowJob
         {
             private readonly Gemma2_Demo _owner;
             public int Layer;
             public int First;
             public int Tokens;
+            public int Blocks;
 
             public BatchAttentionJob(Gemma2_Demo owner) => _owner = owner;
 
@@ -2099,15 +2354,17 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int unit = start; unit < end; unit++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;
-                    float* scores = o.Scores + (long)h * o.MaxContext;
-                    for (int t = 0; t < Tokens; t++)
+                    int kv = unit / Blocks;
+                    long cache = kv * slots * HeadDim;
+                    float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;
+                    for (int t = unit % Blocks; t < Tokens; t += Blocks)
                     {
-                        float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;
-                        if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
-                        else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);
+                        float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;
+                        if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);
+                        else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);
                     }
                 }
             }

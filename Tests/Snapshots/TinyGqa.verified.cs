@@ -4,7 +4,6 @@
 #nullable enable
 
 using System;
-using System.Collections.Generic;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -62,33 +61,6 @@ namespace GemmaGen.Models
         [ModuleInitializer]
         internal static void Register() => CompiledModelRegistry.Register(new CompiledModel("TinyGqa", Shape, (weights, maxContext, pool) => new TinyGqa(weights, maxContext, pool)));
 
-        /// <summary>The checkpoint tensors this class binds (Hugging Face names and shapes, [out, in]) for a model of
-        /// <paramref name="layers"/> layers and <paramref name="vocabSize"/> tokens.</summary>
-        public static IReadOnlyList<WeightSlot> WeightSlots(int layers, int vocabSize)
-        {
-            var slots = new List<WeightSlot>
-            {
-                new WeightSlot("model.embed_tokens.weight", vocabSize, HiddenSize),
-                new WeightSlot("model.norm.weight", HiddenSize),
-            };
-            for (int layer = 0; layer < layers; layer++)
-            {
-                string p = "model.layers." + layer + ".";
-                slots.Add(new WeightSlot(p + "input_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.q_proj.weight", Heads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.k_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.v_proj.weight", KvHeads * HeadDim, HiddenSize));
-                slots.Add(new WeightSlot(p + "self_attn.o_proj.weight", HiddenSize, AttentionWidth));
-                slots.Add(new WeightSlot(p + "post_attention_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "pre_feedforward_layernorm.weight", HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.gate_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.up_proj.weight", IntermediateSize, HiddenSize));
-                slots.Add(new WeightSlot(p + "mlp.down_proj.weight", HiddenSize, IntermediateSize));
-                slots.Add(new WeightSlot(p + "post_feedforward_layernorm.weight", HiddenSize));
-            }
-            return slots;
-        }
-
         private readonly QkvJob _qkv;
         private readonly AttentionJob _attention;
         private readonly MatVecJob64 _output;
@@ -103,9 +75,15 @@ namespace GemmaGen.Models
         // prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],
         // attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]
         private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
+        // prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]
+        private readonly float* _scoresb;
 
         /// <summary>Tokens a prefill processes per pass over the weights.</summary>
         public const int PrefillBatch = 64;
+
+        /// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the
+        /// pool splits, so threads beyond the kv heads have work.</summary>
+        public const int PrefillQueryBlocks = 8;
 
         /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
         public TinyGqa(ModelWeights weights, int maxContext, WorkerPool pool)
@@ -132,6 +110,7 @@ namespace GemmaGen.Models
             _branchb = Allocate(MaxBatch * HiddenSize);
             _gateupb = Allocate(MaxBatch * 2 * IntermediateSize);
             _mlpb = Allocate(MaxBatch * IntermediateSize);
+            _scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));
         }
 
         /// <inheritdoc/>
@@ -170,7 +149,7 @@ namespace GemmaGen.Models
                 Pool.Run(_qkv, QkvRows, grain: HeadDim);
                 _attention.Layer = layer;
                 _attention.Position = position;
-                Pool.Run(_attention, Heads);
+                Pool.Run(_attention, KvHeads);
                 _output.Matrix = w.O;
                 _output.X = Attention;
                 _output.Y = Branch;
@@ -271,9 +250,7 @@ namespace GemmaGen.Models
                 for (int t = 0; t < n; t++)
                 {
                     var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
-                    TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                    TensorPrimitives.Tanh(z, z);
-                    TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                    Activations.SoftCap(z, FinalSoftcap);
                 }
                 return;
             }
@@ -299,7 +276,8 @@ namespace GemmaGen.Models
                 _batchAttention.Layer = layer;
                 _batchAttention.First = first;
                 _batchAttention.Tokens = n;
-                Pool.Run(_batchAttention, Heads);
+                _batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);
+                Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);
                 MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);
                 for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);
 
@@ -745,149 +723,226 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>local attention: window 8, 4 q heads / 2 kv heads, d 16, softcap 50.0, scale 1/sqrt(16.0).
+        /// <summary>local attention: window 8, the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
         /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
-        internal static void LocalAttention(float* q, float* keys, float* values, int position, int ring, float* scores, float* output)
+        internal static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output, int ring)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
-            AttendHead(q, keys, values, first % ring, position - first + 1, ring, scores, output);
+            AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);
         }
 
-        /// <summary>global attention: 4 q heads / 2 kv heads, d 16, softcap 50.0, scale 1/sqrt(16.0). A query at p sees keys 0 .. p.</summary>
-        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, float* output)
+        /// <summary>global attention: the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output)
         {
-            AttendHead(q, keys, values, 0, position + 1, int.MaxValue, scores, output);
+            AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);
         }
 
-        /// <summary>One query head over <paramref name="count"/> keys starting at ring slot <paramref name="firstSlot"/>
-        /// (slots wrap at <paramref name="ring"/>): scores, soft-cap, softmax, weighted sum of values.</summary>
+        /// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        internal static void AttendHead(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, float* output)
+        internal static void AttendGroup(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)
         {
             int slot = firstSlot;
             for (int n = 0; n < count; n++)
             {
-                scores[n] = Dot_F32_16(q, keys + (long)slot * HeadDim);
+                GroupDot_16(q, keys + (long)slot * HeadDim, scores + n, stride);
                 if (++slot == ring) slot = 0;
             }
-            var s = new Span<float>(scores, count);
-            // soft-cap before the mask: cap·tanh(q·k·scale / cap)
-            TensorPrimitives.Multiply(s, QueryScale / AttnSoftcap, s);
-            TensorPrimitives.Tanh(s, s);
-            TensorPrimitives.Multiply(s, AttnSoftcap, s);
-            // softmax in float32 with the maximum subtracted
-            TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
-            TensorPrimitives.Exp(s, s);
-            TensorPrimitives.Multiply(s, 1f / TensorPrimitives.Sum(s), s);
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
             if (Vector512.IsHardwareAccelerated)
             {
-                var o0 = Vector512<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
                 {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector512.Create(scores[n]);
-                    o0 = Vector512.MultiplyAddEstimate(Vector512.Load(value + 0), p, o0);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                var o0 = Vector256<float>.Zero;
-                var o1 = Vector256<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector256.Create(scores[n]);
-                    o0 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 0), p, o0);
-                    o1 = Vector256.MultiplyAddEstimate(Vector256.Load(value + 8), p, o1);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 8);
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                var o0 = Vector128<float>.Zero;
-                var o1 = Vector128<float>.Zero;
-                var o2 = Vector128<float>.Zero;
-                var o3 = Vector128<float>.Zero;
-                slot = firstSlot;
-                for (int n = 0; n < count; n++)
-                {
-                    float* value = values + (long)slot * HeadDim;
-                    var p = Vector128.Create(scores[n]);
-                    o0 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 0), p, o0);
-                    o1 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 4), p, o1);
-                    o2 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 8), p, o2);
-                    o3 = Vector128.MultiplyAddEstimate(Vector128.Load(value + 12), p, o3);
-                    if (++slot == ring) slot = 0;
-                }
-                o0.Store(output + 0);
-                o1.Store(output + 4);
-                o2.Store(output + 8);
-                o3.Store(output + 12);
-            }
-            else
-            {
-                for (int i = 0; i < 16; i++)
-                {
-                    float sum = 0f;
+                    var o0_0 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
                     slot = firstSlot;
                     for (int n = 0; n < count; n++)
                     {
-                        sum += scores[n] * values[(long)slot * HeadDim + i];
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.Load(value + 0);
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
                         if (++slot == ring) slot = 0;
                     }
-                    output[i] = sum;
+                    o0_0.Store(output + 0);
+                    o1_0.Store(output + 16);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.Load(value + 0);
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.Load(value + 8);
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o1_0.Store(output + 16);
+                    o1_1.Store(output + 24);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        float* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.Load(value + 0);
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.Load(value + 4);
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.Load(value + 8);
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.Load(value + 12);
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o1_0.Store(output + 16);
+                    o1_1.Store(output + 20);
+                    o1_2.Store(output + 24);
+                    o1_3.Store(output + 28);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 16; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * values[(long)slot * HeadDim + i];
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 16 + i] = sum;
+                    }
                 }
             }
         }
 
-        /// <summary>Σ w[i]·x[i] over 16 F32 weights.</summary>
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·16 of one kv head: every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static float Dot_F32_16(float* w, float* x)
+        internal static void GroupDot_16(float* q, float* k, float* scores, long stride)
         {
             if (Vector512.IsHardwareAccelerated)
             {
-                // 16 = 1 × 16: written out completely
-                var a0 = Vector512<float>.Zero;
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), Vector512.Load(x + 0), a0);
-                float sum = Vector512.Sum(a0);
-                return sum;
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var k0 = Vector512.Load(k + 0);
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k0, a1_0);
+                    float s0 = Vector512.Sum(a0_0);
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum(a1_0);
+                    scores[stride] = s1;
+                }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                // 16 = 2 × 8: written out completely
-                var a0 = Vector256<float>.Zero;
-                var a1 = Vector256<float>.Zero;
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 0), Vector256.Load(x + 0), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 8), Vector256.Load(x + 8), a1);
-                float sum = Vector256.Sum(a0 + a1);
-                return sum;
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var k0 = Vector256.Load(k + 0);
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16), k0, a1_0);
+                    var k1 = Vector256.Load(k + 8);
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 8), k1, a0_1);
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16 + 8), k1, a1_1);
+                    float s0 = Vector256.Sum(a0_0 + a0_1);
+                    scores[0] = s0;
+                    float s1 = Vector256.Sum(a1_0 + a1_1);
+                    scores[stride] = s1;
+                }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
-                // 16 = 4 × 4: written out completely
-                var a0 = Vector128<float>.Zero;
-                var a1 = Vector128<float>.Zero;
-                var a2 = Vector128<float>.Zero;
-                var a3 = Vector128<float>.Zero;
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 0), Vector128.Load(x + 0), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 4), Vector128.Load(x + 4), a1);
-                a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 8), Vector128.Load(x + 8), a2);
-                a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 12), Vector128.Load(x + 12), a3);
-                float sum = Vector128.Sum((a0 + a1) + (a2 + a3));
-                return sum;
+                {
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var k0 = Vector128.Load(k + 0);
+                    a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16), k0, a1_0);
+                    var k1 = Vector128.Load(k + 4);
+                    a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 4), k1, a0_1);
+                    a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16 + 4), k1, a1_1);
+                    var k2 = Vector128.Load(k + 8);
+                    a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 8), k2, a0_2);
+                    a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16 + 8), k2, a1_2);
+                    var k3 = Vector128.Load(k + 12);
+                    a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 12), k3, a0_3);
+                    a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16 + 12), k3, a1_3);
+                    float s0 = Vector128.Sum((a0_0 + a0_1) + (a0_2 + a0_3));
+                    scores[0] = s0;
+                    float s1 = Vector128.Sum((a1_0 + a1_1) + (a1_2 + a1_3));
+                    scores[stride] = s1;
+                }
             }
             else
             {
-                float sum = 0f;
-                for (int i = 0; i < 16; i++) sum += w[i] * x[i];
-                return sum;
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 16; i++) sum += q[0 + i] * k[i];
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 16; i++) sum += q[16 + i] * k[i];
+                    scores[stride] = sum;
+                }
             }
         }
 
@@ -1620,44 +1675,44 @@ namespace GemmaGen.Models
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 64] F32 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 64] F32 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_F32_64(float* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_F32_64(w + (long)(2 * i) * 64, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_F32_64(w + (long)(2 * i) * 64, x);
-                float up = Dot_F32_64(w + (long)(2 * i + 1) * 64, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_F32_64(w + (long)(2 * (first + i)) * 64, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_F32_64(w + (long)(2 * (first + i)) * 64, x);
+                    dots[2 * i + 1] = Dot_F32_64(w + (long)(2 * (first + i) + 1) * 64, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
         /// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the
-        /// interleaved [2I, 64] BF16 matrix and up row i is row 2i + 1, so both stream in one pass.</summary>
+        /// interleaved [2I, 64] BF16 matrix and up row i is row 2i + 1, so both stream in one pass. The dot products
+        /// of 32 outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         internal static void GateUp_BF16_64(ushort* w, float* x, float* y, int start, int end)
         {
-            float* pair = stackalloc float[4];
-            int i = start;
-            for (; i + 2 <= end; i += 2)
+            float* dots = stackalloc float[64];
+            for (int first = start; first < end; first += 32)
             {
-                Dot4_BF16_64(w + (long)(2 * i) * 64, x, pair);
-                y[i] = Activations.GeluTanh(pair[0]) * pair[1];
-                y[i + 1] = Activations.GeluTanh(pair[2]) * pair[3];
-            }
-            for (; i < end; i++)
-            {
-                float gate = Dot_BF16_64(w + (long)(2 * i) * 64, x);
-                float up = Dot_BF16_64(w + (long)(2 * i + 1) * 64, x);
-                y[i] = Activations.GeluTanh(gate) * up;
+                int n = Math.Min(32, end - first), i = 0;
+                // rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads
+                for (; i + 2 <= n; i += 2) Dot4_BF16_64(w + (long)(2 * (first + i)) * 64, x, dots + 2 * i);
+                for (; i < n; i++)
+                {
+                    dots[2 * i] = Dot_BF16_64(w + (long)(2 * (first + i)) * 64, x);
+                    dots[2 * i + 1] = Dot_BF16_64(w + (long)(2 * (first + i) + 1) * 64, x);
+                }
+                Activations.GeluTanhGated(dots, y + first, n);
             }
         }
 
@@ -1684,7 +1739,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Attention for a range of query heads. The layer schedule: even layers local, odd layers global.</summary>
+        /// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>
         private sealed class AttentionJob : IRowJob
         {
             private readonly TinyGqa _owner;
@@ -1698,12 +1753,15 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int kv = start; kv < end; kv++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;  // consecutive query heads share a kv head
-                    float* q = o.Qkv + h * HeadDim, output = o.Attention + h * HeadDim, scores = o.Scores + (long)h * o.MaxContext;
-                    if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, Position, (int)slots, scores, output);
-                    else GlobalAttention(q, keys + kv, values + kv, Position, scores, output);
+                    long cache = kv * slots * HeadDim;
+                    // query heads kv·G .. kv·G + G − 1 share kv head kv
+                    float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;
+                    float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;
+                    if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);
+                    else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);
                 }
             }
         }
@@ -1766,9 +1824,7 @@ namespace GemmaGen.Models
                 else if (Matrix.Format == WeightFormat.F32) MatVec_F32_64((float*)Matrix.Data, X, Y, start, end);
                 else Matrix.MatVecRows(X, Y, start, end);
                 var z = new Span<float>(Y + start, end - start);
-                TensorPrimitives.Multiply(z, 1f / FinalSoftcap, z);
-                TensorPrimitives.Tanh(z, z);
-                TensorPrimitives.Multiply(z, FinalSoftcap, z);
+                Activations.SoftCap(z, FinalSoftcap);
             }
         }
 
@@ -1806,13 +1862,15 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: attention of every token of the batch, for a range of query heads (even layers local, odd global).</summary>
+        /// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the
+        /// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>
         private sealed class BatchAttentionJob : IRowJob
         {
             private readonly TinyGqa _owner;
             public int Layer;
             public int First;
             public int Tokens;
+            public int Blocks;
 
             public BatchAttentionJob(TinyGqa owner) => _owner = owner;
 
@@ -1821,15 +1879,17 @@ namespace GemmaGen.Models
                 var o = _owner;
                 long slots = o.Cache.Slots[Layer];
                 float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                for (int h = start; h < end; h++)
+                bool local = LayerSchedule.IsLocal(Layer);
+                for (int unit = start; unit < end; unit++)
                 {
-                    long kv = (h / GroupSize) * slots * HeadDim;
-                    float* scores = o.Scores + (long)h * o.MaxContext;
-                    for (int t = 0; t < Tokens; t++)
+                    int kv = unit / Blocks;
+                    long cache = kv * slots * HeadDim;
+                    float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;
+                    for (int t = unit % Blocks; t < Tokens; t += Blocks)
                     {
-                        float* q = o._qkvb + t * QkvRows + h * HeadDim, output = o._attb + t * AttentionWidth + h * HeadDim;
-                        if ((Layer & 1) == 0) LocalAttention(q, keys + kv, values + kv, First + t, (int)slots, scores, output);
-                        else GlobalAttention(q, keys + kv, values + kv, First + t, scores, output);
+                        float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;
+                        if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);
+                        else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);
                     }
                 }
             }

@@ -12,8 +12,6 @@ namespace GemmaGen;
 /// </summary>
 public sealed class LoadPlan
 {
-    private const string LayerPrefix = "model.layers.";
-
     /// <summary>The registered formats that would hold the weights in fewer bytes than <see cref="Format"/>.</summary>
     private readonly IReadOnlyList<WeightFormat> _smallerFormats;
 
@@ -96,9 +94,9 @@ public sealed class LoadPlan
 
         // Synthetic weights are F32, untied, and exactly what the config asks for; asking for one would generate it.
         bool synthetic = source is SyntheticWeights;
-        var format = options.Format ?? (!synthetic && source.TryGetTensor("model.embed_tokens.weight", out var embed) && embed.DType == TensorDType.BF16
+        var format = options.Format ?? (!synthetic && source.TryGetTensor(CheckpointNames.Embed, out var embed) && embed.DType == TensorDType.BF16
             ? WeightFormat.BF16 : WeightFormat.F32);
-        bool lmHead = !synthetic && source.TryGetTensor("lm_head.weight", out _);
+        bool lmHead = !synthetic && source.TryGetTensor(CheckpointNames.LmHead, out _);
         long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
         var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
         long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, Math.Min(SpecParser.PrefillBatch, maxContext)));
@@ -140,8 +138,9 @@ public sealed class LoadPlan
         }
     }
 
-    /// <summary>Norm weights and one decoder's float32 buffers: a prefill batch of activations, attention scores and
-    /// RoPE tables over the context, a batch of logits.</summary>
+    /// <summary>Norm weights and one decoder's float32 buffers: a prefill batch of activations, attention scores over
+    /// the context (a decode step's, and a prefill batch's per kv head and block of tokens), RoPE tables, a batch of
+    /// logits.</summary>
     private static long BufferBytesOf(Gemma2Config c, int maxContext)
     {
         long d = c.HiddenSize, inter = c.IntermediateSize, attention = (long)c.NumAttentionHeads * c.HeadDim;
@@ -149,7 +148,7 @@ public sealed class LoadPlan
         return checked(sizeof(float) * (
             (4L * c.NumHiddenLayers + 1) * d +
             (batch + 1) * (3 * d + qkv + attention + 3 * inter) +
-            ((long)c.NumAttentionHeads + c.HeadDim) * maxContext +
+            ((long)c.NumAttentionHeads * (1 + SpecParser.PrefillQueryBlocks(c.NumKeyValueHeads)) + c.HeadDim) * maxContext +
             (batch + 1) * c.VocabSize));
     }
 
@@ -160,10 +159,7 @@ public sealed class LoadPlan
         int tensors = 0;
         foreach (string name in source.TensorNames)
         {
-            if (!name.StartsWith(LayerPrefix, StringComparison.Ordinal)) continue;
-            int end = name.IndexOf('.', LayerPrefix.Length);
-            if (end < 0 || !int.TryParse(name.AsSpan(LayerPrefix.Length, end - LayerPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int layer)) continue;
-            if (layer < config.NumHiddenLayers) continue;
+            if (!CheckpointNames.TryParseLayer(name, out int layer) || layer < config.NumHiddenLayers) continue;
             unused.Add(layer);
             tensors++;
         }

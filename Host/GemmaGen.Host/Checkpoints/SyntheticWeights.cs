@@ -82,21 +82,20 @@ public sealed unsafe class SyntheticWeights : ITensorSource, IDisposable
     {
         long d = config.HiddenSize, q = (long)config.NumAttentionHeads * config.HeadDim;
         long kv = (long)config.NumKeyValueHeads * config.HeadDim, inter = config.IntermediateSize;
-        yield return new SyntheticTensor("model.embed_tokens.weight", [config.VocabSize, d], EmbedScaleLog2);
+        yield return new SyntheticTensor(CheckpointNames.Embed, [config.VocabSize, d], EmbedScaleLog2);
         for (int l = 0; l < config.NumHiddenLayers; l++)
         {
-            string p = $"model.layers.{l}.";
-            yield return Projection(p + "self_attn.q_proj.weight", q, d);
-            yield return Projection(p + "self_attn.k_proj.weight", kv, d);
-            yield return Projection(p + "self_attn.v_proj.weight", kv, d);
-            yield return Projection(p + "self_attn.o_proj.weight", d, q);
-            yield return Projection(p + "mlp.gate_proj.weight", inter, d);
-            yield return Projection(p + "mlp.up_proj.weight", inter, d);
-            yield return Projection(p + "mlp.down_proj.weight", d, inter);
-            foreach (string norm in (string[])["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"])
-                yield return new SyntheticTensor($"{p}{norm}.weight", [d], NormScaleLog2);
+            var n = CheckpointNames.Layer(l);
+            yield return Projection(n.QProj, q, d);
+            yield return Projection(n.KProj, kv, d);
+            yield return Projection(n.VProj, kv, d);
+            yield return Projection(n.OProj, d, q);
+            yield return Projection(n.GateProj, inter, d);
+            yield return Projection(n.UpProj, inter, d);
+            yield return Projection(n.DownProj, d, inter);
+            foreach (string norm in n.Norms) yield return new SyntheticTensor(norm, [d], NormScaleLog2);
         }
-        yield return new SyntheticTensor("model.norm.weight", [d], NormScaleLog2);
+        yield return new SyntheticTensor(CheckpointNames.FinalNorm, [d], NormScaleLog2);
     }
 
     /// <summary>scale_log2 of a projection whose input width is <paramref name="inputWidth"/>: −floor(log2(in) / 2).</summary>
