@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using GemmaGen.Kernels;
@@ -60,18 +59,16 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
 
     private const string MetadataKey = "__metadata__";
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly MappedFile _file;
     private readonly Dictionary<string, SafetensorsTensor> _tensors;
     private byte* _buffer;
 
     private SafetensorsFile(
-        string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* buffer, long bufferLength,
+        string path, MappedFile file, byte* buffer, long bufferLength,
         List<SafetensorsTensor> tensors, Dictionary<string, string> metadata)
     {
         Path = path;
-        _map = map;
-        _view = view;
+        _file = file;
         _buffer = buffer;
         BufferLength = bufferLength;
         Tensors = tensors;
@@ -101,32 +98,11 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
     /// <exception cref="CheckpointException">The file is missing, unreadable or malformed.</exception>
     public static SafetensorsFile Open(string path)
     {
-        if (File.Exists(path)) CheckpointFiles.RequireRegularFile(path, message => new CheckpointException(message));
-        FileStream stream;
+        var file = MappedFile.Open(path, "safetensors file", 8, "the 8-byte header length a safetensors file starts with");
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"{path}: cannot open the safetensors file: {e.Message}", e);
-        }
-
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        bool pointerAcquired = false;
-        try
-        {
-            long fileLength = stream.Length;
-            if (fileLength < 8)
-                throw new CheckpointException($"{path}: file is {fileLength} bytes, shorter than the 8-byte header length a safetensors file starts with");
-            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-            byte* start = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref start);
-            pointerAcquired = true;
-            start += view.PointerOffset;
-
+            byte* start = file.Start;
+            long fileLength = file.Length;
             ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(start, 8));
             if (headerLength > MaxHeaderLength)
                 throw new CheckpointException($"{path}: header length {headerLength} exceeds the limit of {MaxHeaderLength} bytes");
@@ -136,14 +112,11 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
             long bufferLength = fileLength - 8 - (long)headerLength;
             var header = new ReadOnlySpan<byte>(start + 8, (int)headerLength);
             var (tensors, metadata) = ParseHeader(path, header, bufferLength);
-            return new SafetensorsFile(path, map, view, start + 8 + (long)headerLength, bufferLength, tensors, metadata);
+            return new SafetensorsFile(path, file, start + 8 + (long)headerLength, bufferLength, tensors, metadata);
         }
         catch
         {
-            if (pointerAcquired) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map?.Dispose();
-            stream.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -198,9 +171,7 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
     {
         if (_buffer == null) return;
         _buffer = null;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
+        _file.Dispose();
     }
 
     private byte* Data(SafetensorsTensor tensor)

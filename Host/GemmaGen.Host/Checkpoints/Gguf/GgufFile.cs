@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 
 namespace GemmaGen;
 
@@ -65,18 +64,16 @@ public sealed unsafe class GgufFile : IDisposable
 
     private const uint Magic = 0x46554747; // "GGUF" read little-endian
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly MappedFile _file;
     private readonly Dictionary<string, GgufTensor> _tensors;
     private byte* _data;
 
     private GgufFile(
-        string path, MemoryMappedFile map, MemoryMappedViewAccessor view, uint version, uint alignment, long dataOffset,
+        string path, MappedFile file, uint version, uint alignment, long dataOffset,
         byte* data, long dataLength, GgufMetadata metadata, List<GgufTensor> tensors)
     {
         Path = path;
-        _map = map;
-        _view = view;
+        _file = file;
         Version = version;
         Alignment = alignment;
         DataOffset = dataOffset;
@@ -112,32 +109,11 @@ public sealed unsafe class GgufFile : IDisposable
     /// <exception cref="CheckpointException">The file is missing, unreadable or malformed.</exception>
     public static GgufFile Open(string path)
     {
-        if (File.Exists(path)) CheckpointFiles.RequireRegularFile(path, message => new CheckpointException(message));
-        FileStream stream;
+        var file = MappedFile.Open(path, "GGUF file", 8, "the 8-byte magic and version a GGUF file starts with");
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"{path}: cannot open the GGUF file: {e.Message}", e);
-        }
-
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        bool pointerAcquired = false;
-        try
-        {
-            long fileLength = stream.Length;
-            if (fileLength < 8)
-                throw new CheckpointException($"{path}: file is {fileLength} bytes, shorter than the 8-byte magic and version a GGUF file starts with");
-            map = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
-            view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
-            byte* start = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref start);
-            pointerAcquired = true;
-            start += view.PointerOffset;
-
+            byte* start = file.Start;
+            long fileLength = file.Length;
             var reader = new Reader(path, start, fileLength);
             uint magic = reader.UInt32("the magic");
             if (magic != Magic)
@@ -228,14 +204,11 @@ public sealed unsafe class GgufFile : IDisposable
                 tensors.Add(new GgufTensor(info.Name, info.Shape, info.TypeId, info.Type, (long)info.Offset, info.Bytes, info.Elements));
             }
             CheckOverlaps(path, tensors);
-            return new GgufFile(path, map, view, version, alignment, dataOffset, start + Math.Min(dataOffset, fileLength), dataLength, metadata, tensors);
+            return new GgufFile(path, file, version, alignment, dataOffset, start + Math.Min(dataOffset, fileLength), dataLength, metadata, tensors);
         }
         catch
         {
-            if (pointerAcquired) view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            view?.Dispose();
-            map?.Dispose();
-            stream.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -268,9 +241,7 @@ public sealed unsafe class GgufFile : IDisposable
     {
         if (_data == null) return;
         _data = null;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
+        _file.Dispose();
     }
 
     private byte* Data(GgufTensor tensor)
