@@ -52,8 +52,9 @@ public abstract unsafe class Gemma2Decoder
 
     /// <summary>
     /// Refuses a context before anything is allocated: fewer than one position, a buffer longer than an array holds
-    /// (<see cref="Array.MaxLength"/>), or buffers (KV cache, RoPE tables, attention scores) larger than the memory the
-    /// process may use (<see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>). Sizes are computed in 64 bits.
+    /// (<see cref="Array.MaxLength"/>), or buffers (KV cache, RoPE tables, attention scores) larger than the memory
+    /// available (<see cref="AvailableMemory"/>, the figure loading checks the weights against; where it is unknown, the
+    /// GC's <see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>). Sizes are computed in 64 bits.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">Named <c>maxContext</c>, with the sizes.</exception>
     public static void CheckContext(Gemma2Config config, int maxContext, int maxBatch = 1)
@@ -69,7 +70,7 @@ public abstract unsafe class Gemma2Decoder
             throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext,
                 $"a context of {maxContext} positions needs a buffer of {largest} floats; an array holds at most {Array.MaxLength}");
         long bytes = KvCache.ByteLengthOf(config, maxContext, maxBatch) + (2 * rope + scores) * sizeof(float);
-        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        long available = AvailableMemory.Read() ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (bytes > available)
             throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext,
                 $"a context of {maxContext} positions needs {bytes / 1e9:F1} GB (KV cache, RoPE tables, attention scores); " +

@@ -1,3 +1,4 @@
+using GemmaGen.Kernels;
 using Xunit;
 
 namespace GemmaGen.Tests.Host;

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace GemmaGen;
+namespace GemmaGen.Kernels;
 
 /// <summary>
 /// The memory a model may take before the kernel kills the process: the smaller of <c>MemAvailable</c> in
