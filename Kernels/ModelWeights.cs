@@ -5,7 +5,8 @@ namespace GemmaGen.Kernels;
 /// <summary>The weights of one decoder layer, in the layout the kernels stream.</summary>
 public sealed class LayerWeights : IDisposable
 {
-    /// <summary>input_layernorm [D], stored w (the kernels apply 1 + w).</summary>
+    /// <summary>input_layernorm [D] as its multiplier g = float32(1 + w) (see <see cref="ModelWeights.Load"/>); every norm
+    /// vector is held this way.</summary>
     public required float[] InputNorm { get; init; }
 
     /// <summary>q_proj, k_proj and v_proj stacked: [(H + 2K)·d, D]; rows 0..H·d-1 are q, then k, then v.</summary>
@@ -98,7 +99,9 @@ public sealed class ModelWeights : IDisposable
     /// <param name="source">The checkpoint (or synthetic weights) to read them from.</param>
     /// <param name="format">Storage format of the matrices; null keeps the checkpoint's (F16 becomes F32). Q8_0 and Q4_0
     /// quantize every matrix, the embedding (also the tied output matrix) included, except one whose width is not a
-    /// multiple of 32, which is stored as BF16. Norm vectors are always float32.</param>
+    /// multiple of 32, which is stored as BF16. Norm vectors are always float32, held as the multiplier 1 + w
+    /// (computed in float32, as Hugging Face does; a source whose <see cref="ITensorSource.NormsIncludeOne"/> is true
+    /// stores that multiplier and it is kept as stored).</param>
     /// <param name="progress">Called after each tensor with the fraction of the layers loaded so far (0 to 1).</param>
     /// <param name="checkFinite">Scan every tensor as stored for NaN and infinite values (see <see cref="FiniteCheck"/>);
     /// false skips the scan.</param>
@@ -187,6 +190,11 @@ public sealed class ModelWeights : IDisposable
             var result = new float[length];
             t.ReadFloats(0, result);
             source.Release(name);
+            // Hugging Face applies (1 + w) computed in float32; a source that stores 1 + w (GGUF) is used as stored.
+            if (!source.NormsIncludeOne)
+            {
+                for (int i = 0; i < result.Length; i++) result[i] = 1f + result[i];
+            }
             return result;
         }
 

@@ -80,6 +80,10 @@ public interface ITensorSource
     /// cannot list them.</summary>
     IEnumerable<string> TensorNames => [];
 
+    /// <summary>True when norm vectors hold the multiplier 1 + w (as GGUF files store them) rather than Hugging Face's
+    /// w; the loader then keeps them as stored instead of adding 1.</summary>
+    bool NormsIncludeOne => false;
+
     /// <summary>The caller is done with the tensor: a source that made it in memory may free it now (a memory-mapped
     /// file has nothing to free).</summary>
     void Release(string name)

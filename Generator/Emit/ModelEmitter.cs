@@ -376,21 +376,20 @@ namespace GemmaGen.Generator
                 w.Line();
             }
 
-            w.Line($"/// <summary>RMSNorm over D = {d}: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>");
-            w.Open("internal static void RmsNorm(float* x, float* w, float* y)");
+            w.Line($"/// <summary>RMSNorm over D = {d}: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>");
+            w.Open("internal static void RmsNorm(float* x, float* g, float* y)");
             w.Line($"float scale = 1f / MathF.Sqrt({KernelEmitter.DotName(WeightKind.F32, d)}(x, x) / HiddenSize + RmsNormEps);");
-            w.Line("// (1 + w)·m = m + w·m: one FMA");
             KernelEmitter.Elementwise(w, d,
-                (v, o) => new[] { $"var m = {v.Type}.Load(x + {o}) * scale;", $"{v.Type}.MultiplyAddEstimate({v.Type}.Load(w + {o}), m, m).Store(y + {o});" },
-                i => new[] { $"float m = x[{i}] * scale;", $"y[{i}] = MathF.FusedMultiplyAdd(w[{i}], m, m);" });
+                (v, o) => new[] { $"({v.Type}.Load(x + {o}) * scale * {v.Type}.Load(g + {o})).Store(y + {o});" },
+                i => new[] { $"y[{i}] = x[{i}] * scale * g[{i}];" });
             w.Close();
             w.Line();
             w.Line($"/// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = {d}.</summary>");
-            w.Open("internal static void RmsNormAdd(float* branch, float* w, float* x)");
+            w.Open("internal static void RmsNormAdd(float* branch, float* g, float* x)");
             w.Line($"float scale = 1f / MathF.Sqrt({KernelEmitter.DotName(WeightKind.F32, d)}(branch, branch) / HiddenSize + RmsNormEps);");
             KernelEmitter.Elementwise(w, d,
-                (v, o) => new[] { $"var m = {v.Type}.Load(branch + {o}) * scale;", $"({v.Type}.Load(x + {o}) + {v.Type}.MultiplyAddEstimate({v.Type}.Load(w + {o}), m, m)).Store(x + {o});" },
-                i => new[] { $"float m = branch[{i}] * scale;", $"x[{i}] += MathF.FusedMultiplyAdd(w[{i}], m, m);" });
+                (v, o) => new[] { $"({v.Type}.Load(x + {o}) + {v.Type}.Load(branch + {o}) * scale * {v.Type}.Load(g + {o})).Store(x + {o});" },
+                i => new[] { $"x[{i}] += branch[{i}] * scale * g[{i}];" });
             w.Close();
             w.Line();
 

@@ -100,15 +100,12 @@ public static class Activations
         TensorPrimitives.Multiply(values, 1f / sum, values);
     }
 
-    /// <summary>y = x / √(mean(x²) + eps) · (1 + w). The stored weight is w; the 1 + is applied here, as one FMA.</summary>
-    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float eps, Span<float> y)
+    /// <summary>y = x / √(mean(x²) + eps) · g, where g is the norm's multiplier as <see cref="ModelWeights"/> holds it:
+    /// float32(1 + w) for a Hugging Face weight w (as Hugging Face computes it), the stored value for GGUF.</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> g, float eps, Span<float> y)
     {
         float sumOfSquares = TensorPrimitives.Dot(x, x);
         float scale = 1f / MathF.Sqrt(sumOfSquares / x.Length + eps);
-        for (int i = 0; i < x.Length; i++)
-        {
-            float m = x[i] * scale;
-            y[i] = MathF.FusedMultiplyAdd(w[i], m, m);
-        }
+        for (int i = 0; i < x.Length; i++) y[i] = x[i] * scale * g[i];
     }
 }

@@ -190,7 +190,7 @@ public sealed class ChatSessionTests(DemoModelFixture fixture) : IClassFixture<D
             ZeroRows(layer.O);
             ZeroRows(layer.Down);
         }
-        Array.Clear(weights.FinalNorm);
+        Array.Fill(weights.FinalNorm, 1f);  // the multiplier 1 + w of w = 0: the final norm only normalizes
         int last = model.Tokenizer!.Encode("model\n")[^1];
         var row = new float[weights.Embed.Cols];
         double largest = 0;

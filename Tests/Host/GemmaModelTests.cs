@@ -30,7 +30,7 @@ public sealed class GemmaModelTests
     {
         using var engine = GemmaModel.LoadSynthetic(Fixtures.Path("tiny-softcap", "config.json"), new GemmaModelOptions { MaxContext = 16 });
         Assert.Equal(16, engine.MaxContext);
-        Assert.Equal(SyntheticWeights.Value("model.norm.weight", SyntheticWeights.NormScaleLog2, 0), engine.Weights.FinalNorm[0]);
+        Assert.Equal(1f + SyntheticWeights.Value("model.norm.weight", SyntheticWeights.NormScaleLog2, 0), engine.Weights.FinalNorm[0]);
         Assert.Equal(3 * engine.Config.VocabSize, engine.ComputeLogits([2, 5, 7]).Length);
     }
 

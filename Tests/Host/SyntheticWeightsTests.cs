@@ -80,6 +80,7 @@ public sealed class SyntheticWeightsTests
         var config = Checkpoint.LoadConfig(Fixtures.Path("tiny-softcap", "config.json"));
         using var source = new SyntheticWeights(config);
         using var weights = ModelWeights.Load(config, source);
-        Assert.Equal(SyntheticWeights.Value("model.norm.weight", SyntheticWeights.NormScaleLog2, 7), weights.FinalNorm[7]);
+        // The synthetic value is the Hugging Face weight w; the model holds the multiplier 1 + w.
+        Assert.Equal(1f + SyntheticWeights.Value("model.norm.weight", SyntheticWeights.NormScaleLog2, 7), weights.FinalNorm[7]);
     }
 }

@@ -175,13 +175,13 @@ public sealed class ActivationsTests
 
     [Theory]
     [MemberData(nameof(KernelTestData.Lengths), MemberType = typeof(KernelTestData))]
-    public void RmsNormMatchesDoubleWithOnePlusWeight(int length)
+    public void RmsNormMatchesDoubleTimesMultiplier(int length)
     {
         var x = KernelTestData.RandomFloats(length, seed: length, scale: 30f);
         var w = KernelTestData.RandomFloats(length, seed: length + 1, scale: 2f);
         const float eps = 1e-6f;
         double rms = Math.Sqrt(x.Sum(v => (double)v * v) / length + eps);
-        var expected = x.Select((v, i) => v / rms * (1 + (double)w[i])).ToArray();
+        var expected = x.Select((v, i) => v / rms * w[i]).ToArray();
         var y = new float[length];
 
         Activations.RmsNorm(x, w, eps, y);
@@ -190,14 +190,16 @@ public sealed class ActivationsTests
     }
 
     [Fact]
-    public void RmsNormWithZeroWeightHasUnitRms()
+    public void RmsNormWithUnitMultiplierHasUnitRms()
     {
-        // The stored weight is w and the scale is 1 + w: a zero weight must leave the normalized values as they are,
-        // not zero them (no "1 +") or double them ("1 +" applied twice).
+        // The multiplier is 1 + w (ModelWeights adds the 1 at load): a multiplier of 1 leaves the normalized values as
+        // they are, with a root mean square of 1.
         var x = KernelTestData.RandomFloats(2304, seed: 5, scale: 100f);
         var y = new float[x.Length];
+        var one = new float[x.Length];
+        Array.Fill(one, 1f);
 
-        Activations.RmsNorm(x, new float[x.Length], 1e-6f, y);
+        Activations.RmsNorm(x, one, 1e-6f, y);
 
         Assert.Equal(1.0, Math.Sqrt(y.Average(v => (double)v * v)), 1e-5);
     }

@@ -55,6 +55,30 @@ public sealed class ModelWeightsTests : IDisposable
         _stored[name] = _source.Add(name, dtype, shape, KernelTestData.RandomFloats(count, seed: _stored.Count + 1, scale: 2f));
     }
 
+    /// <summary>A Hugging Face norm weight w as the model holds it: the multiplier 1 + w, added in float32.</summary>
+    private static float[] OnePlus(float[] w) => w.Select(v => 1f + v).ToArray();
+
+    [Fact]
+    public void NormsOfASourceThatStoresOnePlusWeightAreKeptAsStored()
+    {
+        AddCheckpoint(_ => TensorDType.F32);
+        var stored = new StoresOnePlusWeight(_source);
+
+        using var weights = ModelWeights.Load(Config, stored, checkFinite: false);
+
+        // GGUF stores 1 + w: adding 1 again would double every norm's scale.
+        Assert.Equal(_stored["model.norm.weight"], weights.FinalNorm);
+        Assert.Equal(_stored["model.layers.1.post_feedforward_layernorm.weight"], weights.Layers[1].PostFeedforwardNorm);
+    }
+
+    /// <summary>The test tensors, declared to hold norms as 1 + w (as a GGUF file does).</summary>
+    private sealed class StoresOnePlusWeight(ITensorSource inner) : ITensorSource
+    {
+        public string Description => inner.Description;
+        public bool TryGetTensor(string name, out TensorView tensor) => inner.TryGetTensor(name, out tensor);
+        public bool NormsIncludeOne => true;
+    }
+
     /// <summary><paramref name="value"/> as a matrix of <paramref name="format"/> holds it.</summary>
     private static float Rounded(WeightFormat format, float value) =>
         format == WeightFormat.BF16 ? BFloat16.ToSingle(BFloat16.FromSingle(value)) : value;
@@ -103,16 +127,16 @@ public sealed class ModelWeightsTests : IDisposable
         AssertRows(weights.Embed, expected, RowsOf("model.embed_tokens.weight", V));
         Assert.Null(weights.LmHead);
         Assert.Same(weights.Embed, weights.Output);
-        Assert.Equal(_stored["model.norm.weight"], weights.FinalNorm);
+        Assert.Equal(OnePlus(_stored["model.norm.weight"]), weights.FinalNorm);
         Assert.Equal(Config.NumHiddenLayers, weights.Layers.Length);
         for (int l = 0; l < Config.NumHiddenLayers; l++)
         {
             string p = $"model.layers.{l}.";
             var layer = weights.Layers[l];
-            Assert.Equal(_stored[p + "input_layernorm.weight"], layer.InputNorm);
-            Assert.Equal(_stored[p + "post_attention_layernorm.weight"], layer.PostAttentionNorm);
-            Assert.Equal(_stored[p + "pre_feedforward_layernorm.weight"], layer.PreFeedforwardNorm);
-            Assert.Equal(_stored[p + "post_feedforward_layernorm.weight"], layer.PostFeedforwardNorm);
+            Assert.Equal(OnePlus(_stored[p + "input_layernorm.weight"]), layer.InputNorm);
+            Assert.Equal(OnePlus(_stored[p + "post_attention_layernorm.weight"]), layer.PostAttentionNorm);
+            Assert.Equal(OnePlus(_stored[p + "pre_feedforward_layernorm.weight"]), layer.PreFeedforwardNorm);
+            Assert.Equal(OnePlus(_stored[p + "post_feedforward_layernorm.weight"]), layer.PostFeedforwardNorm);
             AssertRows(layer.Qkv, expected, RowsOf(p + "self_attn.q_proj.weight", Qd)
                 .Concat(RowsOf(p + "self_attn.k_proj.weight", Kd))
                 .Concat(RowsOf(p + "self_attn.v_proj.weight", Kd)));

@@ -412,263 +412,112 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>RMSNorm over D = 3584: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        internal static void RmsNorm(float* x, float* w, float* y)
+        /// <summary>RMSNorm over D = 3584: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>
+        internal static void RmsNorm(float* x, float* g, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_3584(x, x) / HiddenSize + RmsNormEps);
-            // (1 + w)·m = m + w·m: one FMA
             if (Vector512.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 3584; i += 128)
                 {
-                    {
-                        var m = Vector512.Load(x + i) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i), m, m).Store(y + i);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 16) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 16), m, m).Store(y + i + 16);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 32) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 32), m, m).Store(y + i + 32);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 48) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 48), m, m).Store(y + i + 48);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 64) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 64), m, m).Store(y + i + 64);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 80) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 80), m, m).Store(y + i + 80);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 96) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 96), m, m).Store(y + i + 96);
-                    }
-                    {
-                        var m = Vector512.Load(x + i + 112) * scale;
-                        Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 112), m, m).Store(y + i + 112);
-                    }
+                    (Vector512.Load(x + i) * scale * Vector512.Load(g + i)).Store(y + i);
+                    (Vector512.Load(x + i + 16) * scale * Vector512.Load(g + i + 16)).Store(y + i + 16);
+                    (Vector512.Load(x + i + 32) * scale * Vector512.Load(g + i + 32)).Store(y + i + 32);
+                    (Vector512.Load(x + i + 48) * scale * Vector512.Load(g + i + 48)).Store(y + i + 48);
+                    (Vector512.Load(x + i + 64) * scale * Vector512.Load(g + i + 64)).Store(y + i + 64);
+                    (Vector512.Load(x + i + 80) * scale * Vector512.Load(g + i + 80)).Store(y + i + 80);
+                    (Vector512.Load(x + i + 96) * scale * Vector512.Load(g + i + 96)).Store(y + i + 96);
+                    (Vector512.Load(x + i + 112) * scale * Vector512.Load(g + i + 112)).Store(y + i + 112);
                 }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 3584; i += 64)
                 {
-                    {
-                        var m = Vector256.Load(x + i) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i), m, m).Store(y + i);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 8) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), m, m).Store(y + i + 8);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 16) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 16), m, m).Store(y + i + 16);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 24) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 24), m, m).Store(y + i + 24);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 32) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 32), m, m).Store(y + i + 32);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 40) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 40), m, m).Store(y + i + 40);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 48) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 48), m, m).Store(y + i + 48);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 56) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 56), m, m).Store(y + i + 56);
-                    }
+                    (Vector256.Load(x + i) * scale * Vector256.Load(g + i)).Store(y + i);
+                    (Vector256.Load(x + i + 8) * scale * Vector256.Load(g + i + 8)).Store(y + i + 8);
+                    (Vector256.Load(x + i + 16) * scale * Vector256.Load(g + i + 16)).Store(y + i + 16);
+                    (Vector256.Load(x + i + 24) * scale * Vector256.Load(g + i + 24)).Store(y + i + 24);
+                    (Vector256.Load(x + i + 32) * scale * Vector256.Load(g + i + 32)).Store(y + i + 32);
+                    (Vector256.Load(x + i + 40) * scale * Vector256.Load(g + i + 40)).Store(y + i + 40);
+                    (Vector256.Load(x + i + 48) * scale * Vector256.Load(g + i + 48)).Store(y + i + 48);
+                    (Vector256.Load(x + i + 56) * scale * Vector256.Load(g + i + 56)).Store(y + i + 56);
                 }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 3584; i += 32)
                 {
-                    {
-                        var m = Vector128.Load(x + i) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i), m, m).Store(y + i);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 4) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), m, m).Store(y + i + 4);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 8) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), m, m).Store(y + i + 8);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 12) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), m, m).Store(y + i + 12);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 16) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), m, m).Store(y + i + 16);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 20) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), m, m).Store(y + i + 20);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 24) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), m, m).Store(y + i + 24);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 28) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), m, m).Store(y + i + 28);
-                    }
+                    (Vector128.Load(x + i) * scale * Vector128.Load(g + i)).Store(y + i);
+                    (Vector128.Load(x + i + 4) * scale * Vector128.Load(g + i + 4)).Store(y + i + 4);
+                    (Vector128.Load(x + i + 8) * scale * Vector128.Load(g + i + 8)).Store(y + i + 8);
+                    (Vector128.Load(x + i + 12) * scale * Vector128.Load(g + i + 12)).Store(y + i + 12);
+                    (Vector128.Load(x + i + 16) * scale * Vector128.Load(g + i + 16)).Store(y + i + 16);
+                    (Vector128.Load(x + i + 20) * scale * Vector128.Load(g + i + 20)).Store(y + i + 20);
+                    (Vector128.Load(x + i + 24) * scale * Vector128.Load(g + i + 24)).Store(y + i + 24);
+                    (Vector128.Load(x + i + 28) * scale * Vector128.Load(g + i + 28)).Store(y + i + 28);
                 }
             }
             else
             {
                 for (int i = 0; i < 3584; i++)
                 {
-                    {
-                        float m = x[i] * scale;
-                        y[i] = MathF.FusedMultiplyAdd(w[i], m, m);
-                    }
+                    y[i] = x[i] * scale * g[i];
                 }
             }
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 3584.</summary>
-        internal static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* g, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_3584(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 3584; i += 128)
                 {
-                    {
-                        var m = Vector512.Load(branch + i) * scale;
-                        (Vector512.Load(x + i) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i), m, m)).Store(x + i);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 16) * scale;
-                        (Vector512.Load(x + i + 16) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 16), m, m)).Store(x + i + 16);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 32) * scale;
-                        (Vector512.Load(x + i + 32) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 32), m, m)).Store(x + i + 32);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 48) * scale;
-                        (Vector512.Load(x + i + 48) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 48), m, m)).Store(x + i + 48);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 64) * scale;
-                        (Vector512.Load(x + i + 64) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 64), m, m)).Store(x + i + 64);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 80) * scale;
-                        (Vector512.Load(x + i + 80) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 80), m, m)).Store(x + i + 80);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 96) * scale;
-                        (Vector512.Load(x + i + 96) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 96), m, m)).Store(x + i + 96);
-                    }
-                    {
-                        var m = Vector512.Load(branch + i + 112) * scale;
-                        (Vector512.Load(x + i + 112) + Vector512.MultiplyAddEstimate(Vector512.Load(w + i + 112), m, m)).Store(x + i + 112);
-                    }
+                    (Vector512.Load(x + i) + Vector512.Load(branch + i) * scale * Vector512.Load(g + i)).Store(x + i);
+                    (Vector512.Load(x + i + 16) + Vector512.Load(branch + i + 16) * scale * Vector512.Load(g + i + 16)).Store(x + i + 16);
+                    (Vector512.Load(x + i + 32) + Vector512.Load(branch + i + 32) * scale * Vector512.Load(g + i + 32)).Store(x + i + 32);
+                    (Vector512.Load(x + i + 48) + Vector512.Load(branch + i + 48) * scale * Vector512.Load(g + i + 48)).Store(x + i + 48);
+                    (Vector512.Load(x + i + 64) + Vector512.Load(branch + i + 64) * scale * Vector512.Load(g + i + 64)).Store(x + i + 64);
+                    (Vector512.Load(x + i + 80) + Vector512.Load(branch + i + 80) * scale * Vector512.Load(g + i + 80)).Store(x + i + 80);
+                    (Vector512.Load(x + i + 96) + Vector512.Load(branch + i + 96) * scale * Vector512.Load(g + i + 96)).Store(x + i + 96);
+                    (Vector512.Load(x + i + 112) + Vector512.Load(branch + i + 112) * scale * Vector512.Load(g + i + 112)).Store(x + i + 112);
                 }
             }
             else if (Vector256.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 3584; i += 64)
                 {
-                    {
-                        var m = Vector256.Load(branch + i) * scale;
-                        (Vector256.Load(x + i) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i), m, m)).Store(x + i);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 8) * scale;
-                        (Vector256.Load(x + i + 8) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), m, m)).Store(x + i + 8);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 16) * scale;
-                        (Vector256.Load(x + i + 16) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 16), m, m)).Store(x + i + 16);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 24) * scale;
-                        (Vector256.Load(x + i + 24) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 24), m, m)).Store(x + i + 24);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 32) * scale;
-                        (Vector256.Load(x + i + 32) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 32), m, m)).Store(x + i + 32);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 40) * scale;
-                        (Vector256.Load(x + i + 40) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 40), m, m)).Store(x + i + 40);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 48) * scale;
-                        (Vector256.Load(x + i + 48) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 48), m, m)).Store(x + i + 48);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 56) * scale;
-                        (Vector256.Load(x + i + 56) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 56), m, m)).Store(x + i + 56);
-                    }
+                    (Vector256.Load(x + i) + Vector256.Load(branch + i) * scale * Vector256.Load(g + i)).Store(x + i);
+                    (Vector256.Load(x + i + 8) + Vector256.Load(branch + i + 8) * scale * Vector256.Load(g + i + 8)).Store(x + i + 8);
+                    (Vector256.Load(x + i + 16) + Vector256.Load(branch + i + 16) * scale * Vector256.Load(g + i + 16)).Store(x + i + 16);
+                    (Vector256.Load(x + i + 24) + Vector256.Load(branch + i + 24) * scale * Vector256.Load(g + i + 24)).Store(x + i + 24);
+                    (Vector256.Load(x + i + 32) + Vector256.Load(branch + i + 32) * scale * Vector256.Load(g + i + 32)).Store(x + i + 32);
+                    (Vector256.Load(x + i + 40) + Vector256.Load(branch + i + 40) * scale * Vector256.Load(g + i + 40)).Store(x + i + 40);
+                    (Vector256.Load(x + i + 48) + Vector256.Load(branch + i + 48) * scale * Vector256.Load(g + i + 48)).Store(x + i + 48);
+                    (Vector256.Load(x + i + 56) + Vector256.Load(branch + i + 56) * scale * Vector256.Load(g + i + 56)).Store(x + i + 56);
                 }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 3584; i += 32)
                 {
-                    {
-                        var m = Vector128.Load(branch + i) * scale;
-                        (Vector128.Load(x + i) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i), m, m)).Store(x + i);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 4) * scale;
-                        (Vector128.Load(x + i + 4) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), m, m)).Store(x + i + 4);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 8) * scale;
-                        (Vector128.Load(x + i + 8) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), m, m)).Store(x + i + 8);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 12) * scale;
-                        (Vector128.Load(x + i + 12) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), m, m)).Store(x + i + 12);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 16) * scale;
-                        (Vector128.Load(x + i + 16) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), m, m)).Store(x + i + 16);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 20) * scale;
-                        (Vector128.Load(x + i + 20) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), m, m)).Store(x + i + 20);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 24) * scale;
-                        (Vector128.Load(x + i + 24) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), m, m)).Store(x + i + 24);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 28) * scale;
-                        (Vector128.Load(x + i + 28) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), m, m)).Store(x + i + 28);
-                    }
+                    (Vector128.Load(x + i) + Vector128.Load(branch + i) * scale * Vector128.Load(g + i)).Store(x + i);
+                    (Vector128.Load(x + i + 4) + Vector128.Load(branch + i + 4) * scale * Vector128.Load(g + i + 4)).Store(x + i + 4);
+                    (Vector128.Load(x + i + 8) + Vector128.Load(branch + i + 8) * scale * Vector128.Load(g + i + 8)).Store(x + i + 8);
+                    (Vector128.Load(x + i + 12) + Vector128.Load(branch + i + 12) * scale * Vector128.Load(g + i + 12)).Store(x + i + 12);
+                    (Vector128.Load(x + i + 16) + Vector128.Load(branch + i + 16) * scale * Vector128.Load(g + i + 16)).Store(x + i + 16);
+                    (Vector128.Load(x + i + 20) + Vector128.Load(branch + i + 20) * scale * Vector128.Load(g + i + 20)).Store(x + i + 20);
+                    (Vector128.Load(x + i + 24) + Vector128.Load(branch + i + 24) * scale * Vector128.Load(g + i + 24)).Store(x + i + 24);
+                    (Vector128.Load(x + i + 28) + Vector128.Load(branch + i + 28) * scale * Vector128.Load(g + i + 28)).Store(x + i + 28);
                 }
             }
             else
             {
                 for (int i = 0; i < 3584; i++)
                 {
-                    {
-                        float m = branch[i] * scale;
-                        x[i] += MathF.FusedMultiplyAdd(w[i], m, m);
-                    }
+                    x[i] += branch[i] * scale * g[i];
                 }
             }
         }

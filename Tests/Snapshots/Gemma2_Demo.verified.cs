@@ -422,321 +422,122 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>RMSNorm over D = 256: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        internal static void RmsNorm(float* x, float* w, float* y)
+        /// <summary>RMSNorm over D = 256: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>
+        internal static void RmsNorm(float* x, float* g, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_256(x, x) / HiddenSize + RmsNormEps);
-            // (1 + w)·m = m + w·m: one FMA
             if (Vector512.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector512.Load(x + 0) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), m, m).Store(y + 0);
-                }
-                {
-                    var m = Vector512.Load(x + 16) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), m, m).Store(y + 16);
-                }
-                {
-                    var m = Vector512.Load(x + 32) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), m, m).Store(y + 32);
-                }
-                {
-                    var m = Vector512.Load(x + 48) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), m, m).Store(y + 48);
-                }
-                {
-                    var m = Vector512.Load(x + 64) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 64), m, m).Store(y + 64);
-                }
-                {
-                    var m = Vector512.Load(x + 80) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 80), m, m).Store(y + 80);
-                }
-                {
-                    var m = Vector512.Load(x + 96) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 96), m, m).Store(y + 96);
-                }
-                {
-                    var m = Vector512.Load(x + 112) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 112), m, m).Store(y + 112);
-                }
-                {
-                    var m = Vector512.Load(x + 128) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 128), m, m).Store(y + 128);
-                }
-                {
-                    var m = Vector512.Load(x + 144) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 144), m, m).Store(y + 144);
-                }
-                {
-                    var m = Vector512.Load(x + 160) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 160), m, m).Store(y + 160);
-                }
-                {
-                    var m = Vector512.Load(x + 176) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 176), m, m).Store(y + 176);
-                }
-                {
-                    var m = Vector512.Load(x + 192) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 192), m, m).Store(y + 192);
-                }
-                {
-                    var m = Vector512.Load(x + 208) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 208), m, m).Store(y + 208);
-                }
-                {
-                    var m = Vector512.Load(x + 224) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 224), m, m).Store(y + 224);
-                }
-                {
-                    var m = Vector512.Load(x + 240) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 240), m, m).Store(y + 240);
-                }
+                (Vector512.Load(x + 0) * scale * Vector512.Load(g + 0)).Store(y + 0);
+                (Vector512.Load(x + 16) * scale * Vector512.Load(g + 16)).Store(y + 16);
+                (Vector512.Load(x + 32) * scale * Vector512.Load(g + 32)).Store(y + 32);
+                (Vector512.Load(x + 48) * scale * Vector512.Load(g + 48)).Store(y + 48);
+                (Vector512.Load(x + 64) * scale * Vector512.Load(g + 64)).Store(y + 64);
+                (Vector512.Load(x + 80) * scale * Vector512.Load(g + 80)).Store(y + 80);
+                (Vector512.Load(x + 96) * scale * Vector512.Load(g + 96)).Store(y + 96);
+                (Vector512.Load(x + 112) * scale * Vector512.Load(g + 112)).Store(y + 112);
+                (Vector512.Load(x + 128) * scale * Vector512.Load(g + 128)).Store(y + 128);
+                (Vector512.Load(x + 144) * scale * Vector512.Load(g + 144)).Store(y + 144);
+                (Vector512.Load(x + 160) * scale * Vector512.Load(g + 160)).Store(y + 160);
+                (Vector512.Load(x + 176) * scale * Vector512.Load(g + 176)).Store(y + 176);
+                (Vector512.Load(x + 192) * scale * Vector512.Load(g + 192)).Store(y + 192);
+                (Vector512.Load(x + 208) * scale * Vector512.Load(g + 208)).Store(y + 208);
+                (Vector512.Load(x + 224) * scale * Vector512.Load(g + 224)).Store(y + 224);
+                (Vector512.Load(x + 240) * scale * Vector512.Load(g + 240)).Store(y + 240);
             }
             else if (Vector256.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 256; i += 64)
                 {
-                    {
-                        var m = Vector256.Load(x + i) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i), m, m).Store(y + i);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 8) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), m, m).Store(y + i + 8);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 16) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 16), m, m).Store(y + i + 16);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 24) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 24), m, m).Store(y + i + 24);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 32) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 32), m, m).Store(y + i + 32);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 40) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 40), m, m).Store(y + i + 40);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 48) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 48), m, m).Store(y + i + 48);
-                    }
-                    {
-                        var m = Vector256.Load(x + i + 56) * scale;
-                        Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 56), m, m).Store(y + i + 56);
-                    }
+                    (Vector256.Load(x + i) * scale * Vector256.Load(g + i)).Store(y + i);
+                    (Vector256.Load(x + i + 8) * scale * Vector256.Load(g + i + 8)).Store(y + i + 8);
+                    (Vector256.Load(x + i + 16) * scale * Vector256.Load(g + i + 16)).Store(y + i + 16);
+                    (Vector256.Load(x + i + 24) * scale * Vector256.Load(g + i + 24)).Store(y + i + 24);
+                    (Vector256.Load(x + i + 32) * scale * Vector256.Load(g + i + 32)).Store(y + i + 32);
+                    (Vector256.Load(x + i + 40) * scale * Vector256.Load(g + i + 40)).Store(y + i + 40);
+                    (Vector256.Load(x + i + 48) * scale * Vector256.Load(g + i + 48)).Store(y + i + 48);
+                    (Vector256.Load(x + i + 56) * scale * Vector256.Load(g + i + 56)).Store(y + i + 56);
                 }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 256; i += 32)
                 {
-                    {
-                        var m = Vector128.Load(x + i) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i), m, m).Store(y + i);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 4) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), m, m).Store(y + i + 4);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 8) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), m, m).Store(y + i + 8);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 12) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), m, m).Store(y + i + 12);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 16) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), m, m).Store(y + i + 16);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 20) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), m, m).Store(y + i + 20);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 24) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), m, m).Store(y + i + 24);
-                    }
-                    {
-                        var m = Vector128.Load(x + i + 28) * scale;
-                        Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), m, m).Store(y + i + 28);
-                    }
+                    (Vector128.Load(x + i) * scale * Vector128.Load(g + i)).Store(y + i);
+                    (Vector128.Load(x + i + 4) * scale * Vector128.Load(g + i + 4)).Store(y + i + 4);
+                    (Vector128.Load(x + i + 8) * scale * Vector128.Load(g + i + 8)).Store(y + i + 8);
+                    (Vector128.Load(x + i + 12) * scale * Vector128.Load(g + i + 12)).Store(y + i + 12);
+                    (Vector128.Load(x + i + 16) * scale * Vector128.Load(g + i + 16)).Store(y + i + 16);
+                    (Vector128.Load(x + i + 20) * scale * Vector128.Load(g + i + 20)).Store(y + i + 20);
+                    (Vector128.Load(x + i + 24) * scale * Vector128.Load(g + i + 24)).Store(y + i + 24);
+                    (Vector128.Load(x + i + 28) * scale * Vector128.Load(g + i + 28)).Store(y + i + 28);
                 }
             }
             else
             {
                 for (int i = 0; i < 256; i++)
                 {
-                    {
-                        float m = x[i] * scale;
-                        y[i] = MathF.FusedMultiplyAdd(w[i], m, m);
-                    }
+                    y[i] = x[i] * scale * g[i];
                 }
             }
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 256.</summary>
-        internal static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* g, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_256(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector512.Load(branch + 0) * scale;
-                    (Vector512.Load(x + 0) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), m, m)).Store(x + 0);
-                }
-                {
-                    var m = Vector512.Load(branch + 16) * scale;
-                    (Vector512.Load(x + 16) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), m, m)).Store(x + 16);
-                }
-                {
-                    var m = Vector512.Load(branch + 32) * scale;
-                    (Vector512.Load(x + 32) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), m, m)).Store(x + 32);
-                }
-                {
-                    var m = Vector512.Load(branch + 48) * scale;
-                    (Vector512.Load(x + 48) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), m, m)).Store(x + 48);
-                }
-                {
-                    var m = Vector512.Load(branch + 64) * scale;
-                    (Vector512.Load(x + 64) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 64), m, m)).Store(x + 64);
-                }
-                {
-                    var m = Vector512.Load(branch + 80) * scale;
-                    (Vector512.Load(x + 80) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 80), m, m)).Store(x + 80);
-                }
-                {
-                    var m = Vector512.Load(branch + 96) * scale;
-                    (Vector512.Load(x + 96) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 96), m, m)).Store(x + 96);
-                }
-                {
-                    var m = Vector512.Load(branch + 112) * scale;
-                    (Vector512.Load(x + 112) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 112), m, m)).Store(x + 112);
-                }
-                {
-                    var m = Vector512.Load(branch + 128) * scale;
-                    (Vector512.Load(x + 128) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 128), m, m)).Store(x + 128);
-                }
-                {
-                    var m = Vector512.Load(branch + 144) * scale;
-                    (Vector512.Load(x + 144) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 144), m, m)).Store(x + 144);
-                }
-                {
-                    var m = Vector512.Load(branch + 160) * scale;
-                    (Vector512.Load(x + 160) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 160), m, m)).Store(x + 160);
-                }
-                {
-                    var m = Vector512.Load(branch + 176) * scale;
-                    (Vector512.Load(x + 176) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 176), m, m)).Store(x + 176);
-                }
-                {
-                    var m = Vector512.Load(branch + 192) * scale;
-                    (Vector512.Load(x + 192) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 192), m, m)).Store(x + 192);
-                }
-                {
-                    var m = Vector512.Load(branch + 208) * scale;
-                    (Vector512.Load(x + 208) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 208), m, m)).Store(x + 208);
-                }
-                {
-                    var m = Vector512.Load(branch + 224) * scale;
-                    (Vector512.Load(x + 224) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 224), m, m)).Store(x + 224);
-                }
-                {
-                    var m = Vector512.Load(branch + 240) * scale;
-                    (Vector512.Load(x + 240) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 240), m, m)).Store(x + 240);
-                }
+                (Vector512.Load(x + 0) + Vector512.Load(branch + 0) * scale * Vector512.Load(g + 0)).Store(x + 0);
+                (Vector512.Load(x + 16) + Vector512.Load(branch + 16) * scale * Vector512.Load(g + 16)).Store(x + 16);
+                (Vector512.Load(x + 32) + Vector512.Load(branch + 32) * scale * Vector512.Load(g + 32)).Store(x + 32);
+                (Vector512.Load(x + 48) + Vector512.Load(branch + 48) * scale * Vector512.Load(g + 48)).Store(x + 48);
+                (Vector512.Load(x + 64) + Vector512.Load(branch + 64) * scale * Vector512.Load(g + 64)).Store(x + 64);
+                (Vector512.Load(x + 80) + Vector512.Load(branch + 80) * scale * Vector512.Load(g + 80)).Store(x + 80);
+                (Vector512.Load(x + 96) + Vector512.Load(branch + 96) * scale * Vector512.Load(g + 96)).Store(x + 96);
+                (Vector512.Load(x + 112) + Vector512.Load(branch + 112) * scale * Vector512.Load(g + 112)).Store(x + 112);
+                (Vector512.Load(x + 128) + Vector512.Load(branch + 128) * scale * Vector512.Load(g + 128)).Store(x + 128);
+                (Vector512.Load(x + 144) + Vector512.Load(branch + 144) * scale * Vector512.Load(g + 144)).Store(x + 144);
+                (Vector512.Load(x + 160) + Vector512.Load(branch + 160) * scale * Vector512.Load(g + 160)).Store(x + 160);
+                (Vector512.Load(x + 176) + Vector512.Load(branch + 176) * scale * Vector512.Load(g + 176)).Store(x + 176);
+                (Vector512.Load(x + 192) + Vector512.Load(branch + 192) * scale * Vector512.Load(g + 192)).Store(x + 192);
+                (Vector512.Load(x + 208) + Vector512.Load(branch + 208) * scale * Vector512.Load(g + 208)).Store(x + 208);
+                (Vector512.Load(x + 224) + Vector512.Load(branch + 224) * scale * Vector512.Load(g + 224)).Store(x + 224);
+                (Vector512.Load(x + 240) + Vector512.Load(branch + 240) * scale * Vector512.Load(g + 240)).Store(x + 240);
             }
             else if (Vector256.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 256; i += 64)
                 {
-                    {
-                        var m = Vector256.Load(branch + i) * scale;
-                        (Vector256.Load(x + i) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i), m, m)).Store(x + i);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 8) * scale;
-                        (Vector256.Load(x + i + 8) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), m, m)).Store(x + i + 8);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 16) * scale;
-                        (Vector256.Load(x + i + 16) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 16), m, m)).Store(x + i + 16);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 24) * scale;
-                        (Vector256.Load(x + i + 24) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 24), m, m)).Store(x + i + 24);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 32) * scale;
-                        (Vector256.Load(x + i + 32) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 32), m, m)).Store(x + i + 32);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 40) * scale;
-                        (Vector256.Load(x + i + 40) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 40), m, m)).Store(x + i + 40);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 48) * scale;
-                        (Vector256.Load(x + i + 48) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 48), m, m)).Store(x + i + 48);
-                    }
-                    {
-                        var m = Vector256.Load(branch + i + 56) * scale;
-                        (Vector256.Load(x + i + 56) + Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 56), m, m)).Store(x + i + 56);
-                    }
+                    (Vector256.Load(x + i) + Vector256.Load(branch + i) * scale * Vector256.Load(g + i)).Store(x + i);
+                    (Vector256.Load(x + i + 8) + Vector256.Load(branch + i + 8) * scale * Vector256.Load(g + i + 8)).Store(x + i + 8);
+                    (Vector256.Load(x + i + 16) + Vector256.Load(branch + i + 16) * scale * Vector256.Load(g + i + 16)).Store(x + i + 16);
+                    (Vector256.Load(x + i + 24) + Vector256.Load(branch + i + 24) * scale * Vector256.Load(g + i + 24)).Store(x + i + 24);
+                    (Vector256.Load(x + i + 32) + Vector256.Load(branch + i + 32) * scale * Vector256.Load(g + i + 32)).Store(x + i + 32);
+                    (Vector256.Load(x + i + 40) + Vector256.Load(branch + i + 40) * scale * Vector256.Load(g + i + 40)).Store(x + i + 40);
+                    (Vector256.Load(x + i + 48) + Vector256.Load(branch + i + 48) * scale * Vector256.Load(g + i + 48)).Store(x + i + 48);
+                    (Vector256.Load(x + i + 56) + Vector256.Load(branch + i + 56) * scale * Vector256.Load(g + i + 56)).Store(x + i + 56);
                 }
             }
             else if (Vector128.IsHardwareAccelerated)
             {
                 for (int i = 0; i < 256; i += 32)
                 {
-                    {
-                        var m = Vector128.Load(branch + i) * scale;
-                        (Vector128.Load(x + i) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i), m, m)).Store(x + i);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 4) * scale;
-                        (Vector128.Load(x + i + 4) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), m, m)).Store(x + i + 4);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 8) * scale;
-                        (Vector128.Load(x + i + 8) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), m, m)).Store(x + i + 8);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 12) * scale;
-                        (Vector128.Load(x + i + 12) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), m, m)).Store(x + i + 12);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 16) * scale;
-                        (Vector128.Load(x + i + 16) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), m, m)).Store(x + i + 16);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 20) * scale;
-                        (Vector128.Load(x + i + 20) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), m, m)).Store(x + i + 20);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 24) * scale;
-                        (Vector128.Load(x + i + 24) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), m, m)).Store(x + i + 24);
-                    }
-                    {
-                        var m = Vector128.Load(branch + i + 28) * scale;
-                        (Vector128.Load(x + i + 28) + Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), m, m)).Store(x + i + 28);
-                    }
+                    (Vector128.Load(x + i) + Vector128.Load(branch + i) * scale * Vector128.Load(g + i)).Store(x + i);
+                    (Vector128.Load(x + i + 4) + Vector128.Load(branch + i + 4) * scale * Vector128.Load(g + i + 4)).Store(x + i + 4);
+                    (Vector128.Load(x + i + 8) + Vector128.Load(branch + i + 8) * scale * Vector128.Load(g + i + 8)).Store(x + i + 8);
+                    (Vector128.Load(x + i + 12) + Vector128.Load(branch + i + 12) * scale * Vector128.Load(g + i + 12)).Store(x + i + 12);
+                    (Vector128.Load(x + i + 16) + Vector128.Load(branch + i + 16) * scale * Vector128.Load(g + i + 16)).Store(x + i + 16);
+                    (Vector128.Load(x + i + 20) + Vector128.Load(branch + i + 20) * scale * Vector128.Load(g + i + 20)).Store(x + i + 20);
+                    (Vector128.Load(x + i + 24) + Vector128.Load(branch + i + 24) * scale * Vector128.Load(g + i + 24)).Store(x + i + 24);
+                    (Vector128.Load(x + i + 28) + Vector128.Load(branch + i + 28) * scale * Vector128.Load(g + i + 28)).Store(x + i + 28);
                 }
             }
             else
             {
                 for (int i = 0; i < 256; i++)
                 {
-                    {
-                        float m = branch[i] * scale;
-                        x[i] += MathF.FusedMultiplyAdd(w[i], m, m);
-                    }
+                    x[i] += branch[i] * scale * g[i];
                 }
             }
         }

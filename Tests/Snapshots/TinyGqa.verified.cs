@@ -402,277 +402,102 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>RMSNorm over D = 64: y = x / sqrt(mean(x²) + eps) · (1 + w).</summary>
-        internal static void RmsNorm(float* x, float* w, float* y)
+        /// <summary>RMSNorm over D = 64: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>
+        internal static void RmsNorm(float* x, float* g, float* y)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_64(x, x) / HiddenSize + RmsNormEps);
-            // (1 + w)·m = m + w·m: one FMA
             if (Vector512.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector512.Load(x + 0) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), m, m).Store(y + 0);
-                }
-                {
-                    var m = Vector512.Load(x + 16) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), m, m).Store(y + 16);
-                }
-                {
-                    var m = Vector512.Load(x + 32) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), m, m).Store(y + 32);
-                }
-                {
-                    var m = Vector512.Load(x + 48) * scale;
-                    Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), m, m).Store(y + 48);
-                }
+                (Vector512.Load(x + 0) * scale * Vector512.Load(g + 0)).Store(y + 0);
+                (Vector512.Load(x + 16) * scale * Vector512.Load(g + 16)).Store(y + 16);
+                (Vector512.Load(x + 32) * scale * Vector512.Load(g + 32)).Store(y + 32);
+                (Vector512.Load(x + 48) * scale * Vector512.Load(g + 48)).Store(y + 48);
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector256.Load(x + 0) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 0), m, m).Store(y + 0);
-                }
-                {
-                    var m = Vector256.Load(x + 8) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 8), m, m).Store(y + 8);
-                }
-                {
-                    var m = Vector256.Load(x + 16) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 16), m, m).Store(y + 16);
-                }
-                {
-                    var m = Vector256.Load(x + 24) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 24), m, m).Store(y + 24);
-                }
-                {
-                    var m = Vector256.Load(x + 32) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 32), m, m).Store(y + 32);
-                }
-                {
-                    var m = Vector256.Load(x + 40) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 40), m, m).Store(y + 40);
-                }
-                {
-                    var m = Vector256.Load(x + 48) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 48), m, m).Store(y + 48);
-                }
-                {
-                    var m = Vector256.Load(x + 56) * scale;
-                    Vector256.MultiplyAddEstimate(Vector256.Load(w + 56), m, m).Store(y + 56);
-                }
+                (Vector256.Load(x + 0) * scale * Vector256.Load(g + 0)).Store(y + 0);
+                (Vector256.Load(x + 8) * scale * Vector256.Load(g + 8)).Store(y + 8);
+                (Vector256.Load(x + 16) * scale * Vector256.Load(g + 16)).Store(y + 16);
+                (Vector256.Load(x + 24) * scale * Vector256.Load(g + 24)).Store(y + 24);
+                (Vector256.Load(x + 32) * scale * Vector256.Load(g + 32)).Store(y + 32);
+                (Vector256.Load(x + 40) * scale * Vector256.Load(g + 40)).Store(y + 40);
+                (Vector256.Load(x + 48) * scale * Vector256.Load(g + 48)).Store(y + 48);
+                (Vector256.Load(x + 56) * scale * Vector256.Load(g + 56)).Store(y + 56);
             }
             else if (Vector128.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector128.Load(x + 0) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 0), m, m).Store(y + 0);
-                }
-                {
-                    var m = Vector128.Load(x + 4) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 4), m, m).Store(y + 4);
-                }
-                {
-                    var m = Vector128.Load(x + 8) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 8), m, m).Store(y + 8);
-                }
-                {
-                    var m = Vector128.Load(x + 12) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 12), m, m).Store(y + 12);
-                }
-                {
-                    var m = Vector128.Load(x + 16) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 16), m, m).Store(y + 16);
-                }
-                {
-                    var m = Vector128.Load(x + 20) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 20), m, m).Store(y + 20);
-                }
-                {
-                    var m = Vector128.Load(x + 24) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 24), m, m).Store(y + 24);
-                }
-                {
-                    var m = Vector128.Load(x + 28) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 28), m, m).Store(y + 28);
-                }
-                {
-                    var m = Vector128.Load(x + 32) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 32), m, m).Store(y + 32);
-                }
-                {
-                    var m = Vector128.Load(x + 36) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 36), m, m).Store(y + 36);
-                }
-                {
-                    var m = Vector128.Load(x + 40) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 40), m, m).Store(y + 40);
-                }
-                {
-                    var m = Vector128.Load(x + 44) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 44), m, m).Store(y + 44);
-                }
-                {
-                    var m = Vector128.Load(x + 48) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 48), m, m).Store(y + 48);
-                }
-                {
-                    var m = Vector128.Load(x + 52) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 52), m, m).Store(y + 52);
-                }
-                {
-                    var m = Vector128.Load(x + 56) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 56), m, m).Store(y + 56);
-                }
-                {
-                    var m = Vector128.Load(x + 60) * scale;
-                    Vector128.MultiplyAddEstimate(Vector128.Load(w + 60), m, m).Store(y + 60);
-                }
+                (Vector128.Load(x + 0) * scale * Vector128.Load(g + 0)).Store(y + 0);
+                (Vector128.Load(x + 4) * scale * Vector128.Load(g + 4)).Store(y + 4);
+                (Vector128.Load(x + 8) * scale * Vector128.Load(g + 8)).Store(y + 8);
+                (Vector128.Load(x + 12) * scale * Vector128.Load(g + 12)).Store(y + 12);
+                (Vector128.Load(x + 16) * scale * Vector128.Load(g + 16)).Store(y + 16);
+                (Vector128.Load(x + 20) * scale * Vector128.Load(g + 20)).Store(y + 20);
+                (Vector128.Load(x + 24) * scale * Vector128.Load(g + 24)).Store(y + 24);
+                (Vector128.Load(x + 28) * scale * Vector128.Load(g + 28)).Store(y + 28);
+                (Vector128.Load(x + 32) * scale * Vector128.Load(g + 32)).Store(y + 32);
+                (Vector128.Load(x + 36) * scale * Vector128.Load(g + 36)).Store(y + 36);
+                (Vector128.Load(x + 40) * scale * Vector128.Load(g + 40)).Store(y + 40);
+                (Vector128.Load(x + 44) * scale * Vector128.Load(g + 44)).Store(y + 44);
+                (Vector128.Load(x + 48) * scale * Vector128.Load(g + 48)).Store(y + 48);
+                (Vector128.Load(x + 52) * scale * Vector128.Load(g + 52)).Store(y + 52);
+                (Vector128.Load(x + 56) * scale * Vector128.Load(g + 56)).Store(y + 56);
+                (Vector128.Load(x + 60) * scale * Vector128.Load(g + 60)).Store(y + 60);
             }
             else
             {
                 for (int i = 0; i < 64; i++)
                 {
-                    {
-                        float m = x[i] * scale;
-                        y[i] = MathF.FusedMultiplyAdd(w[i], m, m);
-                    }
+                    y[i] = x[i] * scale * g[i];
                 }
             }
         }
 
         /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 64.</summary>
-        internal static void RmsNormAdd(float* branch, float* w, float* x)
+        internal static void RmsNormAdd(float* branch, float* g, float* x)
         {
             float scale = 1f / MathF.Sqrt(Dot_F32_64(branch, branch) / HiddenSize + RmsNormEps);
             if (Vector512.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector512.Load(branch + 0) * scale;
-                    (Vector512.Load(x + 0) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), m, m)).Store(x + 0);
-                }
-                {
-                    var m = Vector512.Load(branch + 16) * scale;
-                    (Vector512.Load(x + 16) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), m, m)).Store(x + 16);
-                }
-                {
-                    var m = Vector512.Load(branch + 32) * scale;
-                    (Vector512.Load(x + 32) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), m, m)).Store(x + 32);
-                }
-                {
-                    var m = Vector512.Load(branch + 48) * scale;
-                    (Vector512.Load(x + 48) + Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), m, m)).Store(x + 48);
-                }
+                (Vector512.Load(x + 0) + Vector512.Load(branch + 0) * scale * Vector512.Load(g + 0)).Store(x + 0);
+                (Vector512.Load(x + 16) + Vector512.Load(branch + 16) * scale * Vector512.Load(g + 16)).Store(x + 16);
+                (Vector512.Load(x + 32) + Vector512.Load(branch + 32) * scale * Vector512.Load(g + 32)).Store(x + 32);
+                (Vector512.Load(x + 48) + Vector512.Load(branch + 48) * scale * Vector512.Load(g + 48)).Store(x + 48);
             }
             else if (Vector256.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector256.Load(branch + 0) * scale;
-                    (Vector256.Load(x + 0) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 0), m, m)).Store(x + 0);
-                }
-                {
-                    var m = Vector256.Load(branch + 8) * scale;
-                    (Vector256.Load(x + 8) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 8), m, m)).Store(x + 8);
-                }
-                {
-                    var m = Vector256.Load(branch + 16) * scale;
-                    (Vector256.Load(x + 16) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 16), m, m)).Store(x + 16);
-                }
-                {
-                    var m = Vector256.Load(branch + 24) * scale;
-                    (Vector256.Load(x + 24) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 24), m, m)).Store(x + 24);
-                }
-                {
-                    var m = Vector256.Load(branch + 32) * scale;
-                    (Vector256.Load(x + 32) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 32), m, m)).Store(x + 32);
-                }
-                {
-                    var m = Vector256.Load(branch + 40) * scale;
-                    (Vector256.Load(x + 40) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 40), m, m)).Store(x + 40);
-                }
-                {
-                    var m = Vector256.Load(branch + 48) * scale;
-                    (Vector256.Load(x + 48) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 48), m, m)).Store(x + 48);
-                }
-                {
-                    var m = Vector256.Load(branch + 56) * scale;
-                    (Vector256.Load(x + 56) + Vector256.MultiplyAddEstimate(Vector256.Load(w + 56), m, m)).Store(x + 56);
-                }
+                (Vector256.Load(x + 0) + Vector256.Load(branch + 0) * scale * Vector256.Load(g + 0)).Store(x + 0);
+                (Vector256.Load(x + 8) + Vector256.Load(branch + 8) * scale * Vector256.Load(g + 8)).Store(x + 8);
+                (Vector256.Load(x + 16) + Vector256.Load(branch + 16) * scale * Vector256.Load(g + 16)).Store(x + 16);
+                (Vector256.Load(x + 24) + Vector256.Load(branch + 24) * scale * Vector256.Load(g + 24)).Store(x + 24);
+                (Vector256.Load(x + 32) + Vector256.Load(branch + 32) * scale * Vector256.Load(g + 32)).Store(x + 32);
+                (Vector256.Load(x + 40) + Vector256.Load(branch + 40) * scale * Vector256.Load(g + 40)).Store(x + 40);
+                (Vector256.Load(x + 48) + Vector256.Load(branch + 48) * scale * Vector256.Load(g + 48)).Store(x + 48);
+                (Vector256.Load(x + 56) + Vector256.Load(branch + 56) * scale * Vector256.Load(g + 56)).Store(x + 56);
             }
             else if (Vector128.IsHardwareAccelerated)
             {
-                {
-                    var m = Vector128.Load(branch + 0) * scale;
-                    (Vector128.Load(x + 0) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 0), m, m)).Store(x + 0);
-                }
-                {
-                    var m = Vector128.Load(branch + 4) * scale;
-                    (Vector128.Load(x + 4) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 4), m, m)).Store(x + 4);
-                }
-                {
-                    var m = Vector128.Load(branch + 8) * scale;
-                    (Vector128.Load(x + 8) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 8), m, m)).Store(x + 8);
-                }
-                {
-                    var m = Vector128.Load(branch + 12) * scale;
-                    (Vector128.Load(x + 12) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 12), m, m)).Store(x + 12);
-                }
-                {
-                    var m = Vector128.Load(branch + 16) * scale;
-                    (Vector128.Load(x + 16) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 16), m, m)).Store(x + 16);
-                }
-                {
-                    var m = Vector128.Load(branch + 20) * scale;
-                    (Vector128.Load(x + 20) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 20), m, m)).Store(x + 20);
-                }
-                {
-                    var m = Vector128.Load(branch + 24) * scale;
-                    (Vector128.Load(x + 24) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 24), m, m)).Store(x + 24);
-                }
-                {
-                    var m = Vector128.Load(branch + 28) * scale;
-                    (Vector128.Load(x + 28) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 28), m, m)).Store(x + 28);
-                }
-                {
-                    var m = Vector128.Load(branch + 32) * scale;
-                    (Vector128.Load(x + 32) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 32), m, m)).Store(x + 32);
-                }
-                {
-                    var m = Vector128.Load(branch + 36) * scale;
-                    (Vector128.Load(x + 36) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 36), m, m)).Store(x + 36);
-                }
-                {
-                    var m = Vector128.Load(branch + 40) * scale;
-                    (Vector128.Load(x + 40) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 40), m, m)).Store(x + 40);
-                }
-                {
-                    var m = Vector128.Load(branch + 44) * scale;
-                    (Vector128.Load(x + 44) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 44), m, m)).Store(x + 44);
-                }
-                {
-                    var m = Vector128.Load(branch + 48) * scale;
-                    (Vector128.Load(x + 48) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 48), m, m)).Store(x + 48);
-                }
-                {
-                    var m = Vector128.Load(branch + 52) * scale;
-                    (Vector128.Load(x + 52) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 52), m, m)).Store(x + 52);
-                }
-                {
-                    var m = Vector128.Load(branch + 56) * scale;
-                    (Vector128.Load(x + 56) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 56), m, m)).Store(x + 56);
-                }
-                {
-                    var m = Vector128.Load(branch + 60) * scale;
-                    (Vector128.Load(x + 60) + Vector128.MultiplyAddEstimate(Vector128.Load(w + 60), m, m)).Store(x + 60);
-                }
+                (Vector128.Load(x + 0) + Vector128.Load(branch + 0) * scale * Vector128.Load(g + 0)).Store(x + 0);
+                (Vector128.Load(x + 4) + Vector128.Load(branch + 4) * scale * Vector128.Load(g + 4)).Store(x + 4);
+                (Vector128.Load(x + 8) + Vector128.Load(branch + 8) * scale * Vector128.Load(g + 8)).Store(x + 8);
+                (Vector128.Load(x + 12) + Vector128.Load(branch + 12) * scale * Vector128.Load(g + 12)).Store(x + 12);
+                (Vector128.Load(x + 16) + Vector128.Load(branch + 16) * scale * Vector128.Load(g + 16)).Store(x + 16);
+                (Vector128.Load(x + 20) + Vector128.Load(branch + 20) * scale * Vector128.Load(g + 20)).Store(x + 20);
+                (Vector128.Load(x + 24) + Vector128.Load(branch + 24) * scale * Vector128.Load(g + 24)).Store(x + 24);
+                (Vector128.Load(x + 28) + Vector128.Load(branch + 28) * scale * Vector128.Load(g + 28)).Store(x + 28);
+                (Vector128.Load(x + 32) + Vector128.Load(branch + 32) * scale * Vector128.Load(g + 32)).Store(x + 32);
+                (Vector128.Load(x + 36) + Vector128.Load(branch + 36) * scale * Vector128.Load(g + 36)).Store(x + 36);
+                (Vector128.Load(x + 40) + Vector128.Load(branch + 40) * scale * Vector128.Load(g + 40)).Store(x + 40);
+                (Vector128.Load(x + 44) + Vector128.Load(branch + 44) * scale * Vector128.Load(g + 44)).Store(x + 44);
+                (Vector128.Load(x + 48) + Vector128.Load(branch + 48) * scale * Vector128.Load(g + 48)).Store(x + 48);
+                (Vector128.Load(x + 52) + Vector128.Load(branch + 52) * scale * Vector128.Load(g + 52)).Store(x + 52);
+                (Vector128.Load(x + 56) + Vector128.Load(branch + 56) * scale * Vector128.Load(g + 56)).Store(x + 56);
+                (Vector128.Load(x + 60) + Vector128.Load(branch + 60) * scale * Vector128.Load(g + 60)).Store(x + 60);
             }
             else
             {
                 for (int i = 0; i < 64; i++)
                 {
-                    {
-                        float m = branch[i] * scale;
-                        x[i] += MathF.FusedMultiplyAdd(w[i], m, m);
-                    }
+                    x[i] += branch[i] * scale * g[i];
                 }
             }
         }
