@@ -3,14 +3,15 @@ using GemmaGen.Specs;
 
 namespace GemmaGen.Kernels;
 
-/// <summary>Creates a decoder of a compiled spec over weights whose layer shape matches it.</summary>
-public delegate Gemma2Decoder CompiledDecoderFactory(ModelWeights weights, int maxContext, WorkerPool pool);
+/// <summary>Creates the forward pass of a compiled spec over weights whose layer shape matches it, with RoPE tables for
+/// <paramref name="maxContext"/> positions at first.</summary>
+public delegate Gemma2Forward CompiledModelFactory(ModelWeights weights, int maxContext, WorkerPool pool);
 
 /// <summary>A spec compiled by the generator: its class, the layer shape it is specialized for, and a factory.</summary>
 /// <param name="ClassName">The generated class's name, as <c>ExecutionPath</c> shows it.</param>
 /// <param name="Shape">The layer shape the class is specialized for.</param>
-/// <param name="Create">Creates a decoder of the class.</param>
-public sealed record CompiledModel(string ClassName, LayerShape Shape, CompiledDecoderFactory Create)
+/// <param name="Create">Creates the class over weights of its shape.</param>
+public sealed record CompiledModel(string ClassName, LayerShape Shape, CompiledModelFactory Create)
 {
     /// <summary>The assembly the class was compiled into: the one that defines its factory.</summary>
     public Assembly Assembly => Create.Method.Module.Assembly;

@@ -5,7 +5,7 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// Keys and values of every layer, allocated once. Layout per layer: [kv head][slot][head_dim], so one kv
 /// head's keys are contiguous. A local layer keeps a ring of W slots (a query sees W keys, itself included; a
-/// decoder that writes batches asks for W + batch − 1), a global layer one slot per position.
+/// model that writes batches asks for W + rows − 1), a global layer one slot per position.
 /// </summary>
 public sealed unsafe class KvCache
 {
@@ -14,11 +14,14 @@ public sealed unsafe class KvCache
 
     /// <param name="config">The model.</param>
     /// <param name="maxContext">Positions a global layer holds.</param>
-    /// <param name="maxBatch">Tokens written before any of them attends: a local layer's ring holds W + maxBatch − 1
-    /// slots, so writing a batch never overwrites a key an earlier token of that batch still sees.</param>
+    /// <param name="maxBatch">Rows of one sequence a forward pass writes before any of them attends (the model's
+    /// <see cref="Gemma2Forward.MaxRows"/>): a local layer's ring holds W + maxBatch − 1 slots, so writing a batch
+    /// never overwrites a key an earlier row of that batch still sees.</param>
     public KvCache(Gemma2Config config, int maxContext, int maxBatch = 1)
     {
         MaxContext = maxContext;
+        Window = config.SlidingWindow;
+        LocalSlots = SlotsOf(config, true, maxContext, maxBatch);
         KvHeads = config.NumKeyValueHeads;
         HeadDim = config.HeadDim;
         int layers = config.NumHiddenLayers;
@@ -52,6 +55,12 @@ public sealed unsafe class KvCache
 
     /// <summary>Positions a global layer holds.</summary>
     public int MaxContext { get; }
+
+    /// <summary>W: keys a query of a local layer sees, itself included.</summary>
+    public int Window { get; }
+
+    /// <summary>Slots per kv head of a local layer: positions [Length − LocalSlots, Length) are in its ring.</summary>
+    public int LocalSlots { get; }
 
     /// <summary>Key/value heads of each layer.</summary>
     public int KvHeads { get; }

@@ -17,6 +17,7 @@ public sealed unsafe class RopeTable
     {
         if (headDim % 2 != 0) throw new ArgumentException($"head_dim {headDim} is odd; rotary embedding needs an even head_dim");
         HeadDim = headDim;
+        MaxContext = maxContext;
         int half = headDim / 2;
         _cos = GC.AllocateUninitializedArray<float>(checked(maxContext * half), pinned: true);
         _sin = GC.AllocateUninitializedArray<float>(checked(maxContext * half), pinned: true);
@@ -32,6 +33,9 @@ public sealed unsafe class RopeTable
             }
         }
     }
+
+    /// <summary>Positions the tables cover.</summary>
+    public int MaxContext { get; }
 
     /// <summary>Width of one head (d); a position's row holds d/2 values.</summary>
     public int HeadDim { get; }

@@ -7,8 +7,8 @@ using GemmaGen.Specs;
 namespace GemmaGen.Generator
 {
     /// <summary>
-    /// Writes one spec's class: its dimensions as constants, its registration, the decode and prefill passes and
-    /// the kernels specialized for its shape (RMSNorm, fused Q/K/V with RoPE, local and global attention, output
+    /// Writes one spec's class: its dimensions as constants, its registration, the batched forward pass (one layer
+    /// per layer kind, for any number of rows of any sequences) and the kernels specialized for its shape (RMSNorm, fused Q/K/V with RoPE, local and global attention, output
     /// projection, fused gate/up MLP with tanh-GELU, down projection, final norm and soft-capped tied logits).
     /// </summary>
     internal static class ModelEmitter
@@ -38,7 +38,7 @@ namespace GemmaGen.Generator
             w.Line($"/// Serves every checkpoint of this layer shape, whatever its layer count (the spec has {c.NumHiddenLayers}) or");
             w.Line($"/// vocabulary (the spec has {c.VocabSize}).");
             w.Line("/// </summary>");
-            w.Open($"public sealed unsafe partial class {model.ClassName} : Gemma2Decoder");
+            w.Open($"public sealed unsafe partial class {model.ClassName} : Gemma2Forward");
             Constants(w, model);
             w.Line();
             Registration(w, model);
@@ -132,107 +132,115 @@ namespace GemmaGen.Generator
             var c = model.Config;
             int attentionWidth = c.NumAttentionHeads * c.HeadDim;
             w.Line("private readonly QkvJob _qkv;");
-            w.Line("private readonly AttentionJob _attention;");
+            w.Line("private readonly HeadsJob _heads;");
+            w.Line("private readonly LocalAttentionJob _localAttention;");
+            w.Line("private readonly GlobalAttentionJob _globalAttention;");
             w.Line($"private readonly MatVecJob{attentionWidth} _output;");
             w.Line("private readonly GateUpJob _gateUp;");
             w.Line($"private readonly MatVecJob{c.IntermediateSize} _down;");
             w.Line("private readonly LogitsJob _logits;");
             w.Line("private readonly MatMulJob _matMul;");
-            w.Line("private readonly HeadsJob _heads;");
-            w.Line("private readonly BatchAttentionJob _batchAttention;");
             w.Line("private readonly GeluJob _gelu;");
+            if (c.FinalLogitSoftcapping.HasValue) w.Line("private readonly SoftCapJob _softCap;");
             w.Line();
-            w.Line("// prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],");
-            w.Line("// attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]");
-            w.Line("private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;");
-            w.Line("// prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]");
-            w.Line("private readonly float* _scoresb;");
+            w.Line("// one row per batch row: residual [B, D], normed [B, D], q/k/v [B, QkvRows], attention [B, H·d], branch [B, D],");
+            w.Line("// gate/up [B, 2I], gelu(gate)·up [B, I]");
+            w.Line("private readonly float* _x, _u, _qkvRows, _attention, _branch, _gateUpRows, _mlp;");
             w.Line();
-            w.Line("/// <summary>Tokens a prefill processes per pass over the weights.</summary>");
-            w.Line($"public const int PrefillBatch = {SpecParser.PrefillBatch};");
+            w.Line("/// <summary>The batch of the running pass (the jobs read its rows' sequences and positions).</summary>");
+            w.Line("private ForwardBatch _batch = null!;");
             w.Line();
-            w.Line("/// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the");
-            w.Line("/// pool splits, so threads beyond the kv heads have work.</summary>");
-            w.Line($"public const int PrefillQueryBlocks = {SpecParser.PrefillQueryBlocks(c.NumKeyValueHeads)};");
+            w.Line("/// <summary>Rows a forward pass takes at most: every weight matrix is read once per pass for all of them.</summary>");
+            w.Line($"public const int MaxBatchRows = {SpecParser.MaxBatchRows};");
             w.Line();
-            w.Line("/// <summary>A decoder over <paramref name=\"weights\"/>, whose config must have this class's layer shape.</summary>");
+            w.Line("/// <summary>A model over <paramref name=\"weights\"/>, whose config must have this class's layer shape, with RoPE");
+            w.Line("/// tables for <paramref name=\"maxContext\"/> positions at first.</summary>");
             w.Line($"public {model.ClassName}(ModelWeights weights, int maxContext, WorkerPool pool)");
-            w.Line("    : base(weights, maxContext, pool, Math.Min(PrefillBatch, maxContext))");
+            w.Line("    : base(weights, maxContext, pool, MaxBatchRows)");
             w.Open();
             w.Open("if (weights.Config.Shape != Shape)");
             w.Line($"throw new ArgumentException($\"{model.ClassName} is compiled for {{Shape}}, the weights have {{weights.Config.Shape}}\", nameof(weights));");
             w.Close();
             w.Line("_qkv = new QkvJob(this);");
-            w.Line("_attention = new AttentionJob(this);");
+            w.Line("_heads = new HeadsJob(this);");
+            w.Line("_localAttention = new LocalAttentionJob(this);");
+            w.Line("_globalAttention = new GlobalAttentionJob(this);");
             w.Line($"_output = new MatVecJob{attentionWidth}();");
             w.Line("_gateUp = new GateUpJob();");
             w.Line($"_down = new MatVecJob{c.IntermediateSize}();");
             w.Line("_logits = new LogitsJob();");
             w.Line("_matMul = new MatMulJob();");
-            w.Line("_heads = new HeadsJob(this);");
-            w.Line("_batchAttention = new BatchAttentionJob(this);");
             w.Line("_gelu = new GeluJob(this);");
-            w.Line("_xb = Allocate(MaxBatch * HiddenSize);");
-            w.Line("_ub = Allocate(MaxBatch * HiddenSize);");
-            w.Line("_qkvb = Allocate(MaxBatch * QkvRows);");
-            w.Line("_attb = Allocate(MaxBatch * AttentionWidth);");
-            w.Line("_branchb = Allocate(MaxBatch * HiddenSize);");
-            w.Line("_gateupb = Allocate(MaxBatch * 2 * IntermediateSize);");
-            w.Line("_mlpb = Allocate(MaxBatch * IntermediateSize);");
-            w.Line("_scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));");
+            if (c.FinalLogitSoftcapping.HasValue) w.Line("_softCap = new SoftCapJob();");
+            w.Line("_x = Allocate(MaxBatchRows * HiddenSize);");
+            w.Line("_u = Allocate(MaxBatchRows * HiddenSize);");
+            w.Line("_qkvRows = Allocate(MaxBatchRows * QkvRows);");
+            w.Line("_attention = Allocate(MaxBatchRows * AttentionWidth);");
+            w.Line("_branch = Allocate(MaxBatchRows * HiddenSize);");
+            w.Line("_gateUpRows = Allocate(MaxBatchRows * 2 * IntermediateSize);");
+            w.Line("_mlp = Allocate(MaxBatchRows * IntermediateSize);");
             w.Close();
             w.Line();
             w.Line("/// <inheritdoc/>");
             w.Line($"public override string ExecutionPath => \"compiled {model.ClassName}\";");
             w.Line();
-            w.Line("/// <inheritdoc/>");
-            w.Open("protected override void StepCore(int token, int position, float* logits)");
-            w.Line("Embed(token, X);");
-            w.Line("ObserveEmbed(position);");
+            w.Line("/// <summary>Every row of the batch through every layer (each weight matrix read once for all rows), then the");
+            w.Line("/// logits of the rows that ask for them.</summary>");
+            w.Open("protected override void ForwardCore(ForwardBatch batch, float* logits)");
+            w.Line("_batch = batch;");
+            w.Line("int n = batch.Count;");
+            w.Open("for (int t = 0; t < n; t++)");
+            w.Line("Embed(batch.Token(t), _x + t * HiddenSize);");
+            w.Line("ObserveEmbed(batch, t, _x + t * HiddenSize);");
+            w.Close();
             w.Line("var layers = Weights.Layers;");
             w.Open("for (int layer = 0; layer < layers.Length; layer++)");
-            w.Line("Layer(layers[layer], layer, position);");
-            w.Line("ObserveLayer(layer, position);");
+            w.Line("if (LayerSchedule.IsLocal(layer)) LocalLayer(layers[layer], layer, n);");
+            w.Line("else GlobalLayer(layers[layer], layer, n);");
+            w.Line("if (Observer != null) for (int t = 0; t < n; t++) ObserveLayer(layer, batch, t, _x + t * HiddenSize);");
             w.Close();
-            w.Line("fixed (float* norm = Weights.FinalNorm) RmsNorm(X, norm, U);");
-            w.Line("ObserveFinalNorm(position);");
-            w.Line("if (logits == null) return;");
+            w.Open("fixed (float* norm = Weights.FinalNorm)");
+            w.Open("for (int t = 0; t < n; t++)");
+            w.Line("RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize);");
+            w.Line("ObserveFinalNorm(batch, t, _u + t * HiddenSize);");
+            w.Close();
+            w.Close();
+            w.Line("if (logits != null) Logits(batch, logits);");
+            w.Line("_batch = null!;");
+            w.Close();
+            w.Line();
+            Layer(w, c, local: true);
+            w.Line();
+            Layer(w, c, local: false);
+            w.Line();
+            string capNote = c.FinalLogitSoftcapping.HasValue ? ", soft-capped" : "";
+            w.Line($"/// <summary>Logits{capNote}, of the rows that ask for them, in row order: a matrix-vector product for one row,");
+            w.Line("/// a matrix-matrix product (the output matrix read once) for more.</summary>");
+            w.Open("private void Logits(ForwardBatch batch, float* logits)");
+            w.Line("int wanted = batch.LogitRows, v = Config.VocabSize;");
+            w.Line("// the normed rows that want logits, gathered in order (in place when every row does)");
+            w.Line("float* x = _u;");
+            w.Open("if (wanted < batch.Count)");
+            w.Line("x = _branch;");
+            w.Line("int k = 0;");
+            w.Open("for (int t = 0; t < batch.Count; t++)");
+            w.Line("if (batch.WantsLogits(t)) new ReadOnlySpan<float>(_u + t * HiddenSize, HiddenSize).CopyTo(new Span<float>(_branch + k++ * HiddenSize, HiddenSize));");
+            w.Close();
+            w.Close();
+            w.Open("if (wanted == 1)");
             w.Line("_logits.Matrix = Weights.Output;");
-            w.Line("_logits.X = U;");
+            w.Line("_logits.X = x;");
             w.Line("_logits.Y = logits;");
             w.Line("Pool.Run(_logits, Weights.Output.Rows, grain: 64);");
+            w.Line("return;");
             w.Close();
-            w.Line();
-            w.Line("/// <summary>One decoder layer: norm → attention → post-norm → residual → norm → MLP → post-norm → residual.</summary>");
-            w.Open("private void Layer(LayerWeights w, int layer, int position)");
-            w.Line("fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)");
-            w.Line("fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)");
-            w.Open();
-            w.Line("RmsNorm(X, inputNorm, U);");
-            w.Line("_qkv.Matrix = w.Qkv;");
-            w.Line("_qkv.Layer = layer;");
-            w.Line("_qkv.Position = position;");
-            w.Line("Pool.Run(_qkv, QkvRows, grain: HeadDim);");
-            w.Line("_attention.Layer = layer;");
-            w.Line("_attention.Position = position;");
-            w.Line("Pool.Run(_attention, KvHeads);");
-            w.Line("_output.Matrix = w.O;");
-            w.Line("_output.X = Attention;");
-            w.Line("_output.Y = Branch;");
-            w.Line("Pool.Run(_output, HiddenSize, grain: 16);");
-            w.Line("RmsNormAdd(Branch, postAttentionNorm, X);");
-            w.Line();
-            w.Line("RmsNorm(X, preFeedforwardNorm, U);");
-            w.Line("_gateUp.Matrix = w.GateUp;");
-            w.Line("_gateUp.X = U;");
-            w.Line("_gateUp.Y = Mlp;");
-            w.Line("Pool.Run(_gateUp, IntermediateSize, grain: 16);");
-            w.Line("_down.Matrix = w.Down;");
-            w.Line("_down.X = Mlp;");
-            w.Line("_down.Y = Branch;");
-            w.Line("Pool.Run(_down, HiddenSize, grain: 16);");
-            w.Line("RmsNormAdd(Branch, postFeedforwardNorm, X);");
-            w.Close();
+            w.Line("MultiplyRows(Weights.Output, x, HiddenSize, logits, v, wanted);");
+            if (c.FinalLogitSoftcapping.HasValue)
+            {
+                w.Line("_softCap.Logits = logits;");
+                w.Line("_softCap.Width = v;");
+                w.Line("Pool.Run(_softCap, wanted);");
+            }
             w.Close();
             w.Line();
             w.Line("/// <summary>x = E[token]·sqrt(D).</summary>");
@@ -246,109 +254,27 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Rope and cache one head of a token's q/k/v: q heads are roped in place, k heads roped and stored,");
-            w.Line("/// v heads stored.</summary>");
-            w.Open("private void StoreHead(float* qkv, int head, int layer, int position)");
+            w.Line("/// <summary>Rope and cache one head of a row's q/k/v: q heads are roped in place, k heads roped and stored in the");
+            w.Line("/// row's sequence's cache, v heads stored.</summary>");
+            w.Open("private void StoreHead(float* qkv, int head, int layer, Sequence sequence, int position)");
             w.Line("float* x = qkv + head * HeadDim;");
             w.Open("if (head < Heads)");
             w.Line("ApplyRope(x, Rope.Cos(position), Rope.Sin(position));");
             w.Line("return;");
             w.Close();
-            w.Line("long slot = Cache.Slot(layer, position), slots = Cache.Slots[layer];");
+            w.Line("var cache = sequence.Cache;");
+            w.Line("long slot = cache.Slot(layer, position), slots = cache.Slots[layer];");
             w.Open("if (head < Heads + KvHeads)");
             w.Line("ApplyRope(x, Rope.Cos(position), Rope.Sin(position));");
-            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));");
+            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));");
             w.Close();
             w.Open("else");
-            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));");
-            w.Close();
-            w.Close();
-            Prefill(w, c);
-        }
-
-        /// <summary>The batched prefill: each weight matrix is read once per batch of up to PrefillBatch tokens.</summary>
-        private static void Prefill(CodeWriter w, Gemma2Config c)
-        {
-            w.Line();
-            w.Line("/// <summary>Prompt processing in batches of up to <see cref=\"PrefillBatch\"/> tokens: every weight matrix is read");
-            w.Line("/// once per batch (matrix-matrix products), not once per token.</summary>");
-            w.Open("protected override void ForwardCore(ReadOnlySpan<int> tokens, int start, Span<float> logits, bool every)");
-            w.Line("int v = Config.VocabSize;");
-            w.Open("fixed (float* output = logits)");
-            w.Open("for (int done = 0; done < tokens.Length; done += MaxBatch)");
-            w.Line("int n = Math.Min(MaxBatch, tokens.Length - done);");
-            w.Line("float* target = every ? output + (long)done * v : done + n == tokens.Length ? output : null;");
-            w.Line("Batch(tokens.Slice(done, n), start + done, target, every);");
-            w.Close();
+            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));");
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>One batch through every layer; logits of every token (<paramref name=\"every\"/>) or of the last.</summary>");
-            w.Open("private void Batch(ReadOnlySpan<int> tokens, int first, float* logits, bool every)");
-            w.Line("int n = tokens.Length;");
-            w.Open("for (int t = 0; t < n; t++)");
-            w.Line("Embed(tokens[t], _xb + t * HiddenSize);");
-            w.Line("ObserveEmbed(first + t, _xb + t * HiddenSize);");
-            w.Close();
-            w.Line("var layers = Weights.Layers;");
-            w.Open("for (int layer = 0; layer < layers.Length; layer++)");
-            w.Line("BatchLayer(layers[layer], layer, first, n);");
-            w.Line("for (int t = 0; t < n; t++) ObserveLayer(layer, first + t, _xb + t * HiddenSize);");
-            w.Close();
-            w.Open("fixed (float* norm = Weights.FinalNorm)");
-            w.Open("for (int t = 0; t < n; t++)");
-            w.Line("RmsNorm(_xb + t * HiddenSize, norm, _ub + t * HiddenSize);");
-            w.Line("ObserveFinalNorm(first + t, _ub + t * HiddenSize);");
-            w.Close();
-            w.Close();
-            w.Line("if (logits == null) return;");
-            w.Open("if (every)");
-            w.Line("MultiplyBatch(Weights.Output, _ub, HiddenSize, logits, Config.VocabSize, n);");
-            if (c.FinalLogitSoftcapping.HasValue)
-            {
-                w.Open("for (int t = 0; t < n; t++)");
-                w.Line("var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);");
-                w.Line("Activations.SoftCap(z, FinalSoftcap);");
-                w.Close();
-            }
-            w.Line("return;");
-            w.Close();
-            w.Line("new ReadOnlySpan<float>(_ub + (n - 1) * HiddenSize, HiddenSize).CopyTo(new Span<float>(U, HiddenSize));");
-            w.Line("_logits.Matrix = Weights.Output;");
-            w.Line("_logits.X = U;");
-            w.Line("_logits.Y = logits;");
-            w.Line("Pool.Run(_logits, Weights.Output.Rows, grain: 64);");
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>One layer over a batch: the same steps as a decode step, with matrix-matrix products.</summary>");
-            w.Open("private void BatchLayer(LayerWeights w, int layer, int first, int n)");
-            w.Line("fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)");
-            w.Line("fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)");
-            w.Open();
-            w.Line("for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, inputNorm, _ub + t * HiddenSize);");
-            w.Line("MultiplyBatch(w.Qkv, _ub, HiddenSize, _qkvb, QkvRows, n);");
-            w.Line("_heads.Layer = layer;");
-            w.Line("_heads.First = first;");
-            w.Line("Pool.Run(_heads, n);");
-            w.Line("// every k and v of the batch is in the cache before any token attends (the ring has room for the batch)");
-            w.Line("_batchAttention.Layer = layer;");
-            w.Line("_batchAttention.First = first;");
-            w.Line("_batchAttention.Tokens = n;");
-            w.Line("_batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);");
-            w.Line("Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);");
-            w.Line("MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);");
-            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);");
-            w.Line();
-            w.Line("for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, preFeedforwardNorm, _ub + t * HiddenSize);");
-            w.Line("MultiplyBatch(w.GateUp, _ub, HiddenSize, _gateupb, 2 * IntermediateSize, n);");
-            w.Line("Pool.Run(_gelu, n);");
-            w.Line("MultiplyBatch(w.Down, _mlpb, IntermediateSize, _branchb, HiddenSize, n);");
-            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postFeedforwardNorm, _xb + t * HiddenSize);");
-            w.Close();
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Y[t] = X[t]·Wᵀ for n tokens, rows split across the pool.</summary>");
-            w.Open("private void MultiplyBatch(WeightMatrix matrix, float* x, int xStride, float* y, int yStride, int n)");
+            w.Line("/// <summary>Y[t] = X[t]·Wᵀ for n rows, the matrix's rows split across the pool (the format's matrix-matrix kernel).</summary>");
+            w.Open("private void MultiplyRows(WeightMatrix matrix, float* x, int xStride, float* y, int yStride, int n)");
             w.Line("_matMul.Matrix = matrix;");
             w.Line("_matMul.X = x;");
             w.Line("_matMul.XStride = xStride;");
@@ -357,6 +283,68 @@ namespace GemmaGen.Generator
             w.Line("_matMul.Tokens = n;");
             w.Line("Pool.Run(_matMul, matrix.Rows, grain: 16);");
             w.Close();
+        }
+
+        /// <summary>One batched layer of one kind (local: sliding window over a ring; global: every position), written
+        /// once for any number of rows: matrix-vector kernels for one row, matrix-matrix kernels for more.</summary>
+        private static void Layer(CodeWriter w, Gemma2Config c, bool local)
+        {
+            string name = local ? "LocalLayer" : "GlobalLayer";
+            string attention = local ? "_localAttention" : "_globalAttention";
+            string kind = local ? $"local (sliding window of {c.SlidingWindow})" : "global";
+            w.Line($"/// <summary>One {kind} layer over the batch's n rows: norm → q/k/v (roped, k and v into each row's sequence) →");
+            w.Line("/// attention → post-norm → residual → norm → gate/up with gelu → down → post-norm → residual. Each weight matrix is");
+            w.Line("/// read once for all rows.</summary>");
+            w.Open($"private void {name}(LayerWeights w, int layer, int n)");
+            w.Line("fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)");
+            w.Line("fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)");
+            w.Open();
+            w.Line("for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);");
+            w.Open("if (n == 1)");
+            w.Line("// one row: the matrix-vector kernel, each thread roping and caching the heads it computed");
+            w.Line("_qkv.Matrix = w.Qkv;");
+            w.Line("_qkv.Layer = layer;");
+            w.Line("Pool.Run(_qkv, QkvRows, grain: HeadDim);");
+            w.Close();
+            w.Open("else");
+            w.Line("MultiplyRows(w.Qkv, _u, HiddenSize, _qkvRows, QkvRows, n);");
+            w.Line("_heads.Layer = layer;");
+            w.Line("Pool.Run(_heads, n);");
+            w.Close();
+            w.Line("// every k and v of the batch is in its sequence's cache before any row attends (the ring has room for a batch)");
+            w.Line($"{attention}.Layer = layer;");
+            w.Line($"{attention}.Rows = n;");
+            w.Line($"Pool.Run({attention}, n * KvHeads);");
+            Project(w, "w.O", "_attention", "AttentionWidth", "_branch", "HiddenSize", "_output");
+            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);");
+            w.Line();
+            w.Line("for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);");
+            w.Open("if (n == 1)");
+            w.Line("_gateUp.Matrix = w.GateUp;");
+            w.Line("_gateUp.X = _u;");
+            w.Line("_gateUp.Y = _mlp;");
+            w.Line("Pool.Run(_gateUp, IntermediateSize, grain: 16);");
+            w.Close();
+            w.Open("else");
+            w.Line("MultiplyRows(w.GateUp, _u, HiddenSize, _gateUpRows, 2 * IntermediateSize, n);");
+            w.Line("Pool.Run(_gelu, n);");
+            w.Close();
+            Project(w, "w.Down", "_mlp", "IntermediateSize", "_branch", "HiddenSize", "_down");
+            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);");
+            w.Close();
+            w.Close();
+        }
+
+        /// <summary>y = x·Wᵀ for the batch's rows: the shape's matrix-vector job for one row, the matrix-matrix kernel for more.</summary>
+        private static void Project(CodeWriter w, string matrix, string x, string xStride, string y, string yStride, string job)
+        {
+            w.Open("if (n == 1)");
+            w.Line($"{job}.Matrix = {matrix};");
+            w.Line($"{job}.X = {x};");
+            w.Line($"{job}.Y = {y};");
+            w.Line($"Pool.Run({job}, {yStride}, grain: 16);");
+            w.Close();
+            w.Line($"else MultiplyRows({matrix}, {x}, {xStride}, {y}, {yStride}, n);");
         }
 
         private static void Kernels(CodeWriter w, Gemma2Config c)
@@ -495,50 +483,49 @@ namespace GemmaGen.Generator
             string owner = model.ClassName;
             w.Line("// ---- parallel jobs: each splits its rows across the worker pool ----");
             w.Line();
-            w.Line("/// <summary>q, k, v = u·Wqkvᵀ over whole heads, RoPE on q and k (never v), k and v stored in the cache.</summary>");
+            w.Line("/// <summary>One row: q, k, v = u·Wqkvᵀ over whole heads, RoPE on q and k (never v), k and v stored in the row's");
+            w.Line("/// sequence's cache.</summary>");
             w.Open("private sealed class QkvJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public WeightMatrix Matrix = null!;");
             w.Line("public int Layer;");
-            w.Line("public int Position;");
             w.Line();
             w.Line($"public QkvJob({owner} owner) => _owner = owner;");
             w.Line();
             w.Open("public void Execute(int start, int end)");
             w.Line("var o = _owner;");
-            MatVecCall(w, "Matrix", "o.U", "o.Qkv", c.HiddenSize, KernelEmitter.MatVecName);
-            w.Line("for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o.Qkv, head, Layer, Position);");
+            MatVecCall(w, "Matrix", "o._u", "o._qkvRows", c.HiddenSize, KernelEmitter.MatVecName);
+            w.Line("var sequence = o._batch.Sequence(0);");
+            w.Line("int position = o._batch.Position(0);");
+            w.Line("for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o._qkvRows, head, Layer, sequence, position);");
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>");
-            w.Open("private sealed class AttentionJob : IRowJob");
+            w.Line("/// <summary>Several rows: rope and cache the heads of a range of the batch's rows, each in its own sequence.</summary>");
+            w.Open("private sealed class HeadsJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public int Layer;");
-            w.Line("public int Position;");
             w.Line();
-            w.Line($"public AttentionJob({owner} owner) => _owner = owner;");
+            w.Line($"public HeadsJob({owner} owner) => _owner = owner;");
             w.Line();
             w.Open("public void Execute(int start, int end)");
             w.Line("var o = _owner;");
-            w.Line("long slots = o.Cache.Slots[Layer];");
-            w.Line("float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);");
-            w.Line("bool local = LayerSchedule.IsLocal(Layer);");
-            w.Open("for (int kv = start; kv < end; kv++)");
-            w.Line("long cache = kv * slots * HeadDim;");
-            w.Line("// query heads kv·G .. kv·G + G − 1 share kv head kv");
-            w.Line("float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;");
-            w.Line("float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;");
-            w.Line("if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);");
-            w.Line("else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);");
+            w.Open("for (int t = start; t < end; t++)");
+            w.Line("var sequence = o._batch.Sequence(t);");
+            w.Line("int position = o._batch.Position(t);");
+            w.Line("for (int head = 0; head < Heads + 2 * KvHeads; head++) o.StoreHead(o._qkvRows + t * QkvRows, head, Layer, sequence, position);");
             w.Close();
             w.Close();
             w.Close();
+            w.Line();
+            AttentionJob(w, owner, local: true);
+            w.Line();
+            AttentionJob(w, owner, local: false);
             w.Line();
 
             foreach (int cols in new SortedSet<int> { c.NumAttentionHeads * c.HeadDim, c.IntermediateSize })
             {
-                w.Line($"/// <summary>y = x·Wᵀ for a matrix of {cols} columns.</summary>");
+                w.Line($"/// <summary>One row: y = x·Wᵀ for a matrix of {cols} columns.</summary>");
                 w.Open($"private sealed class MatVecJob{cols} : IRowJob");
                 JobFields(w);
                 w.Open("public void Execute(int start, int end)");
@@ -548,7 +535,7 @@ namespace GemmaGen.Generator
                 w.Line();
             }
 
-            w.Line("/// <summary>gelu_tanh(u·W_gateᵀ) ⊙ (u·W_upᵀ) for a range of the I outputs.</summary>");
+            w.Line("/// <summary>One row: gelu_tanh(u·W_gateᵀ) ⊙ (u·W_upᵀ) for a range of the I outputs.</summary>");
             w.Open("private sealed class GateUpJob : IRowJob");
             JobFields(w);
             w.Open("public void Execute(int start, int end)");
@@ -558,7 +545,7 @@ namespace GemmaGen.Generator
             w.Line();
 
             string capNote = c.FinalLogitSoftcapping.HasValue ? ", then the final soft-cap cap·tanh(z / cap)" : "";
-            w.Line($"/// <summary>Logits = norm(x)·Eᵀ for a range of the vocabulary{capNote}.</summary>");
+            w.Line($"/// <summary>One row: logits = norm(x)·Eᵀ for a range of the vocabulary{capNote}.</summary>");
             w.Open("private sealed class LogitsJob : IRowJob");
             JobFields(w);
             w.Open("public void Execute(int start, int end)");
@@ -571,12 +558,21 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            BatchJobs(w, owner);
-        }
+            if (c.FinalLogitSoftcapping.HasValue)
+            {
+                w.Line("/// <summary>Several rows: the final soft-cap cap·tanh(z / cap) over a range of rows of logits.</summary>");
+                w.Open("private sealed class SoftCapJob : IRowJob");
+                w.Line("public float* Logits;");
+                w.Line("public int Width;");
+                w.Line();
+                w.Open("public void Execute(int start, int end)");
+                w.Line("for (int t = start; t < end; t++) Activations.SoftCap(new Span<float>(Logits + (long)t * Width, Width), FinalSoftcap);");
+                w.Close();
+                w.Close();
+                w.Line();
+            }
 
-        private static void BatchJobs(CodeWriter w, string owner)
-        {
-            w.Line("/// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the format's matrix-matrix kernel).</summary>");
+            w.Line("/// <summary>Several rows: Y[t] = X[t]·Wᵀ over a range of the matrix's rows (the format's matrix-matrix kernel).</summary>");
             w.Open("private sealed class MatMulJob : IRowJob");
             w.Line("public WeightMatrix Matrix = null!;");
             w.Line("public float* X;");
@@ -590,51 +586,7 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            w.Line("/// <summary>Prefill: rope and cache the heads of a range of the batch's tokens.</summary>");
-            w.Open("private sealed class HeadsJob : IRowJob");
-            w.Line($"private readonly {owner} _owner;");
-            w.Line("public int Layer;");
-            w.Line("public int First;");
-            w.Line();
-            w.Line($"public HeadsJob({owner} owner) => _owner = owner;");
-            w.Line();
-            w.Open("public void Execute(int start, int end)");
-            w.Open("for (int t = start; t < end; t++)");
-            w.Line("for (int head = 0; head < Heads + 2 * KvHeads; head++) _owner.StoreHead(_owner._qkvb + t * QkvRows, head, Layer, First + t);");
-            w.Close();
-            w.Close();
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the");
-            w.Line("/// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>");
-            w.Open("private sealed class BatchAttentionJob : IRowJob");
-            w.Line($"private readonly {owner} _owner;");
-            w.Line("public int Layer;");
-            w.Line("public int First;");
-            w.Line("public int Tokens;");
-            w.Line("public int Blocks;");
-            w.Line();
-            w.Line($"public BatchAttentionJob({owner} owner) => _owner = owner;");
-            w.Line();
-            w.Open("public void Execute(int start, int end)");
-            w.Line("var o = _owner;");
-            w.Line("long slots = o.Cache.Slots[Layer];");
-            w.Line("float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);");
-            w.Line("bool local = LayerSchedule.IsLocal(Layer);");
-            w.Open("for (int unit = start; unit < end; unit++)");
-            w.Line("int kv = unit / Blocks;");
-            w.Line("long cache = kv * slots * HeadDim;");
-            w.Line("float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;");
-            w.Open("for (int t = unit % Blocks; t < Tokens; t += Blocks)");
-            w.Line("float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;");
-            w.Line("if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);");
-            w.Line("else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);");
-            w.Close();
-            w.Close();
-            w.Close();
-            w.Close();
-            w.Line();
-            w.Line("/// <summary>Prefill: gelu_tanh(gate)·up for a range of the batch's tokens (gate/up rows interleaved).</summary>");
+            w.Line("/// <summary>Several rows: gelu_tanh(gate)·up for a range of the batch's rows (gate/up rows interleaved).</summary>");
             w.Open("private sealed class GeluJob : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line();
@@ -642,8 +594,43 @@ namespace GemmaGen.Generator
             w.Line();
             w.Open("public void Execute(int start, int end)");
             w.Open("for (int t = start; t < end; t++)");
-            w.Line("float* gateUp = _owner._gateupb + t * 2 * IntermediateSize, mlp = _owner._mlpb + t * IntermediateSize;");
+            w.Line("float* gateUp = _owner._gateUpRows + t * 2 * IntermediateSize, mlp = _owner._mlp + t * IntermediateSize;");
             w.Line("Activations.GeluTanhGated(gateUp, mlp, IntermediateSize);");
+            w.Close();
+            w.Close();
+            w.Close();
+        }
+
+        /// <summary>Attention of one layer kind over units (row, kv head): each unit attends the GroupSize query heads of
+        /// one kv head of one row over the row's sequence's cache.</summary>
+        private static void AttentionJob(CodeWriter w, string owner, bool local)
+        {
+            string name = local ? "LocalAttentionJob" : "GlobalAttentionJob";
+            w.Line($"/// <summary>{(local ? "Local" : "Global")} attention for a range of (row, kv head) units. Rows are taken in zigzag order");
+            w.Line("/// (first, last, second, second to last, ...) so that contiguous ranges of a prompt's rows, which see more keys the");
+            w.Line("/// later they are, cost the threads alike.</summary>");
+            w.Open($"private sealed class {name} : IRowJob");
+            w.Line($"private readonly {owner} _owner;");
+            w.Line("public int Layer;");
+            w.Line("public int Rows;");
+            w.Line();
+            w.Line($"public {name}({owner} owner) => _owner = owner;");
+            w.Line();
+            w.Open("public void Execute(int start, int end)");
+            w.Line("var o = _owner;");
+            w.Open("for (int unit = start; unit < end; unit++)");
+            w.Line("int r = unit / KvHeads, kv = unit % KvHeads;");
+            w.Line("int t = (r & 1) == 0 ? r >> 1 : Rows - 1 - (r >> 1);");
+            w.Line("var sequence = o._batch.Sequence(t);");
+            w.Line("var cache = sequence.Cache;");
+            w.Line("long slots = cache.Slots[Layer], offset = kv * slots * HeadDim;");
+            w.Line("// query heads kv·G .. kv·G + G − 1 share kv head kv");
+            w.Line("float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;");
+            w.Line("float* scores = ScoreScratch(GroupSize * sequence.MaxContext);");
+            if (local)
+                w.Line("LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);");
+            else
+                w.Line("GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);");
             w.Close();
             w.Close();
             w.Close();

@@ -27,16 +27,9 @@ namespace GemmaGen.Specs
         /// <summary>The only activation GemmaGen compiles (the tanh approximation of GELU).</summary>
         public const string SupportedActivation = "gelu_pytorch_tanh";
 
-        /// <summary>Tokens a compiled decoder's prefill processes per pass; its batch buffers hold this many rows.</summary>
-        public const int PrefillBatch = 64;
-
-        /// <summary>(kv head, block of tokens) pairs a compiled prefill's attention is split into at least, so that as many
-        /// threads have work however few kv heads a model has.</summary>
-        public const int PrefillAttentionUnits = 16;
-
-        /// <summary>Blocks a compiled prefill splits its batch's tokens into per kv head for attention; each (kv head, block)
-        /// has its own score rows.</summary>
-        public static int PrefillQueryBlocks(int kvHeads) => Math.Max(1, Math.Min(PrefillBatch, (PrefillAttentionUnits + kvHeads - 1) / kvHeads));
+        /// <summary>Rows a forward pass takes at most (prompt tokens of one sequence, or tokens of several sequences); a
+        /// compiled class's buffers hold this many rows, and a sequence's local-layer ring W + MaxBatchRows − 1 slots.</summary>
+        public const int MaxBatchRows = 64;
 
         /// <summary>Parses <paramref name="json"/>; the result holds the config, or the errors (sorted by position)
         /// when there is any.</summary>
@@ -162,8 +155,8 @@ namespace GemmaGen.Specs
                     ("vocab_size × hidden_size (the embedding's elements)", (decimal)vocab * hidden, "vocab_size"),
                     ("(num_attention_heads + 2 × num_key_value_heads) × head_dim × hidden_size (the elements of q, k and v)", qkvRows * hidden, "hidden_size"),
                     ("2 × intermediate_size × hidden_size (the elements of gate and up)", gateUpRows * hidden, "intermediate_size"),
-                    ($"{PrefillBatch} × (num_attention_heads + 2 × num_key_value_heads) × head_dim (a prefill batch of q, k and v)", PrefillBatch * qkvRows, "head_dim"),
-                    ($"{PrefillBatch} × 2 × intermediate_size (a prefill batch of gate and up)", PrefillBatch * gateUpRows, "intermediate_size"),
+                    ($"{MaxBatchRows} × (num_attention_heads + 2 × num_key_value_heads) × head_dim (a batch of q, k and v)", MaxBatchRows * qkvRows, "head_dim"),
+                    ($"{MaxBatchRows} × 2 × intermediate_size (a batch of gate and up)", MaxBatchRows * gateUpRows, "intermediate_size"),
                 };
                 foreach (var (formula, value, field) in products)
                 {

@@ -56,7 +56,12 @@ public sealed class GemmaModel : IDisposable
         Tokenizer = tokenizer;
         MaxContext = maxContext;
         Warnings = warnings;
+        Forward = compiled?.Create(weights, maxContext, pool) ?? new ReferenceForward(weights, maxContext, pool);
     }
+
+    /// <summary>The forward pass every session and batch of this model runs on (compiled or reference): it holds the
+    /// kernels and buffers for one batch of rows; each sequence holds its own KV cache.</summary>
+    public Gemma2Forward Forward { get; }
 
     /// <summary>Problems found at load that did not stop it (checkpoint layers the config does not use), one line each.</summary>
     public IReadOnlyList<string> Warnings { get; }
@@ -132,18 +137,15 @@ public sealed class GemmaModel : IDisposable
         return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, plan.MaxContext, plan.Warnings);
     }
 
-    /// <summary>A fresh decoder (its own KV cache of <paramref name="maxContext"/> positions) on this model's path.</summary>
+    /// <summary>A decoder of one new sequence (its own KV cache of <paramref name="maxContext"/> positions) on this model's
+    /// <see cref="Forward"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxContext"/> is not positive, or its buffers could
-    /// not be allocated (see <see cref="Gemma2Decoder.CheckContext"/>).</exception>
-    public Gemma2Decoder CreateDecoder(int? maxContext = null)
-    {
-        int positions = maxContext ?? MaxContext;
-        return _compiled?.Create(Weights, positions, _pool) ?? new ReferenceDecoder(Weights, positions, _pool);
-    }
+    /// not be allocated (see <see cref="Sequence.CheckContext"/>).</exception>
+    public Gemma2Decoder CreateDecoder(int? maxContext = null) => new(Forward, maxContext ?? MaxContext);
 
     /// <summary>A generation session with its own KV cache.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxContext"/> is not positive, or its buffers could
-    /// not be allocated (see <see cref="Gemma2Decoder.CheckContext"/>).</exception>
+    /// not be allocated (see <see cref="Sequence.CheckContext"/>).</exception>
     public GenerationSession CreateSession(int? maxContext = null) => new(this, CreateDecoder(maxContext));
 
     /// <summary>A chat session in the Gemma chat format (needs the tokenizer).</summary>

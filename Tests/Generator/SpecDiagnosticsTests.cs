@@ -251,11 +251,11 @@ public sealed class SpecDiagnosticsTests
     }
 
     [Fact]
-    public void APrefillBatchBeyondInt32IsReportedAtIntermediateSize()
+    public void ABatchOfGateAndUpBeyondInt32IsReportedAtIntermediateSize()
     {
         // Every matrix fits (2 × 2^24 × 32 = 2^30 elements), but 64 tokens of gate and up do not (2^31).
         AssertSingle(Spec(("vocab_size", "1000"), ("hidden_size", "32"), ("intermediate_size", "16777216")), SpecDiagnosticIds.OutOfRange, 5, 24,
-            "Field 'intermediate_size' is too large: 64 × 2 × intermediate_size (a prefill batch of gate and up) is 2147483648, more than 2147483647, " +
+            "Field 'intermediate_size' is too large: 64 × 2 × intermediate_size (a batch of gate and up) is 2147483648, more than 2147483647, " +
             "the largest size GemmaGen's kernels index.");
     }
 

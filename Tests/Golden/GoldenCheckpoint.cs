@@ -42,14 +42,18 @@ internal sealed class GoldenCheckpoint : IDisposable
 /// <summary>Makes the decoder a test asks for, and proves which code it is.</summary>
 internal static class Decoders
 {
-    public static Gemma2Decoder Create(ModelWeights weights, bool compiled, WorkerPool pool, int maxContext)
+    public static Gemma2Decoder Create(ModelWeights weights, bool compiled, WorkerPool pool, int maxContext) =>
+        new(CreateModel(weights, compiled, pool, maxContext), maxContext);
+
+    /// <summary>The forward pass on the compiled spec of the weights' shape, or the reference.</summary>
+    public static Gemma2Forward CreateModel(ModelWeights weights, bool compiled, WorkerPool pool, int maxContext)
     {
-        if (!compiled) return new ReferenceDecoder(weights, maxContext, pool);
+        if (!compiled) return new ReferenceForward(weights, maxContext, pool);
         var spec = CompiledModelRegistry.Find(weights.Config.Shape);
         Assert.True(spec != null, $"no compiled spec matches {weights.Config.Shape}");
-        var decoder = spec.Create(weights, maxContext, pool);
-        Assert.Equal("compiled " + spec.ClassName, decoder.ExecutionPath);
-        return decoder;
+        var model = spec.Create(weights, maxContext, pool);
+        Assert.Equal("compiled " + spec.ClassName, model.ExecutionPath);
+        return model;
     }
 }
 

@@ -42,7 +42,7 @@ public sealed class ContextLimitTests(DemoModelFixture fixture) : IClassFixture<
         // 200 layers of the demo's shape: 16M positions keep every buffer under the array limit (2 kv heads × 64 ×
         // 16M = 2.05e9 floats), but the 100 global layers' keys and values take 100 × 2 × 8.2 GB.
         var config = _model.Config with { NumHiddenLayers = 200 };
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => Gemma2Decoder.CheckContext(config, 16_000_000));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => Sequence.CheckContext(config, 16_000_000));
         Assert.Equal("maxContext", e.ParamName);
         Assert.Contains("a context of 16000000 positions needs 16", e.Message);
         Assert.Contains("GB of memory is available", e.Message);

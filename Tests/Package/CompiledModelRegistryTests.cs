@@ -37,7 +37,7 @@ public sealed class CompiledModelRegistryTests
         // "Library" reuses the factory of Host's demo class, so it counts as compiled into GemmaGen.Host; "Application"
         // is defined here. The library's registers first, as a library registered before the application's would.
         var library = new CompiledModel("Library", UnusedShape, BuiltInDemo.Create);
-        var application = new CompiledModel("Application", UnusedShape, (weights, maxContext, pool) => new ReferenceDecoder(weights, maxContext, pool));
+        var application = new CompiledModel("Application", UnusedShape, (weights, maxContext, pool) => new ReferenceForward(weights, maxContext, pool));
         CompiledModelRegistry.Register(library);
         CompiledModelRegistry.Register(application);
 
@@ -52,7 +52,7 @@ public sealed class CompiledModelRegistryTests
     public void RegisteringTheSameClassTwiceKeepsOne()
     {
         var shape = UnusedShape with { HiddenSize = 48 };
-        var first = new CompiledModel("Twice", shape, (weights, maxContext, pool) => new ReferenceDecoder(weights, maxContext, pool));
+        var first = new CompiledModel("Twice", shape, (weights, maxContext, pool) => new ReferenceForward(weights, maxContext, pool));
         CompiledModelRegistry.Register(first);
         CompiledModelRegistry.Register(first with { });
         // The same name and shape in another assembly is another class.

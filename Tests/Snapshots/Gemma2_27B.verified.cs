@@ -17,7 +17,7 @@ namespace GemmaGen.Models
     /// Serves every checkpoint of this layer shape, whatever its layer count (the spec has 46) or
     /// vocabulary (the spec has 256000).
     /// </summary>
-    public sealed unsafe partial class Gemma2_27B : Gemma2Decoder
+    public sealed unsafe partial class Gemma2_27B : Gemma2Forward
     {
         /// <summary>D: width of the residual stream.</summary>
         public const int HiddenSize = 4608;
@@ -62,111 +62,239 @@ namespace GemmaGen.Models
         internal static void Register() => CompiledModelRegistry.Register(new CompiledModel("Gemma2_27B", Shape, (weights, maxContext, pool) => new Gemma2_27B(weights, maxContext, pool)));
 
         private readonly QkvJob _qkv;
-        private readonly AttentionJob _attention;
+        private readonly HeadsJob _heads;
+        private readonly LocalAttentionJob _localAttention;
+        private readonly GlobalAttentionJob _globalAttention;
         private readonly MatVecJob4096 _output;
         private readonly GateUpJob _gateUp;
         private readonly MatVecJob36864 _down;
         private readonly LogitsJob _logits;
         private readonly MatMulJob _matMul;
-        private readonly HeadsJob _heads;
-        private readonly BatchAttentionJob _batchAttention;
         private readonly GeluJob _gelu;
+        private readonly SoftCapJob _softCap;
 
-        // prefill batch buffers, one row per token: residual [B, D], normed [B, D], q/k/v [B, QkvRows],
-        // attention [B, H·d], branch [B, D], gate/up [B, 2I], gelu(gate)·up [B, I]
-        private readonly float* _xb, _ub, _qkvb, _attb, _branchb, _gateupb, _mlpb;
-        // prefill attention scores: G rows of MaxContext per (kv head, query block) [K·PrefillQueryBlocks·G, MaxContext]
-        private readonly float* _scoresb;
+        // one row per batch row: residual [B, D], normed [B, D], q/k/v [B, QkvRows], attention [B, H·d], branch [B, D],
+        // gate/up [B, 2I], gelu(gate)·up [B, I]
+        private readonly float* _x, _u, _qkvRows, _attention, _branch, _gateUpRows, _mlp;
 
-        /// <summary>Tokens a prefill processes per pass over the weights.</summary>
-        public const int PrefillBatch = 64;
+        /// <summary>The batch of the running pass (the jobs read its rows' sequences and positions).</summary>
+        private ForwardBatch _batch = null!;
 
-        /// <summary>Blocks of a batch's tokens per kv head in prefill attention: (kv head, block) pairs are the units the
-        /// pool splits, so threads beyond the kv heads have work.</summary>
-        public const int PrefillQueryBlocks = 1;
+        /// <summary>Rows a forward pass takes at most: every weight matrix is read once per pass for all of them.</summary>
+        public const int MaxBatchRows = 64;
 
-        /// <summary>A decoder over <paramref name="weights"/>, whose config must have this class's layer shape.</summary>
+        /// <summary>A model over <paramref name="weights"/>, whose config must have this class's layer shape, with RoPE
+        /// tables for <paramref name="maxContext"/> positions at first.</summary>
         public Gemma2_27B(ModelWeights weights, int maxContext, WorkerPool pool)
-            : base(weights, maxContext, pool, Math.Min(PrefillBatch, maxContext))
+            : base(weights, maxContext, pool, MaxBatchRows)
         {
             if (weights.Config.Shape != Shape)
             {
                 throw new ArgumentException($"Gemma2_27B is compiled for {Shape}, the weights have {weights.Config.Shape}", nameof(weights));
             }
             _qkv = new QkvJob(this);
-            _attention = new AttentionJob(this);
+            _heads = new HeadsJob(this);
+            _localAttention = new LocalAttentionJob(this);
+            _globalAttention = new GlobalAttentionJob(this);
             _output = new MatVecJob4096();
             _gateUp = new GateUpJob();
             _down = new MatVecJob36864();
             _logits = new LogitsJob();
             _matMul = new MatMulJob();
-            _heads = new HeadsJob(this);
-            _batchAttention = new BatchAttentionJob(this);
             _gelu = new GeluJob(this);
-            _xb = Allocate(MaxBatch * HiddenSize);
-            _ub = Allocate(MaxBatch * HiddenSize);
-            _qkvb = Allocate(MaxBatch * QkvRows);
-            _attb = Allocate(MaxBatch * AttentionWidth);
-            _branchb = Allocate(MaxBatch * HiddenSize);
-            _gateupb = Allocate(MaxBatch * 2 * IntermediateSize);
-            _mlpb = Allocate(MaxBatch * IntermediateSize);
-            _scoresb = Allocate(checked(Heads * PrefillQueryBlocks * MaxContext));
+            _softCap = new SoftCapJob();
+            _x = Allocate(MaxBatchRows * HiddenSize);
+            _u = Allocate(MaxBatchRows * HiddenSize);
+            _qkvRows = Allocate(MaxBatchRows * QkvRows);
+            _attention = Allocate(MaxBatchRows * AttentionWidth);
+            _branch = Allocate(MaxBatchRows * HiddenSize);
+            _gateUpRows = Allocate(MaxBatchRows * 2 * IntermediateSize);
+            _mlp = Allocate(MaxBatchRows * IntermediateSize);
         }
 
         /// <inheritdoc/>
         public override string ExecutionPath => "compiled Gemma2_27B";
 
-        /// <inheritdoc/>
-        protected override void StepCore(int token, int position, float* logits)
+        /// <summary>Every row of the batch through every layer (each weight matrix read once for all rows), then the
+        /// logits of the rows that ask for them.</summary>
+        protected override void ForwardCore(ForwardBatch batch, float* logits)
         {
-            Embed(token, X);
-            ObserveEmbed(position);
+            _batch = batch;
+            int n = batch.Count;
+            for (int t = 0; t < n; t++)
+            {
+                Embed(batch.Token(t), _x + t * HiddenSize);
+                ObserveEmbed(batch, t, _x + t * HiddenSize);
+            }
             var layers = Weights.Layers;
             for (int layer = 0; layer < layers.Length; layer++)
             {
-                Layer(layers[layer], layer, position);
-                ObserveLayer(layer, position);
+                if (LayerSchedule.IsLocal(layer)) LocalLayer(layers[layer], layer, n);
+                else GlobalLayer(layers[layer], layer, n);
+                if (Observer != null) for (int t = 0; t < n; t++) ObserveLayer(layer, batch, t, _x + t * HiddenSize);
             }
-            fixed (float* norm = Weights.FinalNorm) RmsNorm(X, norm, U);
-            ObserveFinalNorm(position);
-            if (logits == null) return;
-            _logits.Matrix = Weights.Output;
-            _logits.X = U;
-            _logits.Y = logits;
-            Pool.Run(_logits, Weights.Output.Rows, grain: 64);
+            fixed (float* norm = Weights.FinalNorm)
+            {
+                for (int t = 0; t < n; t++)
+                {
+                    RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize);
+                    ObserveFinalNorm(batch, t, _u + t * HiddenSize);
+                }
+            }
+            if (logits != null) Logits(batch, logits);
+            _batch = null!;
         }
 
-        /// <summary>One decoder layer: norm → attention → post-norm → residual → norm → MLP → post-norm → residual.</summary>
-        private void Layer(LayerWeights w, int layer, int position)
+        /// <summary>One local (sliding window of 4096) layer over the batch's n rows: norm → q/k/v (roped, k and v into each row's sequence) →
+        /// attention → post-norm → residual → norm → gate/up with gelu → down → post-norm → residual. Each weight matrix is
+        /// read once for all rows.</summary>
+        private void LocalLayer(LayerWeights w, int layer, int n)
         {
             fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
             fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
             {
-                RmsNorm(X, inputNorm, U);
-                _qkv.Matrix = w.Qkv;
-                _qkv.Layer = layer;
-                _qkv.Position = position;
-                Pool.Run(_qkv, QkvRows, grain: HeadDim);
-                _attention.Layer = layer;
-                _attention.Position = position;
-                Pool.Run(_attention, KvHeads);
-                _output.Matrix = w.O;
-                _output.X = Attention;
-                _output.Y = Branch;
-                Pool.Run(_output, HiddenSize, grain: 16);
-                RmsNormAdd(Branch, postAttentionNorm, X);
+                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);
+                if (n == 1)
+                {
+                    // one row: the matrix-vector kernel, each thread roping and caching the heads it computed
+                    _qkv.Matrix = w.Qkv;
+                    _qkv.Layer = layer;
+                    Pool.Run(_qkv, QkvRows, grain: HeadDim);
+                }
+                else
+                {
+                    MultiplyRows(w.Qkv, _u, HiddenSize, _qkvRows, QkvRows, n);
+                    _heads.Layer = layer;
+                    Pool.Run(_heads, n);
+                }
+                // every k and v of the batch is in its sequence's cache before any row attends (the ring has room for a batch)
+                _localAttention.Layer = layer;
+                _localAttention.Rows = n;
+                Pool.Run(_localAttention, n * KvHeads);
+                if (n == 1)
+                {
+                    _output.Matrix = w.O;
+                    _output.X = _attention;
+                    _output.Y = _branch;
+                    Pool.Run(_output, HiddenSize, grain: 16);
+                }
+                else MultiplyRows(w.O, _attention, AttentionWidth, _branch, HiddenSize, n);
+                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);
 
-                RmsNorm(X, preFeedforwardNorm, U);
-                _gateUp.Matrix = w.GateUp;
-                _gateUp.X = U;
-                _gateUp.Y = Mlp;
-                Pool.Run(_gateUp, IntermediateSize, grain: 16);
-                _down.Matrix = w.Down;
-                _down.X = Mlp;
-                _down.Y = Branch;
-                Pool.Run(_down, HiddenSize, grain: 16);
-                RmsNormAdd(Branch, postFeedforwardNorm, X);
+                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);
+                if (n == 1)
+                {
+                    _gateUp.Matrix = w.GateUp;
+                    _gateUp.X = _u;
+                    _gateUp.Y = _mlp;
+                    Pool.Run(_gateUp, IntermediateSize, grain: 16);
+                }
+                else
+                {
+                    MultiplyRows(w.GateUp, _u, HiddenSize, _gateUpRows, 2 * IntermediateSize, n);
+                    Pool.Run(_gelu, n);
+                }
+                if (n == 1)
+                {
+                    _down.Matrix = w.Down;
+                    _down.X = _mlp;
+                    _down.Y = _branch;
+                    Pool.Run(_down, HiddenSize, grain: 16);
+                }
+                else MultiplyRows(w.Down, _mlp, IntermediateSize, _branch, HiddenSize, n);
+                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);
             }
+        }
+
+        /// <summary>One global layer over the batch's n rows: norm → q/k/v (roped, k and v into each row's sequence) →
+        /// attention → post-norm → residual → norm → gate/up with gelu → down → post-norm → residual. Each weight matrix is
+        /// read once for all rows.</summary>
+        private void GlobalLayer(LayerWeights w, int layer, int n)
+        {
+            fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
+            fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
+            {
+                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);
+                if (n == 1)
+                {
+                    // one row: the matrix-vector kernel, each thread roping and caching the heads it computed
+                    _qkv.Matrix = w.Qkv;
+                    _qkv.Layer = layer;
+                    Pool.Run(_qkv, QkvRows, grain: HeadDim);
+                }
+                else
+                {
+                    MultiplyRows(w.Qkv, _u, HiddenSize, _qkvRows, QkvRows, n);
+                    _heads.Layer = layer;
+                    Pool.Run(_heads, n);
+                }
+                // every k and v of the batch is in its sequence's cache before any row attends (the ring has room for a batch)
+                _globalAttention.Layer = layer;
+                _globalAttention.Rows = n;
+                Pool.Run(_globalAttention, n * KvHeads);
+                if (n == 1)
+                {
+                    _output.Matrix = w.O;
+                    _output.X = _attention;
+                    _output.Y = _branch;
+                    Pool.Run(_output, HiddenSize, grain: 16);
+                }
+                else MultiplyRows(w.O, _attention, AttentionWidth, _branch, HiddenSize, n);
+                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);
+
+                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);
+                if (n == 1)
+                {
+                    _gateUp.Matrix = w.GateUp;
+                    _gateUp.X = _u;
+                    _gateUp.Y = _mlp;
+                    Pool.Run(_gateUp, IntermediateSize, grain: 16);
+                }
+                else
+                {
+                    MultiplyRows(w.GateUp, _u, HiddenSize, _gateUpRows, 2 * IntermediateSize, n);
+                    Pool.Run(_gelu, n);
+                }
+                if (n == 1)
+                {
+                    _down.Matrix = w.Down;
+                    _down.X = _mlp;
+                    _down.Y = _branch;
+                    Pool.Run(_down, HiddenSize, grain: 16);
+                }
+                else MultiplyRows(w.Down, _mlp, IntermediateSize, _branch, HiddenSize, n);
+                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);
+            }
+        }
+
+        /// <summary>Logits, soft-capped, of the rows that ask for them, in row order: a matrix-vector product for one row,
+        /// a matrix-matrix product (the output matrix read once) for more.</summary>
+        private void Logits(ForwardBatch batch, float* logits)
+        {
+            int wanted = batch.LogitRows, v = Config.VocabSize;
+            // the normed rows that want logits, gathered in order (in place when every row does)
+            float* x = _u;
+            if (wanted < batch.Count)
+            {
+                x = _branch;
+                int k = 0;
+                for (int t = 0; t < batch.Count; t++)
+                {
+                    if (batch.WantsLogits(t)) new ReadOnlySpan<float>(_u + t * HiddenSize, HiddenSize).CopyTo(new Span<float>(_branch + k++ * HiddenSize, HiddenSize));
+                }
+            }
+            if (wanted == 1)
+            {
+                _logits.Matrix = Weights.Output;
+                _logits.X = x;
+                _logits.Y = logits;
+                Pool.Run(_logits, Weights.Output.Rows, grain: 64);
+                return;
+            }
+            MultiplyRows(Weights.Output, x, HiddenSize, logits, v, wanted);
+            _softCap.Logits = logits;
+            _softCap.Width = v;
+            Pool.Run(_softCap, wanted);
         }
 
         /// <summary>x = E[token]·sqrt(D).</summary>
@@ -182,9 +310,9 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Rope and cache one head of a token's q/k/v: q heads are roped in place, k heads roped and stored,
-        /// v heads stored.</summary>
-        private void StoreHead(float* qkv, int head, int layer, int position)
+        /// <summary>Rope and cache one head of a row's q/k/v: q heads are roped in place, k heads roped and stored in the
+        /// row's sequence's cache, v heads stored.</summary>
+        private void StoreHead(float* qkv, int head, int layer, Sequence sequence, int position)
         {
             float* x = qkv + head * HeadDim;
             if (head < Heads)
@@ -192,105 +320,21 @@ namespace GemmaGen.Models
                 ApplyRope(x, Rope.Cos(position), Rope.Sin(position));
                 return;
             }
-            long slot = Cache.Slot(layer, position), slots = Cache.Slots[layer];
+            var cache = sequence.Cache;
+            long slot = cache.Slot(layer, position), slots = cache.Slots[layer];
             if (head < Heads + KvHeads)
             {
                 ApplyRope(x, Rope.Cos(position), Rope.Sin(position));
-                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));
+                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));
             }
             else
             {
-                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(Cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));
+                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));
             }
         }
 
-        /// <summary>Prompt processing in batches of up to <see cref="PrefillBatch"/> tokens: every weight matrix is read
-        /// once per batch (matrix-matrix products), not once per token.</summary>
-        protected override void ForwardCore(ReadOnlySpan<int> tokens, int start, Span<float> logits, bool every)
-        {
-            int v = Config.VocabSize;
-            fixed (float* output = logits)
-            {
-                for (int done = 0; done < tokens.Length; done += MaxBatch)
-                {
-                    int n = Math.Min(MaxBatch, tokens.Length - done);
-                    float* target = every ? output + (long)done * v : done + n == tokens.Length ? output : null;
-                    Batch(tokens.Slice(done, n), start + done, target, every);
-                }
-            }
-        }
-
-        /// <summary>One batch through every layer; logits of every token (<paramref name="every"/>) or of the last.</summary>
-        private void Batch(ReadOnlySpan<int> tokens, int first, float* logits, bool every)
-        {
-            int n = tokens.Length;
-            for (int t = 0; t < n; t++)
-            {
-                Embed(tokens[t], _xb + t * HiddenSize);
-                ObserveEmbed(first + t, _xb + t * HiddenSize);
-            }
-            var layers = Weights.Layers;
-            for (int layer = 0; layer < layers.Length; layer++)
-            {
-                BatchLayer(layers[layer], layer, first, n);
-                for (int t = 0; t < n; t++) ObserveLayer(layer, first + t, _xb + t * HiddenSize);
-            }
-            fixed (float* norm = Weights.FinalNorm)
-            {
-                for (int t = 0; t < n; t++)
-                {
-                    RmsNorm(_xb + t * HiddenSize, norm, _ub + t * HiddenSize);
-                    ObserveFinalNorm(first + t, _ub + t * HiddenSize);
-                }
-            }
-            if (logits == null) return;
-            if (every)
-            {
-                MultiplyBatch(Weights.Output, _ub, HiddenSize, logits, Config.VocabSize, n);
-                for (int t = 0; t < n; t++)
-                {
-                    var z = new Span<float>(logits + (long)t * Config.VocabSize, Config.VocabSize);
-                    Activations.SoftCap(z, FinalSoftcap);
-                }
-                return;
-            }
-            new ReadOnlySpan<float>(_ub + (n - 1) * HiddenSize, HiddenSize).CopyTo(new Span<float>(U, HiddenSize));
-            _logits.Matrix = Weights.Output;
-            _logits.X = U;
-            _logits.Y = logits;
-            Pool.Run(_logits, Weights.Output.Rows, grain: 64);
-        }
-
-        /// <summary>One layer over a batch: the same steps as a decode step, with matrix-matrix products.</summary>
-        private void BatchLayer(LayerWeights w, int layer, int first, int n)
-        {
-            fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
-            fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
-            {
-                for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, inputNorm, _ub + t * HiddenSize);
-                MultiplyBatch(w.Qkv, _ub, HiddenSize, _qkvb, QkvRows, n);
-                _heads.Layer = layer;
-                _heads.First = first;
-                Pool.Run(_heads, n);
-                // every k and v of the batch is in the cache before any token attends (the ring has room for the batch)
-                _batchAttention.Layer = layer;
-                _batchAttention.First = first;
-                _batchAttention.Tokens = n;
-                _batchAttention.Blocks = Math.Min(PrefillQueryBlocks, n);
-                Pool.Run(_batchAttention, KvHeads * _batchAttention.Blocks);
-                MultiplyBatch(w.O, _attb, AttentionWidth, _branchb, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postAttentionNorm, _xb + t * HiddenSize);
-
-                for (int t = 0; t < n; t++) RmsNorm(_xb + t * HiddenSize, preFeedforwardNorm, _ub + t * HiddenSize);
-                MultiplyBatch(w.GateUp, _ub, HiddenSize, _gateupb, 2 * IntermediateSize, n);
-                Pool.Run(_gelu, n);
-                MultiplyBatch(w.Down, _mlpb, IntermediateSize, _branchb, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branchb + t * HiddenSize, postFeedforwardNorm, _xb + t * HiddenSize);
-            }
-        }
-
-        /// <summary>Y[t] = X[t]·Wᵀ for n tokens, rows split across the pool.</summary>
-        private void MultiplyBatch(WeightMatrix matrix, float* x, int xStride, float* y, int yStride, int n)
+        /// <summary>Y[t] = X[t]·Wᵀ for n rows, the matrix's rows split across the pool (the format's matrix-matrix kernel).</summary>
+        private void MultiplyRows(WeightMatrix matrix, float* x, int xStride, float* y, int yStride, int n)
         {
             _matMul.Matrix = matrix;
             _matMul.X = x;
@@ -2711,54 +2755,107 @@ namespace GemmaGen.Models
 
         // ---- parallel jobs: each splits its rows across the worker pool ----
 
-        /// <summary>q, k, v = u·Wqkvᵀ over whole heads, RoPE on q and k (never v), k and v stored in the cache.</summary>
+        /// <summary>One row: q, k, v = u·Wqkvᵀ over whole heads, RoPE on q and k (never v), k and v stored in the row's
+        /// sequence's cache.</summary>
         private sealed class QkvJob : IRowJob
         {
             private readonly Gemma2_27B _owner;
             public WeightMatrix Matrix = null!;
             public int Layer;
-            public int Position;
 
             public QkvJob(Gemma2_27B owner) => _owner = owner;
 
             public void Execute(int start, int end)
             {
                 var o = _owner;
-                if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4608((ushort*)Matrix.Data, o.U, o.Qkv, start, end);
-                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, o.U, o.Qkv, start, end);
-                else Matrix.MatVecRows(o.U, o.Qkv, start, end);
-                for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o.Qkv, head, Layer, Position);
+                if (Matrix.Format == WeightFormat.BF16) MatVec_BF16_4608((ushort*)Matrix.Data, o._u, o._qkvRows, start, end);
+                else if (Matrix.Format == WeightFormat.F32) MatVec_F32_4608((float*)Matrix.Data, o._u, o._qkvRows, start, end);
+                else Matrix.MatVecRows(o._u, o._qkvRows, start, end);
+                var sequence = o._batch.Sequence(0);
+                int position = o._batch.Position(0);
+                for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o._qkvRows, head, Layer, sequence, position);
             }
         }
 
-        /// <summary>Attention for a range of kv heads, each with the GroupSize query heads that share it.</summary>
-        private sealed class AttentionJob : IRowJob
+        /// <summary>Several rows: rope and cache the heads of a range of the batch's rows, each in its own sequence.</summary>
+        private sealed class HeadsJob : IRowJob
         {
             private readonly Gemma2_27B _owner;
             public int Layer;
-            public int Position;
 
-            public AttentionJob(Gemma2_27B owner) => _owner = owner;
+            public HeadsJob(Gemma2_27B owner) => _owner = owner;
 
             public void Execute(int start, int end)
             {
                 var o = _owner;
-                long slots = o.Cache.Slots[Layer];
-                float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                bool local = LayerSchedule.IsLocal(Layer);
-                for (int kv = start; kv < end; kv++)
+                for (int t = start; t < end; t++)
                 {
-                    long cache = kv * slots * HeadDim;
-                    // query heads kv·G .. kv·G + G − 1 share kv head kv
-                    float* q = o.Qkv + kv * GroupSize * HeadDim, output = o.Attention + kv * GroupSize * HeadDim;
-                    float* scores = o.Scores + (long)kv * GroupSize * o.MaxContext;
-                    if (local) LocalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output, (int)slots);
-                    else GlobalAttention(q, keys + cache, values + cache, Position, scores, o.MaxContext, output);
+                    var sequence = o._batch.Sequence(t);
+                    int position = o._batch.Position(t);
+                    for (int head = 0; head < Heads + 2 * KvHeads; head++) o.StoreHead(o._qkvRows + t * QkvRows, head, Layer, sequence, position);
                 }
             }
         }
 
-        /// <summary>y = x·Wᵀ for a matrix of 4096 columns.</summary>
+        /// <summary>Local attention for a range of (row, kv head) units. Rows are taken in zigzag order
+        /// (first, last, second, second to last, ...) so that contiguous ranges of a prompt's rows, which see more keys the
+        /// later they are, cost the threads alike.</summary>
+        private sealed class LocalAttentionJob : IRowJob
+        {
+            private readonly Gemma2_27B _owner;
+            public int Layer;
+            public int Rows;
+
+            public LocalAttentionJob(Gemma2_27B owner) => _owner = owner;
+
+            public void Execute(int start, int end)
+            {
+                var o = _owner;
+                for (int unit = start; unit < end; unit++)
+                {
+                    int r = unit / KvHeads, kv = unit % KvHeads;
+                    int t = (r & 1) == 0 ? r >> 1 : Rows - 1 - (r >> 1);
+                    var sequence = o._batch.Sequence(t);
+                    var cache = sequence.Cache;
+                    long slots = cache.Slots[Layer], offset = kv * slots * HeadDim;
+                    // query heads kv·G .. kv·G + G − 1 share kv head kv
+                    float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;
+                    float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
+                    LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
+                }
+            }
+        }
+
+        /// <summary>Global attention for a range of (row, kv head) units. Rows are taken in zigzag order
+        /// (first, last, second, second to last, ...) so that contiguous ranges of a prompt's rows, which see more keys the
+        /// later they are, cost the threads alike.</summary>
+        private sealed class GlobalAttentionJob : IRowJob
+        {
+            private readonly Gemma2_27B _owner;
+            public int Layer;
+            public int Rows;
+
+            public GlobalAttentionJob(Gemma2_27B owner) => _owner = owner;
+
+            public void Execute(int start, int end)
+            {
+                var o = _owner;
+                for (int unit = start; unit < end; unit++)
+                {
+                    int r = unit / KvHeads, kv = unit % KvHeads;
+                    int t = (r & 1) == 0 ? r >> 1 : Rows - 1 - (r >> 1);
+                    var sequence = o._batch.Sequence(t);
+                    var cache = sequence.Cache;
+                    long slots = cache.Slots[Layer], offset = kv * slots * HeadDim;
+                    // query heads kv·G .. kv·G + G − 1 share kv head kv
+                    float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;
+                    float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
+                    GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
+                }
+            }
+        }
+
+        /// <summary>One row: y = x·Wᵀ for a matrix of 4096 columns.</summary>
         private sealed class MatVecJob4096 : IRowJob
         {
             public WeightMatrix Matrix = null!;
@@ -2773,7 +2870,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>y = x·Wᵀ for a matrix of 36864 columns.</summary>
+        /// <summary>One row: y = x·Wᵀ for a matrix of 36864 columns.</summary>
         private sealed class MatVecJob36864 : IRowJob
         {
             public WeightMatrix Matrix = null!;
@@ -2788,7 +2885,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>gelu_tanh(u·W_gateᵀ) ⊙ (u·W_upᵀ) for a range of the I outputs.</summary>
+        /// <summary>One row: gelu_tanh(u·W_gateᵀ) ⊙ (u·W_upᵀ) for a range of the I outputs.</summary>
         private sealed class GateUpJob : IRowJob
         {
             public WeightMatrix Matrix = null!;
@@ -2803,7 +2900,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Logits = norm(x)·Eᵀ for a range of the vocabulary, then the final soft-cap cap·tanh(z / cap).</summary>
+        /// <summary>One row: logits = norm(x)·Eᵀ for a range of the vocabulary, then the final soft-cap cap·tanh(z / cap).</summary>
         private sealed class LogitsJob : IRowJob
         {
             public WeightMatrix Matrix = null!;
@@ -2820,7 +2917,19 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: Y[t] = X[t]·Wᵀ for a batch of tokens over a range of rows (the format's matrix-matrix kernel).</summary>
+        /// <summary>Several rows: the final soft-cap cap·tanh(z / cap) over a range of rows of logits.</summary>
+        private sealed class SoftCapJob : IRowJob
+        {
+            public float* Logits;
+            public int Width;
+
+            public void Execute(int start, int end)
+            {
+                for (int t = start; t < end; t++) Activations.SoftCap(new Span<float>(Logits + (long)t * Width, Width), FinalSoftcap);
+            }
+        }
+
+        /// <summary>Several rows: Y[t] = X[t]·Wᵀ over a range of the matrix's rows (the format's matrix-matrix kernel).</summary>
         private sealed class MatMulJob : IRowJob
         {
             public WeightMatrix Matrix = null!;
@@ -2836,58 +2945,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>Prefill: rope and cache the heads of a range of the batch's tokens.</summary>
-        private sealed class HeadsJob : IRowJob
-        {
-            private readonly Gemma2_27B _owner;
-            public int Layer;
-            public int First;
-
-            public HeadsJob(Gemma2_27B owner) => _owner = owner;
-
-            public void Execute(int start, int end)
-            {
-                for (int t = start; t < end; t++)
-                {
-                    for (int head = 0; head < Heads + 2 * KvHeads; head++) _owner.StoreHead(_owner._qkvb + t * QkvRows, head, Layer, First + t);
-                }
-            }
-        }
-
-        /// <summary>Prefill: attention for a range of (kv head, block) units; block b holds tokens b, b + Blocks, ... of the
-        /// batch (strided, so blocks see as many keys on global layers), and each unit has its own score rows.</summary>
-        private sealed class BatchAttentionJob : IRowJob
-        {
-            private readonly Gemma2_27B _owner;
-            public int Layer;
-            public int First;
-            public int Tokens;
-            public int Blocks;
-
-            public BatchAttentionJob(Gemma2_27B owner) => _owner = owner;
-
-            public void Execute(int start, int end)
-            {
-                var o = _owner;
-                long slots = o.Cache.Slots[Layer];
-                float* keys = o.Cache.Keys(Layer), values = o.Cache.Values(Layer);
-                bool local = LayerSchedule.IsLocal(Layer);
-                for (int unit = start; unit < end; unit++)
-                {
-                    int kv = unit / Blocks;
-                    long cache = kv * slots * HeadDim;
-                    float* scores = o._scoresb + (long)unit * GroupSize * o.MaxContext;
-                    for (int t = unit % Blocks; t < Tokens; t += Blocks)
-                    {
-                        float* q = o._qkvb + t * QkvRows + kv * GroupSize * HeadDim, output = o._attb + t * AttentionWidth + kv * GroupSize * HeadDim;
-                        if (local) LocalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output, (int)slots);
-                        else GlobalAttention(q, keys + cache, values + cache, First + t, scores, o.MaxContext, output);
-                    }
-                }
-            }
-        }
-
-        /// <summary>Prefill: gelu_tanh(gate)·up for a range of the batch's tokens (gate/up rows interleaved).</summary>
+        /// <summary>Several rows: gelu_tanh(gate)·up for a range of the batch's rows (gate/up rows interleaved).</summary>
         private sealed class GeluJob : IRowJob
         {
             private readonly Gemma2_27B _owner;
@@ -2898,7 +2956,7 @@ namespace GemmaGen.Models
             {
                 for (int t = start; t < end; t++)
                 {
-                    float* gateUp = _owner._gateupb + t * 2 * IntermediateSize, mlp = _owner._mlpb + t * IntermediateSize;
+                    float* gateUp = _owner._gateUpRows + t * 2 * IntermediateSize, mlp = _owner._mlp + t * IntermediateSize;
                     Activations.GeluTanhGated(gateUp, mlp, IntermediateSize);
                 }
             }

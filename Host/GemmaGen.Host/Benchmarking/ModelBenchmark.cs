@@ -125,7 +125,8 @@ public static class ModelBenchmark
             foreach (bool onCompiled in paths)
             {
                 int context = options.PromptTokens + options.DecodeTokens;
-                var decoder = onCompiled ? compiled!.Create(weights, context, pool) : new ReferenceDecoder(weights, context, pool);
+                var model = onCompiled ? compiled!.Create(weights, context, pool) : new ReferenceForward(weights, context, pool);
+                var decoder = new Gemma2Decoder(model, context);
                 log?.WriteLine($"measuring {decoder.ExecutionPath} with {n} layer(s)...");
                 timings[onCompiled].Add((n, Measure(decoder, options)));
             }

@@ -99,7 +99,7 @@ public sealed class LoadPlan
         bool lmHead = !synthetic && source.TryGetTensor(CheckpointNames.LmHead, out _);
         long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
         var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
-        long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, Math.Min(SpecParser.PrefillBatch, maxContext)));
+        long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, SpecParser.MaxBatchRows));
         long buffers = Saturate(() => BufferBytesOf(config, maxContext));
         var warnings = synthetic ? [] : UnusedLayers(config, source);
         return new LoadPlan(source.Description, format, smaller, maxContext, weights, cache, buffers, available ?? AvailableMemory.Read(), warnings);
@@ -138,18 +138,17 @@ public sealed class LoadPlan
         }
     }
 
-    /// <summary>Norm weights and one decoder's float32 buffers: a prefill batch of activations, attention scores over
-    /// the context (a decode step's, and a prefill batch's per kv head and block of tokens), RoPE tables, a batch of
-    /// logits.</summary>
+    /// <summary>Norm weights and the forward pass's float32 buffers: a batch of rows of activations, attention scores
+    /// over the context (at most one row per query head, per thread), RoPE tables, a batch of logits.</summary>
     private static long BufferBytesOf(Gemma2Config c, int maxContext)
     {
         long d = c.HiddenSize, inter = c.IntermediateSize, attention = (long)c.NumAttentionHeads * c.HeadDim;
-        long qkv = attention + 2L * c.NumKeyValueHeads * c.HeadDim, batch = Math.Min(SpecParser.PrefillBatch, maxContext);
+        long qkv = attention + 2L * c.NumKeyValueHeads * c.HeadDim, batch = SpecParser.MaxBatchRows;
         return checked(sizeof(float) * (
             (4L * c.NumHiddenLayers + 1) * d +
-            (batch + 1) * (3 * d + qkv + attention + 3 * inter) +
-            ((long)c.NumAttentionHeads * (1 + SpecParser.PrefillQueryBlocks(c.NumKeyValueHeads)) + c.HeadDim) * maxContext +
-            (batch + 1) * c.VocabSize));
+            batch * (3 * d + qkv + attention + 3 * inter) +
+            ((long)c.NumAttentionHeads + c.HeadDim) * maxContext +
+            batch * c.VocabSize));
     }
 
     /// <summary>A warning for checkpoint layers at or past num_hidden_layers, which nothing reads.</summary>

@@ -4,80 +4,104 @@ using GemmaGen.Specs;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// The runtime-shape Gemma 2 forward pass, written plainly over <see cref="TensorPrimitives"/>: the oracle in
-/// tests, the fallback for checkpoints no compiled spec matches, and the baseline of every benchmark.
+/// The runtime-shape Gemma 2 forward pass, written plainly over <see cref="TensorPrimitives"/>, one row at a time:
+/// the oracle in tests, the fallback for checkpoints no compiled spec matches, and the baseline of every benchmark.
 /// </summary>
-public sealed unsafe class ReferenceDecoder : Gemma2Decoder
+public sealed unsafe class ReferenceForward : Gemma2Forward
 {
     private readonly MatVecJob _matVec = new();
-    private readonly float* _gateUp;
+    private readonly float* _x, _u, _qkv, _attention, _branch, _gateUp, _mlp;
 
-    /// <summary>A decoder over <paramref name="weights"/> with its own buffers and a KV cache of <paramref name="maxContext"/>
-    /// positions, run by <paramref name="pool"/>.</summary>
-    public ReferenceDecoder(ModelWeights weights, int maxContext, WorkerPool pool)
-        : base(weights, maxContext, pool)
+    /// <summary>A model over <paramref name="weights"/> with its own buffers, RoPE tables for <paramref name="maxContext"/>
+    /// positions at first, run by <paramref name="pool"/>.</summary>
+    public ReferenceForward(ModelWeights weights, int maxContext, WorkerPool pool)
+        : base(weights, maxContext, pool, SpecParser.MaxBatchRows)
     {
-        _gateUp = Allocate(2 * Config.IntermediateSize);
+        var c = Config;
+        _x = Allocate(c.HiddenSize);
+        _u = Allocate(c.HiddenSize);
+        _qkv = Allocate((c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim);
+        _attention = Allocate(c.NumAttentionHeads * c.HeadDim);
+        _branch = Allocate(c.HiddenSize);
+        _gateUp = Allocate(2 * c.IntermediateSize);
+        _mlp = Allocate(c.IntermediateSize);
     }
 
     /// <summary><c>reference</c>.</summary>
     public override string ExecutionPath => "reference";
 
     /// <inheritdoc/>
-    protected override void StepCore(int token, int position, float* logits)
+    protected override void ForwardCore(ForwardBatch batch, float* logits)
     {
+        int v = Config.VocabSize;
+        for (int t = 0; t < batch.Count; t++)
+        {
+            bool wanted = batch.WantsLogits(t);
+            Row(batch, t, wanted ? logits : null);
+            if (wanted) logits += v;
+        }
+    }
+
+    /// <summary>One row through every layer; <paramref name="logits"/> is null when not wanted.</summary>
+    private void Row(ForwardBatch batch, int row, float* logits)
+    {
+        int token = batch.Token(row), position = batch.Position(row);
+        var sequence = batch.Sequence(row);
         var c = Config;
         int dModel = c.HiddenSize, heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim;
         int inter = c.IntermediateSize;
         float eps = (float)c.RmsNormEps;
-        var x = new Span<float>(X, dModel);
-        var u = new Span<float>(U, dModel);
-        var branch = new Span<float>(Branch, dModel);
-        var qkv = new Span<float>(Qkv, (heads + 2 * kvHeads) * d);
+        var x = new Span<float>(_x, dModel);
+        var u = new Span<float>(_u, dModel);
+        var branch = new Span<float>(_branch, dModel);
+        var qkv = new Span<float>(_qkv, (heads + 2 * kvHeads) * d);
 
         Weights.Embed.ReadRow(token, x);
         TensorPrimitives.Multiply(x, (float)Math.Sqrt(dModel), x);
-        ObserveEmbed(position);
+        ObserveEmbed(batch, row, _x);
 
         for (int l = 0; l < Weights.Layers.Length; l++)
         {
             var w = Weights.Layers[l];
             Activations.RmsNorm(x, w.InputNorm, eps, u);
-            MatVec(w.Qkv, U, Qkv);
+            MatVec(w.Qkv, _u, _qkv);
             for (int h = 0; h < heads; h++) Rope.Apply(qkv.Slice(h * d, d), position);
             for (int h = 0; h < kvHeads; h++) Rope.Apply(qkv.Slice((heads + h) * d, d), position);
-            Attend(l, position);
-            MatVec(w.O, Attention, Branch);
+            Attend(sequence, l, position);
+            MatVec(w.O, _attention, _branch);
             Activations.RmsNorm(branch, w.PostAttentionNorm, eps, branch);
             TensorPrimitives.Add(x, branch, x);
 
             Activations.RmsNorm(x, w.PreFeedforwardNorm, eps, u);
-            MatVec(w.GateUp, U, _gateUp);
-            Activations.GeluTanhGated(_gateUp, Mlp, inter);
-            MatVec(w.Down, Mlp, Branch);
+            MatVec(w.GateUp, _u, _gateUp);
+            Activations.GeluTanhGated(_gateUp, _mlp, inter);
+            MatVec(w.Down, _mlp, _branch);
             Activations.RmsNorm(branch, w.PostFeedforwardNorm, eps, branch);
             TensorPrimitives.Add(x, branch, x);
-            ObserveLayer(l, position);
+            ObserveLayer(l, batch, row, _x);
         }
 
         Activations.RmsNorm(x, Weights.FinalNorm, eps, u);
-        ObserveFinalNorm(position);
+        ObserveFinalNorm(batch, row, _u);
         if (logits == null) return;
-        MatVec(Weights.Output, U, logits);
+        MatVec(Weights.Output, _u, logits);
         Activations.SoftCap(new Span<float>(logits, c.VocabSize), (float)(c.FinalLogitSoftcapping ?? 0));
     }
 
-    /// <summary>Stores this position's k and v, then attends every query head over the visible keys.</summary>
-    private void Attend(int layer, int position)
+    /// <summary>Stores this position's k and v in <paramref name="sequence"/>'s cache, then attends every query head over
+    /// the visible keys.</summary>
+    private void Attend(Sequence sequence, int layer, int position)
     {
+        var cache = sequence.Cache;
         var c = Config;
         int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim;
-        int slots = Cache.Slots[layer], slot = Cache.Slot(layer, position);
-        float* keys = Cache.Keys(layer), values = Cache.Values(layer);
+        int slots = cache.Slots[layer], slot = cache.Slot(layer, position);
+        float* keys = cache.Keys(layer), values = cache.Values(layer);
+        float* scoreRows = ScoreScratch(sequence.MaxContext);
         for (int h = 0; h < kvHeads; h++)
         {
-            new ReadOnlySpan<float>(Qkv + (heads + h) * d, d).CopyTo(new Span<float>(keys + ((long)h * slots + slot) * d, d));
-            new ReadOnlySpan<float>(Qkv + (heads + kvHeads + h) * d, d).CopyTo(new Span<float>(values + ((long)h * slots + slot) * d, d));
+            new ReadOnlySpan<float>(_qkv + (heads + h) * d, d).CopyTo(new Span<float>(keys + ((long)h * slots + slot) * d, d));
+            new ReadOnlySpan<float>(_qkv + (heads + kvHeads + h) * d, d).CopyTo(new Span<float>(values + ((long)h * slots + slot) * d, d));
         }
 
         // A query at p sees keys p-W+1 .. p on local layers, 0 .. p on global ones.
@@ -89,8 +113,8 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
         for (int h = 0; h < heads; h++)
         {
             int kv = h / group;
-            var q = new ReadOnlySpan<float>(Qkv + h * d, d);
-            var scores = new Span<float>(Scores + (long)h * MaxContext, count);
+            var q = new ReadOnlySpan<float>(_qkv + h * d, d);
+            var scores = new Span<float>(scoreRows, count);
             for (int j = 0; j < count; j++)
             {
                 int s = (first + j) % slots;
@@ -98,7 +122,7 @@ public sealed unsafe class ReferenceDecoder : Gemma2Decoder
             }
             Activations.SoftCap(scores, cap, scale);
             Activations.Softmax(scores);
-            var output = new Span<float>(Attention + h * d, d);
+            var output = new Span<float>(_attention + h * d, d);
             output.Clear();
             for (int j = 0; j < count; j++)
             {
