@@ -37,10 +37,17 @@ internal static class BenchCommand
             DefaultValueFactory = _ => 3,
             CustomParser = NumberOptions.Integer(1),
         };
+        var batch = new Option<int>("--batch")
+        {
+            Description = $"Also measure N sequences decoding together, one row each per step (1 to {Specs.SpecParser.MaxBatchRows})",
+            HelpName = "N",
+            DefaultValueFactory = _ => 1,
+            CustomParser = NumberOptions.Integer(1, Specs.SpecParser.MaxBatchRows),
+        };
         var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights");
-        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, repeat, compare, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, repeat, batch, compare, json }) command.Options.Add(option);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
             string specName = parse.GetValue(spec)!;
@@ -58,6 +65,7 @@ internal static class BenchCommand
                 PromptTokens = promptTokens,
                 DecodeTokens = decodeTokens,
                 Repeats = parse.GetValue(repeat),
+                Batch = parse.GetValue(batch),
                 CompareReference = compareWith == "reference",
             }, Path.GetFileNameWithoutExtension(specName), stderr);
             if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());
@@ -96,7 +104,16 @@ internal static class BenchCommand
             ["prefill_s_per_layer_token"] = m.PrefillSecondsPerLayer,
             ["decode_s_per_layer_token"] = m.DecodeSecondsPerLayer,
         };
-        var json = Measurement(r.Compiled);
+        JsonObject WithBatch(DecoderMeasurement m)
+        {
+            var o = Measurement(m);
+            if (m.AggregateDecodeTokensPerSecond is not double aggregate) return o;
+            o["batch"] = r.Batch;
+            o["aggregate_decode_tok_s"] = aggregate;
+            o["batch_speedup"] = m.BatchSpeedup;
+            return o;
+        }
+        var json = WithBatch(r.Compiled);
         json["layers"] = r.Layers;
         json["prompt_tokens"] = r.PromptTokens;
         json["decode_tokens"] = r.DecodeTokens;
@@ -104,7 +121,7 @@ internal static class BenchCommand
         json["repeats"] = r.Repeats;
         if (r.Reference is { } reference)
         {
-            json["reference"] = Measurement(reference);
+            json["reference"] = WithBatch(reference);
             json["speedup_vs_reference"] = r.SpeedupVsReference;
             json["prefill_speedup_vs_reference"] = r.PrefillSpeedupVsReference;
         }
@@ -119,6 +136,11 @@ internal static class BenchCommand
         stdout.WriteLine($"{"path",-26} {"prefill tok/s",14} {"decode tok/s",13} {"decode GB/s",12} {"of probe",9}");
         foreach (var m in new[] { r.Compiled, r.Reference }.OfType<DecoderMeasurement>())
             stdout.WriteLine($"{m.ExecutionPath,-26} {m.PrefillTokensPerSecond,14:F2} {m.DecodeTokensPerSecond,13:F2} {m.DecodeGigabytesPerSecond,12:F1} {m.BandwidthFraction,9:P0}");
+        foreach (var m in new[] { r.Compiled, r.Reference }.OfType<DecoderMeasurement>())
+        {
+            if (m.AggregateDecodeTokensPerSecond is double aggregate)
+                stdout.WriteLine($"{m.ExecutionPath}: {r.Batch} sequences decoding together {aggregate:F2} tok/s in all ({m.BatchSpeedup:F2}x one sequence)");
+        }
         if (r.SpeedupVsReference is double speedup)
             stdout.WriteLine($"compiled vs reference: decode {speedup:F2}x, prefill {r.PrefillSpeedupVsReference:F2}x");
     }

@@ -25,6 +25,11 @@ public sealed record BenchmarkOptions
     /// <summary>Tokens of the decode measurement.</summary>
     public int DecodeTokens { get; init; } = 32;
 
+    /// <summary>Sequences decoding together in the batched measurement: each step is one forward pass of one row per
+    /// sequence, so every weight is read once for all of them. 1 (default) skips it; at most
+    /// <see cref="SpecParser.MaxBatchRows"/>.</summary>
+    public int Batch { get; init; } = 1;
+
     /// <summary>Also measure the runtime-shape reference decoder on the same weights.</summary>
     public bool CompareReference { get; init; }
 
@@ -47,6 +52,8 @@ public sealed record BenchmarkOptions
 /// <param name="BandwidthFraction">Decode rate as a fraction of the bandwidth probe of the same run.</param>
 /// <param name="PrefillSecondsPerLayer">Prefill time of one layer (the per-layer cost the extrapolation uses).</param>
 /// <param name="DecodeSecondsPerLayer">Decode time of one layer per token.</param>
+/// <param name="AggregateDecodeTokensPerSecond">With <see cref="BenchmarkOptions.Batch"/> N &gt; 1: tokens per second of N
+/// sequences decoding together (N per step), else null.</param>
 public sealed record DecoderMeasurement(
     string ExecutionPath,
     double PrefillTokensPerSecond,
@@ -54,7 +61,12 @@ public sealed record DecoderMeasurement(
     double DecodeGigabytesPerSecond,
     double BandwidthFraction,
     double PrefillSecondsPerLayer,
-    double DecodeSecondsPerLayer);
+    double DecodeSecondsPerLayer,
+    double? AggregateDecodeTokensPerSecond = null)
+{
+    /// <summary>Aggregate decode rate of the batch over the decode rate of one sequence, when a batch ran.</summary>
+    public double? BatchSpeedup => AggregateDecodeTokensPerSecond / DecodeTokensPerSecond;
+}
 
 /// <summary>The result of a benchmark run.</summary>
 public sealed record BenchmarkReport(
@@ -67,6 +79,7 @@ public sealed record BenchmarkReport(
     int PromptTokens,
     int DecodeTokens,
     int Repeats,
+    int Batch,
     long WeightBytesPerToken,
     double BandwidthGigabytesPerSecond,
     long PeakRssBytes,
@@ -97,6 +110,8 @@ public static class ModelBenchmark
         if (layers < 1) throw new ArgumentOutOfRangeException(nameof(options), layers, "at least one layer must run");
         if (options.PromptTokens < 1 || options.DecodeTokens < 1) throw new ArgumentOutOfRangeException(nameof(options), "prompt and decode tokens must be at least 1");
         if (options.Repeats < 1) throw new ArgumentOutOfRangeException(nameof(options), options.Repeats, "at least one repetition must run");
+        if (options.Batch < 1 || options.Batch > SpecParser.MaxBatchRows)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Batch, $"the batch must be 1 to {SpecParser.MaxBatchRows} sequences");
         bool extrapolate = layers < full.NumHiddenLayers;
         using var pool = new WorkerPool(options.Threads);
         // The probe runs before and after the measurements and its fastest pass counts: the machine's bandwidth moves
@@ -147,18 +162,25 @@ public static class ModelBenchmark
             double prefill = extrapolate ? head.PrefillSeconds + full.NumHiddenLayers * prefillPerLayer : measured.PrefillSeconds;
             double decode = extrapolate ? head.DecodeSecondsPerToken + full.NumHiddenLayers * decodePerLayer : measured.DecodeSecondsPerToken;
             double gbs = bytesPerToken / decode / 1e9;
+            double? aggregate = null;
+            if (options.Batch > 1)
+            {
+                double stepPerLayer = extrapolate ? Math.Max(0, measured.BatchStepSeconds - head.BatchStepSeconds) / layers : measured.BatchStepSeconds / layers;
+                double step = extrapolate ? head.BatchStepSeconds + full.NumHiddenLayers * stepPerLayer : measured.BatchStepSeconds;
+                aggregate = options.Batch / step;
+            }
             return new DecoderMeasurement(onCompiled ? "compiled " + compiled!.ClassName : "reference",
-                options.PromptTokens / prefill, 1 / decode, gbs, gbs / bandwidth, prefillPerLayer / options.PromptTokens, decodePerLayer);
+                options.PromptTokens / prefill, 1 / decode, gbs, gbs / bandwidth, prefillPerLayer / options.PromptTokens, decodePerLayer, aggregate);
         }
 
         using var process = Process.GetCurrentProcess();
         process.Refresh();
         return new BenchmarkReport(specName, options.Format, options.Threads, layers, full.NumHiddenLayers, extrapolate,
-            options.PromptTokens, options.DecodeTokens, options.Repeats, bytesPerToken, bandwidth, process.PeakWorkingSet64,
+            options.PromptTokens, options.DecodeTokens, options.Repeats, options.Batch, bytesPerToken, bandwidth, process.PeakWorkingSet64,
             Summarize(paths[0]), paths.Count > 1 ? Summarize(false) : null);
     }
 
-    private readonly record struct Timing(double PrefillSeconds, double DecodeSecondsPerToken);
+    private readonly record struct Timing(double PrefillSeconds, double DecodeSecondsPerToken, double BatchStepSeconds);
 
     /// <summary>
     /// One warm-up pass, then up to <see cref="BenchmarkOptions.Repeats"/> times the prompt as a prefill and the decode
@@ -188,6 +210,46 @@ public static class ModelBenchmark
             }
             bestDecode = Math.Min(bestDecode, clock.Elapsed.TotalSeconds / options.DecodeTokens);
         }
-        return new Timing(bestPrefill, bestDecode);
+        double bestStep = options.Batch > 1 ? MeasureBatch(decoder.Model, options, prompt) : double.NaN;
+        return new Timing(bestPrefill, bestDecode, bestStep);
+    }
+
+    /// <summary>
+    /// <see cref="BenchmarkOptions.Batch"/> sequences, each prefilled with its own prompt, then decoding together: each
+    /// step is one forward pass with one row per sequence. Returns the fastest repetition's seconds per step.
+    /// </summary>
+    private static double MeasureBatch(Gemma2Forward model, BenchmarkOptions options, int[] prompt)
+    {
+        int n = options.Batch, v = model.Config.VocabSize, context = options.PromptTokens + options.DecodeTokens;
+        var sequences = Enumerable.Range(0, n).Select(_ => model.CreateSequence(context)).ToArray();
+        var batch = new ForwardBatch(model.MaxRows);
+        var logits = new float[n * v];
+        double best = double.PositiveInfinity;
+        var budget = Stopwatch.StartNew();
+        for (int run = 0; run < options.Repeats && (run == 0 || budget.Elapsed < options.RepeatBudget); run++)
+        {
+            // Each sequence's prompt differs (shifted ids), so the rows attend different keys.
+            for (int s = 0; s < n; s++)
+            {
+                sequences[s].Reset();
+                for (int done = 0; done < prompt.Length; done += model.MaxRows)
+                {
+                    int count = Math.Min(model.MaxRows, prompt.Length - done);
+                    batch.Clear();
+                    for (int i = 0; i < count; i++)
+                        batch.Add(sequences[s], (prompt[done + i] + s) % v, done + i, logits: done + i == prompt.Length - 1);
+                    model.Forward(batch, done + count == prompt.Length ? logits.AsSpan(s * v, v) : default);
+                }
+            }
+            var clock = Stopwatch.StartNew();
+            for (int step = 0; step < options.DecodeTokens; step++)
+            {
+                batch.Clear();
+                for (int s = 0; s < n; s++) batch.Add(sequences[s], GemmaModel.ArgMax(logits.AsSpan(s * v, v)), sequences[s].Length, logits: true);
+                model.Forward(batch, logits);
+            }
+            best = Math.Min(best, clock.Elapsed.TotalSeconds / options.DecodeTokens);
+        }
+        return best;
     }
 }
