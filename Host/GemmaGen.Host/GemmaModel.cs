@@ -153,6 +153,34 @@ public sealed class GemmaModel : IDisposable
     /// <param name="maxContext">Positions the conversation may use; null: <see cref="MaxContext"/>.</param>
     public ChatSession CreateChat(string? systemPrompt = null, int? maxContext = null) => new(this, CreateSession(maxContext), systemPrompt);
 
+    /// <summary>A scheduler that runs many generations on this model at once, in shared forward passes (continuous
+    /// batching; see <see cref="GenerationScheduler"/>). Dispose it to stop its thread.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    public GenerationScheduler CreateScheduler(GenerationSchedulerOptions? options = null) => new(this, options);
+
+    /// <summary>
+    /// Generates from every prompt together: each step is one forward pass with a row per sequence, so the weights
+    /// are read once per step for all of them. Each prompt is a whole sequence from position 0 (BOS included); each
+    /// result is what generating from that prompt alone gives, in prompt order. Sequences that need more than
+    /// <see cref="MaxContext"/> positions stop there (<see cref="StopReason.ContextFull"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">No prompts, or an empty one.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A prompt is longer than <see cref="MaxContext"/>.</exception>
+    public GenerationResult[] GenerateBatch(IReadOnlyList<int[]> prompts, GenerationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed", nameof(prompts));
+        long needed = prompts.Max(p => (long)p.Length + Math.Max(0, options.MaxTokens - 1));
+        using var scheduler = CreateScheduler(new GenerationSchedulerOptions
+        {
+            MaxSequences = Math.Min(prompts.Count, Specs.SpecParser.MaxBatchRows),
+            MaxContext = (int)Math.Min(MaxContext, needed),
+        });
+        var tasks = prompts.Select(p => scheduler.GenerateAsync(p, options)).ToArray();
+        return Task.WhenAll(tasks).GetAwaiter().GetResult();
+    }
+
     /// <summary>One forward pass over <paramref name="tokens"/> from position 0.</summary>
     /// <returns>The logits of every position, [tokens.Length × V] row-major.</returns>
     /// <exception cref="ArgumentOutOfRangeException">More tokens than <see cref="MaxContext"/>.</exception>

@@ -6,10 +6,11 @@ namespace GemmaGen;
 
 /// <summary>
 /// A <see cref="IChatClient"/> (Microsoft.Extensions.AI) over a <see cref="GemmaModel"/>, in the Gemma chat format.
-/// The client keeps one conversation in a KV cache: a request whose messages extend the previous conversation (the
-/// usual chat loop: the history, the last reply, a new user message) processes only its new tokens; any other
-/// request starts over. Requests run one at a time, in the order they come; concurrent callers wait their turn.
-/// The model's sessions share its worker pool: while a request runs, nothing else may run on the model.
+/// Concurrent requests run together on a <see cref="GenerationScheduler"/>: up to
+/// <see cref="GemmaChatClientOptions.MaxConcurrentRequests"/> decode in shared steps (each weight read once per step
+/// for all of them), later ones wait their turn. Finished conversations keep their KV caches: a request whose
+/// messages extend one of them (the usual chat loop: the history, the last reply, a new user message) processes only
+/// its new tokens.
 /// </summary>
 /// <remarks>
 /// <para>From <see cref="ChatOptions"/> the client honours <see cref="ChatOptions.Temperature"/> (0: greedy),
@@ -30,12 +31,14 @@ public sealed class GemmaChatClient : IChatClient
     private readonly GemmaChatClientOptions _options;
     private readonly GemmaChatFormat _format;
     private readonly ChatClientMetadata _metadata;
-    private readonly SemaphoreSlim _turn = new(1, 1);
-    private GenerationSession? _session;
+    private readonly Lazy<GenerationScheduler> _scheduler;
 
-    /// <summary>Token ids of the replies in the KV cache, by their text, so a history that repeats them renders
-    /// exactly the cached tokens.</summary>
-    private Dictionary<string, int[]> _replies = [];
+    /// <summary>Token ids of recent replies, by their text, so a history that repeats them renders exactly the tokens
+    /// the KV cache holds (at most <see cref="RepliesKept"/>; guarded by itself).</summary>
+    private readonly Dictionary<string, int[]> _replies = [];
+
+    /// <summary>Replies whose tokens are remembered for re-rendering.</summary>
+    private const int RepliesKept = 256;
 
     /// <summary>A client over <paramref name="model"/>, which must have a tokenizer with the Gemma chat pieces. The
     /// client does not own the model: dispose the model after the client.</summary>
@@ -51,6 +54,9 @@ public sealed class GemmaChatClient : IChatClient
             ?? (model.Directory is { } directory ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))) : null)
             ?? "gemma2";
         _metadata = new ChatClientMetadata(ProviderName, providerUri: null, defaultModelId: ModelId);
+        var schedulerOptions = new GenerationSchedulerOptions { MaxSequences = _options.MaxConcurrentRequests, MaxContext = _options.MaxContext };
+        schedulerOptions.Validate();
+        _scheduler = new Lazy<GenerationScheduler>(() => model.CreateScheduler(schedulerOptions));
     }
 
     /// <summary>The model id in responses and metadata.</summary>
@@ -137,67 +143,40 @@ public sealed class GemmaChatClient : IChatClient
         return serviceType.IsInstanceOfType(this) ? this : null;
     }
 
-    /// <summary>Lets the conversation's KV cache go; the model stays loaded. Call it once no request is running.</summary>
+    /// <summary>Stops the client's scheduler (requests still running end as cancelled) and lets the KV caches go; the
+    /// model stays loaded.</summary>
     public void Dispose()
     {
-        _session = null;
-        _turn.Dispose();
+        if (_scheduler.IsValueCreated) _scheduler.Value.Dispose();
     }
 
     /// <summary>A reply: its text, why it ended and the token counts.</summary>
     private sealed record Reply(string Id, string Text, ChatFinishReason FinishReason, UsageDetails Usage, DateTimeOffset CreatedAt);
 
-    /// <summary>Waits for the model, then generates one reply on this thread, passing text on as it is decoded.</summary>
+    /// <summary>Renders the conversation and generates the reply on the scheduler, passing text on as it is decoded
+    /// (on the scheduler's thread).</summary>
     private async Task<Reply> ReplyAsync(ChatMessage[] conversation, ChatOptions? options, Action<string>? onText, string id,
         CancellationToken cancellationToken)
     {
         var generation = new GenerationOptions { MaxTokens = options?.MaxOutputTokens ?? _options.MaxOutputTokens, Sampling = Sampling(options) };
-        await _turn.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            return GenerateReply(conversation, options, generation, onText, id, cancellationToken);
-        }
-        catch
-        {
-            // A reply cut short (cancelled, failed) leaves a sequence no conversation has: start over next time.
-            _session?.Reset();
-            _replies = [];
-            throw;
-        }
-        finally
-        {
-            _turn.Release();
-        }
-    }
+        int[] prompt;
+        lock (_replies) prompt = _format.Render(conversation, options?.Instructions, _replies, new HashSet<string>());
+        var scheduler = _scheduler.Value;
+        if (prompt.Length > scheduler.MaxContext)
+            throw new InvalidOperationException($"the conversation is {prompt.Length} tokens; the context holds {scheduler.MaxContext}");
 
-    /// <summary>Renders the conversation, reuses the KV cache when the conversation extends it, and generates.</summary>
-    private Reply GenerateReply(ChatMessage[] conversation, ChatOptions? options, GenerationOptions generation, Action<string>? onText,
-        string id, CancellationToken cancellationToken)
-    {
-        var used = new HashSet<string>();
-        int[] prompt = _format.Render(conversation, options?.Instructions, _replies, used);
-        GenerationSession session = _session ??= _model.CreateSession(_options.MaxContext);
-        if (prompt.Length > session.MaxContext)
-            throw new InvalidOperationException($"the conversation is {prompt.Length} tokens; the context holds {session.MaxContext}");
-
-        int cached = Extends(prompt, session.Tokens) ? session.Tokens.Count : 0;
-        if (cached == 0)
-        {
-            session.Reset();
-            _replies = _replies.Where(r => used.Contains(r.Key)).ToDictionary();
-        }
-
-        // A stop sequence ends the reply: the session stops before the next token, as it does when cancelled.
+        // A stop sequence ends the reply: the scheduler stops the request before its next step, as when cancelled.
         using var stopped = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var filter = new StopSequenceFilter(options?.StopSequences);
         StreamingDecoder decoder = _model.RequireTokenizer().CreateStreamingDecoder();
-        GenerationResult result = session.Generate(prompt.AsSpan(cached), generation, token =>
+        var endTokens = GenerationSession.EndTokensOf(_model);
+        GenerationResult result = await scheduler.GenerateAsync(prompt, generation, token =>
         {
-            if (session.EndTokens.Contains(token)) return;
+            if (endTokens.Contains(token) || filter.Stopped) return;
             string text = filter.Push(decoder.Push(token));
             if (text.Length > 0) onText?.Invoke(text);
             if (filter.Stopped) stopped.Cancel();
-        }, stopped.Token);
+        }, stopped.Token).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
         if (!filter.Stopped)
         {
@@ -210,28 +189,24 @@ public sealed class GemmaChatClient : IChatClient
         // a reply that ended at another end token (<eos>) keeps it, and <end_of_turn> follows, as in ChatSession.
         // A reply cut at a stop sequence is shorter than its tokens: a history that repeats it re-renders it.
         bool endOfTurn = generated.Length > 0 && generated[^1] == _format.EndOfTurn;
-        if (!filter.Stopped) _replies[filter.Text] = endOfTurn ? generated[..^1] : generated;
+        if (!filter.Stopped)
+        {
+            lock (_replies)
+            {
+                if (_replies.Count >= RepliesKept) _replies.Clear();
+                _replies[filter.Text] = endOfTurn ? generated[..^1] : generated;
+            }
+        }
 
         var usage = new UsageDetails
         {
             InputTokenCount = prompt.Length,
-            CachedInputTokenCount = cached,
+            CachedInputTokenCount = result.Stats.CachedTokens,
             OutputTokenCount = generated.Length,
             TotalTokenCount = prompt.Length + generated.Length,
         };
         ChatFinishReason finish = filter.Stopped || result.StopReason == StopReason.EndToken ? ChatFinishReason.Stop : ChatFinishReason.Length;
         return new Reply(id, filter.Text, finish, usage, DateTimeOffset.UtcNow);
-    }
-
-    /// <summary>Whether <paramref name="prompt"/> is the conversation in the cache followed by more tokens.</summary>
-    private static bool Extends(int[] prompt, IReadOnlyList<int> cache)
-    {
-        if (cache.Count == 0 || cache.Count >= prompt.Length) return false;
-        for (int i = 0; i < cache.Count; i++)
-        {
-            if (cache[i] != prompt[i]) return false;
-        }
-        return true;
     }
 
     /// <summary>The client's sampling with what <paramref name="options"/> sets.</summary>

@@ -13,6 +13,10 @@ public sealed record GemmaChatClientOptions
     /// <summary>Tokens a reply may have when the request does not set <c>MaxOutputTokens</c>. Default 256.</summary>
     public int MaxOutputTokens { get; init; } = 256;
 
-    /// <summary>Positions the conversation may use (its KV cache); null: the model's <see cref="GemmaModel.MaxContext"/>.</summary>
+    /// <summary>Positions a conversation may use (its KV cache); null: the model's <see cref="GemmaModel.MaxContext"/>.</summary>
     public int? MaxContext { get; init; }
+
+    /// <summary>Requests answered at once, in shared decoding steps (each holds a KV cache of <see cref="MaxContext"/>
+    /// positions); later ones wait their turn. Default 4.</summary>
+    public int MaxConcurrentRequests { get; init; } = 4;
 }

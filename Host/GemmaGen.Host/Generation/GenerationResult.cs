@@ -24,6 +24,10 @@ public enum StopReason
 /// <param name="DecodeSeconds">Time spent after the first token on the rest.</param>
 public sealed record GenerationStats(int PromptTokens, double PrefillSeconds, TimeSpan TimeToFirstToken, int GeneratedTokens, double DecodeSeconds)
 {
+    /// <summary>Prompt tokens that were already in the KV cache (a prefix a <see cref="GenerationScheduler"/> reused), not
+    /// counted in <see cref="PromptTokens"/>.</summary>
+    public int CachedTokens { get; init; }
+
     /// <summary>Prompt tokens per second of prefill.</summary>
     public double PrefillTokensPerSecond => PrefillSeconds > 0 ? PromptTokens / PrefillSeconds : 0;
 

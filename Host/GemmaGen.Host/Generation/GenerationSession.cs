@@ -40,12 +40,20 @@ public sealed class GenerationSession
         _decoder = decoder;
         _logits = new float[model.Config.VocabSize];
         _tokens = new List<int>(decoder.MaxContext + 1);
-        _endTokens = [.. model.Config.EosTokenIds];
+        _endTokens = EndTokensOf(model);
+    }
+
+    /// <summary>The tokens that end generation on <paramref name="model"/>: the config's eos ids, and the tokenizer's
+    /// <c>&lt;eos&gt;</c> and <c>&lt;end_of_turn&gt;</c>.</summary>
+    internal static HashSet<int> EndTokensOf(GemmaModel model)
+    {
+        HashSet<int> end = [.. model.Config.EosTokenIds];
         if (model.Tokenizer is { } tokenizer)
         {
-            _endTokens.Add(tokenizer.EosId);
-            if (tokenizer.EndOfTurnId is int endOfTurn) _endTokens.Add(endOfTurn);
+            end.Add(tokenizer.EosId);
+            if (tokenizer.EndOfTurnId is int endOfTurn) end.Add(endOfTurn);
         }
+        return end;
     }
 
     /// <summary>Positions the session can hold.</summary>
@@ -113,7 +121,7 @@ public sealed class GenerationSession
                 }
                 Feed(_pending!.Value);
             }
-            if (!FiniteCheck.AllFinite(_logits)) throw NotFinite(generated.Count + 1);
+            if (!FiniteCheck.AllFinite(_logits)) throw NotFinite(_logits, generated.Count + 1, _decoder.Length - 1);
             int next = sampler.Sample(_logits, TokenSpan());
             _logitsReady = false;
             _pending = next;
@@ -152,16 +160,16 @@ public sealed class GenerationSession
     }
 
     /// <summary>Says which step and position gave logits that are not finite, and how many are NaN or infinite.</summary>
-    private GenerationException NotFinite(int step)
+    internal static GenerationException NotFinite(ReadOnlySpan<float> logits, int step, int position)
     {
         int nan = 0, infinite = 0;
-        foreach (float logit in _logits)
+        foreach (float logit in logits)
         {
             if (float.IsNaN(logit)) nan++;
             else if (float.IsInfinity(logit)) infinite++;
         }
         return new GenerationException(
-            $"the logits are not finite at step {step} (position {_decoder.Length - 1}): {nan} NaN and {infinite} infinite of {_logits.Length}; " +
+            $"the logits are not finite at step {step} (position {position}): {nan} NaN and {infinite} infinite of {logits.Length}; " +
             "the model's weights or activations are not finite");
     }
 
