@@ -198,7 +198,7 @@ public sealed class GenerationScheduler : IDisposable
         // Disposed: whatever is left ends as cancelled.
         lock (_gate)
         {
-            foreach (var r in _running) Finish(r, StopReason.Cancelled);
+            foreach (var r in _running.ToArray()) Finish(r, StopReason.Cancelled);
             while (_waiting.TryDequeue(out var r)) Finish(r, StopReason.Cancelled);
             _running.Clear();
         }
