@@ -51,6 +51,7 @@ public sealed class GenerationScheduler : IDisposable
     private readonly ForwardBatch _batch;
     private readonly Request?[] _rowRequest;
     private readonly float[] _logits;
+    private readonly Request[] _step;
     private readonly Thread _thread;
     private readonly HashSet<int> _endTokens;
     private long _uses;
@@ -69,7 +70,9 @@ public sealed class GenerationScheduler : IDisposable
         Sequence.CheckContext(model.Config, _maxContext, _forward.MaxRows);
         _batch = new ForwardBatch(_forward.MaxRows);
         _rowRequest = new Request?[_forward.MaxRows];
-        _logits = new float[(long)_forward.MaxRows * model.Config.VocabSize];
+        // a request has at most one row with logits per step: its decoding row, or its prompt's last
+        _logits = new float[(long)_options.MaxSequences * model.Config.VocabSize];
+        _step = new Request[_options.MaxSequences];
         _endTokens = GenerationSession.EndTokensOf(model);
         _thread = new Thread(Loop) { IsBackground = true, Name = "gemmagen-scheduler" };
         _thread.Start();
@@ -184,13 +187,7 @@ public sealed class GenerationScheduler : IDisposable
             {
                 while (!_disposed && _waiting.Count == 0 && _running.Count == 0) Monitor.Wait(_gate);
                 if (_disposed) break;
-                if (_waiting.Any(r => r.Cancellation.IsCancellationRequested))
-                {
-                    var keep = _waiting.Where(r => !r.Cancellation.IsCancellationRequested).ToArray();
-                    foreach (var r in _waiting.Except(keep)) Finish(r, StopReason.Cancelled);
-                    _waiting.Clear();
-                    foreach (var r in keep) _waiting.Enqueue(r);
-                }
+                DropCancelledWaiting();
                 Admit();
             }
             Step();
@@ -201,6 +198,18 @@ public sealed class GenerationScheduler : IDisposable
             foreach (var r in _running.ToArray()) Finish(r, StopReason.Cancelled);
             while (_waiting.TryDequeue(out var r)) Finish(r, StopReason.Cancelled);
             _running.Clear();
+        }
+    }
+
+    /// <summary>Ends the waiting requests whose callers cancelled them, keeping the others in order (under the gate).</summary>
+    private void DropCancelledWaiting()
+    {
+        int count = _waiting.Count;
+        for (int i = 0; i < count; i++)
+        {
+            var r = _waiting.Dequeue();
+            if (r.Cancellation.IsCancellationRequested) Finish(r, StopReason.Cancelled);
+            else _waiting.Enqueue(r);
         }
     }
 
@@ -262,8 +271,13 @@ public sealed class GenerationScheduler : IDisposable
     /// then each row that produced logits picks its request's next token.</summary>
     private void Step()
     {
-        Request[] running;
-        lock (_gate) running = [.. _running];
+        int active;
+        lock (_gate)
+        {
+            active = _running.Count;
+            _running.CopyTo(_step);
+        }
+        var running = new ReadOnlySpan<Request>(_step, 0, active);
         _batch.Clear();
         int rows = _forward.MaxRows;
         foreach (var r in running)
@@ -297,8 +311,12 @@ public sealed class GenerationScheduler : IDisposable
                 // A pass that failed leaves every sequence in it unusable: fail their requests, forget their caches.
                 lock (_gate)
                 {
-                    foreach (var r in running.Where(InBatch)) Fail(r, e);
+                    foreach (var r in running)
+                    {
+                        if (InBatch(r)) Fail(r, e);
+                    }
                 }
+                Array.Clear(_rowRequest);
                 return;
             }
         }
