@@ -8,14 +8,20 @@ public interface IRowJob
 }
 
 /// <summary>
-/// A persistent pool that splits a row range into contiguous parts, one per thread, the caller taking the
-/// first. Workers spin briefly for the next job (a hand-off costs well under a microsecond) and then block,
-/// so an idle pool, or one whose cores another process wants, burns no CPU. No allocation per call.
+/// A persistent pool that splits a row range into contiguous, grain-aligned chunks, about
+/// <see cref="ChunksPerThread"/> per thread, which the threads (the caller's included) take from a shared counter
+/// as they become free: a thread slowed down by another process on its core costs the job at most the chunk it
+/// holds, not a fixed share. Workers spin briefly for the next job (a hand-off costs well under a microsecond) and
+/// then block, so an idle pool, or one whose cores another process wants, burns no CPU. No allocation per call.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
     /// <summary>Spin-wait rounds before blocking; after the first few, each round yields the core.</summary>
     private const int SpinIterations = 2_000;
+
+    /// <summary>Chunks a job is cut into per thread: enough that a slow thread's last chunk is a small part of the job,
+    /// few enough that taking one (an interlocked add) and the kernels' per-call set-up stay negligible.</summary>
+    public const int ChunksPerThread = 4;
 
     private readonly Thread[] _workers;
     private readonly object _gate = new();
@@ -23,6 +29,9 @@ public sealed class WorkerPool : IDisposable
     private IRowJob? _job;
     private int _total;
     private int _grain;
+    private int _units;
+    private int _chunkUnits;
+    private int _nextUnit;
     private long _generation;
     private int _pending;
     private int _sleepers;
@@ -38,17 +47,20 @@ public sealed class WorkerPool : IDisposable
         for (int i = 0; i < _workers.Length; i++)
         {
             int part = i + 1;
-            _workers[i] = new Thread(() => WorkerLoop(part)) { IsBackground = true, Name = $"gemmagen-worker-{part}" };
+            _workers[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"gemmagen-worker-{part}" };
             _workers[i].Start();
         }
     }
 
+    /// <summary>The pool's own threads (not the callers'), for tests.</summary>
+    internal IReadOnlyList<Thread> WorkerThreads => _workers;
+
     /// <summary>Threads that work on a job, the caller's included.</summary>
     public int Threads { get; }
 
-    /// <summary>Runs <paramref name="job"/> over [0, <paramref name="total"/>), split into contiguous parts whose
-    /// boundaries are multiples of <paramref name="grain"/>. Returns when every part is done. Callers on different
-    /// threads (decoders of several sessions sharing the pool) take turns.</summary>
+    /// <summary>Runs <paramref name="job"/> over [0, <paramref name="total"/>), split into contiguous chunks whose
+    /// boundaries are multiples of <paramref name="grain"/>, each run once by whichever thread takes it. Returns when
+    /// every chunk is done. Callers on different threads take turns.</summary>
     public void Run(IRowJob job, int total, int grain = 1)
     {
         // One job at a time: decoders of different sessions may share the pool from different threads.
@@ -68,6 +80,9 @@ public sealed class WorkerPool : IDisposable
         _job = job;
         _total = total;
         _grain = grain;
+        _units = (int)(((long)total + grain - 1) / grain);
+        _chunkUnits = Math.Max(1, _units / (Threads * ChunksPerThread));
+        Volatile.Write(ref _nextUnit, 0);
         _failure = null;
         Volatile.Write(ref _pending, _workers.Length);
         Interlocked.Increment(ref _generation);
@@ -79,7 +94,7 @@ public sealed class WorkerPool : IDisposable
         Exception? own = null;
         try
         {
-            ExecutePart(job, 0);
+            ExecuteChunks(job);
         }
         catch (Exception e)
         {
@@ -93,22 +108,20 @@ public sealed class WorkerPool : IDisposable
         if (failure != null) throw new AggregateException("a worker failed", failure);
     }
 
-    private void ExecutePart(IRowJob job, int part)
+    /// <summary>Takes chunks of the current job until none is left.</summary>
+    private void ExecuteChunks(IRowJob job)
     {
-        var (start, end) = Range(part);
-        if (start < end) job.Execute(start, end);
+        int chunk = _chunkUnits, units = _units, grain = _grain, total = _total;
+        while (true)
+        {
+            int first = Interlocked.Add(ref _nextUnit, chunk) - chunk;
+            if (first >= units) return;
+            long end = Math.Min((long)(first + chunk) * grain, total);
+            job.Execute(first * grain, (int)end);
+        }
     }
 
-    /// <summary>Part <paramref name="part"/> of the current job: contiguous, grain-aligned, sizes within a grain of each other.</summary>
-    private (int Start, int End) Range(int part)
-    {
-        int units = (_total + _grain - 1) / _grain;
-        int start = (int)((long)units * part / Threads) * _grain;
-        int end = (int)((long)units * (part + 1) / Threads) * _grain;
-        return (Math.Min(start, _total), Math.Min(end, _total));
-    }
-
-    private void WorkerLoop(int part)
+    private void WorkerLoop()
     {
         long seen = 0;
         while (true)
@@ -118,7 +131,7 @@ public sealed class WorkerPool : IDisposable
             seen = generation;
             try
             {
-                ExecutePart(_job!, part);
+                ExecuteChunks(_job!);
             }
             catch (Exception e)
             {

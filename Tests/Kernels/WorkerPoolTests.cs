@@ -40,18 +40,18 @@ public sealed class WorkerPoolTests
         public void Execute(int start, int end) => Interlocked.Add(ref _sum, end - start);
     }
 
-    /// <summary>Throws from the part that starts at row <c>failingStart</c>.</summary>
-    private sealed class FailingJob(int failingStart) : IRowJob
+    /// <summary>Throws from the chunk that holds row <c>failingRow</c>.</summary>
+    private sealed class FailingJob(int failingRow) : IRowJob
     {
         public void Execute(int start, int end)
         {
-            if (start == failingStart) throw new InvalidOperationException($"part at {start} failed");
+            if (start <= failingRow && failingRow < end) throw new InvalidOperationException($"row {failingRow} failed");
         }
     }
 
     [Theory]
     [MemberData(nameof(ThreadCounts))]
-    public void EveryRowRunsOnceInContiguousGrainAlignedParts(int threads)
+    public void EveryRowRunsOnceInContiguousGrainAlignedChunks(int threads)
     {
         using var pool = new WorkerPool(threads);
         Assert.Equal(threads, pool.Threads);
@@ -65,12 +65,13 @@ public sealed class WorkerPoolTests
                 string context = $"{threads} threads, total {total}, grain {grain}";
                 Assert.True(job.Hits.All(h => h == 1), $"{context}: rows run {string.Join(",", job.Hits)} times");
                 var parts = job.Parts.OrderBy(p => p.Start).ToArray();
-                Assert.True(parts.Length <= threads, $"{context}: {parts.Length} parts");
+                // about ChunksPerThread chunks per thread: a chunk is units / (threads · ChunksPerThread) grains, rounded down
+                Assert.True(parts.Length < 2 * threads * WorkerPool.ChunksPerThread, $"{context}: {parts.Length} chunks");
                 int expectedStart = 0;
                 foreach (var (start, end, _) in parts)
                 {
-                    Assert.True(start == expectedStart && start < end, $"{context}: part [{start}, {end}) after {expectedStart}");
-                    Assert.True(start % grain == 0 && (end % grain == 0 || end == total), $"{context}: part [{start}, {end}) not grain-aligned");
+                    Assert.True(start == expectedStart && start < end, $"{context}: chunk [{start}, {end}) after {expectedStart}");
+                    Assert.True(start % grain == 0 && (end % grain == 0 || end == total), $"{context}: chunk [{start}, {end}) not grain-aligned");
                     expectedStart = end;
                 }
                 Assert.Equal(total, expectedStart);
@@ -79,18 +80,58 @@ public sealed class WorkerPoolTests
     }
 
     [Theory]
-    [MemberData(nameof(ThreadCounts))]
-    public void EachPartRunsOnItsOwnThreadTheCallerTakingTheFirst(int threads)
+    [InlineData(2)]
+    [InlineData(3)]
+    public void AStalledThreadCostsOnlyTheChunkItHolds(int threads)
     {
+        // One worker stalls in its first chunk (as when another process takes its core) until the others have run
+        // every other row: with chunks taken from a shared counter they can; with a fixed share per thread they could
+        // not, and the wait would time out.
         using var pool = new WorkerPool(threads);
-        var job = new RecordingJob(threads * 64);
+        var job = new StallingJob(Thread.CurrentThread, total: 4096);
 
-        pool.Run(job, threads * 64);
+        pool.Run(job, 4096, grain: 16);
 
-        var parts = job.Parts.OrderBy(p => p.Start).ToArray();
-        Assert.Equal(threads, parts.Length);
-        Assert.Same(Thread.CurrentThread, parts[0].Thread);
-        Assert.Equal(threads, parts.Select(p => p.Thread).Distinct().Count());
+        Assert.True(job.OthersFinished, $"the other threads ran {job.RunByOthers} of the {4096 - job.StalledRows} rows the stalled chunk left");
+        Assert.True(job.StalledRows <= 4096 / (threads * WorkerPool.ChunksPerThread), $"the stalled thread held {job.StalledRows} rows");
+    }
+
+    /// <summary>The first chunk a worker thread (not the caller) takes blocks until every other row has run; the caller's
+    /// first chunk waits until that stall has begun (so the caller cannot run the whole job before a worker wakes).</summary>
+    private sealed class StallingJob(Thread caller, int total) : IRowJob
+    {
+        private readonly ManualResetEventSlim _othersDone = new();
+        private readonly ManualResetEventSlim _stallBegan = new();
+        private int _callerWaited;
+        private int _stalled;
+        private int _stalledRows;
+        private int _runByOthers;
+
+        public int StalledRows => Volatile.Read(ref _stalledRows);
+
+        public int RunByOthers => Volatile.Read(ref _runByOthers);
+
+        public bool OthersFinished { get; private set; }
+
+        public void Execute(int start, int end)
+        {
+            if (Thread.CurrentThread != caller && Interlocked.CompareExchange(ref _stalled, 1, 0) == 0)
+            {
+                Volatile.Write(ref _stalledRows, end - start);
+                _stallBegan.Set();
+                CheckDone();
+                OthersFinished = _othersDone.Wait(TimeSpan.FromSeconds(20));
+                return;
+            }
+            if (Thread.CurrentThread == caller && Interlocked.Exchange(ref _callerWaited, 1) == 0) _stallBegan.Wait(TimeSpan.FromSeconds(20));
+            Interlocked.Add(ref _runByOthers, end - start);
+            CheckDone();
+        }
+
+        private void CheckDone()
+        {
+            if (StalledRows > 0 && RunByOthers == total - StalledRows) _othersDone.Set();
+        }
     }
 
     [Fact]
@@ -120,7 +161,7 @@ public sealed class WorkerPoolTests
         // The pool wraps a failure in an AggregateException, except when the caller ran the whole range itself.
         var failure = thrown is AggregateException aggregate ? Assert.Single(aggregate.InnerExceptions) : thrown;
         var invalid = Assert.IsType<InvalidOperationException>(failure);
-        Assert.Equal($"part at {failingStart} failed", invalid.Message);
+        Assert.Equal($"row {failingStart} failed", invalid.Message);
 
         var job = new RecordingJob(100);
         pool.Run(job, 100);
@@ -173,8 +214,8 @@ public sealed class WorkerPoolTests
 
         pool.Dispose();
 
-        var workers = job.Parts.Select(p => p.Thread).Where(t => t != Thread.CurrentThread).ToArray();
-        Assert.Equal(3, workers.Length);
+        var workers = pool.WorkerThreads;
+        Assert.Equal(3, workers.Count);
         Assert.All(workers, w => Assert.False(w.IsAlive, $"{w.Name} is still alive"));
         Assert.Throws<ObjectDisposedException>(() => pool.Run(job, 400));
         pool.Dispose();
