@@ -57,6 +57,10 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     /// quantized types of <see cref="GgmlDequantizer"/> dequantized.</summary>
     public static bool Supports(GgmlType type) => type == GgmlType.F32 || type == GgmlType.F16 || type == GgmlType.BF16 || GgmlDequantizer.Supports(type);
 
+    /// <summary>Whether tensors of <paramref name="type"/> are dequantized to float32 at load (the quantized types
+    /// <see cref="Supports"/> accepts).</summary>
+    public static bool IsDequantized(GgmlType type) => GgmlDequantizer.Supports(type);
+
     /// <summary>The types <see cref="Supports"/> accepts, for messages.</summary>
     public static string SupportedTypeNames => string.Join(", ", new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16 }.Concat(GgmlDequantizer.Types).Select(t => t.Name));
 
