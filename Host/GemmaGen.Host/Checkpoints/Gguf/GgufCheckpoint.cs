@@ -228,6 +228,15 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
         return true;
     }
 
+    /// <summary>How many dequantized tensors are held (made and not yet released).</summary>
+    internal int HeldDequantizedTensors
+    {
+        get
+        {
+            lock (_lock) return _dequantized.Count;
+        }
+    }
+
     /// <summary>Frees the dequantized copy of a tensor, if one was made.</summary>
     public void Release(string name)
     {
