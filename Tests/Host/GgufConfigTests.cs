@@ -223,6 +223,15 @@ internal static class GgufRewriter
             data = File.ReadAllBytes(source)[(int)file.DataOffset..];
         }
         edit(kvs);
+        return Write(target, kvs, tensors, data, typeOf, shapeOf);
+    }
+
+    /// <summary>Writes a GGUF file of <paramref name="kvs"/>, <paramref name="tensors"/> (their infos, with the type and
+    /// shape the functions give) and the data section <paramref name="data"/>.</summary>
+    public static string Write(string target, List<KeyValuePair<string, GgufValue>> kvs, IReadOnlyList<GgufTensor>? tensors = null, byte[]? data = null,
+        Func<GgufTensor, uint>? typeOf = null, Func<GgufTensor, long[]?>? shapeOf = null)
+    {
+        tensors ??= [];
         var bytes = new List<byte>();
         bytes.AddRange(RawGguf.U32(0x46554747));
         bytes.AddRange(RawGguf.U32(3));
@@ -244,7 +253,7 @@ internal static class GgufRewriter
             bytes.AddRange(RawGguf.U64((ulong)t.Offset));
         }
         while (bytes.Count % 32 != 0) bytes.Add(0);
-        bytes.AddRange(data);
+        bytes.AddRange(data ?? []);
         File.WriteAllBytes(target, [.. bytes]);
         return target;
     }
