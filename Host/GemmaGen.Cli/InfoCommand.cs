@@ -110,7 +110,7 @@ internal static class InfoCommand
         foreach (var unmapped in gguf.UnmappedTensors) stderr.WriteLine($"warning: {path}: tensor '{unmapped.Name}' has no role in a Gemma 2 model and is not read");
         stdout.WriteLine(tokenizer is null
             ? "tokenizer    none (the file has no tokenizer.ggml.tokens; text input and output need one)"
-            : $"tokenizer    {tokenizer.VocabSize} tokens from tokenizer.ggml.*, bos {tokenizer.BosId}, eos {tokenizer.EosId}, add_bos {tokenizer.AddBosToken}; chat template: "
+            : $"tokenizer    {tokenizer.VocabSize} tokens from tokenizer.ggml.*, bos {tokenizer.BosId}, eos {tokenizer.EosId}, add_bos {(tokenizer.AddBosToken ? "true" : "false")}; chat template: "
               + (tokenizer.ChatTemplate is null ? "none" : tokenizer.HasGemmaChatTemplate ? "Gemma's (<start_of_turn>/<end_of_turn>)" : "not Gemma's turn format (chat uses Gemma's)"));
         WriteMemory(stdout, stderr, c, gguf, plan);
         if (listTensors)
