@@ -102,6 +102,20 @@ public sealed unsafe class GgufTensorTests : IDisposable
         Assert.Equal(0, gguf.HeldDequantizedTensors);
     }
 
+    [Fact]
+    public void PlanningALoadDequantizesNothing()
+    {
+        // The memory check comes before any weight is made: the plan asks for the embedding's type only.
+        using var gguf = GgufCheckpoint.Open(GgufFixtures.Path("q4_k_m"));
+        var plan = LoadPlan.Create(gguf.Config, gguf, tokenizer: gguf.LoadTokenizer());
+        Assert.Equal(0, gguf.HeldDequantizedTensors);
+        Assert.Equal(WeightFormat.F32, plan.Format);
+        Assert.Equal(TensorDType.F32, gguf.DTypeOf(CheckpointNames.Embed));
+        using var f16 = GgufCheckpoint.Open(GgufFixtures.Path("f16"));
+        Assert.Equal(TensorDType.F16, f16.DTypeOf(CheckpointNames.Embed));
+        Assert.Null(f16.DTypeOf(CheckpointNames.LmHead));
+    }
+
     [Theory]
     [InlineData("q8_0", "Q8_0")]
     [InlineData("q4_0", "Q4_0")]

@@ -186,6 +186,21 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     /// <summary>The GGUF tensor behind a Hugging Face name.</summary>
     public bool TryGetSourceTensor(string name, out GgufTensor tensor) => _byName.TryGetValue(name, out tensor!);
 
+    /// <summary>The element type a tensor is served in (a quantized one as F32), without dequantizing it; null when the
+    /// file has no such tensor.</summary>
+    /// <exception cref="WeightLoadException">The tensor's type is not supported.</exception>
+    public TensorDType? DTypeOf(string name)
+    {
+        if (!_byName.TryGetValue(name, out var info)) return null;
+        if (info.Type == GgmlType.F16) return TensorDType.F16;
+        if (info.Type == GgmlType.BF16) return TensorDType.BF16;
+        if (info.Type == GgmlType.F32 || GgmlDequantizer.Supports(info.Type)) return TensorDType.F32;
+        throw Unsupported(name, info);
+    }
+
+    private WeightLoadException Unsupported(string name, GgufTensor info) => new(
+        $"{Path}: tensor '{info.Name}' ({name}) has ggml type {info.TypeName}, which GemmaGen does not load; supported types: {SupportedTypeNames}");
+
     /// <summary>Finds a tensor by its Hugging Face name: a view of the file for F32, F16 and BF16, the dequantized
     /// float32 values for a quantized type (kept until <see cref="Release"/>).</summary>
     /// <exception cref="WeightLoadException">The tensor's type is not supported.</exception>
@@ -202,9 +217,7 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
             tensor = new TensorView(name, dtype, shape, data, info.ByteLength, origin);
             return true;
         }
-        if (!GgmlDequantizer.Supports(info.Type))
-            throw new WeightLoadException(
-                $"{Path}: tensor '{info.Name}' ({name}) has ggml type {info.TypeName}, which GemmaGen does not load; supported types: {SupportedTypeNames}");
+        if (!GgmlDequantizer.Supports(info.Type)) throw Unsupported(name, info);
         NativeBuffer buffer;
         lock (_lock)
         {
