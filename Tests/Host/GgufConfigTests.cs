@@ -30,6 +30,42 @@ public sealed class GgufConfigTests : IDisposable
         Assert.Equal(9.99999997e-07f, (float)config.RmsNormEps);
     }
 
+    [Theory]
+    [InlineData("gemma-2-2b.json", "Gemma2_2B")]
+    [InlineData("gemma-2-9b.json", "Gemma2_9B")]
+    [InlineData("gemma-2-27b.json", "Gemma2_27B")]
+    public void ThePublishedShapesRunOnTheirCompiledSpecs(string spec, string className)
+    {
+        // The keys llama.cpp's converter (Gemma2Model.set_gguf_parameters) writes for the published config.json.
+        var c = Checkpoint.LoadConfig(GemmaGen.Tests.Generator.RepositoryFiles.Path("Specs", spec));
+        var kvs = new List<KeyValuePair<string, GgufValue>>
+        {
+            new("general.architecture", new GgufValue(GgufValueType.String, "gemma2")),
+            new("gemma2.context_length", new GgufValue(GgufValueType.UInt32, (uint)c.MaxPositionEmbeddings)),
+            new("gemma2.embedding_length", new GgufValue(GgufValueType.UInt32, (uint)c.HiddenSize)),
+            new("gemma2.block_count", new GgufValue(GgufValueType.UInt32, (uint)c.NumHiddenLayers)),
+            new("gemma2.feed_forward_length", new GgufValue(GgufValueType.UInt32, (uint)c.IntermediateSize)),
+            new("gemma2.attention.head_count", new GgufValue(GgufValueType.UInt32, (uint)c.NumAttentionHeads)),
+            new("gemma2.attention.head_count_kv", new GgufValue(GgufValueType.UInt32, (uint)c.NumKeyValueHeads)),
+            new("gemma2.attention.layer_norm_rms_epsilon", new GgufValue(GgufValueType.Float32, (float)c.RmsNormEps)),
+            new("gemma2.attention.key_length", new GgufValue(GgufValueType.UInt32, (uint)c.HeadDim)),
+            new("gemma2.attention.value_length", new GgufValue(GgufValueType.UInt32, (uint)c.HeadDim)),
+            new("gemma2.attn_logit_softcapping", new GgufValue(GgufValueType.Float32, (float)c.AttnLogitSoftcapping!.Value)),
+            new("gemma2.final_logit_softcapping", new GgufValue(GgufValueType.Float32, (float)c.FinalLogitSoftcapping!.Value)),
+            new("gemma2.attention.sliding_window", new GgufValue(GgufValueType.UInt32, (uint)c.SlidingWindow)),
+            new("tokenizer.ggml.tokens", GgufRewriter.Array(GgufValueType.String, Enumerable.Range(0, c.VocabSize).Select(i => $"t{i}").ToArray())),
+            new("tokenizer.ggml.bos_token_id", new GgufValue(GgufValueType.UInt32, 2u)),
+            new("tokenizer.ggml.eos_token_id", new GgufValue(GgufValueType.UInt32, 1u)),
+            new("tokenizer.ggml.padding_token_id", new GgufValue(GgufValueType.UInt32, 0u)),
+        };
+        using var file = GgufFile.Open(GgufRewriter.Write(_temp.File(spec + ".gguf"), kvs));
+        var derived = GgufConfig.Read(file);
+        Assert.Equal(c.Shape, derived.Shape);
+        Assert.Equal(c.VocabSize, derived.VocabSize);
+        Assert.Equal(c.NumHiddenLayers, derived.NumHiddenLayers);
+        Assert.Equal(className, CompiledModelRegistry.Find(derived.Shape)?.ClassName);
+    }
+
     [Fact]
     public void AbsentKeysTakeLlamaCppDefaults()
     {
