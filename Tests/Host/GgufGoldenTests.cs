@@ -11,8 +11,7 @@ namespace GemmaGen.Tests.Host;
 /// reference path and on the compiled demo spec, against its goldens (float64 on the weights dequantized from that
 /// file, fixtures README): prompt logits and the long-prompt rows within 1e-3 × max |logit|; greedy decoding through
 /// the KV cache reproduces <c>generated_ids</c> (and the long prompt's) up to the first step whose margin is below
-/// 0.05, and the logits of every step (teacher forcing) stay within the same tolerance. As a loose cross-check, the
-/// distance to llama.cpp's own logits must stay within twice the distance between llama.cpp and the exact goldens.
+/// 0.05, and the logits of every step (teacher forcing) stay within the same tolerance.
 /// </summary>
 [IsaSensitive]
 public sealed class GgufGoldenTests(ITestOutputHelper output)
@@ -82,33 +81,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         Assert.True(diff <= tolerance, $"{name}: teacher-forced logits differ by {diff} > {tolerance}");
     }
 
-    [Fact]
-    public void DistanceToLlamaCppsLogitsPerFile()
-    {
-        using var measurements = JsonDocument.Parse(File.ReadAllText(Fixtures.Path("gguf", "measurements.json")));
-        var files = measurements.RootElement.GetProperty("files");
-        output.WriteLine("| file | GemmaGen vs exact (prompt / long rows) | GemmaGen vs llama.cpp (prompt / long rows) | llama.cpp vs exact (prompt / long, all positions) |");
-        output.WriteLine("|---|---|---|---|");
-        foreach (string name in GgufFixtures.Names)
-        {
-            using var model = Load(name, compiled: true);
-            using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
-            var (prompt, longRows) = Run(model, golden);
-            double exact = MaxDiff(golden.GetF32("prompt_logits"), prompt);
-            double exactLong = MaxDiff(golden.GetF32("long_prompt_logits"), longRows);
-            double llama = MaxDiff(golden.GetF32("llamacpp_prompt_logits"), prompt);
-            double llamaLong = MaxDiff(golden.GetF32("llamacpp_long_prompt_logits"), longRows);
-            var file = files.GetProperty(name);
-            double reference = file.GetProperty("exact_vs_llamacpp_max_abs").GetDouble();
-            double referenceLong = file.GetProperty("exact_vs_llamacpp_long_max_abs_all_positions").GetDouble();
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | {exact:0.00e+00} / {exactLong:0.00e+00} | {llama:0.00e+00} / {llamaLong:0.00e+00} | {reference:0.00e+00} / {referenceLong:0.00e+00} |"));
-            Assert.True(llama <= 2 * reference, $"{name}: {llama} from llama.cpp's prompt logits, more than twice llama.cpp's own distance {reference}");
-            Assert.True(llamaLong <= 2 * referenceLong, $"{name}: {llamaLong} from llama.cpp's long-prompt rows, more than twice {referenceLong}");
-        }
-    }
-
-    private static GemmaModel Load(string name, bool compiled)
+    internal static GemmaModel Load(string name, bool compiled)
     {
         var model = GemmaModel.Load(GgufFixtures.Path(name), new GemmaModelOptions { ForceReference = !compiled, Threads = 2 });
         Assert.Equal(compiled ? "compiled Gemma2_Demo" : "reference", model.ExecutionPath);
@@ -117,7 +90,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
     }
 
     /// <summary>The prompt's logits, and the long prompt's logits at <c>long_positions</c>.</summary>
-    private static (float[] Prompt, float[] LongRows) Run(GemmaModel model, SafetensorsFile golden)
+    internal static (float[] Prompt, float[] LongRows) Run(GemmaModel model, SafetensorsFile golden)
     {
         int v = model.Config.VocabSize;
         var prompt = model.ComputeLogits(Ints(golden.GetI64("prompt_ids")));
@@ -137,11 +110,46 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         return max;
     }
 
-    private static double MaxDiff(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    internal static double MaxDiff(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
     {
         Assert.Equal(expected.Length, actual.Length);
         double max = 0;
         for (int i = 0; i < expected.Length; i++) max = Math.Max(max, Math.Abs((double)expected[i] - actual[i]));
         return max;
     }
+}
+
+/// <summary>
+/// The loose cross-check against llama.cpp's own logits on the same files (fixtures README): GemmaGen's distance to
+/// them, per file, printed as a table (the one in the README) and bounded by twice the distance between llama.cpp
+/// and the exact goldens. Not ISA-sensitive: the bound is three orders of magnitude above any kernel difference.
+/// </summary>
+public sealed class GgufLlamaCppCrossCheckTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void DistanceToLlamaCppsLogitsPerFile()
+    {
+        using var measurements = JsonDocument.Parse(File.ReadAllText(Fixtures.Path("gguf", "measurements.json")));
+        var files = measurements.RootElement.GetProperty("files");
+        output.WriteLine("| file | GemmaGen vs exact (prompt / long rows) | GemmaGen vs llama.cpp (prompt / long rows) | llama.cpp vs exact (prompt / long, all positions) |");
+        output.WriteLine("|---|---|---|---|");
+        foreach (string name in GgufFixtures.Names)
+        {
+            using var model = GgufGoldenTests.Load(name, compiled: true);
+            using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
+            var (prompt, longRows) = GgufGoldenTests.Run(model, golden);
+            double exact = GgufGoldenTests.MaxDiff(golden.GetF32("prompt_logits"), prompt);
+            double exactLong = GgufGoldenTests.MaxDiff(golden.GetF32("long_prompt_logits"), longRows);
+            double llama = GgufGoldenTests.MaxDiff(golden.GetF32("llamacpp_prompt_logits"), prompt);
+            double llamaLong = GgufGoldenTests.MaxDiff(golden.GetF32("llamacpp_long_prompt_logits"), longRows);
+            var file = files.GetProperty(name);
+            double reference = file.GetProperty("exact_vs_llamacpp_max_abs").GetDouble();
+            double referenceLong = file.GetProperty("exact_vs_llamacpp_long_max_abs_all_positions").GetDouble();
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | {exact:0.00e+00} / {exactLong:0.00e+00} | {llama:0.00e+00} / {llamaLong:0.00e+00} | {reference:0.00e+00} / {referenceLong:0.00e+00} |"));
+            Assert.True(llama <= 2 * reference, $"{name}: {llama} from llama.cpp's prompt logits, more than twice llama.cpp's own distance {reference}");
+            Assert.True(llamaLong <= 2 * referenceLong, $"{name}: {llamaLong} from llama.cpp's long-prompt rows, more than twice {referenceLong}");
+        }
+    }
+
 }
