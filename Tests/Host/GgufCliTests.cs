@@ -68,13 +68,14 @@ public sealed class GgufCliTests : IDisposable
     public void ADirectoryHoldingOneGgufFileIsThatFile()
     {
         string directory = _temp.Directory("one");
-        File.Copy(Q4km, Path.Combine(directory, "model.gguf"));
+        File.Copy(Q4km, Path.Combine(directory, "Model.GGUF")); // the extension in any case
+        File.Copy(Fixtures.Path("gemma2-tokenizer", "golden.json"), Path.Combine(directory, "notes.json"));
         using var model = GemmaModel.Load(directory, new GemmaModelOptions { Threads = 1 });
         Assert.Equal("compiled Gemma2_Demo", model.ExecutionPath);
         Assert.Equal(4096, model.Tokenizer!.VocabSize);
         var info = CliProcess.Run("info", "--model", directory);
         Assert.True(info.ExitCode == 0, info.ToString());
-        Assert.Contains("model.gguf", info.Stdout);
+        Assert.Contains("Model.GGUF", info.Stdout);
     }
 
     [Fact]

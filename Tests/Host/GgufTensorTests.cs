@@ -78,6 +78,24 @@ public sealed unsafe class GgufTensorTests : IDisposable
     }
 
     [Fact]
+    public void ABf16TensorIsServedAsAView()
+    {
+        // No fixture holds BF16: read the bytes of an F16 tensor as BF16 (same size) and compare with the reference.
+        string path = GgufRewriter.Rewrite(GgufFixtures.Path("f16"), _temp.File("bf16.gguf"), _ => { },
+            typeOf: t => t.Name == "blk.0.attn_q.weight" ? GgmlType.BF16.Id : t.TypeId);
+        using var gguf = GgufCheckpoint.Open(path);
+        Assert.True(gguf.TryGetTensor("model.layers.0.self_attn.q_proj.weight", out var view));
+        Assert.Equal(TensorDType.BF16, view.DType);
+        Assert.Equal(TensorDType.BF16, gguf.DTypeOf("model.layers.0.self_attn.q_proj.weight"));
+        Assert.Equal(0, gguf.HeldDequantizedTensors);
+        var actual = new float[256 * 256];
+        view.ReadFloats(0, actual);
+        var expected = ScalarReference.Dequantize("BF16", gguf.File.GetBytes("blk.0.attn_q.weight"), actual.Length);
+        for (int i = 0; i < actual.Length; i++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(expected[i]), BitConverter.SingleToInt32Bits(actual[i]));
+    }
+
+    [Fact]
     public void ADequantizedTensorIsMadeOnceAndFreedOnRelease()
     {
         using var gguf = GgufCheckpoint.Open(GgufFixtures.Path("q4_k_m"));

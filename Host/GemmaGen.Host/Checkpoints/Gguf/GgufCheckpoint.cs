@@ -85,7 +85,7 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
             if (IsGgufPath(path)) throw new CheckpointException($"{path}: GGUF file does not exist");
             return null;
         }
-        string[] ggufFiles = [.. Directory.EnumerateFiles(path, "*" + Extension).Where(IsGgufPath).Order(StringComparer.Ordinal)];
+        string[] ggufFiles = [.. Directory.EnumerateFiles(path).Where(IsGgufPath).Order(StringComparer.Ordinal)];
         bool hasConfig = System.IO.File.Exists(System.IO.Path.Combine(path, Checkpoint.ConfigFileName));
         string names = string.Join(", ", ggufFiles.Select(System.IO.Path.GetFileName));
         return (hasConfig, ggufFiles.Length) switch
