@@ -76,6 +76,10 @@ public interface ITensorSource
     /// <see cref="Release"/> names it.</summary>
     bool TryGetTensor(string name, out TensorView tensor);
 
+    /// <summary>The element type <see cref="TryGetTensor"/> would serve a tensor in, or null when the source has no such
+    /// tensor; a source that makes tensors in memory (GGUF dequantizes them) answers without making it.</summary>
+    TensorDType? DTypeOf(string name) => TryGetTensor(name, out var tensor) ? tensor.DType : null;
+
     /// <summary>Every tensor name the source holds, for reporting what a config leaves unused; empty when the source
     /// cannot list them.</summary>
     IEnumerable<string> TensorNames => [];

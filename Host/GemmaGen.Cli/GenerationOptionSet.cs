@@ -8,8 +8,8 @@ internal sealed class GenerationOptionSet
 {
     public Option<string> Model { get; } = new("--model")
     {
-        Description = "Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.model); default: the built-in demo model",
-        HelpName = "DIR",
+        Description = ModelSourceOptions.Description,
+        HelpName = "DIR|FILE.gguf",
     };
 
     public Option<int> MaxTokens { get; } = new("--max-tokens")

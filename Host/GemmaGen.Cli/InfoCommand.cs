@@ -13,7 +13,7 @@ internal static class InfoCommand
 {
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var model = new Option<string>("--model") { Description = "Checkpoint directory (default: the built-in demo model)", HelpName = "DIR" };
+        var model = new Option<string>("--model") { Description = ModelSourceOptions.Description, HelpName = "DIR|FILE.gguf" };
         var tensors = new Option<bool>("--tensors") { Description = "List every tensor" };
         var command = new Command("info", "Describe a checkpoint: config, compiled spec, tensors, memory needed");
         command.Options.Add(model);
@@ -21,6 +21,7 @@ internal static class InfoCommand
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
             string directory = parse.GetValue(model) ?? BuiltInModel.Directory;
+            if (GgufCheckpoint.FindModelFile(directory) is { } gguf) return DescribeGguf(gguf, parse.GetValue(tensors), stdout, stderr);
             using var checkpoint = Checkpoint.Open(directory);
             var c = checkpoint.Config;
             // The checks `run` makes before loading, from the same routine; a model too large is a warning here,
@@ -29,12 +30,7 @@ internal static class InfoCommand
             var plan = LoadPlan.Create(c, checkpoint, tokenizer: File.Exists(tokenizer) ? GemmaTokenizer.Load(tokenizer) : null);
             Program.Warn(stderr, plan.Warnings);
             stdout.WriteLine($"checkpoint   {Path.GetFullPath(directory)}");
-            stdout.WriteLine($"layers       {c.NumHiddenLayers} ({LayerSchedule.LocalLayers(c.NumHiddenLayers)} local with window {c.SlidingWindow}, {LayerSchedule.GlobalLayers(c.NumHiddenLayers)} global)");
-            stdout.WriteLine($"hidden       {c.HiddenSize}, intermediate {c.IntermediateSize}, vocabulary {c.VocabSize}");
-            stdout.WriteLine($"attention    {c.NumAttentionHeads} query heads / {c.NumKeyValueHeads} kv heads of {c.HeadDim}, query_pre_attn_scalar {c.QueryPreAttnScalar}");
-            stdout.WriteLine($"soft-caps    attention {Cap(c.AttnLogitSoftcapping)}, final {Cap(c.FinalLogitSoftcapping)}");
-            stdout.WriteLine($"rope theta   {c.RopeTheta}, rms eps {c.RmsNormEps}, context {c.MaxPositionEmbeddings}");
-            stdout.WriteLine($"eos ids      {string.Join(", ", c.EosTokenIds)}");
+            WriteConfig(stdout, c);
             var spec = CompiledModelRegistry.Find(c.Shape);
             if (spec != null)
             {
@@ -52,12 +48,7 @@ internal static class InfoCommand
             long fileBytes = all.Sum(t => t.Tensor.ByteLength);
             var byDType = all.GroupBy(t => t.Tensor.DType).Select(g => $"{g.Key} {g.Count()} tensors {Bytes(g.Sum(t => t.Tensor.ByteLength))}");
             stdout.WriteLine($"tensors      {all.Count} in {checkpoint.Files.Count} file(s), {Bytes(fileBytes)}: {string.Join("; ", byDType)}");
-            stdout.WriteLine($"memory       weights {Bytes(plan.WeightBytes)} ({plan.Format}) + KV cache {Bytes(plan.KvCacheBytes)} at {plan.MaxContext} positions + buffers {Bytes(plan.BufferBytes)} = {Bytes(plan.RequiredBytes)}");
-            var converted = WeightFormat.All
-                .Select(f => $"{f.Name} {Bytes(LoadPlan.Create(c, checkpoint, new GemmaModelOptions { Format = f }, available: plan.AvailableBytes).RequiredBytes)}");
-            stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache + buffers)");
-            stdout.WriteLine($"available    {(plan.AvailableBytes is { } available ? Bytes(available) : "unknown")} (MemAvailable, or the cgroup's memory limit if lower)");
-            if (plan.MemoryShortfall is { } shortfall) Program.Warn(stderr, [shortfall]);
+            WriteMemory(stdout, stderr, c, checkpoint, plan);
             if (parse.GetValue(tensors))
             {
                 foreach (var (file, tensor) in all)
@@ -66,6 +57,68 @@ internal static class InfoCommand
             return Program.Success;
         }));
         return command;
+    }
+
+    /// <summary>The lines that describe a config, for a checkpoint and a GGUF file alike.</summary>
+    private static void WriteConfig(TextWriter stdout, Gemma2Config c)
+    {
+        stdout.WriteLine($"layers       {c.NumHiddenLayers} ({LayerSchedule.LocalLayers(c.NumHiddenLayers)} local with window {c.SlidingWindow}, {LayerSchedule.GlobalLayers(c.NumHiddenLayers)} global)");
+        stdout.WriteLine($"hidden       {c.HiddenSize}, intermediate {c.IntermediateSize}, vocabulary {c.VocabSize}");
+        stdout.WriteLine($"attention    {c.NumAttentionHeads} query heads / {c.NumKeyValueHeads} kv heads of {c.HeadDim}, query_pre_attn_scalar {c.QueryPreAttnScalar}");
+        stdout.WriteLine($"soft-caps    attention {Cap(c.AttnLogitSoftcapping)}, final {Cap(c.FinalLogitSoftcapping)}");
+        stdout.WriteLine($"rope theta   {c.RopeTheta}, rms eps {c.RmsNormEps}, context {c.MaxPositionEmbeddings}");
+        stdout.WriteLine($"eos ids      {string.Join(", ", c.EosTokenIds)}");
+    }
+
+    /// <summary>The memory lines: what a run needs as loaded, and with each --quant.</summary>
+    private static void WriteMemory(TextWriter stdout, TextWriter stderr, Gemma2Config c, ITensorSource source, LoadPlan plan)
+    {
+        stdout.WriteLine($"memory       weights {Bytes(plan.WeightBytes)} ({plan.Format}) + KV cache {Bytes(plan.KvCacheBytes)} at {plan.MaxContext} positions + buffers {Bytes(plan.BufferBytes)} = {Bytes(plan.RequiredBytes)}");
+        var converted = WeightFormat.All
+            .Select(f => $"{f.Name} {Bytes(LoadPlan.Create(c, source, new GemmaModelOptions { Format = f }, available: plan.AvailableBytes).RequiredBytes)}");
+        stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache + buffers)");
+        stdout.WriteLine($"available    {(plan.AvailableBytes is { } available ? Bytes(available) : "unknown")} (MemAvailable, or the cgroup's memory limit if lower)");
+        if (plan.MemoryShortfall is { } shortfall) Program.Warn(stderr, [shortfall]);
+    }
+
+    /// <summary>
+    /// <c>info</c> of a GGUF file: the config derived from its metadata, the compiled spec that serves it, each
+    /// tensor type with its count, the tokenizer and chat template, and the memory a run needs (quantized types are
+    /// dequantized to float32 at load).
+    /// </summary>
+    private static int DescribeGguf(string path, bool listTensors, TextWriter stdout, TextWriter stderr)
+    {
+        using var gguf = GgufCheckpoint.Open(path);
+        var c = gguf.Config;
+        var file = gguf.File;
+        var tokenizer = gguf.LoadTokenizer();
+        var plan = LoadPlan.Create(c, gguf, tokenizer: tokenizer);
+        Program.Warn(stderr, plan.Warnings);
+        stdout.WriteLine($"gguf         {Path.GetFullPath(path)} (GGUF v{file.Version}, {(file.Metadata.TryGetString("general.name", out string name) ? name : "no general.name")})");
+        WriteConfig(stdout, c);
+        stdout.WriteLine($"derived      from the {GgufConfig.Architecture}.* keys; query_pre_attn_scalar {(c.NumHiddenLayers == GgufConfig.Gemma27BBlockCount ? "embedding_length / head_count (block_count 46, llama.cpp's 27B)" : "key_length (the head width)")}; norms stored as 1 + w");
+        var spec = CompiledModelRegistry.Find(c.Shape);
+        stdout.WriteLine(spec != null
+            ? $"runs on      compiled {spec.ClassName}"
+            : "runs on      reference (no compiled spec has this layer shape; a GemmaSpec compiles one from a config.json with the values above)");
+        var byType = file.Tensors.GroupBy(t => t.Type).OrderBy(g => g.Key.Id)
+            .Select(g => $"{g.Key.Name} x{g.Count()}{(GgufCheckpoint.Supports(g.Key) ? "" : " (not supported)")}");
+        stdout.WriteLine($"tensors      {file.Tensors.Count}, {Bytes(file.Tensors.Sum(t => t.ByteLength))}: {string.Join(", ", byType)}");
+        var quantized = file.Tensors.Where(t => GgufCheckpoint.IsDequantized(t.Type)).Select(t => t.Type.Name).Distinct().ToArray();
+        if (quantized.Length > 0)
+            stdout.WriteLine($"             {string.Join(", ", quantized)} dequantized to F32 at load (exact values, 4 bytes per weight)");
+        foreach (var unmapped in gguf.UnmappedTensors) stderr.WriteLine($"warning: {path}: tensor '{unmapped.Name}' has no role in a Gemma 2 model and is not read");
+        stdout.WriteLine(tokenizer is null
+            ? "tokenizer    none (the file has no tokenizer.ggml.tokens; text input and output need one)"
+            : $"tokenizer    {tokenizer.VocabSize} tokens from tokenizer.ggml.*, bos {tokenizer.BosId}, eos {tokenizer.EosId}, add_bos {(tokenizer.AddBosToken ? "true" : "false")}; chat template: "
+              + (tokenizer.ChatTemplate is null ? "none" : tokenizer.HasGemmaChatTemplate ? "Gemma's (<start_of_turn>/<end_of_turn>)" : "not Gemma's turn format (chat uses Gemma's)"));
+        WriteMemory(stdout, stderr, c, gguf, plan);
+        if (listTensors)
+        {
+            foreach (var t in file.Tensors)
+                stdout.WriteLine($"  {t.Name,-28} {t.TypeName,-5} [{string.Join(", ", t.Shape)}] {Bytes(t.ByteLength)}  {GgufCheckpoint.HuggingFaceName(t.Name) ?? "(unused)"}");
+        }
+        return Program.Success;
     }
 
     private static string Cap(double? cap) => cap?.ToString() ?? "off";

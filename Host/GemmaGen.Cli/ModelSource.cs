@@ -22,15 +22,20 @@ internal sealed class ModelSource(Gemma2Config config, ITensorSource tensors, ID
 }
 
 /// <summary>The options that choose a model, shared by the commands that run one:
-/// <c>--model DIR</c>, or <c>--config FILE --synthetic</c>, or neither for the built-in demo model; and <c>--reference</c>.</summary>
+/// <c>--model DIR|FILE.gguf</c>, or <c>--config FILE --synthetic</c>, or neither for the built-in demo model; and <c>--reference</c>.</summary>
 internal sealed class ModelSourceOptions
 {
-    /// <summary><c>--model DIR</c>: a Hugging Face checkpoint directory.</summary>
+    /// <summary><c>--model DIR|FILE.gguf</c>: a Hugging Face checkpoint directory or a GGUF file.</summary>
     public Option<string> Model { get; } = new("--model")
     {
-        Description = "Hugging Face checkpoint directory: config.json and model.safetensors (or sharded, with model.safetensors.index.json); default: the built-in demo model",
-        HelpName = "DIR",
+        Description = Description,
+        HelpName = "DIR|FILE.gguf",
     };
+
+    /// <summary>What <c>--model</c> takes, for every command's help.</summary>
+    internal const string Description =
+        "Hugging Face checkpoint directory (config.json and model.safetensors, or sharded with model.safetensors.index.json), " +
+        "or a GGUF file (or a directory holding exactly one .gguf and no config.json); default: the built-in demo model";
 
     /// <summary><c>--config FILE</c>: a config.json to run with synthetic weights.</summary>
     public Option<string> Config { get; } = new("--config")
@@ -70,7 +75,7 @@ internal sealed class ModelSourceOptions
         command.Options.Add(NoCheck);
     }
 
-    /// <summary>Opens the checkpoint (the built-in demo model when neither --model nor --config is given), or reads
+    /// <summary>Opens the checkpoint or GGUF file (the built-in demo model when neither --model nor --config is given), or reads
     /// the config and prepares synthetic weights.</summary>
     /// <exception cref="UsageException">The options conflict or are incomplete.</exception>
     /// <exception cref="CheckpointException">The checkpoint or config is missing or malformed.</exception>
@@ -87,7 +92,13 @@ internal sealed class ModelSourceOptions
             return new ModelSource(weights.Config, weights, weights);
         }
         if (synthetic) throw new UsageException("--synthetic goes with --config FILE; a checkpoint has its own weights");
-        var checkpoint = Checkpoint.Open(model ?? BuiltInModel.Directory);
+        string path = model ?? BuiltInModel.Directory;
+        if (GgufCheckpoint.FindModelFile(path) is { } ggufPath)
+        {
+            var gguf = GgufCheckpoint.Open(ggufPath);
+            return new ModelSource(gguf.Config, gguf, gguf);
+        }
+        var checkpoint = Checkpoint.Open(path);
         return new ModelSource(checkpoint.Config, checkpoint, checkpoint);
     }
 

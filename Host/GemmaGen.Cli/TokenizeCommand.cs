@@ -13,7 +13,7 @@ internal static class TokenizeCommand
 {
     public static Command Create(TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
-        var model = new Option<string>("--model") { Description = "Directory with tokenizer.model (default: the built-in demo model)", HelpName = "DIR" };
+        var model = new Option<string>("--model") { Description = "Directory with tokenizer.model, or a GGUF file (default: the built-in demo model)", HelpName = "DIR|FILE.gguf" };
         var jsonl = new Option<bool>("--jsonl") { Description = "Each input line is a JSON string (an empty line: \"\"); print one line of ids per input line" };
         var bos = new Option<bool>("--bos") { Description = "Start with the BOS token" };
         var command = new Command("tokenize", "Print the token ids of the text on stdin");
@@ -23,10 +23,19 @@ internal static class TokenizeCommand
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
             string directory = parse.GetValue(model) ?? BuiltInModel.Directory;
-            var tokenizer = GemmaTokenizer.Load(Path.Combine(directory, GemmaModel.TokenizerFileName));
-            // A tokenizer folder may hold no model; a checkpoint's tokenizer must match its config.
-            string config = Path.Combine(directory, Checkpoint.ConfigFileName);
-            if (File.Exists(config)) LoadPlan.RequireMatchingVocabulary(Checkpoint.LoadConfig(config), tokenizer);
+            GemmaTokenizer tokenizer;
+            if (!File.Exists(Path.Combine(directory, GemmaModel.TokenizerFileName)) && GgufCheckpoint.FindModelFile(directory) is { } gguf)
+            {
+                // A GGUF file's config takes its vocabulary size from the same token list.
+                tokenizer = GemmaTokenizer.LoadGguf(gguf);
+            }
+            else
+            {
+                tokenizer = GemmaTokenizer.Load(Path.Combine(directory, GemmaModel.TokenizerFileName));
+                // A tokenizer folder may hold no model; a checkpoint's tokenizer must match its config.
+                string config = Path.Combine(directory, Checkpoint.ConfigFileName);
+                if (File.Exists(config)) LoadPlan.RequireMatchingVocabulary(Checkpoint.LoadConfig(config), tokenizer);
+            }
             bool addBos = parse.GetValue(bos);
             if (!parse.GetValue(jsonl))
             {

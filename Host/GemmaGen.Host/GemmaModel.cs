@@ -88,12 +88,19 @@ public sealed class GemmaModel : IDisposable
     public int Threads => _pool.Threads;
 
     /// <summary>Loads a Hugging Face checkpoint directory: config.json, the safetensors file(s) and, when present,
-    /// tokenizer.model (text in and out needs it: see <see cref="RequireTokenizer"/>).</summary>
+    /// tokenizer.model (text in and out needs it: see <see cref="RequireTokenizer"/>); or a GGUF file (or a directory
+    /// holding exactly one and no config.json), with its config and tokenizer from its metadata (see
+    /// <see cref="GgufCheckpoint"/>).</summary>
     /// <exception cref="CheckpointException">The checkpoint is missing or malformed, or needs more memory than is available.</exception>
-    /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen.</exception>
-    /// <exception cref="TokenizerException">tokenizer.model is malformed, or its vocabulary is not the config's vocab_size.</exception>
+    /// <exception cref="WeightLoadException">A tensor the config calls for is missing or misshapen, or of a type that cannot be loaded.</exception>
+    /// <exception cref="TokenizerException">tokenizer.model (or the GGUF tokenizer metadata) is malformed, or its vocabulary is not the config's vocab_size.</exception>
     public static GemmaModel Load(string directory, GemmaModelOptions? options = null)
     {
+        if (GgufCheckpoint.FindModelFile(directory) is { } ggufPath)
+        {
+            using var gguf = GgufCheckpoint.Open(ggufPath);
+            return Load(gguf.Config, gguf, options, gguf.LoadTokenizer());
+        }
         using var checkpoint = Checkpoint.Open(directory);
         string tokenizerPath = Path.Combine(directory, TokenizerFileName);
         var tokenizer = File.Exists(tokenizerPath) ? GemmaTokenizer.Load(tokenizerPath) : null;

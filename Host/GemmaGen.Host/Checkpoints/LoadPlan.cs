@@ -94,9 +94,9 @@ public sealed class LoadPlan
 
         // Synthetic weights are F32, untied, and exactly what the config asks for; asking for one would generate it.
         bool synthetic = source is SyntheticWeights;
-        var format = options.Format ?? (!synthetic && source.TryGetTensor(CheckpointNames.Embed, out var embed) && embed.DType == TensorDType.BF16
+        var format = options.Format ?? (!synthetic && source.DTypeOf(CheckpointNames.Embed) == TensorDType.BF16
             ? WeightFormat.BF16 : WeightFormat.F32);
-        bool lmHead = !synthetic && source.TryGetTensor(CheckpointNames.LmHead, out _);
+        bool lmHead = !synthetic && source.DTypeOf(CheckpointNames.LmHead) != null;
         long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
         var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
         long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, SpecParser.MaxBatchRows));

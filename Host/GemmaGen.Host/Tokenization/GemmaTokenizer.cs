@@ -17,7 +17,7 @@ namespace GemmaGen;
 /// Gemma wrong: it splits user-defined pieces (and, given them as special tokens, mis-encodes runs of whitespace),
 /// merges equal scores rightmost first, and its decoder drops whitespace-only pieces and newlines.</para>
 /// </remarks>
-public sealed class GemmaTokenizer
+public sealed partial class GemmaTokenizer
 {
     private readonly SentencePieceModel _model;
     private readonly Dictionary<string, int> _idsByPiece;

@@ -144,6 +144,42 @@ internal sealed class SentencePieceModel
         return model;
     }
 
+    /// <summary>
+    /// A Gemma-style model (BPE, identity normalizer, no whitespace collapsing, spaces escaped as <c>▁</c>) from a
+    /// vocabulary held elsewhere (a GGUF file's <c>tokenizer.ggml.*</c> arrays); byte fallback when it has byte pieces.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A piece is empty or a byte piece is not <c>&lt;0xNN&gt;</c>, or a special
+    /// id is outside the pieces or names a piece of the wrong type.</exception>
+    public static SentencePieceModel FromVocabulary(string[] pieces, float[] scores, PieceType[] types,
+        int unknownId, int bosId, int eosId, int padId, bool addDummyPrefix)
+    {
+        if (pieces.Length == 0) throw new InvalidDataException("the model has no pieces");
+        for (int id = 0; id < pieces.Length; id++)
+        {
+            if (string.IsNullOrEmpty(pieces[id])) throw new InvalidDataException($"piece {id} is empty");
+            if (types[id] == PieceType.Byte && !IsBytePiece(pieces[id]))
+                throw new InvalidDataException($"byte piece {id} is \"{pieces[id]}\", not <0xNN>");
+        }
+        var model = new SentencePieceModel(pieces, scores, types)
+        {
+            ModelType = BpeModelType,
+            ByteFallback = types.Contains(PieceType.Byte),
+            UnknownId = unknownId,
+            BosId = bosId,
+            EosId = eosId,
+            PadId = padId,
+            NormalizerName = "identity",
+            AddDummyPrefix = addDummyPrefix,
+            RemoveExtraWhitespaces = false,
+            EscapeWhitespaces = true,
+        };
+        model.CheckSpecialId("unk_id", unknownId, PieceType.Unknown);
+        model.CheckSpecialId("bos_id", bosId, PieceType.Control);
+        model.CheckSpecialId("eos_id", eosId, PieceType.Control);
+        model.CheckSpecialId("pad_id", padId, PieceType.Control);
+        return model;
+    }
+
     private static (string Piece, float Score, PieceType Type) ParsePiece(ReadOnlySpan<byte> data, int id)
     {
         string? piece = null;

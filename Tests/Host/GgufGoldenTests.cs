@@ -1,0 +1,155 @@
+using System.Globalization;
+using System.Text.Json;
+using GemmaGen.Tests.Infrastructure;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace GemmaGen.Tests.Host;
+
+/// <summary>
+/// Every GGUF fixture file, loaded with <see cref="GemmaModel.Load(string, GemmaModelOptions?)"/> and run on the
+/// reference path and on the compiled demo spec, against its goldens (float64 on the weights dequantized from that
+/// file, fixtures README): prompt logits and the long-prompt rows within 1e-3 × max |logit|; greedy decoding through
+/// the KV cache reproduces <c>generated_ids</c> (and the long prompt's) up to the first step whose margin is below
+/// 0.05, and the logits of every step (teacher forcing) stay within the same tolerance.
+/// </summary>
+[IsaSensitive]
+public sealed class GgufGoldenTests(ITestOutputHelper output)
+{
+    private const double RelativeTolerance = 1e-3;
+    private const double DecisiveMargin = 0.05;
+
+    public static TheoryData<string, bool> Cases()
+    {
+        var data = new TheoryData<string, bool>();
+        foreach (string name in GgufFixtures.Names)
+        {
+            data.Add(name, true);
+            data.Add(name, false);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void PromptAndLongPromptLogitsMatchTheExactGoldens(string name, bool compiled)
+    {
+        using var model = Load(name, compiled);
+        using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
+        var (prompt, longRows) = Run(model, golden);
+
+        var expected = golden.GetF32("prompt_logits");
+        double tolerance = RelativeTolerance * MaxAbs(expected);
+        double diff = MaxDiff(expected, prompt);
+        var expectedLong = golden.GetF32("long_prompt_logits");
+        double longTolerance = RelativeTolerance * MaxAbs(expectedLong);
+        double longDiff = MaxDiff(expectedLong, longRows);
+        output.WriteLine($"{name} {model.ExecutionPath}: max |diff| prompt {diff:E2} (tolerance {tolerance:E2}), long rows {longDiff:E2} (tolerance {longTolerance:E2})");
+        Assert.True(diff <= tolerance, $"{name}: prompt logits differ by {diff} > {tolerance}");
+        Assert.True(longDiff <= longTolerance, $"{name}: long-prompt logits differ by {longDiff} > {longTolerance}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void GreedyDecodingThroughTheKvCacheReproducesTheGoldens(string name, bool compiled)
+    {
+        using var model = Load(name, compiled);
+        using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
+        foreach (string prefix in new[] { "", "long_" })
+        {
+            int[] prompt = Ints(golden.GetI64(prefix + "prompt_ids"));
+            int[] expected = Ints(golden.GetI64(prefix + "generated_ids"));
+            var margins = golden.GetF32(prefix + "generated_margins").ToArray();
+            int decisive = Array.FindIndex(margins, m => m < DecisiveMargin);
+            if (decisive < 0) decisive = expected.Length;
+            int[] generated = model.GenerateGreedy(prompt, expected.Length);
+            Assert.True(expected.AsSpan(0, decisive).SequenceEqual(generated.AsSpan(0, decisive)),
+                $"{name} {prefix}prompt: expected [{string.Join(", ", expected)}] up to step {decisive}, got [{string.Join(", ", generated)}]");
+            output.WriteLine($"{name} {model.ExecutionPath} {prefix}prompt: {decisive} of {expected.Length} steps are decisive and reproduced; all 16 equal: {expected.SequenceEqual(generated)}");
+        }
+
+        // Teacher forcing over the whole continuation: the logits that chose each golden token.
+        int[] ids = Ints(golden.GetI64("prompt_ids"));
+        int[] continuation = Ints(golden.GetI64("generated_ids"));
+        int[] sequence = [.. ids, .. continuation[..^1]];
+        var logits = model.ComputeLogits(sequence);
+        int v = model.Config.VocabSize;
+        var expectedLogits = golden.GetF32("generated_logits");
+        var actual = logits.AsSpan((ids.Length - 1) * v, continuation.Length * v);
+        double tolerance = RelativeTolerance * MaxAbs(expectedLogits);
+        double diff = MaxDiff(expectedLogits, actual);
+        Assert.True(diff <= tolerance, $"{name}: teacher-forced logits differ by {diff} > {tolerance}");
+    }
+
+    internal static GemmaModel Load(string name, bool compiled)
+    {
+        var model = GemmaModel.Load(GgufFixtures.Path(name), new GemmaModelOptions { ForceReference = !compiled, Threads = 2 });
+        Assert.Equal(compiled ? "compiled Gemma2_Demo" : "reference", model.ExecutionPath);
+        Assert.NotNull(model.Tokenizer);
+        return model;
+    }
+
+    /// <summary>The prompt's logits, and the long prompt's logits at <c>long_positions</c>.</summary>
+    internal static (float[] Prompt, float[] LongRows) Run(GemmaModel model, SafetensorsFile golden)
+    {
+        int v = model.Config.VocabSize;
+        var prompt = model.ComputeLogits(Ints(golden.GetI64("prompt_ids")));
+        var all = model.ComputeLogits(Ints(golden.GetI64("long_prompt_ids")));
+        long[] positions = golden.GetI64("long_positions");
+        var rows = new float[positions.Length * v];
+        for (int i = 0; i < positions.Length; i++) all.AsSpan((int)positions[i] * v, v).CopyTo(rows.AsSpan(i * v));
+        return (prompt, rows);
+    }
+
+    private static int[] Ints(long[] ids) => ids.Select(id => checked((int)id)).ToArray();
+
+    private static double MaxAbs(ReadOnlySpan<float> values)
+    {
+        double max = 0;
+        foreach (float x in values) max = Math.Max(max, Math.Abs(x));
+        return max;
+    }
+
+    internal static double MaxDiff(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double max = 0;
+        for (int i = 0; i < expected.Length; i++) max = Math.Max(max, Math.Abs((double)expected[i] - actual[i]));
+        return max;
+    }
+}
+
+/// <summary>
+/// The loose cross-check against llama.cpp's own logits on the same files (fixtures README): GemmaGen's distance to
+/// them, per file, printed as a table (the one in the README) and bounded by twice the distance between llama.cpp
+/// and the exact goldens. Not ISA-sensitive: the bound is three orders of magnitude above any kernel difference.
+/// </summary>
+public sealed class GgufLlamaCppCrossCheckTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void DistanceToLlamaCppsLogitsPerFile()
+    {
+        using var measurements = JsonDocument.Parse(File.ReadAllText(Fixtures.Path("gguf", "measurements.json")));
+        var files = measurements.RootElement.GetProperty("files");
+        output.WriteLine("| file | GemmaGen vs exact (prompt / long rows) | GemmaGen vs llama.cpp (prompt / long rows) | llama.cpp vs exact (prompt / long, all positions) |");
+        output.WriteLine("|---|---|---|---|");
+        foreach (string name in GgufFixtures.Names)
+        {
+            using var model = GgufGoldenTests.Load(name, compiled: true);
+            using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
+            var (prompt, longRows) = GgufGoldenTests.Run(model, golden);
+            double exact = GgufGoldenTests.MaxDiff(golden.GetF32("prompt_logits"), prompt);
+            double exactLong = GgufGoldenTests.MaxDiff(golden.GetF32("long_prompt_logits"), longRows);
+            double llama = GgufGoldenTests.MaxDiff(golden.GetF32("llamacpp_prompt_logits"), prompt);
+            double llamaLong = GgufGoldenTests.MaxDiff(golden.GetF32("llamacpp_long_prompt_logits"), longRows);
+            var file = files.GetProperty(name);
+            double reference = file.GetProperty("exact_vs_llamacpp_max_abs").GetDouble();
+            double referenceLong = file.GetProperty("exact_vs_llamacpp_long_max_abs_all_positions").GetDouble();
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | {exact:0.00e+00} / {exactLong:0.00e+00} | {llama:0.00e+00} / {llamaLong:0.00e+00} | {reference:0.00e+00} / {referenceLong:0.00e+00} |"));
+            Assert.True(llama <= 2 * reference, $"{name}: {llama} from llama.cpp's prompt logits, more than twice llama.cpp's own distance {reference}");
+            Assert.True(llamaLong <= 2 * referenceLong, $"{name}: {llamaLong} from llama.cpp's long-prompt rows, more than twice {referenceLong}");
+        }
+    }
+
+}
