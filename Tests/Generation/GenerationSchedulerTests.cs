@@ -169,6 +169,18 @@ public sealed class GenerationSchedulerTests(DemoModelFixture fixture) : IClassF
     }
 
     [Fact]
+    public void ASchedulerWhoseCachesCannotAllBeHeldIsRefusedAtOnce()
+    {
+        // 64 sequences of a million positions: about 3 GB of KV cache each on the demo shape, far more than this
+        // machine (or any test machine) has.
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+            fixture.Model.CreateScheduler(new GenerationSchedulerOptions { MaxSequences = 64, MaxContext = 1_000_000 }));
+
+        Assert.Contains("64 sequences of 1000000 positions need", e.Message);
+        Assert.Contains("MaxSequences", e.Message);
+    }
+
+    [Fact]
     public async Task ASequenceThatReachesTheContextStopsThere()
     {
         using var scheduler = fixture.Model.CreateScheduler(new GenerationSchedulerOptions { MaxContext = 12 });

@@ -58,7 +58,8 @@ public sealed class GenerationScheduler : IDisposable
     private bool _disposed;
 
     /// <summary>A scheduler over <paramref name="model"/>; its thread starts at once and sleeps while nothing runs.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or the KV caches of MaxSequences sequences
+    /// of MaxContext positions need more memory than is available (the message gives both).</exception>
     public GenerationScheduler(GemmaModel model, GenerationSchedulerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -68,6 +69,14 @@ public sealed class GenerationScheduler : IDisposable
         _forward = model.Forward;
         _maxContext = _options.MaxContext ?? model.MaxContext;
         Sequence.CheckContext(model.Config, _maxContext, _forward.MaxRows);
+        // Every sequence may come to hold a KV cache of the whole context: refuse a scheduler whose caches cannot all
+        // be held, before any request depends on it.
+        long perSequence = KvCache.ByteLengthOf(model.Config, _maxContext, _forward.MaxRows);
+        long available = AvailableMemory.Read() ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if ((double)perSequence * _options.MaxSequences > available)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.MaxSequences,
+                $"{_options.MaxSequences} sequences of {_maxContext} positions need {perSequence * (double)_options.MaxSequences / 1e9:F1} GB of KV cache " +
+                $"({perSequence / 1e9:F2} GB each); {available / 1e9:F1} GB of memory is available: run fewer sequences (MaxSequences) or a shorter context (MaxContext)");
         _batch = new ForwardBatch(_forward.MaxRows);
         _rowRequest = new Request?[_forward.MaxRows];
         // a request has at most one row with logits per step: its decoding row, or its prompt's last
@@ -224,7 +233,18 @@ public sealed class GenerationScheduler : IDisposable
                 Finish(request, StopReason.Cancelled);
                 continue;
             }
-            var slot = ChooseSlot(request.Prompt, out int reuse);
+            Slot? slot;
+            int reuse;
+            try
+            {
+                slot = ChooseSlot(request.Prompt, out reuse);
+            }
+            catch (Exception e) when (e is ArgumentOutOfRangeException or OutOfMemoryException)
+            {
+                // No memory for another KV cache after all (something else took it since the scheduler started).
+                request.Completion.TrySetException(new InvalidOperationException($"no memory for another sequence of {_maxContext} positions: {e.Message}", e));
+                continue;
+            }
             if (slot == null) break;
             slot.Busy = true;
             slot.LastUse = ++_uses;
