@@ -67,16 +67,22 @@ public abstract unsafe class Gemma2Forward
     /// <summary>Rotary embedding tables for every position a sequence of this model may reach.</summary>
     protected RopeTable Rope { get; private set; }
 
-    /// <summary>A new, empty sequence of up to <paramref name="maxContext"/> positions, with its own KV cache.</summary>
+    /// <summary>How the KV caches of new sequences store keys and values unless <see cref="CreateSequence"/> says
+    /// otherwise. Default <see cref="KvPrecision.F32"/>.</summary>
+    public KvPrecision KvPrecision { get; set; } = KvPrecision.F32;
+
+    /// <summary>A new, empty sequence of up to <paramref name="maxContext"/> positions, with its own KV cache of
+    /// <paramref name="precision"/> (null: <see cref="KvPrecision"/>).</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxContext"/> is not positive, or its buffers could
     /// not be allocated (see <see cref="Sequence.CheckContext"/>).</exception>
-    public Sequence CreateSequence(int maxContext)
+    public Sequence CreateSequence(int maxContext, KvPrecision? precision = null)
     {
-        Sequence.CheckContext(Config, maxContext, MaxRows);
+        var kv = precision ?? KvPrecision;
+        Sequence.CheckContext(Config, maxContext, MaxRows, kv);
         lock (_gate)
         {
             if (Rope.MaxContext < maxContext) Rope = new RopeTable(Config.HeadDim, Config.RopeTheta, maxContext);
-            return new Sequence(this, maxContext);
+            return new Sequence(this, maxContext, kv);
         }
     }
 

@@ -10,7 +10,7 @@ namespace GemmaGen.Kernels;
 public sealed unsafe class ReferenceForward : Gemma2Forward
 {
     private readonly MatVecJob _matVec = new();
-    private readonly float* _x, _u, _qkv, _attention, _branch, _gateUp, _mlp;
+    private readonly float* _x, _u, _qkv, _attention, _branch, _gateUp, _mlp, _kvRow;
 
     /// <summary>A model over <paramref name="weights"/> with its own buffers, RoPE tables for <paramref name="maxContext"/>
     /// positions at first, run by <paramref name="pool"/>.</summary>
@@ -25,6 +25,7 @@ public sealed unsafe class ReferenceForward : Gemma2Forward
         _branch = Allocate(c.HiddenSize);
         _gateUp = Allocate(2 * c.IntermediateSize);
         _mlp = Allocate(c.IntermediateSize);
+        _kvRow = Allocate(c.HeadDim);
     }
 
     /// <summary><c>reference</c>.</summary>
@@ -96,13 +97,13 @@ public sealed unsafe class ReferenceForward : Gemma2Forward
         var c = Config;
         int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim;
         int slots = cache.Slots[layer], slot = cache.Slot(layer, position);
-        float* keys = cache.Keys(layer), values = cache.Values(layer);
         float* scoreRows = ScoreScratch(sequence.MaxContext);
         for (int h = 0; h < kvHeads; h++)
         {
-            new ReadOnlySpan<float>(_qkv + (heads + h) * d, d).CopyTo(new Span<float>(keys + ((long)h * slots + slot) * d, d));
-            new ReadOnlySpan<float>(_qkv + (heads + kvHeads + h) * d, d).CopyTo(new Span<float>(values + ((long)h * slots + slot) * d, d));
+            cache.Store(layer, key: true, ((long)h * slots + slot) * d, new ReadOnlySpan<float>(_qkv + (heads + h) * d, d));
+            cache.Store(layer, key: false, ((long)h * slots + slot) * d, new ReadOnlySpan<float>(_qkv + (heads + kvHeads + h) * d, d));
         }
+        var row = new Span<float>(_kvRow, d);
 
         // A query at p sees keys p-W+1 .. p on local layers, 0 .. p on global ones.
         int first = LayerSchedule.IsLocal(layer) ? Math.Max(0, position - c.SlidingWindow + 1) : 0;
@@ -118,7 +119,8 @@ public sealed unsafe class ReferenceForward : Gemma2Forward
             for (int j = 0; j < count; j++)
             {
                 int s = (first + j) % slots;
-                scores[j] = TensorPrimitives.Dot(q, new ReadOnlySpan<float>(keys + ((long)kv * slots + s) * d, d));
+                cache.Load(layer, key: true, ((long)kv * slots + s) * d, row);
+                scores[j] = TensorPrimitives.Dot(q, row);
             }
             Activations.SoftCap(scores, cap, scale);
             Activations.Softmax(scores);
@@ -127,7 +129,8 @@ public sealed unsafe class ReferenceForward : Gemma2Forward
             for (int j = 0; j < count; j++)
             {
                 int s = (first + j) % slots;
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + ((long)kv * slots + s) * d, d), scores[j], output, output);
+                cache.Load(layer, key: false, ((long)kv * slots + s) * d, row);
+                TensorPrimitives.MultiplyAdd(row, scores[j], output, output);
             }
         }
     }

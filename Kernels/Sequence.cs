@@ -15,11 +15,11 @@ public sealed class Sequence
     internal long BatchStamp;
     internal int BatchNext;
 
-    internal Sequence(Gemma2Forward model, int maxContext)
+    internal Sequence(Gemma2Forward model, int maxContext, KvPrecision precision)
     {
         Model = model;
         MaxContext = maxContext;
-        Cache = new KvCache(model.Config, maxContext, model.MaxRows);
+        Cache = new KvCache(model.Config, maxContext, model.MaxRows, precision);
     }
 
     /// <summary>The model whose forward passes advance this sequence.</summary>
@@ -67,7 +67,8 @@ public sealed class Sequence
     /// <param name="maxContext">Positions the sequence would hold.</param>
     /// <param name="maxRows">Rows a forward pass of the model takes at most (see <see cref="Gemma2Forward.MaxRows"/>).</param>
     /// <exception cref="ArgumentOutOfRangeException">Named <c>maxContext</c>, with the sizes.</exception>
-    public static void CheckContext(Gemma2Config config, int maxContext, int maxRows = 1)
+    /// <param name="precision">How the KV cache stores keys and values.</param>
+    public static void CheckContext(Gemma2Config config, int maxContext, int maxRows = 1, KvPrecision precision = KvPrecision.F32)
     {
         if (maxContext < 1) throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext, "the context must hold at least one token");
         long cacheLayer = 0;
@@ -79,7 +80,7 @@ public sealed class Sequence
         if (largest > Array.MaxLength)
             throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext,
                 $"a context of {maxContext} positions needs a buffer of {largest} floats; an array holds at most {Array.MaxLength}");
-        long bytes = KvCache.ByteLengthOf(config, maxContext, maxRows) + (2 * rope + scores) * sizeof(float);
+        long bytes = KvCache.ByteLengthOf(config, maxContext, maxRows, precision) + (2 * rope + scores) * sizeof(float);
         long available = AvailableMemory.Read() ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (bytes > available)
             throw new ArgumentOutOfRangeException(nameof(maxContext), maxContext,

@@ -258,7 +258,10 @@ namespace GemmaGen.Generator
                 .Select(r => (r * perRun, Math.Min(perRun, group - r * perRun))).ToArray();
         }
 
-        public static string GroupDotName(int cols) => $"GroupDot_{cols}";
+        public static string GroupDotName(int cols, WeightKind kind = WeightKind.F32) => kind == WeightKind.F32 ? $"GroupDot_{cols}" : $"GroupDot_{kind}_{cols}";
+
+        /// <summary>A scalar element of <paramref name="kind"/> at <paramref name="element"/> as float.</summary>
+        private static string Scalar(WeightKind kind, string element) => kind == WeightKind.F32 ? element : $"BFloat16.ToSingle({element})";
 
         /// <summary>Score <paramref name="index"/> of query <paramref name="g"/>, whose row starts g·stride into scores.</summary>
         private static string Score(int g, string index)
@@ -273,12 +276,13 @@ namespace GemmaGen.Generator
         /// hold accumulators for). Per query the products are summed exactly as <see cref="Dot"/> sums them (the same
         /// accumulators, the same reduction, the same tail), so the scores are those of one dot product per query.
         /// </summary>
-        public static void GroupDot(CodeWriter w, int cols, int group)
+        public static void GroupDot(CodeWriter w, int cols, int group, WeightKind kind = WeightKind.F32)
         {
-            w.Line($"/// <summary>scores[g·stride] = q_g·k for the {group} query heads q_g = q + g·{cols} of one kv head: every key");
+            string keys = kind == WeightKind.F32 ? "key" : $"{kind} key (widened to float32 as loaded)";
+            w.Line($"/// <summary>scores[g·stride] = q_g·k for the {group} query heads q_g = q + g·{cols} of one kv head and one {keys}: every key");
             w.Line("/// vector loaded once for the group, each query summed as Dot sums it.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-            w.Open($"internal static void {GroupDotName(cols)}(float* q, float* k, float* scores, long stride)");
+            w.Open($"internal static void {GroupDotName(cols, kind)}(float* q, {ElementType(kind)}* k, float* scores, long stride)");
             Dispatch(w, cols, v =>
             {
                 int lanes = v.Lanes, vectors = cols / lanes, tail = cols % lanes;
@@ -292,7 +296,7 @@ namespace GemmaGen.Generator
                     // key vector kN is unique per line: N is the vector's index, or its accumulator inside the loop
                     void Step(int acc, int name, string offset)
                     {
-                        w.Line($"var k{name} = {v.Type}.Load(k + {offset});");
+                        w.Line($"var k{name} = {v.LoadWeights(kind, "k + " + offset)};");
                         foreach (int g in queries)
                             w.Line($"a{g}_{acc} = {v.Type}.MultiplyAddEstimate({v.Type}.Load(q + {(g == 0 ? offset : offset == "0" ? $"{g * cols}" : $"{g * cols} + {offset}")}), k{name}, a{g}_{acc});");
                     }
@@ -313,7 +317,7 @@ namespace GemmaGen.Generator
                         string sum = Reduce(accumulators).Replace("a", $"a{g}_");
                         w.Line($"float s{g} = {v.Type}.Sum({sum});");
                         if (tail > 0)
-                            w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) s{g} += q[{g * cols} + i] * k[i];");
+                            w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) s{g} += q[{g * cols} + i] * {Scalar(kind, "k[i]")};");
                         w.Line($"{Score(g, "0")} = s{g};");
                     }
                     w.Close();
@@ -324,7 +328,7 @@ namespace GemmaGen.Generator
                 {
                     w.Open();
                     w.Line("float sum = 0f;");
-                    w.Line($"for (int i = 0; i < {cols}; i++) sum += q[{g * cols} + i] * k[i];");
+                    w.Line($"for (int i = 0; i < {cols}; i++) sum += q[{g * cols} + i] * {Scalar(kind, "k[i]")};");
                     w.Line($"{Score(g, "0")} = sum;");
                     w.Close();
                 }
@@ -336,7 +340,7 @@ namespace GemmaGen.Generator
         /// value vector loaded once for a run of queries; the head is split into tiles that stay in registers across
         /// the whole sum. Per output element the sum runs over n in order, as for one head alone. Written inside
         /// AttendGroup, whose locals (values, scores, stride, output, firstSlot, count, ring, slot) it uses.</summary>
-        public static void GroupWeightedValues(CodeWriter w, int headDim, int group)
+        public static void GroupWeightedValues(CodeWriter w, int headDim, int group, WeightKind kind = WeightKind.F32)
         {
             Dispatch(w, headDim, v =>
             {
@@ -354,12 +358,12 @@ namespace GemmaGen.Generator
                             for (int i = t0; i < t1; i++) w.Line($"var o{g}_{i} = {v.Float}.Zero;");
                         w.Line("slot = firstSlot;");
                         w.Open("for (int n = 0; n < count; n++)");
-                        w.Line("float* value = values + (long)slot * HeadDim;");
+                        w.Line($"{ElementType(kind)}* value = values + (long)slot * HeadDim;");
                         for (int g = first; g < first + count; g++)
                             w.Line($"var p{g} = {v.Type}.Create({Score(g, "n")});");
                         for (int i = t0; i < t1; i++)
                         {
-                            w.Line($"var v{i} = {v.Type}.Load(value + {i * v.Lanes});");
+                            w.Line($"var v{i} = {v.LoadWeights(kind, $"value + {i * v.Lanes}")};");
                             for (int g = first; g < first + count; g++)
                                 w.Line($"o{g}_{i} = {v.Type}.MultiplyAddEstimate(v{i}, p{g}, o{g}_{i});");
                         }
@@ -370,18 +374,18 @@ namespace GemmaGen.Generator
                         w.Close();
                     }
                 }
-                if (tail > 0) ScalarWeightedValues(w, vectors * v.Lanes, headDim, group);
-            }, () => ScalarWeightedValues(w, 0, headDim, group));
+                if (tail > 0) ScalarWeightedValues(w, vectors * v.Lanes, headDim, group, kind);
+            }, () => ScalarWeightedValues(w, 0, headDim, group, kind));
         }
 
-        private static void ScalarWeightedValues(CodeWriter w, int from, int headDim, int group)
+        private static void ScalarWeightedValues(CodeWriter w, int from, int headDim, int group, WeightKind kind)
         {
             w.Open($"for (int g = 0; g < {group}; g++)");
             w.Open($"for (int i = {from}; i < {headDim}; i++)");
             w.Line("float sum = 0f;");
             w.Line("slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
-            w.Line("sum += scores[g * stride + n] * values[(long)slot * HeadDim + i];");
+            w.Line($"sum += scores[g * stride + n] * {Scalar(kind, "values[(long)slot * HeadDim + i]")};");
             w.Line("if (++slot == ring) slot = 0;");
             w.Close();
             w.Line($"output[g * {headDim} + i] = sum;");

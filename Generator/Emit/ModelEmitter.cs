@@ -264,13 +264,10 @@ namespace GemmaGen.Generator
             w.Close();
             w.Line("var cache = sequence.Cache;");
             w.Line("long slot = cache.Slot(layer, position), slots = cache.Slots[layer];");
-            w.Open("if (head < Heads + KvHeads)");
-            w.Line("ApplyRope(x, Rope.Cos(position), Rope.Sin(position));");
-            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));");
-            w.Close();
-            w.Open("else");
-            w.Line("new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));");
-            w.Close();
+            w.Line("bool key = head < Heads + KvHeads;");
+            w.Line("if (key) ApplyRope(x, Rope.Cos(position), Rope.Sin(position));");
+            w.Line("long at = ((key ? head - Heads : head - Heads - KvHeads) * slots + slot) * HeadDim;");
+            w.Line("cache.Store(layer, key, at, new ReadOnlySpan<float>(x, HeadDim));");
             w.Close();
             w.Line();
             w.Line("/// <summary>Y[t] = X[t]·Wᵀ for n rows, the matrix's rows split across the pool (the format's matrix-matrix kernel).</summary>");
@@ -433,33 +430,41 @@ namespace GemmaGen.Generator
 
         private static void AttentionKernels(CodeWriter w, Gemma2Config c)
         {
+            foreach (var kind in Kinds) AttentionKernels(w, c, kind);
+        }
+
+        /// <summary>Attention over a KV cache of <paramref name="kind"/> elements (float32, or bfloat16 widened as loaded).</summary>
+        private static void AttentionKernels(CodeWriter w, Gemma2Config c, WeightKind kind)
+        {
             int head = c.HeadDim, group = c.NumAttentionHeads / c.NumKeyValueHeads;
             string scale = $"scale 1/sqrt({Double(c.QueryPreAttnScalar)})";
             string cap = c.AttnLogitSoftcapping.HasValue ? $"softcap {Double(c.AttnLogitSoftcapping.Value)}" : "no softcap";
             string heads = $"the {group} query heads of one kv head ({c.NumAttentionHeads} / {c.NumKeyValueHeads}), d {head}";
-            string args = "float* q, float* keys, float* values, int position, float* scores, long stride, float* output";
-            w.Line($"/// <summary>local attention: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
+            string element = KernelEmitter.ElementType(kind);
+            string cache = kind == WeightKind.F32 ? "a float32 cache" : "a bfloat16 cache";
+            string args = $"float* q, {element}* keys, {element}* values, int position, float* scores, long stride, float* output";
+            w.Line($"/// <summary>local attention over {cache}: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
             w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,");
-            w.Line("/// which has W slots or more (a prefill batch writes all its keys before attending).</summary>");
+            w.Line("/// which has W slots or more (a batch writes all its keys before attending).</summary>");
             w.Open($"internal static void LocalAttention({args}, int ring)");
             w.Line("int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;");
             w.Line("AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);");
             w.Close();
             w.Line();
-            w.Line($"/// <summary>global attention: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
+            w.Line($"/// <summary>global attention over {cache}: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
             w.Open($"internal static void GlobalAttention({args})");
             w.Line("AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);");
             w.Close();
             w.Line();
-            w.Line("/// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name=\"count\"/> keys starting at");
+            w.Line($"/// <summary>The GroupSize query heads q + g·d that share one kv head of {cache}, over <paramref name=\"count\"/> keys starting at");
             w.Line("/// ring slot <paramref name=\"firstSlot\"/> (slots wrap at <paramref name=\"ring\"/>): scores (each key row read once for");
             w.Line("/// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.");
             w.Line("/// Query g's scores are row g of <paramref name=\"scores\"/>, rows <paramref name=\"stride\"/> apart.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open("internal static void AttendGroup(float* q, float* keys, float* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)");
+            w.Open($"internal static void AttendGroup(float* q, {element}* keys, {element}* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)");
             w.Line("int slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
-            w.Line($"{KernelEmitter.GroupDotName(head)}(q, keys + (long)slot * HeadDim, scores + n, stride);");
+            w.Line($"{KernelEmitter.GroupDotName(head, kind)}(q, keys + (long)slot * HeadDim, scores + n, stride);");
             w.Line("if (++slot == ring) slot = 0;");
             w.Close();
             w.Open("for (int g = 0; g < GroupSize; g++)");
@@ -470,10 +475,10 @@ namespace GemmaGen.Generator
                 w.Line("TensorPrimitives.Multiply(s, QueryScale, s);");
             w.Line("Activations.Softmax(s);");
             w.Close();
-            KernelEmitter.GroupWeightedValues(w, head, group);
+            KernelEmitter.GroupWeightedValues(w, head, group, kind);
             w.Close();
             w.Line();
-            KernelEmitter.GroupDot(w, head, group);
+            KernelEmitter.GroupDot(w, head, group, kind);
             w.Line();
         }
 
@@ -627,10 +632,12 @@ namespace GemmaGen.Generator
             w.Line("// query heads kv·G .. kv·G + G − 1 share kv head kv");
             w.Line("float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;");
             w.Line("float* scores = ScoreScratch(GroupSize * sequence.MaxContext);");
-            if (local)
-                w.Line("LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);");
-            else
-                w.Line("GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);");
+            string tail = local ? ", (int)slots" : "";
+            string call = local ? "LocalAttention" : "GlobalAttention";
+            w.Line("if (cache.Precision == KvPrecision.BF16)");
+            w.Line($"    {call}(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
+            w.Line("else");
+            w.Line($"    {call}(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
             w.Close();
             w.Close();
             w.Close();

@@ -44,10 +44,11 @@ internal static class BenchCommand
             DefaultValueFactory = _ => 1,
             CustomParser = NumberOptions.Integer(1, Specs.SpecParser.MaxBatchRows),
         };
+        var kv = GenerationOptionSet.CreateKv();
         var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights");
-        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, repeat, batch, compare, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, repeat, batch, kv, compare, json }) command.Options.Add(option);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
             string specName = parse.GetValue(spec)!;
@@ -66,6 +67,7 @@ internal static class BenchCommand
                 DecodeTokens = decodeTokens,
                 Repeats = parse.GetValue(repeat),
                 Batch = parse.GetValue(batch),
+                KvCache = GenerationOptionSet.ParseKv(parse.GetValue(kv)),
                 CompareReference = compareWith == "reference",
             }, Path.GetFileNameWithoutExtension(specName), stderr);
             if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());
@@ -119,6 +121,7 @@ internal static class BenchCommand
         json["decode_tokens"] = r.DecodeTokens;
         json["weight_bytes_per_token"] = r.WeightBytesPerToken;
         json["repeats"] = r.Repeats;
+        json["kv"] = r.KvCache == KvPrecision.BF16 ? "bf16" : "f32";
         if (r.Reference is { } reference)
         {
             json["reference"] = WithBatch(reference);

@@ -83,6 +83,24 @@ internal sealed class GenerationOptionSet
         HelpName = "FORMAT",
     };
 
+    public Option<string?> Kv { get; } = CreateKv();
+
+    /// <summary><c>--kv f32|bf16</c>: how the KV cache stores keys and values; also on <c>bench</c>.</summary>
+    internal static Option<string?> CreateKv() => new("--kv")
+    {
+        Description = "KV cache precision: f32 (the default; exact) or bf16 (half the memory and the bytes attention reads)",
+        HelpName = "PRECISION",
+    };
+
+    /// <summary>The precision <c>--kv</c> names (null: f32).</summary>
+    /// <exception cref="UsageException">Neither f32 nor bf16.</exception>
+    internal static KvPrecision ParseKv(string? kv) => kv?.ToLowerInvariant() switch
+    {
+        null or "f32" => KvPrecision.F32,
+        "bf16" => KvPrecision.BF16,
+        _ => throw new UsageException($"--kv {kv}: expected f32 or bf16"),
+    };
+
     public Option<bool> Reference { get; } = new("--reference")
     {
         Description = "Run the runtime-shape reference decoder even when a compiled spec matches the model",
@@ -102,7 +120,7 @@ internal sealed class GenerationOptionSet
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Reference, Stats, NoCheck })
+        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Kv, Reference, Stats, NoCheck })
             command.Options.Add(option);
     }
 
@@ -171,11 +189,13 @@ internal sealed class GenerationOptionSet
         string directory = parse.GetValue(Model) ?? BuiltInModel.Directory;
         int? threads = parse.GetValue(Threads), context = parse.GetValue(Context);
         var format = QuantFormat(parse.GetValue(Quant));
+        var kv = ParseKv(parse.GetValue(Kv));
         using var progress = new ProgressBar(stderr, "loading " + Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar)));
         var model = GemmaModel.Load(directory, new GemmaModelOptions
         {
             ForceReference = parse.GetValue(Reference),
             Format = format,
+            KvCache = kv,
             Threads = threads,
             MaxContext = context,
             LoadProgress = progress.Report,

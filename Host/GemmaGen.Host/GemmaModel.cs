@@ -19,6 +19,10 @@ public sealed record GemmaModelOptions
     /// quantize at load.</summary>
     public WeightFormat? Format { get; init; }
 
+    /// <summary>How KV caches store keys and values: <see cref="KvPrecision.F32"/> (default, exact) or
+    /// <see cref="KvPrecision.BF16"/> (half the memory and half the bytes attention reads).</summary>
+    public KvPrecision KvCache { get; init; } = KvPrecision.F32;
+
     /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>
     public Action<double>? LoadProgress { get; init; }
 
@@ -141,7 +145,9 @@ public sealed class GemmaModel : IDisposable
         if (!options.SkipMemoryCheck) plan.RequireMemory();
         var weights = ModelWeights.Load(config, source, options.Format, options.LoadProgress, options.CheckWeights);
         var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
-        return new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, plan.MaxContext, plan.Warnings);
+        var model = new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, plan.MaxContext, plan.Warnings);
+        model.Forward.KvPrecision = options.KvCache;
+        return model;
     }
 
     /// <summary>A decoder of one new sequence (its own KV cache of <paramref name="maxContext"/> positions) on this model's

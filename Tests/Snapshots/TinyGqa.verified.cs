@@ -322,15 +322,10 @@ namespace GemmaGen.Models
             }
             var cache = sequence.Cache;
             long slot = cache.Slot(layer, position), slots = cache.Slots[layer];
-            if (head < Heads + KvHeads)
-            {
-                ApplyRope(x, Rope.Cos(position), Rope.Sin(position));
-                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Keys(layer) + ((head - Heads) * slots + slot) * HeadDim, HeadDim));
-            }
-            else
-            {
-                new ReadOnlySpan<float>(x, HeadDim).CopyTo(new Span<float>(cache.Values(layer) + ((head - Heads - KvHeads) * slots + slot) * HeadDim, HeadDim));
-            }
+            bool key = head < Heads + KvHeads;
+            if (key) ApplyRope(x, Rope.Cos(position), Rope.Sin(position));
+            long at = ((key ? head - Heads : head - Heads - KvHeads) * slots + slot) * HeadDim;
+            cache.Store(layer, key, at, new ReadOnlySpan<float>(x, HeadDim));
         }
 
         /// <summary>Y[t] = X[t]·Wᵀ for n rows, the matrix's rows split across the pool (the format's matrix-matrix kernel).</summary>
@@ -592,22 +587,22 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>local attention: window 8, the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0).
+        /// <summary>local attention over a float32 cache: window 8, the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0).
         /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
-        /// which has W slots or more (a prefill batch writes all its keys before attending).</summary>
+        /// which has W slots or more (a batch writes all its keys before attending).</summary>
         internal static void LocalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output, int ring)
         {
             int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
             AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);
         }
 
-        /// <summary>global attention: the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0). A query at p sees keys 0 .. p.</summary>
+        /// <summary>global attention over a float32 cache: the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0). A query at p sees keys 0 .. p.</summary>
         internal static void GlobalAttention(float* q, float* keys, float* values, int position, float* scores, long stride, float* output)
         {
             AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);
         }
 
-        /// <summary>The GroupSize query heads q + g·d that share one kv head, over <paramref name="count"/> keys starting at
+        /// <summary>The GroupSize query heads q + g·d that share one kv head of a float32 cache, over <paramref name="count"/> keys starting at
         /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
         /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
         /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
@@ -733,7 +728,7 @@ namespace GemmaGen.Models
             }
         }
 
-        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·16 of one kv head: every key
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·16 of one kv head and one key: every key
         /// vector loaded once for the group, each query summed as Dot sums it.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         internal static void GroupDot_16(float* q, float* k, float* scores, long stride)
@@ -810,6 +805,229 @@ namespace GemmaGen.Models
                 {
                     float sum = 0f;
                     for (int i = 0; i < 16; i++) sum += q[16 + i] * k[i];
+                    scores[stride] = sum;
+                }
+            }
+        }
+
+        /// <summary>local attention over a bfloat16 cache: window 8, the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0).
+        /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
+        /// which has W slots or more (a batch writes all its keys before attending).</summary>
+        internal static void LocalAttention(float* q, ushort* keys, ushort* values, int position, float* scores, long stride, float* output, int ring)
+        {
+            int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
+            AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);
+        }
+
+        /// <summary>global attention over a bfloat16 cache: the 2 query heads of one kv head (4 / 2), d 16, softcap 50.0, scale 1/sqrt(16.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, ushort* keys, ushort* values, int position, float* scores, long stride, float* output)
+        {
+            AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);
+        }
+
+        /// <summary>The GroupSize query heads q + g·d that share one kv head of a bfloat16 cache, over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        internal static void AttendGroup(float* q, ushort* keys, ushort* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)
+        {
+            int slot = firstSlot;
+            for (int n = 0; n < count; n++)
+            {
+                GroupDot_BF16_16(q, keys + (long)slot * HeadDim, scores + n, stride);
+                if (++slot == ring) slot = 0;
+            }
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        ushort* value = values + (long)slot * HeadDim;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = (Vector512.WidenLower(Vector256.Load(value + 0).ToVector512Unsafe()) << 16).AsSingle();
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o1_0.Store(output + 16);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        ushort* value = values + (long)slot * HeadDim;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = (Vector256.WidenLower(Vector128.Load(value + 0).ToVector256Unsafe()) << 16).AsSingle();
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = (Vector256.WidenLower(Vector128.Load(value + 8).ToVector256Unsafe()) << 16).AsSingle();
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o1_0.Store(output + 16);
+                    o1_1.Store(output + 24);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        ushort* value = values + (long)slot * HeadDim;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = (Vector128.WidenLower(Vector64.Load(value + 0).ToVector128Unsafe()) << 16).AsSingle();
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = (Vector128.WidenLower(Vector64.Load(value + 4).ToVector128Unsafe()) << 16).AsSingle();
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = (Vector128.WidenLower(Vector64.Load(value + 8).ToVector128Unsafe()) << 16).AsSingle();
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = (Vector128.WidenLower(Vector64.Load(value + 12).ToVector128Unsafe()) << 16).AsSingle();
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o1_0.Store(output + 16);
+                    o1_1.Store(output + 20);
+                    o1_2.Store(output + 24);
+                    o1_3.Store(output + 28);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 16; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * BFloat16.ToSingle(values[(long)slot * HeadDim + i]);
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 16 + i] = sum;
+                    }
+                }
+            }
+        }
+
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·16 of one kv head and one BF16 key (widened to float32 as loaded): every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static void GroupDot_BF16_16(float* q, ushort* k, float* scores, long stride)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var k0 = (Vector512.WidenLower(Vector256.Load(k + 0).ToVector512Unsafe()) << 16).AsSingle();
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k0, a1_0);
+                    float s0 = Vector512.Sum(a0_0);
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum(a1_0);
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var k0 = (Vector256.WidenLower(Vector128.Load(k + 0).ToVector256Unsafe()) << 16).AsSingle();
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16), k0, a1_0);
+                    var k1 = (Vector256.WidenLower(Vector128.Load(k + 8).ToVector256Unsafe()) << 16).AsSingle();
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 8), k1, a0_1);
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16 + 8), k1, a1_1);
+                    float s0 = Vector256.Sum(a0_0 + a0_1);
+                    scores[0] = s0;
+                    float s1 = Vector256.Sum(a1_0 + a1_1);
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var k0 = (Vector128.WidenLower(Vector64.Load(k + 0).ToVector128Unsafe()) << 16).AsSingle();
+                    a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16), k0, a1_0);
+                    var k1 = (Vector128.WidenLower(Vector64.Load(k + 4).ToVector128Unsafe()) << 16).AsSingle();
+                    a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 4), k1, a0_1);
+                    a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16 + 4), k1, a1_1);
+                    var k2 = (Vector128.WidenLower(Vector64.Load(k + 8).ToVector128Unsafe()) << 16).AsSingle();
+                    a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 8), k2, a0_2);
+                    a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16 + 8), k2, a1_2);
+                    var k3 = (Vector128.WidenLower(Vector64.Load(k + 12).ToVector128Unsafe()) << 16).AsSingle();
+                    a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 12), k3, a0_3);
+                    a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16 + 12), k3, a1_3);
+                    float s0 = Vector128.Sum((a0_0 + a0_1) + (a0_2 + a0_3));
+                    scores[0] = s0;
+                    float s1 = Vector128.Sum((a1_0 + a1_1) + (a1_2 + a1_3));
+                    scores[stride] = s1;
+                }
+            }
+            else
+            {
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 16; i++) sum += q[0 + i] * BFloat16.ToSingle(k[i]);
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 16; i++) sum += q[16 + i] * BFloat16.ToSingle(k[i]);
                     scores[stride] = sum;
                 }
             }
@@ -1654,7 +1872,10 @@ namespace GemmaGen.Models
                     // query heads kv·G .. kv·G + G − 1 share kv head kv
                     float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
-                    LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
+                    if (cache.Precision == KvPrecision.BF16)
+                        LocalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
+                    else
+                        LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                 }
             }
         }
@@ -1683,7 +1904,10 @@ namespace GemmaGen.Models
                     // query heads kv·G .. kv·G + G − 1 share kv head kv
                     float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
-                    GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
+                    if (cache.Precision == KvPrecision.BF16)
+                        GlobalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
+                    else
+                        GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
                 }
             }
         }

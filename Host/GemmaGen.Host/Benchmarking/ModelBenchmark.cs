@@ -30,6 +30,9 @@ public sealed record BenchmarkOptions
     /// <see cref="SpecParser.MaxBatchRows"/>.</summary>
     public int Batch { get; init; } = 1;
 
+    /// <summary>How the KV caches store keys and values. Default float32.</summary>
+    public KvPrecision KvCache { get; init; } = KvPrecision.F32;
+
     /// <summary>Also measure the runtime-shape reference decoder on the same weights.</summary>
     public bool CompareReference { get; init; }
 
@@ -80,6 +83,7 @@ public sealed record BenchmarkReport(
     int DecodeTokens,
     int Repeats,
     int Batch,
+    KvPrecision KvCache,
     long WeightBytesPerToken,
     double BandwidthGigabytesPerSecond,
     long PeakRssBytes,
@@ -141,6 +145,7 @@ public static class ModelBenchmark
             {
                 int context = options.PromptTokens + options.DecodeTokens;
                 var model = onCompiled ? compiled!.Create(weights, context, pool) : new ReferenceForward(weights, context, pool);
+                model.KvPrecision = options.KvCache;
                 var decoder = new Gemma2Decoder(model, context);
                 log?.WriteLine($"measuring {decoder.ExecutionPath} with {n} layer(s)...");
                 timings[onCompiled].Add((n, Measure(decoder, options)));
@@ -176,7 +181,7 @@ public static class ModelBenchmark
         using var process = Process.GetCurrentProcess();
         process.Refresh();
         return new BenchmarkReport(specName, options.Format, options.Threads, layers, full.NumHiddenLayers, extrapolate,
-            options.PromptTokens, options.DecodeTokens, options.Repeats, options.Batch, bytesPerToken, bandwidth, process.PeakWorkingSet64,
+            options.PromptTokens, options.DecodeTokens, options.Repeats, options.Batch, options.KvCache, bytesPerToken, bandwidth, process.PeakWorkingSet64,
             Summarize(paths[0]), paths.Count > 1 ? Summarize(false) : null);
     }
 

@@ -99,7 +99,7 @@ public sealed class LoadPlan
         bool lmHead = !synthetic && source.DTypeOf(CheckpointNames.LmHead) != null;
         long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
         var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
-        long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, SpecParser.MaxBatchRows));
+        long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, SpecParser.MaxBatchRows, options.KvCache));
         long buffers = Saturate(() => BufferBytesOf(config, maxContext));
         var warnings = synthetic ? [] : UnusedLayers(config, source);
         return new LoadPlan(source.Description, format, smaller, maxContext, weights, cache, buffers, available ?? AvailableMemory.Read(), warnings);

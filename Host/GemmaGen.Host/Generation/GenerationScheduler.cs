@@ -68,10 +68,10 @@ public sealed class GenerationScheduler : IDisposable
         _model = model;
         _forward = model.Forward;
         _maxContext = _options.MaxContext ?? model.MaxContext;
-        Sequence.CheckContext(model.Config, _maxContext, _forward.MaxRows);
+        Sequence.CheckContext(model.Config, _maxContext, _forward.MaxRows, _forward.KvPrecision);
         // Every sequence may come to hold a KV cache of the whole context: refuse a scheduler whose caches cannot all
         // be held, before any request depends on it.
-        long perSequence = KvCache.ByteLengthOf(model.Config, _maxContext, _forward.MaxRows);
+        long perSequence = KvCache.ByteLengthOf(model.Config, _maxContext, _forward.MaxRows, _forward.KvPrecision);
         long available = AvailableMemory.Read() ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if ((double)perSequence * _options.MaxSequences > available)
             throw new ArgumentOutOfRangeException(nameof(options), _options.MaxSequences,
