@@ -63,6 +63,7 @@ public static class Program
             BenchCommand.Create(stdout, stderr),
             LogitsCommand.Create(stderr),
             GenerateCommand.Create(stdout, stderr),
+            ServeCommand.Create(stderr),
         };
 
     /// <summary>
