@@ -66,7 +66,7 @@ internal sealed class CompletionJob : IDisposable
             string? finish = _filter.Stopped || result.StopReason == StopReason.EndToken ? "stop"
                 : result.StopReason is StopReason.MaxTokens or StopReason.ContextFull ? "length"
                 : null;
-            _metrics.Completed(result);
+            _metrics.Completed(result, finish);
             return new CompletionOutcome(_filter.Text, finish, result, _prompt.Length);
         }
         finally

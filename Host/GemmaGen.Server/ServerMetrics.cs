@@ -18,6 +18,7 @@ internal sealed class ServerMetrics
     private readonly Counter _cachedTokens;
     private readonly Counter _generatedTokens;
     private readonly Histogram _timeToFirstToken;
+    private readonly Counter _generations;
     private readonly SlidingCount _prefill = new(RateWindow);
     private readonly SlidingCount _decode = new(RateWindow);
 
@@ -29,6 +30,7 @@ internal sealed class ServerMetrics
         _promptTokens = factory.CreateCounter("gemmagen_prompt_tokens_total", "Prompt tokens of finished requests (cached ones included)");
         _cachedTokens = factory.CreateCounter("gemmagen_prompt_cached_tokens_total", "Prompt tokens found in a KV cache (prompt caching), not prefilled again");
         _generatedTokens = factory.CreateCounter("gemmagen_generated_tokens_total", "Tokens generated");
+        _generations = factory.CreateCounter("gemmagen_generations_total", "Generations ended, by finish reason: stop (an end token or a stop sequence), length (max tokens or the context's end), cancelled (the client left or the server stopped)", "finish_reason");
         _timeToFirstToken = factory.CreateHistogram("gemmagen_time_to_first_token_seconds", "From a request's arrival at the scheduler to its first token (queueing and prefill)",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 14) });
         var running = factory.CreateGauge("gemmagen_requests_running", "Requests generating now (at most --parallel)");
@@ -58,9 +60,10 @@ internal sealed class ServerMetrics
         _decode.Add(1);
     }
 
-    /// <summary>A generation ended.</summary>
-    public void Completed(GenerationResult result)
+    /// <summary>A generation ended, with <paramref name="finishReason"/> (null: cancelled).</summary>
+    public void Completed(GenerationResult result, string? finishReason)
     {
+        _generations.WithLabels(finishReason ?? "cancelled").Inc();
         var stats = result.Stats;
         _promptTokens.Inc(stats.PromptTokens + stats.CachedTokens);
         _cachedTokens.Inc(stats.CachedTokens);
