@@ -64,6 +64,7 @@ public static class Program
             LogitsCommand.Create(stderr),
             GenerateCommand.Create(stdout, stderr),
             ServeCommand.Create(stderr),
+            ServeBenchCommand.Create(stdout, stderr),
         };
 
     /// <summary>
