@@ -11,7 +11,8 @@ namespace GemmaGen.Cli;
 /// client count C, a <see cref="GenerationScheduler"/> with C sequences (<c>serve --parallel C</c>) takes C clients that
 /// each send requests one after another (a prompt of distinct random tokens, so no prefix is reused; a fixed number of
 /// tokens generated, end tokens ignored); it reports the aggregate generated tokens per second (over the wall time,
-/// prefills included) and the p50 and p95 time to the first token. Synthetic weights have no tokenizer, so the load
+/// prefills included), the aggregate decode rate while all clients decode together, and the p50 and p95 time to the
+/// first token. Synthetic weights have no tokenizer, so the load
 /// goes to the scheduler the server runs on, not through HTTP (whose cost is a few microseconds per token).
 /// </summary>
 internal static class ServeBenchCommand
@@ -51,6 +52,7 @@ internal static class ServeBenchCommand
                 rows.Add(Measure(model, count, perClient, promptTokens, generated));
             }
             double single = rows.FirstOrDefault(r => r.Clients == 1)?.TokensPerSecond ?? 0;
+            double singleDecode = rows.FirstOrDefault(r => r.Clients == 1)?.DecodeTokensPerSecond ?? 0;
             if (parse.GetValue(json))
             {
                 var result = new JsonObject
@@ -67,6 +69,8 @@ internal static class ServeBenchCommand
                         ["clients"] = r.Clients,
                         ["aggregate_tok_s"] = Math.Round(r.TokensPerSecond, 2),
                         ["speedup"] = single > 0 ? Math.Round(r.TokensPerSecond / single, 2) : null,
+                        ["decode_tok_s"] = Math.Round(r.DecodeTokensPerSecond, 2),
+                        ["decode_speedup"] = singleDecode > 0 ? Math.Round(r.DecodeTokensPerSecond / singleDecode, 2) : null,
                         ["ttft_p50_ms"] = Math.Round(r.P50.TotalMilliseconds, 1),
                         ["ttft_p95_ms"] = Math.Round(r.P95.TotalMilliseconds, 1),
                         ["wall_s"] = Math.Round(r.Wall.TotalSeconds, 2),
@@ -77,12 +81,13 @@ internal static class ServeBenchCommand
             else
             {
                 stdout.WriteLine($"{Path.GetFileNameWithoutExtension(specName)} {format} [{model.ExecutionPath}], {threadCount} threads, prompt {promptTokens}, generated {generated}, {perClient} request(s) per client");
-                stdout.WriteLine("clients  aggregate tok/s  speedup  TTFT p50 ms  TTFT p95 ms  wall s");
+                stdout.WriteLine("clients  aggregate tok/s  speedup  decode tok/s  speedup  TTFT p50 ms  TTFT p95 ms  wall s");
                 foreach (var r in rows)
                 {
                     string speedup = single > 0 ? (r.TokensPerSecond / single).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-";
+                    string decodeSpeedup = singleDecode > 0 ? (r.DecodeTokensPerSecond / singleDecode).ToString("F2", CultureInfo.InvariantCulture) + "x" : "-";
                     stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{r.Clients,7}  {r.TokensPerSecond,15:F2}  {speedup,7}  {r.P50.TotalMilliseconds,11:F0}  {r.P95.TotalMilliseconds,11:F0}  {r.Wall.TotalSeconds,6:F1}"));
+                        $"{r.Clients,7}  {r.TokensPerSecond,15:F2}  {speedup,7}  {r.DecodeTokensPerSecond,12:F2}  {decodeSpeedup,7}  {r.P50.TotalMilliseconds,11:F0}  {r.P95.TotalMilliseconds,11:F0}  {r.Wall.TotalSeconds,6:F1}"));
                 }
             }
             return Program.Success;
@@ -90,7 +95,11 @@ internal static class ServeBenchCommand
         return command;
     }
 
-    private sealed record Row(int Clients, double TokensPerSecond, TimeSpan P50, TimeSpan P95, TimeSpan Wall);
+    /// <param name="TokensPerSecond">Generated tokens over the wall time, prefills included.</param>
+    /// <param name="DecodeTokensPerSecond">Tokens generated while every client decodes: from the moment the last
+    /// request has its first token to the moment the first request ends (with one request per client; the requests
+    /// share every step of that window).</param>
+    private sealed record Row(int Clients, double TokensPerSecond, double DecodeTokensPerSecond, TimeSpan P50, TimeSpan P95, TimeSpan Wall);
 
     private static Row Measure(GemmaModel model, int clients, int perClient, int promptTokens, int generated)
     {
@@ -98,6 +107,7 @@ internal static class ServeBenchCommand
         var options = new GenerationOptions { MaxTokens = generated, Sampling = SamplingOptions.GreedyDecoding, IgnoreEndTokens = true };
         int vocab = model.Config.VocabSize;
         var clock = Stopwatch.StartNew();
+        var stamps = new List<TimeSpan>[clients * perClient];
         var results = Task.WhenAll(Enumerable.Range(0, clients).Select(client => Task.Run(async () =>
         {
             var random = new Random(1000 * clients + client);
@@ -106,14 +116,20 @@ internal static class ServeBenchCommand
             {
                 // BOS, then random ids: no two prompts share a prefix a cache could serve.
                 int[] prompt = [2, .. Enumerable.Range(1, promptTokens - 1).Select(_ => random.Next(4, vocab))];
-                mine.Add(await scheduler.GenerateAsync(prompt.AsMemory(0, promptTokens), options).ConfigureAwait(false));
+                var times = stamps[client * perClient + i] = new List<TimeSpan>(generated);
+                mine.Add(await scheduler.GenerateAsync(prompt.AsMemory(0, promptTokens), options, _ => times.Add(clock.Elapsed)).ConfigureAwait(false));
             }
             return mine;
         }))).GetAwaiter().GetResult();
         var wall = clock.Elapsed;
         var all = results.SelectMany(r => r).ToArray();
         var firsts = all.Select(r => r.Stats.TimeToFirstToken).Order().ToArray();
-        return new Row(clients, all.Sum(r => r.Tokens.Length) / wall.TotalSeconds, Percentile(firsts, 0.50), Percentile(firsts, 0.95), wall);
+        // The window in which the first request of every client is decoding.
+        var firstRequests = Enumerable.Range(0, clients).Select(c => stamps[c * perClient]).ToArray();
+        TimeSpan from = firstRequests.Max(t => t[0]), to = firstRequests.Min(t => t[^1]);
+        int inWindow = firstRequests.Sum(t => t.Count(x => x > from && x <= to));
+        double decode = to > from ? inWindow / (to - from).TotalSeconds : 0;
+        return new Row(clients, all.Sum(r => r.Tokens.Length) / wall.TotalSeconds, decode, Percentile(firsts, 0.50), Percentile(firsts, 0.95), wall);
     }
 
     /// <summary>The nearest-rank percentile of sorted values.</summary>

@@ -47,6 +47,33 @@ public sealed partial class ServeCommandTests
         Assert.Contains("[stopped]", result.Stderr);
     }
 
+    [Fact]
+    public void BenchServe_ReportsEachClientCount()
+    {
+        var run = CliProcess.Run("bench-serve", "--spec", "gemma-2-demo", "--clients", "1,3", "--prompt", "4", "--tokens", "3", "--requests", "2", "--threads", "1", "--json");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        using var report = System.Text.Json.JsonDocument.Parse(run.Stdout);
+        var runs = report.RootElement.GetProperty("runs").EnumerateArray().ToArray();
+        Assert.Equal([1, 3], runs.Select(r => r.GetProperty("clients").GetInt32()));
+        foreach (var r in runs)
+        {
+            Assert.True(r.GetProperty("aggregate_tok_s").GetDouble() > 0);
+            Assert.True(r.GetProperty("ttft_p95_ms").GetDouble() >= r.GetProperty("ttft_p50_ms").GetDouble());
+        }
+        Assert.Equal(1.0, runs[0].GetProperty("speedup").GetDouble());
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1,x")]
+    [InlineData("65")]
+    public void BenchServe_RefusesBadClientCounts(string clients)
+    {
+        var run = CliProcess.Run("bench-serve", "--spec", "gemma-2-demo", "--clients", clients);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"error: --clients {clients}: expected client counts from 1 to 64", run.Stderr);
+    }
+
     [GeneratedRegex(@"listening on (http://\S+/)")]
     private static partial Regex ListeningOn();
 }
