@@ -78,7 +78,7 @@ internal static class BenchCommand
     }
 
     /// <summary>A built-in spec name (shipped next to the command) or a config.json path.</summary>
-    private static string ResolveSpec(string spec)
+    internal static string ResolveSpec(string spec)
     {
         string builtIn = Path.Combine(AppContext.BaseDirectory, "specs", spec + ".json");
         if (File.Exists(builtIn)) return builtIn;

@@ -63,6 +63,8 @@ public static class Program
             BenchCommand.Create(stdout, stderr),
             LogitsCommand.Create(stderr),
             GenerateCommand.Create(stdout, stderr),
+            ServeCommand.Create(stderr),
+            ServeBenchCommand.Create(stdout, stderr),
         };
 
     /// <summary>
