@@ -113,6 +113,11 @@ public sealed class GemmaModel : IDisposable
         return model;
     }
 
+    /// <summary>The name clients see for the model when none is given: the checkpoint folder's (or file's) name, else
+    /// <c>gemma2</c>.</summary>
+    internal string DefaultModelId =>
+        (Directory is { } directory ? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))) : null) ?? "gemma2";
+
     /// <summary>The checkpoint directory the model was loaded from, or null.</summary>
     public string? Directory { get; private set; }
 

@@ -26,8 +26,20 @@ internal sealed class CompletionJob : IDisposable
     private readonly ServerMetrics _metrics;
     private Task<GenerationResult>? _generation;
 
-    public CompletionJob(GemmaModel model, int[] prompt, OpenAiRequest request, ServerMetrics metrics, HashSet<int> endTokens, CancellationToken cancellation)
+    private readonly Action<string, int[]>? _remember;
+
+    /// <param name="model">The model (its tokenizer turns tokens into text).</param>
+    /// <param name="prompt">The prompt's tokens.</param>
+    /// <param name="request">The validated request: stop sequences, streaming, sampling, max tokens.</param>
+    /// <param name="metrics">Where tokens and outcomes are counted.</param>
+    /// <param name="endTokens">Tokens that end a reply and are not text.</param>
+    /// <param name="cancellation">Cancels the generation (the client left, the server stops).</param>
+    /// <param name="remember">Called with a whole reply's text and tokens (not one cut at a stop sequence), so a
+    /// conversation that repeats it renders the same tokens.</param>
+    public CompletionJob(GemmaModel model, int[] prompt, OpenAiRequest request, ServerMetrics metrics, HashSet<int> endTokens, CancellationToken cancellation,
+        Action<string, int[]>? remember = null)
     {
+        _remember = remember;
         _prompt = prompt;
         _endTokens = endTokens;
         _metrics = metrics;
@@ -67,6 +79,7 @@ internal sealed class CompletionJob : IDisposable
                 : result.StopReason is StopReason.MaxTokens or StopReason.ContextFull ? "length"
                 : null;
             _metrics.Completed(result, finish);
+            if (!_filter.Stopped && finish != null) _remember?.Invoke(_filter.Text, result.Tokens);
             return new CompletionOutcome(_filter.Text, finish, result, _prompt.Length);
         }
         finally

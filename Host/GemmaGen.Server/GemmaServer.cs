@@ -27,7 +27,6 @@ namespace GemmaGen.Server;
 /// the generations in flight (a stream ends with an error event, a waiting reply with 503).</remarks>
 public sealed class GemmaServer : IAsyncDisposable
 {
-    private static readonly Dictionary<string, int[]> NoKnownReplies = [];
 
     private readonly GemmaServerOptions _options;
     private readonly WebApplication _app;
@@ -125,10 +124,8 @@ public sealed class GemmaServer : IAsyncDisposable
             noChat = e.Message;
         }
         var scheduler = model.CreateScheduler(new GenerationSchedulerOptions { MaxSequences = _options.Parallel, MaxQueue = _options.Queue, MaxContext = _options.MaxContext });
-        string modelId = _options.ModelId
-            ?? (model.Directory is { } directory ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))) : null)
-            ?? "gemma2";
-        _loaded = new Loaded(model, scheduler, format, noChat, GenerationSession.EndTokensOf(model), modelId, DateTimeOffset.UtcNow.ToUnixTimeSeconds());
+        string modelId = _options.ModelId ?? model.DefaultModelId;
+        _loaded = new Loaded(model, scheduler, format, noChat, GenerationSession.EndTokensOf(model), modelId, DateTimeOffset.UtcNow.ToUnixTimeSeconds(), new ReplyMemory());
     }
 
     /// <summary>Completes when the server has stopped: Ctrl+C, SIGTERM, <see cref="StopAsync"/> or <paramref name="cancellationToken"/>.</summary>
@@ -156,7 +153,7 @@ public sealed class GemmaServer : IAsyncDisposable
 
     /// <summary>The model and what serving it needs.</summary>
     private sealed record Loaded(GemmaModel Model, GenerationScheduler Scheduler, GemmaChatFormat? Format, string? NoChat,
-        HashSet<int> EndTokens, string ModelId, long Created);
+        HashSet<int> EndTokens, string ModelId, long Created, ReplyMemory Replies);
 
     /// <summary>The outermost middleware: any failure becomes an OpenAI-style error body (never a stack trace), an
     /// empty 404 or 405 gets one too, and each response is counted.</summary>
@@ -261,7 +258,8 @@ public sealed class GemmaServer : IAsyncDisposable
 
         var lifetime = _app.Services.GetRequiredService<IHostApplicationLifetime>();
         using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
-        using var job = new CompletionJob(loaded.Model, prompt, request, _metrics, loaded.EndTokens, cancellation.Token);
+        using var job = new CompletionJob(loaded.Model, prompt, request, _metrics, loaded.EndTokens, cancellation.Token,
+            chat && loaded.Format is { } chatFormat ? (text, tokens) => loaded.Replies.Remember(chatFormat, text, tokens) : null);
         try
         {
             job.Start(loaded.Scheduler);
@@ -342,7 +340,7 @@ public sealed class GemmaServer : IAsyncDisposable
         if (loaded.Format == null) throw new ApiError(400, $"the model cannot chat: {loaded.NoChat}; use /v1/completions", "messages");
         try
         {
-            return loaded.Format.Render(messages, instructions: null, NoKnownReplies, new HashSet<string>());
+            return loaded.Replies.Render(loaded.Format, messages, instructions: null);
         }
         catch (ArgumentException e)
         {

@@ -253,14 +253,14 @@ internal sealed class OpenAiRequest
         return (float)number;
     }
 
-    /// <summary><c>seed</c>: any 64-bit integer. The sampler's seed is 32 bits: the high half is folded in as
-    /// <see cref="GemmaChatClient"/> folds <c>ChatOptions.Seed</c>, so seeds that differ anywhere differ.</summary>
+    /// <summary><c>seed</c>: any 64-bit integer, folded to the sampler's 32 bits as <see cref="GemmaChatClient"/> folds
+    /// <c>ChatOptions.Seed</c> (<see cref="SamplingOptions.FoldSeed"/>).</summary>
     private static int? OptionalSeed(JsonElement body)
     {
         if (!body.TryGetProperty("seed", out var value) || value.ValueKind == JsonValueKind.Null) return null;
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out long seed))
             throw ApiError.BadField("seed", $"expected a 64-bit integer, got {Kind(value)}");
-        return (int)(seed ^ (seed >>> 32));
+        return SamplingOptions.FoldSeed(seed);
     }
 
     /// <summary>How an error message names what was sent.</summary>

@@ -33,12 +33,7 @@ public sealed class GemmaChatClient : IChatClient
     private readonly ChatClientMetadata _metadata;
     private readonly Lazy<GenerationScheduler> _scheduler;
 
-    /// <summary>Token ids of recent replies, by their text, so a history that repeats them renders exactly the tokens
-    /// the KV cache holds (at most <see cref="RepliesKept"/>; guarded by itself).</summary>
-    private readonly Dictionary<string, int[]> _replies = [];
-
-    /// <summary>Replies whose tokens are remembered for re-rendering.</summary>
-    private const int RepliesKept = 256;
+    private readonly ReplyMemory _replies = new();
 
     /// <summary>A client over <paramref name="model"/>, which must have a tokenizer with the Gemma chat pieces. The
     /// client does not own the model: dispose the model after the client.</summary>
@@ -50,9 +45,7 @@ public sealed class GemmaChatClient : IChatClient
         _model = model;
         _options = options ?? new GemmaChatClientOptions();
         _format = new GemmaChatFormat(model.RequireTokenizer());
-        ModelId = _options.ModelId
-            ?? (model.Directory is { } directory ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory))) : null)
-            ?? "gemma2";
+        ModelId = _options.ModelId ?? model.DefaultModelId;
         _metadata = new ChatClientMetadata(ProviderName, providerUri: null, defaultModelId: ModelId);
         var schedulerOptions = new GenerationSchedulerOptions { MaxSequences = _options.MaxConcurrentRequests, MaxContext = _options.MaxContext };
         schedulerOptions.Validate();
@@ -159,8 +152,7 @@ public sealed class GemmaChatClient : IChatClient
         CancellationToken cancellationToken)
     {
         var generation = new GenerationOptions { MaxTokens = options?.MaxOutputTokens ?? _options.MaxOutputTokens, Sampling = Sampling(options) };
-        int[] prompt;
-        lock (_replies) prompt = _format.Render(conversation, options?.Instructions, _replies, new HashSet<string>());
+        int[] prompt = _replies.Render(_format, conversation, options?.Instructions);
         var scheduler = _scheduler.Value;
         if (prompt.Length > scheduler.MaxContext)
             throw new InvalidOperationException($"the conversation is {prompt.Length} tokens; the context holds {scheduler.MaxContext}");
@@ -185,18 +177,8 @@ public sealed class GemmaChatClient : IChatClient
         }
 
         int[] generated = result.Tokens;
-        // The reply as the cache holds it, less a final <end_of_turn>, which the rendering adds to every model turn:
-        // a reply that ended at another end token (<eos>) keeps it, and <end_of_turn> follows, as in ChatSession.
         // A reply cut at a stop sequence is shorter than its tokens: a history that repeats it re-renders it.
-        bool endOfTurn = generated.Length > 0 && generated[^1] == _format.EndOfTurn;
-        if (!filter.Stopped)
-        {
-            lock (_replies)
-            {
-                if (_replies.Count >= RepliesKept) _replies.Clear();
-                _replies[filter.Text] = endOfTurn ? generated[..^1] : generated;
-            }
-        }
+        if (!filter.Stopped) _replies.Remember(_format, filter.Text, generated);
 
         var usage = new UsageDetails
         {
@@ -219,8 +201,7 @@ public sealed class GemmaChatClient : IChatClient
             Temperature = options.Temperature ?? defaults.Temperature,
             TopP = options.TopP ?? defaults.TopP,
             TopK = options.TopK ?? defaults.TopK,
-            // The sampler's seed is 32 bits: fold the high half in, so seeds that differ anywhere differ.
-            Seed = options.Seed is long seed ? (int)(seed ^ (seed >>> 32)) : defaults.Seed,
+            Seed = options.Seed is long seed ? SamplingOptions.FoldSeed(seed) : defaults.Seed,
         };
     }
 

@@ -10,6 +10,10 @@ public sealed record SamplingOptions
     /// <summary>Greedy decoding: the options for exact, repeatable output.</summary>
     public static SamplingOptions GreedyDecoding { get; } = new() { Greedy = true };
 
+    /// <summary>A 64-bit seed (an API's) as the sampler's 32-bit one: the high half folded in, so seeds that differ
+    /// anywhere differ.</summary>
+    internal static int FoldSeed(long seed) => (int)(seed ^ (seed >>> 32));
+
     /// <summary>Always take the most likely token (after the repetition penalty).</summary>
     public bool Greedy { get; init; }
 
