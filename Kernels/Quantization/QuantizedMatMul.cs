@@ -279,23 +279,78 @@ public static unsafe partial class QuantizedMatMul
     }
 
     /// <summary>The next chunk's weights, prefetched a block at a time while the first tokens run on this chunk: per
-    /// block, the quants of each of <see cref="_panels"/> panels.</summary>
-    private readonly struct Prefetch(byte* quants, long panelBytes, int blockBytes, int panels)
+    /// block, the quants of each of four panels (the last one repeated where the group has fewer); nothing when
+    /// <c>default</c>.</summary>
+    private readonly struct Prefetch
     {
-        private readonly byte* _quants = quants;
-        private readonly long _panelBytes = panelBytes;
-        private readonly int _blockBytes = blockBytes, _panels = panels;
+        private readonly byte* _q0, _q1, _q2, _q3;
+        private readonly int _blockBytes;
+
+        public Prefetch(byte* quants, long panelBytes, int blockBytes, int panels)
+        {
+            _q0 = quants;
+            _q1 = quants + Math.Min(1, panels - 1) * panelBytes;
+            _q2 = quants + Math.Min(2, panels - 1) * panelBytes;
+            _q3 = quants + Math.Min(3, panels - 1) * panelBytes;
+            _blockBytes = blockBytes;
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Block(int b)
         {
-            byte* q = _quants + (long)b * _blockBytes;
-            for (int p = 0; p < _panels; p++, q += _panelBytes)
+            if (_blockBytes == 0) return;
+            long at = (long)b * _blockBytes;
+            Sse.Prefetch0(_q0 + at);
+            Sse.Prefetch0(_q1 + at);
+            Sse.Prefetch0(_q2 + at);
+            Sse.Prefetch0(_q3 + at);
+            if (_blockBytes > 64)
             {
-                Sse.Prefetch0(q);
-                if (_blockBytes > 64) Sse.Prefetch0(q + 64);
+                Sse.Prefetch0(_q0 + at + 64);
+                Sse.Prefetch0(_q1 + at + 64);
+                Sse.Prefetch0(_q2 + at + 64);
+                Sse.Prefetch0(_q3 + at + 64);
             }
         }
+    }
+
+    /// <summary>One group of four columns of sixteen rows (<paramref name="w"/>: rows 0..7, then 8..15) against four
+    /// tokens' four input bytes: a·, e· (rows 0..7, 8..15) += the byte products, four to a lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step4(byte* w, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> a2, ref Vector256<int> a3,
+        ref Vector256<int> e0, ref Vector256<int> e1, ref Vector256<int> e2, ref Vector256<int> e3)
+    {
+        var low = Vector256.Load(w);
+        var high = Vector256.Load(w + 32);
+        var i0 = Vector256.Create(*(int*)x0).AsSByte();
+        a0 = AvxVnni.MultiplyWideningAndAdd(a0, low, i0);
+        e0 = AvxVnni.MultiplyWideningAndAdd(e0, high, i0);
+        var i1 = Vector256.Create(*(int*)x1).AsSByte();
+        a1 = AvxVnni.MultiplyWideningAndAdd(a1, low, i1);
+        e1 = AvxVnni.MultiplyWideningAndAdd(e1, high, i1);
+        var i2 = Vector256.Create(*(int*)x2).AsSByte();
+        a2 = AvxVnni.MultiplyWideningAndAdd(a2, low, i2);
+        e2 = AvxVnni.MultiplyWideningAndAdd(e2, high, i2);
+        var i3 = Vector256.Create(*(int*)x3).AsSByte();
+        a3 = AvxVnni.MultiplyWideningAndAdd(a3, low, i3);
+        e3 = AvxVnni.MultiplyWideningAndAdd(e3, high, i3);
+    }
+
+    /// <summary>A block (eight groups of four columns, unrolled) of sixteen rows × four tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block4(byte* w, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3,
+        ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> a2, ref Vector256<int> a3,
+        ref Vector256<int> e0, ref Vector256<int> e1, ref Vector256<int> e2, ref Vector256<int> e3)
+    {
+        Step4(w, x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + VectorBytes, x0 + 4, x1 + 4, x2 + 4, x3 + 4, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + 2 * VectorBytes, x0 + 8, x1 + 8, x2 + 8, x3 + 8, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + 3 * VectorBytes, x0 + 12, x1 + 12, x2 + 12, x3 + 12, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + 4 * VectorBytes, x0 + 16, x1 + 16, x2 + 16, x3 + 16, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + 5 * VectorBytes, x0 + 20, x1 + 20, x2 + 20, x3 + 20, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + 6 * VectorBytes, x0 + 24, x1 + 24, x2 + 24, x3 + 24, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        Step4(w + 7 * VectorBytes, x0 + 28, x1 + 28, x2 + 28, x3 + 28, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
     }
 
     /// <summary>Sixteen rows × four tokens, the scaling 512-bit: the tokens' inputs are <paramref name="stride"/> bytes
@@ -312,23 +367,7 @@ public static unsafe partial class QuantizedMatMul
             prefetch.Block(b);
             Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]), a2 = Vector256.Create(c2[b]), a3 = Vector256.Create(c3[b]);
             Vector256<int> e0 = a0, e1 = a1, e2 = a2, e3 = a3;
-            for (int g = 0; g < 8; g++)
-            {
-                var w = Vector256.Load(group + VectorBytes * g);
-                var v = Vector256.Load(group + VectorBytes * g + 32);
-                var i0 = Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte();
-                a0 = AvxVnni.MultiplyWideningAndAdd(a0, w, i0);
-                e0 = AvxVnni.MultiplyWideningAndAdd(e0, v, i0);
-                var i1 = Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte();
-                a1 = AvxVnni.MultiplyWideningAndAdd(a1, w, i1);
-                e1 = AvxVnni.MultiplyWideningAndAdd(e1, v, i1);
-                var i2 = Vector256.Create(*(int*)(x2 + 4 * g)).AsSByte();
-                a2 = AvxVnni.MultiplyWideningAndAdd(a2, w, i2);
-                e2 = AvxVnni.MultiplyWideningAndAdd(e2, v, i2);
-                var i3 = Vector256.Create(*(int*)(x3 + 4 * g)).AsSByte();
-                a3 = AvxVnni.MultiplyWideningAndAdd(a3, w, i3);
-                e3 = AvxVnni.MultiplyWideningAndAdd(e3, v, i3);
-            }
+            Block4(group, x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
             var d = Vector512.Load((float*)(group + ScalesAt));
             o0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.Create(a0, e0)), d * s0[b], o0);
             o1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Vector512.Create(a1, e1)), d * s1[b], o1);
@@ -354,23 +393,7 @@ public static unsafe partial class QuantizedMatMul
             prefetch.Block(b);
             Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]), a2 = Vector256.Create(c2[b]), a3 = Vector256.Create(c3[b]);
             Vector256<int> e0 = a0, e1 = a1, e2 = a2, e3 = a3;
-            for (int g = 0; g < 8; g++)
-            {
-                var w = Vector256.Load(group + VectorBytes * g);
-                var v = Vector256.Load(group + VectorBytes * g + 32);
-                var i0 = Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte();
-                a0 = AvxVnni.MultiplyWideningAndAdd(a0, w, i0);
-                e0 = AvxVnni.MultiplyWideningAndAdd(e0, v, i0);
-                var i1 = Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte();
-                a1 = AvxVnni.MultiplyWideningAndAdd(a1, w, i1);
-                e1 = AvxVnni.MultiplyWideningAndAdd(e1, v, i1);
-                var i2 = Vector256.Create(*(int*)(x2 + 4 * g)).AsSByte();
-                a2 = AvxVnni.MultiplyWideningAndAdd(a2, w, i2);
-                e2 = AvxVnni.MultiplyWideningAndAdd(e2, v, i2);
-                var i3 = Vector256.Create(*(int*)(x3 + 4 * g)).AsSByte();
-                a3 = AvxVnni.MultiplyWideningAndAdd(a3, w, i3);
-                e3 = AvxVnni.MultiplyWideningAndAdd(e3, v, i3);
-            }
+            Block4(group, x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
             float* d = (float*)(group + ScalesAt);
             Scale(a0, e0, d, s0[b], sums);
             Scale(a1, e1, d, s1[b], sums + 16);
@@ -387,6 +410,15 @@ public static unsafe partial class QuantizedMatMul
         Fma.MultiplyAdd(Avx.ConvertToVector256Single(high), Vector256.Load(d + 8) * s, Vector256.Load(sums + 8)).Store(sums + 8);
     }
 
+    /// <summary>One group of four columns of sixteen rows against one token's four input bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step1(byte* w, sbyte* x, ref Vector256<int> a, ref Vector256<int> e)
+    {
+        var i = Vector256.Create(*(int*)x).AsSByte();
+        a = AvxVnni.MultiplyWideningAndAdd(a, Vector256.Load(w), i);
+        e = AvxVnni.MultiplyWideningAndAdd(e, Vector256.Load(w + 32), i);
+    }
+
     /// <summary>Sixteen rows × one token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Token1(byte* group, int count, sbyte* x, float* xs, int* starts, float* sums, Prefetch prefetch)
@@ -396,12 +428,14 @@ public static unsafe partial class QuantizedMatMul
             prefetch.Block(b);
             var a = Vector256.Create(starts[b]);
             var e = a;
-            for (int g = 0; g < 8; g++)
-            {
-                var i = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
-                a = AvxVnni.MultiplyWideningAndAdd(a, Vector256.Load(group + VectorBytes * g), i);
-                e = AvxVnni.MultiplyWideningAndAdd(e, Vector256.Load(group + VectorBytes * g + 32), i);
-            }
+            Step1(group, x, ref a, ref e);
+            Step1(group + VectorBytes, x + 4, ref a, ref e);
+            Step1(group + 2 * VectorBytes, x + 8, ref a, ref e);
+            Step1(group + 3 * VectorBytes, x + 12, ref a, ref e);
+            Step1(group + 4 * VectorBytes, x + 16, ref a, ref e);
+            Step1(group + 5 * VectorBytes, x + 20, ref a, ref e);
+            Step1(group + 6 * VectorBytes, x + 24, ref a, ref e);
+            Step1(group + 7 * VectorBytes, x + 28, ref a, ref e);
             Scale(a, e, (float*)(group + ScalesAt), xs[b], sums);
         }
     }

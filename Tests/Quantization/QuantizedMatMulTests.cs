@@ -58,7 +58,12 @@ public sealed unsafe class QuantizedMatMulTests
 
     /// <summary>What a test needs that this process lacks.</summary>
     private static string Missing(bool vnni, bool wide) =>
-        string.Join(" or ", new[] { wide && !QuantizedMatMul.WideSupported ? "AVX-512 (the 512-bit repack)" : null, vnni ? "AVX-VNNI" : "AVX2" }.OfType<string>());
+        string.Join(" and ", new[]
+        {
+            wide && !QuantizedMatMul.WideSupported ? "AVX-512 (the 512-bit repack)" : null,
+            vnni && !AvxVnni.IsSupported ? "AVX-VNNI" : null,
+            !(Avx2.IsSupported && Fma.IsSupported) ? "AVX2" : null,
+        }.OfType<string>().DefaultIfEmpty(vnni ? "AVX-VNNI" : "AVX2"));
 
     /// <summary>The kernel's int8 input of one token: x̂ [cols], the scale of each block, and where each block's sum starts.</summary>
     private static (sbyte[] Values, float[] Scales, int[] Starts) QuantizedInput(float[] x, int offset)
