@@ -7,80 +7,35 @@ namespace GemmaGen.Kernels;
 /// <summary>The 512-bit repack of <see cref="QuantizedMatMul"/>.</summary>
 public static unsafe partial class QuantizedMatMul
 {
-    /// <summary>
-    /// The index vectors of the 16 × 8 transpose of 32-bit groups (<see cref="RepackWide{TBlock}"/>): three stages of
-    /// two-source permutes (<c>vpermt2d</c>), each exchanging one register bit with one lane bit, the last stage also
-    /// putting the lanes in row order. Element (row i, group g) starts in register i / 2, lane (i mod 2)·8 + g (a
-    /// 64-byte load holds two rows) and ends in register g, lane i. Stage s pairs registers k and k + 2^s; its first
-    /// index gives register k, its second register k + 2^s. Built by following the elements, and checked to be the
-    /// same for every pair of a stage.
-    /// </summary>
-    private static readonly Vector512<int>[] s_transpose = BuildTranspose();
+    /// <summary>The rows of a group repacked by <see cref="RepackWide{TBlock}"/> in lane order: lane i holds row
+    /// WideOrder[i] (two 4×4 transposes within 128-bit lanes interleave the rows so).</summary>
+    internal static ReadOnlySpan<int> WideOrder => [0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15];
 
-    /// <summary>Register and lane of element (row i, group g) after stage s (−1: the loaded order), as (register, lane).</summary>
-    private static (int Register, int Lane) Place(int stage, int row, int g)
-    {
-        int i0 = row & 1, i1 = row >> 1 & 1, i2 = row >> 2 & 1, i3 = row >> 3 & 1;
-        int g0 = g & 1, g1 = g >> 1 & 1, g2 = g >> 2 & 1;
-        return stage switch
-        {
-            -1 => (i3 << 2 | i2 << 1 | i1, i0 << 3 | g),
-            0 => (i3 << 2 | i2 << 1 | g0, i0 << 3 | g2 << 2 | g1 << 1 | i1),
-            1 => (i3 << 2 | g1 << 1 | g0, i0 << 3 | g2 << 2 | i2 << 1 | i1),
-            _ => (g, row),
-        };
-    }
+    /// <summary>The inverse of <see cref="WideOrder"/>: row j is in lane WideRows[j].</summary>
+    private static ReadOnlySpan<int> WideRows => [0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15];
 
-    private static Vector512<int>[] BuildTranspose()
+    /// <summary>Per 128-bit lane L, the 4×4 transpose of 32-bit elements: tj[L] = (r0[L][j], r1[L][j], r2[L][j], r3[L][j]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose4x4(Vector512<int> r0, Vector512<int> r1, Vector512<int> r2, Vector512<int> r3,
+        out Vector512<int> t0, out Vector512<int> t1, out Vector512<int> t2, out Vector512<int> t3)
     {
-        var indices = new Vector512<int>[6];
-        for (int stage = 0; stage < 3; stage++)
-        {
-            // Where each element is before and after this stage: element id row·8 + g.
-            var before = new int[8, 16];
-            var after = new int[8, 16];
-            for (int row = 0; row < GroupRows; row++)
-            {
-                for (int g = 0; g < 8; g++)
-                {
-                    var (r0, l0) = Place(stage - 1, row, g);
-                    var (r1, l1) = Place(stage, row, g);
-                    before[r0, l0] = after[r1, l1] = row * 8 + g;
-                }
-            }
-            int bit = 1 << stage;
-            for (int half = 0; half < 2; half++)
-            {
-                int[]? index = null;
-                for (int k = 0; k < 8; k++)
-                {
-                    if ((k & bit) != 0) continue;
-                    var candidate = new int[16];
-                    for (int lane = 0; lane < 16; lane++)
-                    {
-                        int element = after[k | half * bit, lane], found = -1;
-                        for (int j = 0; j < 16 && found < 0; j++)
-                        {
-                            if (before[k, j] == element) found = j;
-                            else if (before[k | bit, j] == element) found = 16 + j;
-                        }
-                        candidate[lane] = found >= 0 ? found : throw new InvalidOperationException($"transpose stage {stage}: element {element} is in neither register");
-                    }
-                    if (index != null && !index.AsSpan().SequenceEqual(candidate))
-                        throw new InvalidOperationException($"transpose stage {stage}: the pairs need different permutes");
-                    index = candidate;
-                }
-                indices[stage * 2 + half] = Vector512.Create(index!);
-            }
-        }
-        return indices;
+        var a = Avx512F.UnpackLow(r0, r1).AsInt64();
+        var b = Avx512F.UnpackHigh(r0, r1).AsInt64();
+        var c = Avx512F.UnpackLow(r2, r3).AsInt64();
+        var d = Avx512F.UnpackHigh(r2, r3).AsInt64();
+        t0 = Avx512F.UnpackLow(a, c).AsInt32();
+        t1 = Avx512F.UnpackHigh(a, c).AsInt32();
+        t2 = Avx512F.UnpackLow(b, d).AsInt32();
+        t3 = Avx512F.UnpackHigh(b, d).AsInt32();
     }
 
     /// <summary>
     /// <see cref="Repack{TBlock}"/> with 512-bit vectors for a group whose first row starts a panel: each panel's block
     /// (four rows) is two 64-byte vectors of two rows each (Q8_0: as stored, made unsigned; Q4_0: the nibbles split and
-    /// each row's low and high halves put together), then the sixteen rows are transposed in three stages of
-    /// <c>vpermt2d</c> (<see cref="s_transpose"/>). Panels past <paramref name="rows"/> repeat the last one.
+    /// each row's low and high halves put together), then each half of the group is transposed within 128-bit lanes
+    /// (<c>vpunpck</c>) and the lanes holding one group of columns are put together (<c>vshufi32x4</c>): 24 one-source
+    /// or in-lane shuffles per block instead of two-source permutes. The lanes hold the rows in <see cref="WideOrder"/>,
+    /// the scales too. Panels past <paramref name="rows"/> repeat the last one.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void RepackWide<TBlock>(WeightMatrix matrix, int first, int rows, int block, int count, byte* group)
@@ -93,7 +48,7 @@ public static unsafe partial class QuantizedMatMul
         int lastPanel = (rows - 1) / n;
         byte* panel0 = (byte*)matrix.Data + first / n * panelBytes;
         byte* p0 = panel0, p1 = panel0 + Math.Min(1, lastPanel) * panelBytes, p2 = panel0 + Math.Min(2, lastPanel) * panelBytes, p3 = panel0 + Math.Min(3, lastPanel) * panelBytes;
-        Vector512<int> a0 = s_transpose[0], a1 = s_transpose[1], b0 = s_transpose[2], b1 = s_transpose[3], c0 = s_transpose[4], c1 = s_transpose[5];
+        var order = Vector512.Create(WideOrder);
         for (int b = block; b < block + count; b++, group += GroupBlockBytes)
         {
             long at = scaleBytes + (long)b * blockBytes;
@@ -102,29 +57,25 @@ public static unsafe partial class QuantizedMatMul
             Load<TBlock>(p2 + at, out var r4, out var r5);
             Load<TBlock>(p3 + at, out var r6, out var r7);
 
-            // Stage 0 pairs registers k, k + 1; stage 1 k, k + 2; stage 2 k, k + 4.
-            Vector512<int> t0 = Avx512F.PermuteVar16x32x2(r0, a0, r1), t1 = Avx512F.PermuteVar16x32x2(r0, a1, r1);
-            Vector512<int> t2 = Avx512F.PermuteVar16x32x2(r2, a0, r3), t3 = Avx512F.PermuteVar16x32x2(r2, a1, r3);
-            Vector512<int> t4 = Avx512F.PermuteVar16x32x2(r4, a0, r5), t5 = Avx512F.PermuteVar16x32x2(r4, a1, r5);
-            Vector512<int> t6 = Avx512F.PermuteVar16x32x2(r6, a0, r7), t7 = Avx512F.PermuteVar16x32x2(r6, a1, r7);
-            Vector512<int> u0 = Avx512F.PermuteVar16x32x2(t0, b0, t2), u2 = Avx512F.PermuteVar16x32x2(t0, b1, t2);
-            Vector512<int> u1 = Avx512F.PermuteVar16x32x2(t1, b0, t3), u3 = Avx512F.PermuteVar16x32x2(t1, b1, t3);
-            Vector512<int> u4 = Avx512F.PermuteVar16x32x2(t4, b0, t6), u6 = Avx512F.PermuteVar16x32x2(t4, b1, t6);
-            Vector512<int> u5 = Avx512F.PermuteVar16x32x2(t5, b0, t7), u7 = Avx512F.PermuteVar16x32x2(t5, b1, t7);
+            // Per 128-bit lane a 4×4 transpose of each half (rows 0..7: r0..r3, rows 8..15: r4..r7): t·j, u·j hold in lane
+            // L group 4(L mod 2) + j of four rows (those of lane L of the four registers), then the lanes of each group
+            // put together.
+            Transpose4x4(r0, r1, r2, r3, out var t0, out var t1, out var t2, out var t3);
+            Transpose4x4(r4, r5, r6, r7, out var u0, out var u1, out var u2, out var u3);
             int* g = (int*)group;
             const int v = VectorBytes / sizeof(int);
-            Avx512F.PermuteVar16x32x2(u0, c0, u4).Store(g);
-            Avx512F.PermuteVar16x32x2(u1, c0, u5).Store(g + v);
-            Avx512F.PermuteVar16x32x2(u2, c0, u6).Store(g + 2 * v);
-            Avx512F.PermuteVar16x32x2(u3, c0, u7).Store(g + 3 * v);
-            Avx512F.PermuteVar16x32x2(u0, c1, u4).Store(g + 4 * v);
-            Avx512F.PermuteVar16x32x2(u1, c1, u5).Store(g + 5 * v);
-            Avx512F.PermuteVar16x32x2(u2, c1, u6).Store(g + 6 * v);
-            Avx512F.PermuteVar16x32x2(u3, c1, u7).Store(g + 7 * v);
+            Avx512F.Shuffle4x128(t0, u0, 0x88).Store(g);
+            Avx512F.Shuffle4x128(t1, u1, 0x88).Store(g + v);
+            Avx512F.Shuffle4x128(t2, u2, 0x88).Store(g + 2 * v);
+            Avx512F.Shuffle4x128(t3, u3, 0x88).Store(g + 3 * v);
+            Avx512F.Shuffle4x128(t0, u0, 0xDD).Store(g + 4 * v);
+            Avx512F.Shuffle4x128(t1, u1, 0xDD).Store(g + 5 * v);
+            Avx512F.Shuffle4x128(t2, u2, 0xDD).Store(g + 6 * v);
+            Avx512F.Shuffle4x128(t3, u3, 0xDD).Store(g + 7 * v);
 
             long scale = (long)b * n * sizeof(ushort);
             var bits = Vector256.Create(*(ulong*)(p0 + scale), *(ulong*)(p1 + scale), *(ulong*)(p2 + scale), *(ulong*)(p3 + scale)).AsUInt16();
-            (Avx512F.ConvertToVector512Int32(bits) << 16).AsSingle().Store((float*)(group + ScalesAt));
+            Avx512F.PermuteVar16x32((Avx512F.ConvertToVector512Int32(bits) << 16).AsSingle(), order).Store((float*)(group + ScalesAt));
         }
     }
 

@@ -146,7 +146,7 @@ public static unsafe partial class QuantizedMatMul
             for (int b0 = 0; b0 < blocks; b0 += ChunkBlocks)
             {
                 int count = Math.Min(ChunkBlocks, blocks - b0);
-                if (wide && r % n == 0) RepackWide<TBlock>(matrix, r, rows, b0, count, group);
+                if (wide && r % n == 0) RepackWide<TBlock>(matrix, r, rows, b0, count, group); // lanes in WideOrder
                 else Repack<TBlock>(matrix, r, rows, b0, count, group);
 
                 // The next chunk: of this group, else the first of the next group.
@@ -171,7 +171,8 @@ public static unsafe partial class QuantizedMatMul
                     else PairToken1(group, count, input, scales, starts, o, ahead);
                 }
             }
-            for (int t = 0; t < tokens; t++) Store(sums + t * GroupRows, y + (long)t * yStride + r, rows);
+            bool inWideOrder = wide && r % n == 0;
+            for (int t = 0; t < tokens; t++) Store(sums + t * GroupRows, y + (long)t * yStride + r, rows, inWideOrder);
         }
     }
 
@@ -502,11 +503,24 @@ public static unsafe partial class QuantizedMatMul
         }
     }
 
-    /// <summary>y[0..rows) = sums[0..rows).</summary>
+    /// <summary>y[0..rows) = sums[0..rows), the sums' lanes in row order or in <see cref="WideOrder"/>
+    /// (<paramref name="inWideOrder"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* sums, float* y, int rows)
+    private static void Store(float* sums, float* y, int rows, bool inWideOrder)
     {
-        if (rows == GroupRows)
+        if (inWideOrder)
+        {
+            if (rows == GroupRows)
+            {
+                Avx512F.PermuteVar16x32(Vector512.Load(sums), Vector512.Create(WideRows)).Store(y);
+                return;
+            }
+            for (int i = 0; i < GroupRows; i++)
+            {
+                if (WideOrder[i] < rows) y[WideOrder[i]] = sums[i];
+            }
+        }
+        else if (rows == GroupRows)
         {
             Vector256.Load(sums).Store(y);
             Vector256.Load(sums + 8).Store(y + 8);
