@@ -29,7 +29,8 @@ namespace GemmaGen.Kernels;
 /// run. A 256-bit half of a vector (eight rows) meets a broadcast group of four input bytes of a token: lane i
 /// accumulates row i's block sum, so the block scales are applied to sixteen rows at once (convert, multiply, add)
 /// and no horizontal sum is needed. The weight offset is taken off by starting each block's sum at
-/// −offset·Σ x̂ of the block. A register block is sixteen rows × four tokens (eight int32 accumulators).
+/// −offset·Σ x̂ of the block. A register block is sixteen rows × four tokens (eight int32 accumulators); the rest of
+/// a batch runs two tokens, then one, at a time.
 /// </para>
 /// <para>
 /// A row's result is Σ over blocks of (weight scale · input scale) · Σ q·x̂, the inner sums exact in int32 and the
@@ -159,7 +160,7 @@ public static unsafe partial class QuantizedMatMul
 
                 for (int t = 0, step; t < tokens; t += step)
                 {
-                    step = tokens - t >= 4 ? 4 : 1;
+                    step = tokens - t >= 4 ? 4 : tokens - t >= 2 ? 2 : 1;
                     sbyte* input = scratch.Input + (long)t * cols + b0 * QuantizedLayout.BlockSize;
                     float* scales = scratch.InputScales + t * blocks + b0, o = sums + t * GroupRows;
                     int* starts = scratch.InputStarts + t * blocks + b0;
@@ -167,6 +168,8 @@ public static unsafe partial class QuantizedMatMul
                     if (step == 4 && vnni && wide) Tokens4Wide(group, count, input, cols, scales, starts, blocks, o, ahead);
                     else if (step == 4 && vnni) Tokens4(group, count, input, cols, scales, starts, blocks, o, ahead);
                     else if (step == 4) PairTokens4(group, count, input, cols, scales, starts, blocks, o, ahead);
+                    else if (step == 2 && vnni) Tokens2(group, count, input, cols, scales, starts, blocks, o, ahead);
+                    else if (step == 2) PairTokens2(group, count, input, cols, scales, starts, blocks, o, ahead);
                     else if (vnni) Token1(group, count, input, scales, starts, o, ahead);
                     else PairToken1(group, count, input, scales, starts, o, ahead);
                 }
@@ -411,6 +414,45 @@ public static unsafe partial class QuantizedMatMul
         Fma.MultiplyAdd(Avx.ConvertToVector256Single(high), Vector256.Load(d + 8) * s, Vector256.Load(sums + 8)).Store(sums + 8);
     }
 
+    /// <summary>Sixteen rows × two tokens (the rest of a batch that is not a multiple of four).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tokens2(byte* group, int count, sbyte* x, int stride, float* xs, int* starts, int blocks, float* sums, Prefetch prefetch)
+    {
+        sbyte* x0 = x, x1 = x + stride;
+        float* s0 = xs, s1 = xs + blocks;
+        int* c0 = starts, c1 = starts + blocks;
+        for (int b = 0; b < count; b++, group += GroupBlockBytes, x0 += 32, x1 += 32)
+        {
+            prefetch.Block(b);
+            Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]), e0 = a0, e1 = a1;
+            Step2(group, x0, x1, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + VectorBytes, x0 + 4, x1 + 4, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + 2 * VectorBytes, x0 + 8, x1 + 8, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + 3 * VectorBytes, x0 + 12, x1 + 12, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + 4 * VectorBytes, x0 + 16, x1 + 16, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + 5 * VectorBytes, x0 + 20, x1 + 20, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + 6 * VectorBytes, x0 + 24, x1 + 24, ref a0, ref a1, ref e0, ref e1);
+            Step2(group + 7 * VectorBytes, x0 + 28, x1 + 28, ref a0, ref a1, ref e0, ref e1);
+            float* d = (float*)(group + ScalesAt);
+            Scale(a0, e0, d, s0[b], sums);
+            Scale(a1, e1, d, s1[b], sums + 16);
+        }
+    }
+
+    /// <summary>One group of four columns of sixteen rows against two tokens' four input bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step2(byte* w, sbyte* x0, sbyte* x1, ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> e0, ref Vector256<int> e1)
+    {
+        var low = Vector256.Load(w);
+        var high = Vector256.Load(w + 32);
+        var i0 = Vector256.Create(*(int*)x0).AsSByte();
+        a0 = AvxVnni.MultiplyWideningAndAdd(a0, low, i0);
+        e0 = AvxVnni.MultiplyWideningAndAdd(e0, high, i0);
+        var i1 = Vector256.Create(*(int*)x1).AsSByte();
+        a1 = AvxVnni.MultiplyWideningAndAdd(a1, low, i1);
+        e1 = AvxVnni.MultiplyWideningAndAdd(e1, high, i1);
+    }
+
     /// <summary>One group of four columns of sixteen rows against one token's four input bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Step1(byte* w, sbyte* x, ref Vector256<int> a, ref Vector256<int> e)
@@ -480,6 +522,36 @@ public static unsafe partial class QuantizedMatMul
             Scale(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
             Scale(Avx2.MultiplyAddAdjacent(p2, ones) + a2, Avx2.MultiplyAddAdjacent(q2, ones) + a2, d, s2[b], sums + 32);
             Scale(Avx2.MultiplyAddAdjacent(p3, ones) + a3, Avx2.MultiplyAddAdjacent(q3, ones) + a3, d, s3[b], sums + 48);
+        }
+    }
+
+    /// <summary>Without AVX-VNNI (Q4_0), sixteen rows × two tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PairTokens2(byte* group, int count, sbyte* x, int stride, float* xs, int* starts, int blocks, float* sums, Prefetch prefetch)
+    {
+        sbyte* x0 = x, x1 = x + stride;
+        float* s0 = xs, s1 = xs + blocks;
+        int* c0 = starts, c1 = starts + blocks;
+        var ones = Vector256.Create((short)1);
+        for (int b = 0; b < count; b++, group += GroupBlockBytes, x0 += 32, x1 += 32)
+        {
+            prefetch.Block(b);
+            Vector256<short> p0 = default, p1 = default, q0 = default, q1 = default;
+            for (int g = 0; g < 8; g++)
+            {
+                var w = Vector256.Load(group + VectorBytes * g);
+                var v = Vector256.Load(group + VectorBytes * g + 32);
+                var i0 = Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte();
+                p0 += Avx2.MultiplyAddAdjacent(w, i0);
+                q0 += Avx2.MultiplyAddAdjacent(v, i0);
+                var i1 = Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte();
+                p1 += Avx2.MultiplyAddAdjacent(w, i1);
+                q1 += Avx2.MultiplyAddAdjacent(v, i1);
+            }
+            float* d = (float*)(group + ScalesAt);
+            Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]);
+            Scale(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
+            Scale(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
         }
     }
 
