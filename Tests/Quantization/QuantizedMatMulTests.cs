@@ -7,46 +7,63 @@ namespace GemmaGen.Tests.Quantization;
 
 /// <summary>
 /// <see cref="QuantizedMatMul"/>, the integer prefill kernels, both of them wherever this process can run them: AVX-VNNI
-/// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only); where it cannot (the child runs with AVX2 or AVX-VNNI disabled)
-/// the tests check that the kernel refuses and that <see cref="WeightMatrix.MatMulRows"/> takes the other path.
+/// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only), each with the 512-bit repack (AVX-512) and the 256-bit one; where
+/// it cannot (the child runs with AVX-512, AVX2 or AVX-VNNI disabled) the tests check that the kernel refuses and that
+/// <see cref="WeightMatrix.MatMulRows"/> takes the other path.
 /// Against a float64 reference over the same integers (the stored weights and scales and the kernel's own int8
 /// quantization of each token's input), which differs only by float32 rounding; against the dequantized matrix times
-/// the float inputs within the bound of the input rounding; and the two kernels against each other, bit for bit
-/// (they sum the same integers exactly and scale them alike).
+/// the float inputs within the bound of the input rounding; and the two kernels, and the two repacks, against each
+/// other, bit for bit (they sum the same integers exactly and scale them alike).
 /// </summary>
 [IsaSensitive]
 [Collection(AllocationCountingCollection.Name)]
 public sealed unsafe class QuantizedMatMulTests
 {
-    public static TheoryData<WeightFormat, int, int, int, bool> Shapes()
+    public static TheoryData<WeightFormat, int, int, int, bool, bool> Shapes()
     {
-        var data = new TheoryData<WeightFormat, int, int, int, bool>();
+        var data = new TheoryData<WeightFormat, int, int, int, bool, bool>();
         foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
         {
             foreach (bool vnni in new[] { true, false })
             {
-                foreach (var (rows, cols, tokens) in new[] { (1, 32, 1), (3, 64, 4), (13, 160, 7), (8, 256, 9), (21, 2304, 5), (17, 9216, 32) })
-                    data.Add(format, rows, cols, tokens, vnni);
+                foreach (bool wide in new[] { true, false })
+                {
+                    // Groups of 16 rows and their tails, chunks of 32 blocks and theirs (1088 = 34 blocks, 2304 = 72),
+                    // four-token steps and single tokens.
+                    foreach (var (rows, cols, tokens) in new[] { (1, 32, 1), (3, 64, 4), (13, 160, 7), (8, 256, 9), (21, 2304, 5), (40, 1088, 6), (17, 9216, 32) })
+                        data.Add(format, rows, cols, tokens, vnni, wide);
+                }
             }
         }
         return data;
     }
 
     /// <summary>The shapes of the kernels that exist: Q8_0 has no AVX2 kernel (its refusal is asserted with <see cref="Shapes"/>).</summary>
-    public static TheoryData<WeightFormat, int, int, int, bool> KernelShapes()
+    public static TheoryData<WeightFormat, int, int, int, bool, bool> KernelShapes()
     {
-        var data = new TheoryData<WeightFormat, int, int, int, bool>();
+        var data = new TheoryData<WeightFormat, int, int, int, bool, bool>();
         foreach (var row in Shapes())
         {
             if ((WeightFormat)row[0] == WeightFormat.Q8_0 && !(bool)row[4]) continue;
-            data.Add((WeightFormat)row[0], (int)row[1], (int)row[2], (int)row[3], (bool)row[4]);
+            data.Add((WeightFormat)row[0], (int)row[1], (int)row[2], (int)row[3], (bool)row[4], (bool)row[5]);
         }
         return data;
     }
 
-    /// <summary>Whether this process runs the chosen kernel for <paramref name="format"/>.</summary>
-    private static bool Runs(WeightFormat format, bool vnni) =>
-        vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : format == WeightFormat.Q4_0 && QuantizedMatMul.IsSupported(WeightFormat.Q4_0);
+    /// <summary>Whether this process runs the chosen kernel for <paramref name="format"/>: AVX-VNNI or AVX2 pairs, with
+    /// the 512-bit repack (<paramref name="wide"/>, AVX-512) or the 256-bit one.</summary>
+    private static bool Runs(WeightFormat format, bool vnni, bool wide = false) =>
+        (!wide || QuantizedMatMul.WideSupported) &&
+        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : format == WeightFormat.Q4_0 && QuantizedMatMul.IsSupported(WeightFormat.Q4_0));
+
+    /// <summary>What a test needs that this process lacks.</summary>
+    private static string Missing(bool vnni, bool wide) =>
+        string.Join(" and ", new[]
+        {
+            wide && !QuantizedMatMul.WideSupported ? "AVX-512 (the 512-bit repack)" : null,
+            vnni && !AvxVnni.IsSupported ? "AVX-VNNI" : null,
+            !(Avx2.IsSupported && Fma.IsSupported) ? "AVX2" : null,
+        }.OfType<string>().DefaultIfEmpty(vnni ? "AVX-VNNI" : "AVX2"));
 
     /// <summary>The kernel's int8 input of one token: x̂ [cols], the scale of each block, and where each block's sum starts.</summary>
     private static (sbyte[] Values, float[] Scales, int[] Starts) QuantizedInput(float[] x, int offset)
@@ -89,18 +106,18 @@ public sealed unsafe class QuantizedMatMulTests
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void Rows_match_the_integer_reference_for_every_range_and_token(WeightFormat format, int rows, int cols, int tokens, bool vnni)
+    public void Rows_match_the_integer_reference_for_every_range_and_token(WeightFormat format, int rows, int cols, int tokens, bool vnni, bool wide)
     {
-        if (!Runs(format, vnni))
+        if (!Runs(format, vnni, wide))
         {
-            Assert.Throws<PlatformNotSupportedException>(() => Run(format, rows, cols, tokens, 0, rows, vnni, out _, out _));
+            Assert.Throws<PlatformNotSupportedException>(() => Run(format, rows, cols, tokens, 0, rows, vnni, wide, out _, out _));
             return;
         }
         int offset = format == WeightFormat.Q8_0 ? 128 : 8;
         using var matrix = Matrix(format, rows, cols);
         foreach (var (start, end) in Ranges(rows))
         {
-            var y = Run(format, rows, cols, tokens, start, end, vnni, out var x, out int yStride);
+            var y = Run(format, rows, cols, tokens, start, end, vnni, wide, out var x, out int yStride);
             for (int t = 0; t < tokens; t++)
             {
                 var (xq, xs, _) = QuantizedInput(x[t], offset);
@@ -138,11 +155,11 @@ public sealed unsafe class QuantizedMatMulTests
 
     [SkippableTheory]
     [MemberData(nameof(KernelShapes))]
-    public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens, bool vnni)
+    public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens, bool vnni, bool wide)
     {
-        Skip.IfNot(Runs(format, vnni), $"no {(vnni ? "AVX-VNNI" : "AVX2")} in this process (the kernel's refusal is asserted above)");
+        Skip.IfNot(Runs(format, vnni, wide), $"no {Missing(vnni, wide)} in this process (the kernel's refusal is asserted above)");
         using var matrix = Matrix(format, rows, cols);
-        var y = Run(format, rows, cols, tokens, 0, rows, vnni, out var x, out int yStride);
+        var y = Run(format, rows, cols, tokens, 0, rows, vnni, wide, out var x, out int yStride);
         var w = new float[cols];
         for (int t = 0; t < tokens; t++)
         {
@@ -169,9 +186,30 @@ public sealed unsafe class QuantizedMatMulTests
     public void The_two_Q4_0_kernels_agree_bit_for_bit(int rows, int cols, int tokens)
     {
         Skip.IfNot(Runs(WeightFormat.Q4_0, vnni: true) && Runs(WeightFormat.Q4_0, vnni: false), "this process cannot run both Q4_0 kernels (AVX-VNNI and AVX2)");
-        var viaVnni = Run(WeightFormat.Q4_0, rows, cols, tokens, 0, rows, vnni: true, out _, out _);
-        var viaPairs = Run(WeightFormat.Q4_0, rows, cols, tokens, 0, rows, vnni: false, out _, out _);
+        var viaVnni = Run(WeightFormat.Q4_0, rows, cols, tokens, 0, rows, vnni: true, wide: false, out _, out _);
+        var viaPairs = Run(WeightFormat.Q4_0, rows, cols, tokens, 0, rows, vnni: false, wide: false, out _, out _);
         Assert.Equal(viaVnni, viaPairs);
+    }
+
+    /// <summary>The 512-bit repack and scaling against the 256-bit ones: the same integers in the same lanes, scaled by
+    /// the same float operations, so bit for bit, for every range (unaligned first rows take the 256-bit repack in
+    /// both).</summary>
+    [SkippableTheory]
+    [InlineData("q8_0", true, 40, 2304, 9)]
+    [InlineData("q8_0", true, 21, 1088, 4)]
+    [InlineData("q4_0", true, 40, 2304, 9)]
+    [InlineData("q4_0", false, 40, 2304, 9)]
+    [InlineData("q4_0", false, 21, 9216, 6)]
+    public void The_512_bit_and_256_bit_repacks_agree_bit_for_bit(string formatName, bool vnni, int rows, int cols, int tokens)
+    {
+        var format = WeightFormat.Find(formatName)!;
+        Skip.IfNot(Runs(format, vnni, wide: true) && Runs(format, vnni, wide: false), $"this process cannot run both repacks of the {(vnni ? "AVX-VNNI" : "AVX2")} kernel ({Missing(vnni, wide: true)})");
+        foreach (var (start, end) in Ranges(rows))
+        {
+            var wide = Run(format, rows, cols, tokens, start, end, vnni, wide: true, out _, out _);
+            var narrow = Run(format, rows, cols, tokens, start, end, vnni, wide: false, out _, out _);
+            Assert.Equal(narrow, wide);
+        }
     }
 
     [Theory]
@@ -225,7 +263,7 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     /// <summary>Runs the chosen kernel on a test matrix and inputs (strides padded), rows outside the range left NaN.</summary>
-    private static float[] Run(WeightFormat format, int rows, int cols, int tokens, int start, int end, bool vnni, out float[][] x, out int yStride)
+    private static float[] Run(WeightFormat format, int rows, int cols, int tokens, int start, int end, bool vnni, bool wide, out float[][] x, out int yStride)
     {
         using var matrix = Matrix(format, rows, cols);
         const int pad = 3;
@@ -238,7 +276,7 @@ public sealed unsafe class QuantizedMatMulTests
         Array.Fill(y, float.NaN);
         fixed (float* px = packed, py = y)
         {
-            QuantizedMatMul.Rows(matrix, px, xStride, tokens, py, yStride, start, end, vnni);
+            QuantizedMatMul.Rows(matrix, px, xStride, tokens, py, yStride, start, end, vnni, wide);
         }
         return y;
     }
