@@ -40,4 +40,9 @@ internal unsafe interface IQuantizedBlock
 
     /// <summary>One row's block as 32 unsigned bytes in column order, each its weight plus <see cref="UnsignedOffset"/>.</summary>
     static abstract Vector256<int> Unsigned(byte* q);
+
+    /// <summary>A panel's block at <paramref name="q"/> (its four rows' blocks, one after another) as two 512-bit vectors
+    /// of two rows each (rows 0, 1 and rows 2, 3), each row's 32 bytes made unsigned as <see cref="Unsigned"/> makes
+    /// them, in column order (the AVX-512 repack of the integer matrix-matrix kernel). Needs AVX-512.</summary>
+    static abstract void UnsignedPanel(byte* q, out Vector512<int> rows01, out Vector512<int> rows23);
 }

@@ -96,6 +96,18 @@ internal readonly unsafe struct Q4_0Block : IQuantizedBlock
         return Vector256.Create(packed & nibble, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & nibble).AsInt32();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UnsignedPanel(byte* q, out Vector512<int> rows01, out Vector512<int> rows23)
+    {
+        // Row i's 16 bytes are 128-bit lane i: its low nibbles are columns 0..15, its high nibbles 16..31.
+        var packed = Vector512.Load(q).AsUInt32();
+        var nibble = Vector512.Create(0x0F0F0F0Fu);
+        var low = (packed & nibble).AsInt64();
+        var high = ((packed >> 4) & nibble).AsInt64();
+        rows01 = Avx512F.PermuteVar8x64x2(low, Vector512.Create(0L, 1, 8, 9, 2, 3, 10, 11), high).AsInt32();
+        rows23 = Avx512F.PermuteVar8x64x2(low, Vector512.Create(4L, 5, 12, 13, 6, 7, 14, 15), high).AsInt32();
+    }
+
     /// <summary>
     /// With AVX-512 its own kernel (<see cref="DotsAvx512"/>): a row's block is 16 bytes, half of what one 512-bit vector
     /// of int16 holds, so two rows share each vector; with AVX2 the shared loop over <see cref="Row256"/>.

@@ -73,6 +73,14 @@ internal readonly unsafe struct Q8_0Block : IQuantizedBlock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<int> Unsigned(byte* q) => (Vector256.Load(q) ^ Vector256.Create((byte)0x80)).AsInt32();
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void UnsignedPanel(byte* q, out Vector512<int> rows01, out Vector512<int> rows23)
+    {
+        var flip = Vector512.Create((byte)0x80);
+        rows01 = (Vector512.Load(q) ^ flip).AsInt32();
+        rows23 = (Vector512.Load(q + 64) ^ flip).AsInt32();
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PanelDots(byte* q, int blocks, short* x, float* s, float* dots)
     {

@@ -52,10 +52,10 @@ public static unsafe partial class QuantizedMatMul
         for (int b = block; b < block + count; b++, group += GroupBlockBytes)
         {
             long at = scaleBytes + (long)b * blockBytes;
-            Load<TBlock>(p0 + at, out var r0, out var r1);
-            Load<TBlock>(p1 + at, out var r2, out var r3);
-            Load<TBlock>(p2 + at, out var r4, out var r5);
-            Load<TBlock>(p3 + at, out var r6, out var r7);
+            TBlock.UnsignedPanel(p0 + at, out var r0, out var r1);
+            TBlock.UnsignedPanel(p1 + at, out var r2, out var r3);
+            TBlock.UnsignedPanel(p2 + at, out var r4, out var r5);
+            TBlock.UnsignedPanel(p3 + at, out var r6, out var r7);
 
             // Per 128-bit lane a 4×4 transpose of each half (rows 0..7: r0..r3, rows 8..15: r4..r7): t·j, u·j hold in lane
             // L group 4(L mod 2) + j of four rows (those of lane L of the four registers), then the lanes of each group
@@ -76,34 +76,6 @@ public static unsafe partial class QuantizedMatMul
             long scale = (long)b * n * sizeof(ushort);
             var bits = Vector256.Create(*(ulong*)(p0 + scale), *(ulong*)(p1 + scale), *(ulong*)(p2 + scale), *(ulong*)(p3 + scale)).AsUInt16();
             Avx512F.PermuteVar16x32((Avx512F.ConvertToVector512Int32(bits) << 16).AsSingle(), order).Store((float*)(group + ScalesAt));
-        }
-    }
-
-    /// <summary>A panel's block at <paramref name="q"/> as two vectors of two rows each (rows 0, 1 and rows 2, 3), each
-    /// row's 32 unsigned bytes in column order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Load<TBlock>(byte* q, out Vector512<int> rows01, out Vector512<int> rows23)
-        where TBlock : struct, IQuantizedBlock
-    {
-        if (typeof(TBlock) == typeof(Q8_0Block))
-        {
-            var flip = Vector512.Create((byte)0x80);
-            rows01 = (Vector512.Load(q) ^ flip).AsInt32();
-            rows23 = (Vector512.Load(q + 64) ^ flip).AsInt32();
-        }
-        else if (typeof(TBlock) == typeof(Q4_0Block))
-        {
-            // Row i's 16 bytes are 128-bit lane i: its low nibbles are columns 0..15, its high nibbles 16..31.
-            var packed = Vector512.Load(q).AsUInt32();
-            var nibble = Vector512.Create(0x0F0F0F0Fu);
-            var low = (packed & nibble).AsInt64();
-            var high = ((packed >> 4) & nibble).AsInt64();
-            rows01 = Avx512F.PermuteVar8x64x2(low, Vector512.Create(0L, 1, 8, 9, 2, 3, 10, 11), high).AsInt32();
-            rows23 = Avx512F.PermuteVar8x64x2(low, Vector512.Create(4L, 5, 12, 13, 6, 7, 14, 15), high).AsInt32();
-        }
-        else
-        {
-            throw new NotSupportedException($"no 512-bit repack for {typeof(TBlock).Name}");
         }
     }
 }
