@@ -227,9 +227,9 @@ public sealed class GenerationScheduler : IDisposable
     {
         while (_running.Count < _options.MaxSequences && _waiting.TryPeek(out var request))
         {
-            _waiting.Dequeue();
             if (request.Cancellation.IsCancellationRequested)
             {
+                _waiting.Dequeue();
                 Finish(request, StopReason.Cancelled);
                 continue;
             }
@@ -242,10 +242,12 @@ public sealed class GenerationScheduler : IDisposable
             catch (Exception e) when (e is ArgumentOutOfRangeException or OutOfMemoryException)
             {
                 // No memory for another KV cache after all (something else took it since the scheduler started).
+                _waiting.Dequeue();
                 request.Completion.TrySetException(new InvalidOperationException($"no memory for another sequence of {_maxContext} positions: {e.Message}", e));
                 continue;
             }
-            if (slot == null) break;
+            if (slot == null) break;  // no free sequence (the request stays first in line)
+            _waiting.Dequeue();
             slot.Busy = true;
             slot.LastUse = ++_uses;
             slot.Sequence.RewindTo(reuse);
