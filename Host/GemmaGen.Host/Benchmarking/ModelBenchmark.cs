@@ -226,31 +226,25 @@ public static class ModelBenchmark
     private static double MeasureBatch(Gemma2Forward model, BenchmarkOptions options, int[] prompt)
     {
         int n = options.Batch, v = model.Config.VocabSize, context = options.PromptTokens + options.DecodeTokens;
-        var sequences = Enumerable.Range(0, n).Select(_ => model.CreateSequence(context)).ToArray();
+        var decoders = Enumerable.Range(0, n).Select(_ => new Gemma2Decoder(model, context)).ToArray();
+        // Each sequence's prompt differs (shifted ids), so the rows attend different keys.
+        var prompts = Enumerable.Range(0, n).Select(s => prompt.Select(id => (id + s) % v).ToArray()).ToArray();
         var batch = new ForwardBatch(model.MaxRows);
         var logits = new float[n * v];
         double best = double.PositiveInfinity;
         var budget = Stopwatch.StartNew();
         for (int run = 0; run < options.Repeats && (run == 0 || budget.Elapsed < options.RepeatBudget); run++)
         {
-            // Each sequence's prompt differs (shifted ids), so the rows attend different keys.
             for (int s = 0; s < n; s++)
             {
-                sequences[s].Reset();
-                for (int done = 0; done < prompt.Length; done += model.MaxRows)
-                {
-                    int count = Math.Min(model.MaxRows, prompt.Length - done);
-                    batch.Clear();
-                    for (int i = 0; i < count; i++)
-                        batch.Add(sequences[s], (prompt[done + i] + s) % v, done + i, logits: done + i == prompt.Length - 1);
-                    model.Forward(batch, done + count == prompt.Length ? logits.AsSpan(s * v, v) : default);
-                }
+                decoders[s].Reset();
+                decoders[s].Forward(prompts[s], 0, logits.AsSpan(s * v, v));
             }
             var clock = Stopwatch.StartNew();
             for (int step = 0; step < options.DecodeTokens; step++)
             {
                 batch.Clear();
-                for (int s = 0; s < n; s++) batch.Add(sequences[s], GemmaModel.ArgMax(logits.AsSpan(s * v, v)), sequences[s].Length, logits: true);
+                for (int s = 0; s < n; s++) batch.Add(decoders[s].Sequence, GemmaModel.ArgMax(logits.AsSpan(s * v, v)), decoders[s].Length, logits: true);
                 model.Forward(batch, logits);
             }
             best = Math.Min(best, clock.Elapsed.TotalSeconds / options.DecodeTokens);

@@ -34,6 +34,7 @@ public sealed class GemmaChatClient : IChatClient
     private readonly Lazy<GenerationScheduler> _scheduler;
 
     private readonly ReplyMemory _replies = new();
+    private readonly HashSet<int> _endTokens;
 
     /// <summary>A client over <paramref name="model"/>, which must have a tokenizer with the Gemma chat pieces. The
     /// client does not own the model: dispose the model after the client.</summary>
@@ -45,6 +46,7 @@ public sealed class GemmaChatClient : IChatClient
         _model = model;
         _options = options ?? new GemmaChatClientOptions();
         _format = new GemmaChatFormat(model.RequireTokenizer());
+        _endTokens = GenerationSession.EndTokensOf(model);
         ModelId = _options.ModelId ?? model.DefaultModelId;
         _metadata = new ChatClientMetadata(ProviderName, providerUri: null, defaultModelId: ModelId);
         var schedulerOptions = new GenerationSchedulerOptions { MaxSequences = _options.MaxConcurrentRequests, MaxContext = _options.MaxContext };
@@ -161,10 +163,9 @@ public sealed class GemmaChatClient : IChatClient
         using var stopped = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var filter = new StopSequenceFilter(options?.StopSequences);
         StreamingDecoder decoder = _model.RequireTokenizer().CreateStreamingDecoder();
-        var endTokens = GenerationSession.EndTokensOf(_model);
         GenerationResult result = await scheduler.GenerateAsync(prompt, generation, token =>
         {
-            if (endTokens.Contains(token) || filter.Stopped) return;
+            if (_endTokens.Contains(token) || filter.Stopped) return;
             string text = filter.Push(decoder.Push(token));
             if (text.Length > 0) onText?.Invoke(text);
             if (filter.Stopped) stopped.Cancel();
