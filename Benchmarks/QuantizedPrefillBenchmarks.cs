@@ -7,7 +7,7 @@ namespace GemmaGen.Benchmarks;
 /// The 2B attention-sized projection (2304 × 2304, also a quarter of gate/up's rows) and the down projection's shape
 /// (2304 × 9216) in Q8_0 and Q4_0 for batches of 1, 4, 8, 16 and 64 token rows (decoding sequences together, and a
 /// prefill pass), single-threaded: the rows dequantized to float32 and multiplied by the float kernels (the fallback,
-/// <see cref="QuantizedMatVec.FloatMatMulRows"/>) against int8 inputs and integer products over repacked 16-row
+/// <see cref="QuantizedMatVec.FloatMatMulRows"/>) against int8 inputs and integer products over the stored 16-row
 /// groups (<see cref="QuantizedMatMul"/>, AVX-VNNI where the CPU has it). The float path is the baseline. The
 /// previous integer kernel is not kept in the product for comparison: compare it by running this suite on its commit
 /// (BENCHMARKS.md).

@@ -3,7 +3,7 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// A weight matrix <c>[Rows, Cols]</c> (HF layout <c>[out, in]</c>, <c>y = x·Wᵀ</c>) in native memory, laid out and
 /// multiplied as its <see cref="WeightFormat"/> says: row-major elements for F32 and BF16; for the quantized formats,
-/// blocks of 32 columns in panels of 4 interleaved rows (<see cref="QuantizedLayout"/>).
+/// blocks of 32 columns in groups of 16 interleaved rows (<see cref="QuantizedLayout"/>).
 /// </summary>
 public sealed unsafe class WeightMatrix : IDisposable
 {
@@ -39,7 +39,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     public WeightFormat Format { get; }
 
     /// <summary>First byte of the matrix: for F32 and BF16 row r starts at <c>Data + r·Cols·ElementSize</c>; for the
-    /// quantized formats panel p (rows 4p..4p+3) starts at <c>Data + p·QuantizedLayout.PanelBytes</c>.</summary>
+    /// quantized formats group g (rows 16g..16g+15) starts at <c>Data + g·QuantizedLayout.GroupBytes</c>.</summary>
     public void* Data => _storage.Pointer;
 
     /// <summary>Bytes of weight data held (what one pass over the matrix reads).</summary>
@@ -90,7 +90,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
         int size = Format.ElementSize
-            ?? throw new NotSupportedException($"{Name}: rows of {Format} are interleaved in panels of {Format.PanelRows}; use ReadRow and WriteRow");
+            ?? throw new NotSupportedException($"{Name}: rows of {Format} are interleaved in groups of {Format.PanelRows}; use ReadRow and WriteRow");
         return new Span<byte>((byte*)Data + (long)row * Cols * size, Cols * size);
     }
 

@@ -26,12 +26,12 @@ public abstract unsafe class WeightFormat
     /// <summary>bfloat16 (the upper 16 bits of a float32, widened exactly by <c>bits &lt;&lt; 16</c>), row-major.</summary>
     public static WeightFormat BF16 { get; } = new BF16Format();
 
-    /// <summary>Blocks of 32 int8 values and a bf16 scale, 1.0625 bytes per weight, rows interleaved in panels of 4
+    /// <summary>Blocks of 32 int8 values and a bf16 scale, 1.0625 bytes per weight, rows interleaved in groups of 16
     /// (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of 32.</summary>
     public static WeightFormat Q8_0 { get; } = new QuantizedFormat<Q8_0Block>("q8_0");
 
     /// <summary>Blocks of 32 four-bit values (offset 8) and a bf16 scale, 0.5625 bytes per weight, rows interleaved in
-    /// panels of 4 (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of
+    /// groups of 16 (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of
     /// 32.</summary>
     public static WeightFormat Q4_0 { get; } = new QuantizedFormat<Q4_0Block>("q4_0");
 
@@ -56,7 +56,7 @@ public abstract unsafe class WeightFormat
     /// be a multiple.</summary>
     public int BlockSize { get; }
 
-    /// <summary>Rows interleaved in one panel (1 when rows are stored one after another).</summary>
+    /// <summary>Rows interleaved in one group (1 when rows are stored one after another).</summary>
     public int PanelRows { get; }
 
     /// <summary>Bytes of one element of a row-major format, or null for a block format.</summary>

@@ -5,7 +5,7 @@ namespace GemmaGen.Kernels;
 /// <summary>A block format laid out as <see cref="QuantizedLayout"/> describes: what code that is not specialized
 /// per block type needs to know of it.</summary>
 internal abstract unsafe class QuantizedFormat(string name, int quantBytes)
-    : WeightFormat(name, QuantizedLayout.BlockSize, QuantizedLayout.PanelRows)
+    : WeightFormat(name, QuantizedLayout.BlockSize, QuantizedLayout.GroupRows)
 {
     /// <summary>Bytes of quantized values of one row's block.</summary>
     public int QuantBytes { get; } = quantBytes;
@@ -13,20 +13,23 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes)
     /// <summary>Whether this CPU runs the integer prefill kernels (<see cref="QuantizedMatMul"/>) for the format.</summary>
     public abstract bool IntegerMatMulSupported { get; }
 
-    /// <summary>Bytes of one panel of <see cref="QuantizedLayout.PanelRows"/> rows of <paramref name="cols"/> columns.</summary>
-    public long PanelBytes(int cols) => QuantizedLayout.ScaleBytes(cols) + (long)(cols / BlockSize) * PanelRows * QuantBytes;
+    /// <summary>Bytes of one block's record: a 4-byte chunk of each of the group's rows per 64-byte vector.</summary>
+    public int RecordBytes => QuantBytes * QuantizedLayout.GroupRows;
 
-    /// <summary>The first byte of the panel holding row <paramref name="row"/>.</summary>
-    public byte* Panel(WeightMatrix matrix, int row) => (byte*)matrix.Data + row / PanelRows * PanelBytes(matrix.Cols);
+    /// <summary>Bytes of one group of <see cref="QuantizedLayout.GroupRows"/> rows of <paramref name="cols"/> columns.</summary>
+    public long GroupBytes(int cols) => QuantizedLayout.ScaleBytes(cols) + (long)(cols / BlockSize) * RecordBytes;
 
-    public override long ByteLength(int rows, int cols) => (long)((rows + PanelRows - 1) / PanelRows) * PanelBytes(cols);
+    /// <summary>The first byte of the group holding row <paramref name="row"/>.</summary>
+    public byte* Group(WeightMatrix matrix, int row) => (byte*)matrix.Data + row / PanelRows * GroupBytes(matrix.Cols);
 
-    /// <summary>Zeroes the padding of a last panel that is not full.</summary>
+    public override long ByteLength(int rows, int cols) => (long)((rows + PanelRows - 1) / PanelRows) * GroupBytes(cols);
+
+    /// <summary>Zeroes a last group that is not full (its padding rows have zero scales).</summary>
     internal override void Initialize(WeightMatrix matrix)
     {
         if (matrix.Rows % PanelRows == 0) return;
-        long panel = PanelBytes(matrix.Cols);
-        new Span<byte>(Panel(matrix, matrix.Rows), checked((int)panel)).Clear();
+        long group = GroupBytes(matrix.Cols);
+        new Span<byte>(Group(matrix, matrix.Rows), checked((int)group)).Clear();
     }
 
     /// <summary><see cref="QuantizedMatMul"/> over rows [start, end): AVX-VNNI when <paramref name="vnni"/>, else
@@ -43,14 +46,20 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
 {
     public override bool IntegerMatMulSupported => QuantizedMatMul.IsSupported<TBlock>();
 
-    /// <summary>Quantizes the row block by block into its lane of its panel.</summary>
+    /// <summary>Quantizes the row block by block and stores each block's 4-byte chunks in its lane of the group's
+    /// record.</summary>
     internal override void WriteRow(WeightMatrix matrix, int row, ReadOnlySpan<float> source)
     {
         byte* quants = RowBlocks(matrix, row, out ushort* scales);
+        byte* block = stackalloc byte[BlockSize];
         fixed (float* x = source)
         {
             for (int b = 0; b < source.Length / BlockSize; b++)
-                scales[b * PanelRows] = TBlock.Quantize(x + b * BlockSize, quants + b * PanelRows * TBlock.QuantBytes);
+            {
+                scales[b * PanelRows] = TBlock.Quantize(x + b * BlockSize, block);
+                byte* record = quants + (long)b * RecordBytes;
+                for (int c = 0; c < TBlock.QuantBytes / 4; c++) *(uint*)(record + c * QuantizedLayout.VectorBytes) = *(uint*)(block + 4 * c);
+            }
         }
     }
 
@@ -58,21 +67,26 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
     internal override void ReadRow(WeightMatrix matrix, int row, Span<float> destination)
     {
         byte* quants = RowBlocks(matrix, row, out ushort* scales);
+        byte* block = stackalloc byte[BlockSize];
         fixed (float* y = destination)
         {
             for (int b = 0; b < destination.Length / BlockSize; b++)
-                TBlock.Dequantize(quants + b * PanelRows * TBlock.QuantBytes, BFloat16.ToSingle(scales[b * PanelRows]), y + b * BlockSize);
+            {
+                byte* record = quants + (long)b * RecordBytes;
+                for (int c = 0; c < TBlock.QuantBytes / 4; c++) *(uint*)(block + 4 * c) = *(uint*)(record + c * QuantizedLayout.VectorBytes);
+                TBlock.Dequantize(block, BFloat16.ToSingle(scales[b * PanelRows]), y + b * BlockSize);
+            }
         }
     }
 
-    /// <summary>Where row <paramref name="row"/>'s blocks are (its lane of the panel): block b's quants at the returned
-    /// pointer + 4b·QuantBytes, its scale at <c>scales[4b]</c>.</summary>
+    /// <summary>Where row <paramref name="row"/>'s blocks are (its lane of the group): block b's chunk c at the
+    /// returned pointer + b·RecordBytes + 64c, its scale at <c>scales[16b]</c>.</summary>
     private byte* RowBlocks(WeightMatrix matrix, int row, out ushort* scales)
     {
-        byte* panel = Panel(matrix, row);
+        byte* group = Group(matrix, row);
         int lane = row % PanelRows;
-        scales = (ushort*)panel + lane;
-        return panel + QuantizedLayout.ScaleBytes(matrix.Cols) + lane * TBlock.QuantBytes;
+        scales = (ushort*)group + lane;
+        return group + QuantizedLayout.ScaleBytes(matrix.Cols) + lane * 4;
     }
 
     internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>

@@ -9,19 +9,24 @@ namespace GemmaGen.Kernels;
 /// helpers their blocks share (each format's own block code is an <see cref="IQuantizedBlock"/>).
 /// <para>
 /// A row is cut into blocks of <see cref="BlockSize"/> consecutive columns; each block holds its values as small
-/// integers and one scale, a bfloat16 whose magnitude is rounded up (so the block's largest value always fits
-/// the integer range). Q8_0: 32 int8 (−127..127) and the scale, 34 bytes per 32 weights = 1.0625 bytes per
-/// weight. Q4_0: 32 four-bit values stored with an offset of 8 (the weight is (q − 8)·scale, −8..7) and the
-/// scale, 18 bytes per 32 weights = 0.5625 bytes per weight.
+/// unsigned integers (the weight plus the format's offset) and one scale, a bfloat16 whose magnitude is rounded up
+/// (so the block's largest value always fits the integer range). Q8_0: 32 bytes, the int8 value plus 128
+/// (−127..127 stored as 1..255), and the scale: 34 bytes per 32 weights = 1.0625 bytes per weight. Q4_0: 16 bytes of
+/// two four-bit values (the value plus 8, 0..15) and the scale: 18 bytes per 32 weights = 0.5625 bytes per weight.
 /// </para>
 /// <para>
-/// Rows are interleaved in panels of <see cref="PanelRows"/>, so that a kernel streams one contiguous run of
-/// memory while it computes four dot products that share each load of the input. A panel is
-/// <c>[scales][quants]</c>: the scales as bf16 <c>[blocks][4]</c> (scale of row <c>4p + i</c>, block b at
-/// index <c>4b + i</c>), padded to 64 bytes; then the quants <c>[blocks][4][bytes per block]</c>, the 32 int8 of
-/// each row's block in column order (Q8_0), or 16 bytes whose low nibbles are columns 0..15 of the block and
-/// whose high nibbles are columns 16..31 (Q4_0). A matrix whose row count is not a multiple of 4 has zero rows
-/// padding its last panel. Only matrices whose width is a multiple of 32 can be stored this way.
+/// Rows are stored in groups of <see cref="GroupRows"/>, laid out for the integer kernels so that they read the
+/// weights as stored, with no repacking at run time. A group is <c>[scales][records]</c>: the scales as bf16
+/// <c>[blocks][16]</c> (row i of the group, block b at index 16b + i), padded to 64 bytes; then one record per block,
+/// 16 × <see cref="IQuantizedBlock.QuantBytes"/> bytes each. A record is a run of 64-byte vectors, each holding one 4-byte chunk
+/// of every row of the group, row i at bytes 4i..4i+3 (rows 0..7 in the lower 256 bits, 8..15 in the upper): vector
+/// c holds bytes 4c..4c+3 of each row's block. Q8_0's bytes are its columns in order (8 vectors: vector g holds columns
+/// 4g..4g+3); Q4_0's byte j holds column j in its low nibble and column j + 16 in its high nibble (4 vectors: the low
+/// nibbles of vector g are columns 4g..4g+3, the high nibbles columns 16 + 4g..16 + 4g + 3). So a 256-bit half of a
+/// vector of four columns of eight rows, met by a broadcast group of four input bytes, gives each row's sum in its own
+/// lane (<c>vpdpbusd</c>), and widened to int16 it meets four int16 inputs (<c>vpmaddwd</c>). A matrix whose row
+/// count is not a multiple of 16 has zero rows padding its last group. Only matrices whose width is a multiple of 32
+/// can be stored this way.
 /// </para>
 /// </summary>
 public static unsafe class QuantizedLayout
@@ -29,8 +34,11 @@ public static unsafe class QuantizedLayout
     /// <summary>Columns per block.</summary>
     public const int BlockSize = 32;
 
-    /// <summary>Rows interleaved in one panel.</summary>
-    public const int PanelRows = 4;
+    /// <summary>Rows interleaved in one group.</summary>
+    public const int GroupRows = 16;
+
+    /// <summary>Bytes of one vector of a record: a 4-byte chunk of each of the <see cref="GroupRows"/> rows.</summary>
+    public const int VectorBytes = GroupRows * 4;
 
     /// <summary>Largest magnitude of a Q8_0 value.</summary>
     public const int Q8Max = 127;
@@ -38,13 +46,13 @@ public static unsafe class QuantizedLayout
     /// <summary>The offset of a Q4_0 value: the stored nibble is the value plus 8.</summary>
     public const int Q4Offset = 8;
 
-    /// <summary>Bytes of the scale region at the start of a panel of <paramref name="cols"/> columns (64-byte aligned).</summary>
-    public static int ScaleBytes(int cols) => (cols / BlockSize * PanelRows * sizeof(ushort) + 63) & ~63;
+    /// <summary>Bytes of the scale region at the start of a group of <paramref name="cols"/> columns (64-byte aligned).</summary>
+    public static int ScaleBytes(int cols) => (cols / BlockSize * GroupRows * sizeof(ushort) + 63) & ~63;
 
-    /// <summary>Bytes of one panel of <see cref="PanelRows"/> rows of a block format.</summary>
+    /// <summary>Bytes of one group of <see cref="GroupRows"/> rows of a block format.</summary>
     /// <exception cref="ArgumentException"><paramref name="format"/> is not a block format laid out here.</exception>
-    public static long PanelBytes(WeightFormat format, int cols) => format is QuantizedFormat quantized
-        ? quantized.PanelBytes(cols)
+    public static long GroupBytes(WeightFormat format, int cols) => format is QuantizedFormat quantized
+        ? quantized.GroupBytes(cols)
         : throw new ArgumentException($"{format} is not a block format", nameof(format));
 
     /// <summary>
@@ -65,6 +73,14 @@ public static unsafe class QuantizedLayout
         m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
         return MathF.Max(m.ToScalar(), m.GetElement(1));
     }
+
+    /// <summary>Sixteen bf16 scales widened to float32 (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Scales512(ushort* scales) => (Avx512F.ConvertToVector512Int32(Vector256.Load(scales)) << 16).AsSingle();
+
+    /// <summary>Eight bf16 scales widened to float32 (exact).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Scales256(ushort* scales) => (Avx2.ConvertToVector256Int32(Vector128.Load(scales)) << 16).AsSingle();
 
     /// <summary>y[0..32) = v·d.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

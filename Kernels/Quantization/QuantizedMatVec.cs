@@ -7,18 +7,18 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// Matrix-vector products over the block formats (laid out as <see cref="QuantizedLayout"/> describes, each block type an
 /// <see cref="IQuantizedBlock"/>), called through <see cref="WeightMatrix.MatVecRows"/> from the generated kernels' jobs
-/// on the worker threads, and the float fallback of the batched products of prefill (<see cref="FloatMatMulRows"/>,
-/// where the CPU does not run <see cref="QuantizedMatMul"/> for the format).
+/// on the worker threads, and the float fallback of the batched products (<see cref="FloatMatMulRows"/>, where the CPU
+/// does not run <see cref="QuantizedMatMul"/> for the format).
 /// <para>
 /// Each matrix-vector call first quantizes the input x to int16, in blocks of 32 with a float scale each
 /// (s = max|x| / 32767, x̂ = round(x · 32767 / max|x|)), once per call and thread, into thread-local scratch (no
 /// allocation after a thread's first call). A row's dot product is then Σ over blocks of (weight scale · input scale) ·
-/// Σ q·x̂, the inner sums exact in int32, over the four rows of a panel at once (<see cref="IQuantizedBlock.PanelDots"/>:
-/// one loop written over the vector width, <see cref="IPanelWidth{TAcc}"/>, AVX-512 BW or AVX2, with each block type's
-/// row product at that width; or scalar code). A block type whose stored integers exceed the weights by an offset (Q4_0: 8) has
-/// offset·Σ x̂ per block taken off once per row. The only difference from the dot product of the dequantized row
-/// with x in float is the input's rounding, at most s/2 per element (about 1.5e-5 of the block's largest input), and
-/// the float summation order.
+/// (Σ stored·x̂ − offset·Σ x̂), the inner sums exact in int32, for the sixteen rows of a group at once: each 256-bit half
+/// of a record's vector (four columns of eight rows, as stored) is widened to int16 and multiplied pairwise with the
+/// four inputs of those columns (<c>vpmaddwd</c>), so that each row's sum gathers in two lanes of its own, added at the
+/// end of the block, where the sixteen rows' scales are applied at once. The only difference from the dot product of
+/// the dequantized row with x in float is the input's rounding, at most s/2 per element (about 1.5e-5 of the block's
+/// largest input), and the float summation order.
 /// </para>
 /// <para>
 /// Everything on the per-token path is jitted fully optimized at once: a decoder with few layers calls these
@@ -35,6 +35,9 @@ public static unsafe class QuantizedMatVec
     /// <summary>Largest magnitude of a quantized input value.</summary>
     internal const int InputMax = short.MaxValue;
 
+    /// <summary>Rows the float fallback dequantizes and multiplies at a time.</summary>
+    private const int DotRows = 4;
+
     [ThreadStatic]
     private static Scratch? t_scratch;
 
@@ -45,31 +48,31 @@ public static unsafe class QuantizedMatVec
     {
         var scratch = Prepare(matrix, x);
         float* dots = scratch.Dots;
-        const int n = QuantizedLayout.PanelRows;
-        for (int panel = start / n; panel <= (end - 1) / n; panel++)
+        const int n = QuantizedLayout.GroupRows;
+        for (int group = start / n; group <= (end - 1) / n; group++)
         {
-            PanelDots<TBlock>(matrix, panel, scratch);
-            int first = Math.Max(start, panel * n), last = Math.Min(end, panel * n + n);
-            for (int r = first; r < last; r++) y[r] = dots[r - panel * n];
+            GroupDots<TBlock>(matrix, group, scratch);
+            int first = Math.Max(start, group * n), last = Math.Min(end, group * n + n);
+            for (int r = first; r < last; r++) y[r] = dots[r - group * n];
         }
     }
 
     /// <summary>y[i] = gelu_tanh(W[2i]·x)·(W[2i+1]·x) for outputs [start, end) of an interleaved gate/up matrix
-    /// (gate row i is row 2i, up row i is row 2i + 1: each panel holds two outputs).</summary>
+    /// (gate row i is row 2i, up row i is row 2i + 1: each group holds eight outputs).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void GateUpRows<TBlock>(WeightMatrix matrix, float* x, float* y, int start, int end)
         where TBlock : struct, IQuantizedBlock
     {
         var scratch = Prepare(matrix, x);
         float* dots = scratch.Dots;
-        const int outputs = QuantizedLayout.PanelRows / 2;
-        for (int panel = start / outputs; panel <= (end - 1) / outputs; panel++)
+        const int outputs = QuantizedLayout.GroupRows / 2;
+        for (int group = start / outputs; group <= (end - 1) / outputs; group++)
         {
-            PanelDots<TBlock>(matrix, panel, scratch);
-            int first = Math.Max(start, panel * outputs), last = Math.Min(end, panel * outputs + outputs);
+            GroupDots<TBlock>(matrix, group, scratch);
+            int first = Math.Max(start, group * outputs), last = Math.Min(end, group * outputs + outputs);
             for (int i = first; i < last; i++)
             {
-                int lane = 2 * (i - panel * outputs);
+                int lane = 2 * (i - group * outputs);
                 y[i] = Activations.GeluTanh(dots[lane]) * dots[lane + 1];
             }
         }
@@ -106,7 +109,7 @@ public static unsafe class QuantizedMatVec
         var scratch = t_scratch;
         if (scratch == null || scratch.Capacity < cols) t_scratch = scratch = new Scratch(cols);
         float* panelRows = scratch.PanelRows;
-        const int n = QuantizedLayout.PanelRows;
+        const int n = DotRows;
         for (int panel = start / n; panel <= (end - 1) / n; panel++)
         {
             int first = Math.Max(start, panel * n) - panel * n, last = Math.Min(end, panel * n + n) - panel * n;
@@ -126,14 +129,13 @@ public static unsafe class QuantizedMatVec
 
     /// <summary>
     /// Quantizes <paramref name="blocks"/> blocks of 32 floats to int16: per block s = max|x| / 32767 and
-    /// x̂ = round(x · (32767 / max|x|)), ties to even (all zero when the block is). Writes x̂ to <paramref name="input"/>, and s and
-    /// Σ x̂ of block b, each four times over, at [4b, 4b + 4) of <paramref name="scales"/> and <paramref name="sums"/>
-    /// (the layout of a panel's weight scales).
+    /// x̂ = round(x · (32767 / max|x|)), ties to even (all zero when the block is). Writes x̂ to <paramref name="input"/>,
+    /// s to <paramref name="scales"/>[b] and Σ x̂ to <paramref name="sums"/>[b].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void QuantizeInput(float* x, int blocks, short* input, float* scales, float* sums)
+    internal static void QuantizeInput(float* x, int blocks, short* input, float* scales, int* sums)
     {
-        const int size = QuantizedLayout.BlockSize, n = QuantizedLayout.PanelRows;
+        const int size = QuantizedLayout.BlockSize;
         for (int b = 0; b < blocks; b++, x += size, input += size)
         {
             float max = 0;
@@ -167,113 +169,152 @@ public static unsafe class QuantizedMatVec
                 }
             }
             if (max == 0) new Span<short>(input, size).Clear();
-            float scale = max / InputMax;
-            for (int i = 0; i < n; i++)
-            {
-                scales[b * n + i] = scale;
-                sums[b * n + i] = sum;
-            }
+            scales[b] = max / InputMax;
+            sums[b] = sum;
         }
     }
 
-    /// <summary>The four dot products of panel <paramref name="panel"/> with the quantized input, into <c>scratch.Dots</c>.</summary>
+    /// <summary>The sixteen dot products of group <paramref name="group"/> with the quantized input, into
+    /// <c>scratch.Dots</c>: 512-bit with AVX-512 BW, else 256-bit with AVX2, else scalar.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PanelDots<TBlock>(WeightMatrix matrix, int panel, Scratch scratch)
+    private static void GroupDots<TBlock>(WeightMatrix matrix, int group, Scratch scratch)
         where TBlock : struct, IQuantizedBlock
     {
-        const int n = QuantizedLayout.PanelRows;
         int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize, scaleBytes = QuantizedLayout.ScaleBytes(cols);
-        byte* start = (byte*)matrix.Data + panel * (scaleBytes + (long)blocks * n * TBlock.QuantBytes);
-        ushort* weightScales = (ushort*)start;
-        int count = blocks * n;
-        Vector128<float> offsetSums;
-        if (Avx512F.IsSupported) offsetSums = CombineScales<Width512, Vector512<float>>(weightScales, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
-        else if (Avx2.IsSupported && Fma.IsSupported) offsetSums = CombineScales<Width256, Vector256<float>>(weightScales, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
-        else offsetSums = CombineScalesScalar(weightScales, 0, count, scratch.InputScales, scratch.InputSums, scratch.Scales);
-        TBlock.PanelDots(start + scaleBytes, blocks, scratch.Input, scratch.Scales, scratch.Dots);
-        if (TBlock.DotsOffset != 0)
+        int recordBytes = TBlock.QuantBytes * QuantizedLayout.GroupRows;
+        byte* start = (byte*)matrix.Data + group * (scaleBytes + (long)blocks * recordBytes);
+        if (Avx512BW.IsSupported) Dots512<TBlock>(start + scaleBytes, (ushort*)start, blocks, scratch.Input, scratch.InputScales, scratch.InputSums, scratch.Dots);
+        else if (Avx2.IsSupported && Fma.IsSupported) Dots256<TBlock>(start + scaleBytes, (ushort*)start, blocks, scratch.Input, scratch.InputScales, scratch.InputSums, scratch.Dots);
+        else DotsScalar<TBlock>(start + scaleBytes, (ushort*)start, blocks, scratch.Input, scratch.InputScales, scratch.InputSums, scratch.Dots);
+    }
+
+    /// <summary>The lanes that gather each row's two partial sums: row i (i &lt; 8) from lanes 2i, 2i + 1 of the first
+    /// accumulator, row 8 + i from those of the second.</summary>
+    private static ReadOnlySpan<int> EvenLanes => [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+
+    /// <summary>
+    /// One group's sixteen rows at 512 bits: per block, per four columns g, each half of the record's vector widened to
+    /// int16 (<c>vpmovzxbw</c>) meets x̂[4g..4g+3] broadcast (<c>vpmaddwd</c>): lanes 2i, 2i + 1 of <c>low</c> hold
+    /// row i's sums (columns 4g, 4g+1 and 4g+2, 4g+3), <c>high</c> rows 8..15. Two float accumulators (even and odd
+    /// blocks) hide the FMA latency; the stream is prefetched <see cref="PrefetchBytes"/> ahead.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dots512<TBlock>(byte* record, ushort* weightScales, int blocks, short* x, float* inputScales, int* inputSums, float* dots)
+        where TBlock : struct, IQuantizedBlock
+    {
+        int recordBytes = TBlock.QuantBytes * QuantizedLayout.GroupRows;
+        var even = Vector512.Create(EvenLanes);
+        var odd = even + Vector512<int>.One;
+        Vector512<float> o0 = default, o1 = default;
+        for (int b = 0; b < blocks; b++, record += recordBytes, x += QuantizedLayout.BlockSize)
         {
-            for (int r = 0; r < n; r++) scratch.Dots[r] -= TBlock.DotsOffset * offsetSums.GetElement(r);
+            PrefetchRecord<TBlock>(record + PrefetchBytes);
+            Vector512<int> low = default, high = default;
+            Columns512<TBlock>(record, x, 0, ref low, ref high);
+            Columns512<TBlock>(record, x, 1, ref low, ref high);
+            Columns512<TBlock>(record, x, 2, ref low, ref high);
+            Columns512<TBlock>(record, x, 3, ref low, ref high);
+            Columns512<TBlock>(record, x, 4, ref low, ref high);
+            Columns512<TBlock>(record, x, 5, ref low, ref high);
+            Columns512<TBlock>(record, x, 6, ref low, ref high);
+            Columns512<TBlock>(record, x, 7, ref low, ref high);
+            var sums = Avx512F.PermuteVar16x32x2(low, even, high) + Avx512F.PermuteVar16x32x2(low, odd, high) - Vector512.Create(TBlock.Offset * inputSums[b]);
+            var scale = QuantizedLayout.Scales512(weightScales + b * QuantizedLayout.GroupRows) * inputScales[b];
+            if ((b & 1) == 0) o0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), scale, o0);
+            else o1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), scale, o1);
         }
+        (o0 + o1).Store(dots);
+    }
+
+    /// <summary>Prefetches the record at <paramref name="record"/> (four or eight lines), unrolled.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void PrefetchRecord<TBlock>(byte* record)
+        where TBlock : struct, IQuantizedBlock
+    {
+        Sse.Prefetch0(record);
+        Sse.Prefetch0(record + 64);
+        Sse.Prefetch0(record + 128);
+        Sse.Prefetch0(record + 192);
+        if (TBlock.QuantBytes * QuantizedLayout.GroupRows <= 256) return;
+        Sse.Prefetch0(record + 256);
+        Sse.Prefetch0(record + 320);
+        Sse.Prefetch0(record + 384);
+        Sse.Prefetch0(record + 448);
+    }
+
+    /// <summary>Columns 4g..4g+3 of the sixteen rows against x̂[4g..4g+3] (<see cref="Dots512{TBlock}"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Columns512<TBlock>(byte* record, short* x, int g, ref Vector512<int> low, ref Vector512<int> high)
+        where TBlock : struct, IQuantizedBlock
+    {
+        var input = Vector512.Create(*(long*)(x + 4 * g)).AsInt16();
+        low += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(TBlock.Columns(record, g, 0)), input);
+        high += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(TBlock.Columns(record, g, 1)), input);
     }
 
     /// <summary>
-    /// The four dot products of a panel at width <typeparamref name="TW"/>, written once for every width and block type
-    /// (<see cref="IQuantizedBlock.PanelDots"/>): dots[i] = Σ over blocks b of s[4b + i] · (row i's block product,
-    /// <typeparamref name="TRow"/>), the quants at <paramref name="q"/> in blocks of four rows of
-    /// <paramref name="rowBytes"/> bytes. Two blocks per iteration, eight accumulators (four rows × two blocks) to hide
-    /// the FMA latency, the stream prefetched <see cref="PrefetchBytes"/> ahead.
+    /// <see cref="Dots512{TBlock}"/> at 256 bits: each half of the group (eight rows) in two accumulators of four rows'
+    /// pairs of lanes, gathered per block by a horizontal add and a permute of 64-bit lanes.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void PanelDots<TW, TAcc, TRow>(byte* q, int rowBytes, int blocks, short* x, float* s, float* dots)
-        where TW : struct, IPanelWidth<TAcc>
-        where TAcc : struct
-        where TRow : struct, IRowProduct<TAcc>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dots256<TBlock>(byte* record, ushort* weightScales, int blocks, short* x, float* inputScales, int* inputSums, float* dots)
+        where TBlock : struct, IQuantizedBlock
     {
-        const int size = QuantizedLayout.BlockSize;
-        int blockBytes = QuantizedLayout.PanelRows * rowBytes;
-        TAcc a0 = default, a1 = default, a2 = default, a3 = default;
-        TAcc b0 = default, b1 = default, b2 = default, b3 = default;
-        int b = 0;
-        for (; b + 2 <= blocks; b += 2, q += 2 * blockBytes, x += 2 * size, s += 8)
+        int recordBytes = TBlock.QuantBytes * QuantizedLayout.GroupRows;
+        Vector256<float> o0 = default, o1 = default;
+        for (int b = 0; b < blocks; b++, record += recordBytes, x += QuantizedLayout.BlockSize)
         {
-            for (int line = 0; line < 2 * blockBytes; line += 64) Sse.Prefetch0(q + PrefetchBytes + line);
-            a0 = TRow.Row(q, x, s[0], a0);
-            a1 = TRow.Row(q + rowBytes, x, s[1], a1);
-            a2 = TRow.Row(q + 2 * rowBytes, x, s[2], a2);
-            a3 = TRow.Row(q + 3 * rowBytes, x, s[3], a3);
-            b0 = TRow.Row(q + blockBytes, x + size, s[4], b0);
-            b1 = TRow.Row(q + blockBytes + rowBytes, x + size, s[5], b1);
-            b2 = TRow.Row(q + blockBytes + 2 * rowBytes, x + size, s[6], b2);
-            b3 = TRow.Row(q + blockBytes + 3 * rowBytes, x + size, s[7], b3);
+            PrefetchRecord<TBlock>(record + PrefetchBytes);
+            var offset = Vector256.Create(TBlock.Offset * inputSums[b]);
+            float s = inputScales[b];
+            o0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Half256<TBlock>(record, x, 0) - offset), QuantizedLayout.Scales256(weightScales + b * QuantizedLayout.GroupRows) * s, o0);
+            o1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Half256<TBlock>(record, x, 1) - offset), QuantizedLayout.Scales256(weightScales + b * QuantizedLayout.GroupRows + 8) * s, o1);
         }
-        if (b < blocks)
-        {
-            a0 = TRow.Row(q, x, s[0], a0);
-            a1 = TRow.Row(q + rowBytes, x, s[1], a1);
-            a2 = TRow.Row(q + 2 * rowBytes, x, s[2], a2);
-            a3 = TRow.Row(q + 3 * rowBytes, x, s[3], a3);
-        }
-        dots[0] = TW.Sum(TW.Add(a0, b0));
-        dots[1] = TW.Sum(TW.Add(a1, b1));
-        dots[2] = TW.Sum(TW.Add(a2, b2));
-        dots[3] = TW.Sum(TW.Add(a3, b3));
+        o0.Store(dots);
+        o1.Store(dots + 8);
     }
 
-    /// <summary>
-    /// scales[i] = weight scale i (bf16) · input scale i for the <paramref name="count"/> scales of a panel; returns,
-    /// per row of the panel, Σ over blocks of that product · Σ x̂ (what a block type's offset contributes, divided by
-    /// the offset).
-    /// </summary>
+    /// <summary>The integer sums of rows 8<paramref name="half"/>..8·half+7 of one block, in row order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> CombineScales<TW, TAcc>(ushort* weightScales, int count, float* inputScales, float* inputSums, float* scales)
-        where TW : struct, IPanelWidth<TAcc>
-        where TAcc : struct
+    private static Vector256<int> Half256<TBlock>(byte* record, short* x, int half)
+        where TBlock : struct, IQuantizedBlock
     {
-        int i = 0;
-        TAcc acc = default;
-        for (; i + TW.Count <= count; i += TW.Count)
-            acc = TW.ScaleProducts(weightScales + i, inputScales + i, inputSums + i, scales + i, acc);
-        return TW.Fold(acc) + CombineScalesScalar(weightScales, i, count, inputScales, inputSums, scales);
+        Vector256<int> a = default, c = default;
+        for (int g = 0; g < 8; g++)
+        {
+            var columns = TBlock.Columns(record, g, half);
+            var input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16();
+            a += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(columns.GetLower()), input);
+            c += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(columns.GetUpper()), input);
+        }
+        // a: rows 0, 1 | 2, 3 (two lanes each); c: rows 4, 5 | 6, 7. The horizontal add gives rows 0, 1, 4, 5 | 2, 3, 6, 7.
+        return Avx2.Permute4x64(Avx2.HorizontalAdd(a, c).AsInt64(), 0b11_01_10_00).AsInt32();
     }
 
-    /// <summary><see cref="CombineScales{TW, TAcc}"/> for scales [<paramref name="from"/>, <paramref name="count"/>),
-    /// one at a time.</summary>
-    private static Vector128<float> CombineScalesScalar(ushort* weightScales, int from, int count, float* inputScales, float* inputSums, float* scales)
+    /// <summary>The sixteen dot products without vector instructions, the same integer sums in the same order of blocks.</summary>
+    private static void DotsScalar<TBlock>(byte* record, ushort* weightScales, int blocks, short* x, float* inputScales, int* inputSums, float* dots)
+        where TBlock : struct, IQuantizedBlock
     {
-        float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
-        for (int i = from; i < count; i += 4)
+        const int n = QuantizedLayout.GroupRows;
+        int recordBytes = TBlock.QuantBytes * n;
+        var sums = stackalloc int[n];
+        new Span<float>(dots, n).Clear();
+        for (int b = 0; b < blocks; b++, record += recordBytes, x += QuantizedLayout.BlockSize)
         {
-            scales[i] = BFloat16.ToSingle(weightScales[i]) * inputScales[i];
-            scales[i + 1] = BFloat16.ToSingle(weightScales[i + 1]) * inputScales[i + 1];
-            scales[i + 2] = BFloat16.ToSingle(weightScales[i + 2]) * inputScales[i + 2];
-            scales[i + 3] = BFloat16.ToSingle(weightScales[i + 3]) * inputScales[i + 3];
-            o0 += scales[i] * inputSums[i];
-            o1 += scales[i + 1] * inputSums[i + 1];
-            o2 += scales[i + 2] * inputSums[i + 2];
-            o3 += scales[i + 3] * inputSums[i + 3];
+            for (int i = 0; i < n; i++) sums[i] = -TBlock.Offset * inputSums[b];
+            for (int g = 0; g < 8; g++)
+            {
+                for (int half = 0; half < 2; half++)
+                {
+                    var columns = TBlock.Columns(record, g, half);
+                    for (int i = 0; i < 8; i++)
+                    {
+                        for (int j = 0; j < 4; j++) sums[8 * half + i] += columns.GetElement(4 * i + j) * x[4 * g + j];
+                    }
+                }
+            }
+            for (int i = 0; i < n; i++) dots[i] += sums[i] * (BFloat16.ToSingle(weightScales[b * n + i]) * inputScales[b]);
         }
-        return Vector128.Create(o0, o1, o2, o3);
     }
 
     /// <summary>A worker thread's buffers, grown (never shrunk) to the widest matrix it has seen.</summary>
@@ -284,17 +325,16 @@ public static unsafe class QuantizedMatVec
         public Scratch(int cols)
         {
             Capacity = cols;
-            int scaleCount = cols / QuantizedLayout.BlockSize * QuantizedLayout.PanelRows;
-            long input = Align(cols * sizeof(short)), scales = Align(scaleCount * sizeof(float));
-            long panel = (long)QuantizedLayout.PanelRows * cols * sizeof(float);
-            _buffer = new NativeBuffer(input + 3 * scales + 64 + panel);
+            int blocks = cols / QuantizedLayout.BlockSize;
+            long input = Align(cols * sizeof(short)), perBlock = Align(blocks * sizeof(float));
+            long dots = QuantizedLayout.GroupRows * sizeof(float), panel = (long)DotRows * cols * sizeof(float);
+            _buffer = new NativeBuffer(input + 2 * perBlock + dots + panel);
             byte* p = (byte*)_buffer.Pointer;
             Input = (short*)p;
             InputScales = (float*)(p + input);
-            InputSums = (float*)(p + input + scales);
-            Scales = (float*)(p + input + 2 * scales);
-            Dots = (float*)(p + input + 3 * scales);
-            PanelRows = (float*)(p + input + 3 * scales + 64);
+            InputSums = (int*)(p + input + perBlock);
+            Dots = (float*)(p + input + 2 * perBlock);
+            PanelRows = (float*)(p + input + 2 * perBlock + dots);
         }
 
         /// <summary>The widest matrix (columns) the buffers fit.</summary>
@@ -303,19 +343,16 @@ public static unsafe class QuantizedMatVec
         /// <summary>x̂, the quantized input [cols].</summary>
         public short* Input { get; }
 
-        /// <summary>The input scale of block b at [4b, 4b + 4).</summary>
+        /// <summary>The input scale of each block.</summary>
         public float* InputScales { get; }
 
-        /// <summary>Σ x̂ over block b at [4b, 4b + 4).</summary>
-        public float* InputSums { get; }
+        /// <summary>Σ x̂ over each block.</summary>
+        public int* InputSums { get; }
 
-        /// <summary>The current panel's weight scale · input scale, [blocks][4].</summary>
-        public float* Scales { get; }
-
-        /// <summary>The current panel's four dot products.</summary>
+        /// <summary>The current group's sixteen dot products.</summary>
         public float* Dots { get; }
 
-        /// <summary>The current panel dequantized, [4][cols] (batched products only).</summary>
+        /// <summary>Rows dequantized for the float fallback, [<see cref="DotRows"/>][cols].</summary>
         public float* PanelRows { get; }
 
         private static long Align(long bytes) => (bytes + 63) & ~63L;

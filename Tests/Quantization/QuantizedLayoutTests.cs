@@ -139,57 +139,66 @@ public sealed unsafe class QuantizedLayoutTests
         }
     }
 
-    /// <summary>The scale of row <paramref name="row"/>, block <paramref name="block"/>, as the panel stores it.</summary>
+    /// <summary>The scale of row <paramref name="row"/>, block <paramref name="block"/>, as the group stores it.</summary>
     private static float Scale(WeightMatrix matrix, int row, int block)
     {
-        byte* panel = (byte*)matrix.Data + row / 4 * QuantizedLayout.PanelBytes(matrix.Format, matrix.Cols);
-        return BFloat16.ToSingle(((ushort*)panel)[block * 4 + row % 4]);
+        byte* group = (byte*)matrix.Data + row / 16 * QuantizedLayout.GroupBytes(matrix.Format, matrix.Cols);
+        return BFloat16.ToSingle(((ushort*)group)[block * 16 + row % 16]);
     }
 
     [Theory]
     [InlineData("q8_0", 1, 32, 1.0625)]
-    [InlineData("q8_0", 4, 2304, 1.0625)]
+    [InlineData("q8_0", 16, 2304, 1.0625)]
     [InlineData("q8_0", 9216, 2304, 1.0625)]
-    [InlineData("q4_0", 4, 2304, 0.5625)]
+    [InlineData("q4_0", 16, 2304, 0.5625)]
     [InlineData("q4_0", 2304, 9216, 0.5625)]
+    [InlineData("q4_0", 5, 64, 0.5625)]
     public void Bytes_per_weight_are_those_of_the_block_format(string formatName, int rows, int cols, double bytesPerWeight)
     {
         var format = WeightFormat.Find(formatName)!;
-        long panels = (rows + 3) / 4;
-        long padding = (64 - cols / 32 * 8 % 64) % 64;
-        long expected = (long)(panels * 4 * cols * bytesPerWeight) + panels * padding;
+        long groups = (rows + 15) / 16;
+        long padding = (64 - cols / 32 * 32 % 64) % 64;
+        long expected = (long)(groups * 16 * cols * bytesPerWeight) + groups * padding;
         Assert.Equal(expected, WeightMatrix.ByteLengthOf(format, rows, cols));
         using var matrix = new WeightMatrix("test.weight", rows, cols, format);
         Assert.Equal(expected, matrix.ByteLength);
-        if (cols % 256 == 0) Assert.Equal(bytesPerWeight, (double)matrix.ByteLength / (panels * 4 * cols));
+        if (cols % 64 == 0) Assert.Equal(bytesPerWeight, (double)matrix.ByteLength / (groups * 16 * cols));
     }
 
     [Fact]
-    public void Panels_interleave_four_rows_block_by_block()
+    public void Groups_interleave_sixteen_rows_in_four_byte_chunks_block_by_block()
     {
         const int cols = 64;
-        using var matrix = new WeightMatrix("test.weight", 5, cols, WeightFormat.Q8_0);
-        for (int r = 0; r < 5; r++) matrix.WriteRow(r, Enumerable.Range(0, cols).Select(i => (float)(r + 1) * (i < 32 ? 127 : -127)).ToArray());
-        long panel = QuantizedLayout.PanelBytes(WeightFormat.Q8_0, cols);
-        Assert.Equal(64 + 2 * 4 * 32, panel);
+        using var matrix = new WeightMatrix("test.weight", 17, cols, WeightFormat.Q8_0);
+        // Row r: column i is (r + 1)·(i − 16 for the first block, 127 − i for the second), the largest magnitude 127·(r+1)
+        // at column 32 sets the scale r + 1 for both blocks where possible.
+        float Value(int r, int i) => (r + 1) * (i < 32 ? (i % 2 == 0 ? 127 - i : -(127 - i)) : 127 - (i - 32));
+        for (int r = 0; r < 17; r++) matrix.WriteRow(r, Enumerable.Range(0, cols).Select(i => Value(r, i)).ToArray());
+        long group = QuantizedLayout.GroupBytes(WeightFormat.Q8_0, cols);
+        Assert.Equal(64 + 2 * 16 * 32, group);
         byte* data = (byte*)matrix.Data;
-        for (int r = 0; r < 5; r++)
+        for (int r = 0; r < 17; r++)
         {
-            byte* p = data + r / 4 * panel;
-            int lane = r % 4;
+            byte* g = data + r / 16 * group;
+            int lane = r % 16;
             for (int b = 0; b < 2; b++)
             {
-                Assert.Equal(BFloat16.FromSingle(r + 1), ((ushort*)p)[b * 4 + lane]);
-                sbyte* q = (sbyte*)(p + 64 + (b * 4 + lane) * 32);
-                for (int j = 0; j < 32; j++) Assert.Equal(b == 0 ? 127 : -127, q[j]);
+                Assert.Equal(BFloat16.FromSingle(r + 1), ((ushort*)g)[b * 16 + lane]);
+                byte* record = g + 64 + b * 16 * 32;
+                for (int j = 0; j < 32; j++)
+                {
+                    int expected = (int)(Value(r, b * 32 + j) / (r + 1)) + 128;
+                    Assert.Equal(expected, record[j / 4 * 64 + 4 * lane + j % 4]);
+                }
             }
         }
-        // The last panel's three missing rows are zeros.
-        byte* last = data + panel;
-        for (int lane = 1; lane < 4; lane++)
+        // The last group's fifteen missing rows are zeros (zero scales).
+        byte* last = data + group;
+        for (int lane = 1; lane < 16; lane++)
         {
             Assert.Equal(0, ((ushort*)last)[lane]);
-            Assert.True(new ReadOnlySpan<byte>(last + 64 + lane * 32, 32).IndexOfAnyExcept((byte)0) < 0);
+            Assert.Equal(0, ((ushort*)last)[16 + lane]);
+            for (int k = 0; k < 8; k++) Assert.Equal(0u, *(uint*)(last + 64 + k * 64 + 4 * lane));
         }
     }
 
@@ -205,8 +214,10 @@ public sealed unsafe class QuantizedLayoutTests
         Assert.Equal(BFloat16.FromSingle(1), *(ushort*)matrix.Data);
         for (int j = 0; j < 16; j++)
         {
-            Assert.Equal(j, q[j] & 0xF);
-            Assert.Equal(j == 0 ? 15 : j, q[j] >> 4);
+            // Byte j of row 0 is byte j % 4 of the record's vector j / 4 (row 0 is lane 0 of each vector).
+            byte packed = q[j / 4 * 64 + j % 4];
+            Assert.Equal(j, packed & 0xF);
+            Assert.Equal(j == 0 ? 15 : j, packed >> 4);
         }
     }
 

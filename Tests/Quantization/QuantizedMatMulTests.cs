@@ -7,12 +7,12 @@ namespace GemmaGen.Tests.Quantization;
 
 /// <summary>
 /// <see cref="QuantizedMatMul"/>, the integer prefill kernels, both of them wherever this process can run them: AVX-VNNI
-/// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only), each with the 512-bit repack (AVX-512) and the 256-bit one; where
+/// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only), each with the 512-bit scaling (AVX-512) and the 256-bit one; where
 /// it cannot (the child runs with AVX-512, AVX2 or AVX-VNNI disabled) the tests check that the kernel refuses and that
 /// <see cref="WeightMatrix.MatMulRows"/> takes the other path.
 /// Against a float64 reference over the same integers (the stored weights and scales and the kernel's own int8
 /// quantization of each token's input), which differs only by float32 rounding; against the dequantized matrix times
-/// the float inputs within the bound of the input rounding; and the two kernels, and the two repacks, against each
+/// the float inputs within the bound of the input rounding; and the two kernels, and the two scalings, against each
 /// other, bit for bit (they sum the same integers exactly and scale them alike).
 /// </summary>
 [IsaSensitive]
@@ -51,7 +51,7 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     /// <summary>Whether this process runs the chosen kernel for <paramref name="format"/>: AVX-VNNI or AVX2 pairs, with
-    /// the 512-bit repack (<paramref name="wide"/>, AVX-512) or the 256-bit one.</summary>
+    /// the 512-bit scaling (<paramref name="wide"/>, AVX-512) or the 256-bit one.</summary>
     private static bool Runs(WeightFormat format, bool vnni, bool wide = false) =>
         (!wide || QuantizedMatMul.WideSupported) &&
         (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : format == WeightFormat.Q4_0 && QuantizedMatMul.IsSupported(WeightFormat.Q4_0));
@@ -60,7 +60,7 @@ public sealed unsafe class QuantizedMatMulTests
     private static string Missing(bool vnni, bool wide) =>
         string.Join(" and ", new[]
         {
-            wide && !QuantizedMatMul.WideSupported ? "AVX-512 (the 512-bit repack)" : null,
+            wide && !QuantizedMatMul.WideSupported ? "AVX-512 (the 512-bit scaling)" : null,
             vnni && !AvxVnni.IsSupported ? "AVX-VNNI" : null,
             !(Avx2.IsSupported && Fma.IsSupported) ? "AVX2" : null,
         }.OfType<string>().DefaultIfEmpty(vnni ? "AVX-VNNI" : "AVX2"));
@@ -191,19 +191,18 @@ public sealed unsafe class QuantizedMatMulTests
         Assert.Equal(viaVnni, viaPairs);
     }
 
-    /// <summary>The 512-bit repack and scaling against the 256-bit ones: the same integers in the same lanes, scaled by
-    /// the same float operations, so bit for bit, for every range (unaligned first rows take the 256-bit repack in
-    /// both).</summary>
+    /// <summary>The 512-bit scaling against the 256-bit one: the same integers in the same lanes, scaled by the same
+    /// float operations, so bit for bit, for every range.</summary>
     [SkippableTheory]
     [InlineData("q8_0", true, 40, 2304, 9)]
     [InlineData("q8_0", true, 21, 1088, 4)]
     [InlineData("q4_0", true, 40, 2304, 9)]
     [InlineData("q4_0", false, 40, 2304, 9)]
     [InlineData("q4_0", false, 21, 9216, 6)]
-    public void The_512_bit_and_256_bit_repacks_agree_bit_for_bit(string formatName, bool vnni, int rows, int cols, int tokens)
+    public void The_512_bit_and_256_bit_scalings_agree_bit_for_bit(string formatName, bool vnni, int rows, int cols, int tokens)
     {
         var format = WeightFormat.Find(formatName)!;
-        Skip.IfNot(Runs(format, vnni, wide: true) && Runs(format, vnni, wide: false), $"this process cannot run both repacks of the {(vnni ? "AVX-VNNI" : "AVX2")} kernel ({Missing(vnni, wide: true)})");
+        Skip.IfNot(Runs(format, vnni, wide: true) && Runs(format, vnni, wide: false), $"this process cannot run both scalings of the {(vnni ? "AVX-VNNI" : "AVX2")} kernel ({Missing(vnni, wide: true)})");
         foreach (var (start, end) in Ranges(rows))
         {
             var wide = Run(format, rows, cols, tokens, start, end, vnni, wide: true, out _, out _);

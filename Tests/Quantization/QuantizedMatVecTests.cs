@@ -65,31 +65,32 @@ public sealed unsafe class QuantizedMatVecTests
     {
         int blocks = x.Length / 32;
         var values = new short[x.Length];
-        var scales = new float[blocks * 4];
-        var sums = new float[blocks * 4];
-        fixed (float* px = x, ps = scales, pu = sums)
+        var scales = new float[blocks];
+        var sums = new int[blocks];
+        fixed (float* px = x, ps = scales)
+        fixed (int* pu = sums)
         fixed (short* pv = values)
         {
             QuantizedMatVec.QuantizeInput(px, blocks, pv, ps, pu);
         }
-        for (int b = 0; b < blocks; b++)
-        {
-            Assert.Equal(values.AsSpan(b * 32, 32).ToArray().Sum(v => (float)v), sums[b * 4]);
-            Assert.True(scales.AsSpan(b * 4, 4).IndexOfAnyExcept(scales[b * 4]) < 0);
-        }
-        return (values, scales.Where((_, i) => i % 4 == 0).ToArray());
+        for (int b = 0; b < blocks; b++) Assert.Equal(values.AsSpan(b * 32, 32).ToArray().Sum(v => v), sums[b]);
+        return (values, scales);
     }
 
-    /// <summary>The stored integer of row r, column c (Q4_0: the value, −8..7) and the bf16 scale of its block.</summary>
+    /// <summary>The value of row r, column c (Q8_0: −127..127, Q4_0: −8..7) and the bf16 scale of its block, read from
+    /// the bytes as the layout documents them: groups of 16 rows, [scales: blocks × 16 bf16, 64-byte aligned][records],
+    /// a record's 64-byte vector k holding bytes 4k..4k+3 of every row's block (row i at 4i), stored unsigned.</summary>
     internal static (int Value, double Scale) Stored(WeightMatrix m, int r, int c)
     {
-        byte* panel = (byte*)m.Data + r / 4 * QuantizedLayout.PanelBytes(m.Format, m.Cols);
-        int lane = r % 4, b = c / 32, j = c % 32;
-        double scale = BFloat16.ToSingle(((ushort*)panel)[b * 4 + lane]);
-        byte* quants = panel + QuantizedLayout.ScaleBytes(m.Cols);
-        if (m.Format == WeightFormat.Q8_0) return (((sbyte*)quants)[(b * 4 + lane) * 32 + j], scale);
-        byte packed = quants[(b * 4 + lane) * 16 + j % 16];
-        return ((j < 16 ? packed & 0xF : packed >> 4) - 8, scale);
+        int quantBytes = m.Format == WeightFormat.Q8_0 ? 32 : 16;
+        byte* group = (byte*)m.Data + r / 16 * QuantizedLayout.GroupBytes(m.Format, m.Cols);
+        int lane = r % 16, b = c / 32, j = c % 32;
+        double scale = BFloat16.ToSingle(((ushort*)group)[b * 16 + lane]);
+        byte* record = group + QuantizedLayout.ScaleBytes(m.Cols) + b * 16 * quantBytes;
+        int k = m.Format == WeightFormat.Q8_0 ? j : j % 16;
+        byte stored = record[k / 4 * 64 + 4 * lane + k % 4];
+        if (m.Format == WeightFormat.Q8_0) return (stored - 128, scale);
+        return ((j < 16 ? stored & 0xF : stored >> 4) - 8, scale);
     }
 
     /// <summary>Σ over blocks of d·s·Σ q·x̂ in float64, and the magnitude of its terms (what float32 rounding is relative to).</summary>
@@ -105,8 +106,9 @@ public sealed unsafe class QuantizedMatVecTests
                 var (value, s) = Stored(m, r, b * 32 + j);
                 scale = s * inputScales[b];
                 sum += (long)value * x[b * 32 + j];
-                // Q4_0 sums the stored nibble (value + 8) and takes 8·Σ x̂ off: both parts count.
-                magnitudeSum += (long)(m.Format == WeightFormat.Q4_0 ? value + 16 : Math.Abs(value)) * Math.Abs((int)x[b * 32 + j]);
+                // The kernels sum the stored integer (value + offset) and take offset·Σ x̂ off: both parts count.
+                int offset = m.Format == WeightFormat.Q4_0 ? 8 : 128;
+                magnitudeSum += (long)(value + 2 * offset) * Math.Abs((int)x[b * 32 + j]);
             }
             dot += scale * sum;
             magnitude += Math.Abs(scale) * magnitudeSum;
