@@ -28,23 +28,25 @@ public abstract unsafe class WeightFormat
 
     /// <summary>Blocks of 32 int8 values and a bf16 scale, 1.0625 bytes per weight, rows interleaved in groups of 16
     /// (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of 32.</summary>
-    public static WeightFormat Q8_0 { get; } = new QuantizedFormat<Q8_0Block<BF16Scale>>("q8_0");
+    public static WeightFormat Q8_0 { get; } = new QuantizedFormat<Q8_0Block<BF16Scale>>("q8_0", integerPrefill: true);
 
     /// <summary>Blocks of 32 four-bit values (offset 8) and a bf16 scale, 0.5625 bytes per weight, rows interleaved in
     /// groups of 16 (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of
     /// 32.</summary>
-    public static WeightFormat Q4_0 { get; } = new QuantizedFormat<Q4_0Block<BF16Scale>>("q4_0");
+    public static WeightFormat Q4_0 { get; } = new QuantizedFormat<Q4_0Block<BF16Scale>>("q4_0", integerPrefill: true);
 
     /// <summary>GGUF's Q8_0 tensors as stored: ggml's blocks of 32 int8 values and an IEEE half scale, 1.0625 bytes per
     /// weight, laid out as <see cref="Q8_0"/> (<see cref="QuantizedLayout"/>) with the file's half scales kept as they
     /// are. The loader fills it from a GGUF Q8_0 tensor when no format is asked for; not a conversion target
-    /// (<see cref="AsStored"/>).</summary>
-    public static WeightFormat Q8_0F16 { get; } = new QuantizedFormat<Q8_0Block<F16Scale>>("q8_0-f16");
+    /// (<see cref="AsStored"/>). Its prefill multiplies the dequantized rows with float inputs: rounding them to int8
+    /// as <see cref="Q8_0"/>'s does moved the GGUF fixtures' logits as far from the exact goldens as llama.cpp's own,
+    /// sometimes further (README, "Running a GGUF file").</summary>
+    public static WeightFormat Q8_0F16 { get; } = new QuantizedFormat<Q8_0Block<F16Scale>>("q8_0-f16", integerPrefill: false);
 
     /// <summary>GGUF's Q4_0 tensors as stored: ggml's blocks of 32 four-bit values (offset 8) and an IEEE half scale,
     /// 0.5625 bytes per weight, laid out as <see cref="Q4_0"/> with the file's half scales kept as they are; not a
-    /// conversion target (<see cref="AsStored"/>).</summary>
-    public static WeightFormat Q4_0F16 { get; } = new QuantizedFormat<Q4_0Block<F16Scale>>("q4_0-f16");
+    /// conversion target (<see cref="AsStored"/>). Its prefill is exact, as <see cref="Q8_0F16"/>'s.</summary>
+    public static WeightFormat Q4_0F16 { get; } = new QuantizedFormat<Q4_0Block<F16Scale>>("q4_0-f16", integerPrefill: false);
 
     /// <summary>Every format a model can be converted to at load, the one registration of them: option parsing
     /// (<c>--quant</c>), messages and tables enumerate this list.</summary>

@@ -4,9 +4,14 @@ namespace GemmaGen.Kernels;
 
 /// <summary>A block format laid out as <see cref="QuantizedLayout"/> describes: what code that is not specialized
 /// per block type needs to know of it.</summary>
-internal abstract unsafe class QuantizedFormat(string name, int quantBytes)
+internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool integerPrefill)
     : WeightFormat(name, QuantizedLayout.BlockSize, QuantizedLayout.GroupRows)
 {
+    /// <summary>Whether the prefill (<see cref="WeightFormat.MatMulRows"/>) runs the integer kernels where the CPU has
+    /// them (<see cref="IntegerMatMulSupported"/>), rounding the inputs to int8; otherwise it multiplies the
+    /// dequantized rows with the float inputs (<see cref="QuantizedMatVec.FloatMatMulRows"/>), exactly.</summary>
+    public bool IntegerPrefill { get; } = integerPrefill;
+
     /// <summary>Bytes of quantized values of one row's block.</summary>
     public int QuantBytes { get; } = quantBytes;
 
@@ -45,7 +50,10 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes)
 /// The block format of <typeparamref name="TBlock"/>: the panel layout, row quantization and the kernels, shared by
 /// every block type and specialized for each.
 /// </summary>
-internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFormat(name, TBlock.QuantBytes)
+/// <param name="name">The format's name.</param>
+/// <param name="integerPrefill">Whether the prefill rounds its inputs to int8 for the integer kernels
+/// (<see cref="QuantizedFormat.IntegerPrefill"/>).</param>
+internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPrefill) : QuantizedFormat(name, TBlock.QuantBytes, integerPrefill)
     where TBlock : struct, IQuantizedBlock
 {
     public override bool IntegerMatMulSupported => QuantizedMatMul.IsSupported<TBlock>();
@@ -130,11 +138,11 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
     internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
         QuantizedMatVec.GateUpRows<TBlock>(matrix, x, y, start, end);
 
-    /// <summary>The integer kernels where the CPU runs them for this format, else the rows dequantized and the float
-    /// kernels (<see cref="QuantizedMatVec.FloatMatMulRows"/>).</summary>
+    /// <summary>The integer kernels where the format uses them (<see cref="QuantizedFormat.IntegerPrefill"/>) and the
+    /// CPU runs them, else the rows dequantized and the float kernels (<see cref="QuantizedMatVec.FloatMatMulRows"/>).</summary>
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        if (IntegerMatMulSupported) QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported);
+        if (IntegerPrefill && IntegerMatMulSupported) QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported);
         else QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
     }
 

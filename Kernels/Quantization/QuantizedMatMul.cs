@@ -54,6 +54,10 @@ public static unsafe partial class QuantizedMatMul
     /// format, or AVX2 for Q4_0 (whose byte pairs fit int16).</summary>
     public static bool IsSupported(WeightFormat format) => format is QuantizedFormat { IntegerMatMulSupported: true };
 
+    /// <summary>Whether the prefill of a <paramref name="format"/> matrix rounds its inputs to int8 for these kernels: a
+    /// format that uses them (GemmaGen's own Q8_0 and Q4_0, not GGUF's blocks as stored) on a CPU that runs them.</summary>
+    public static bool RoundsPrefillInputs(WeightFormat format) => format is QuantizedFormat { IntegerPrefill: true, IntegerMatMulSupported: true };
+
     /// <summary>Whether this CPU runs the integer kernels for <typeparamref name="TBlock"/>.</summary>
     internal static bool IsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
         Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>());
