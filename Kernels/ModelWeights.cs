@@ -90,24 +90,30 @@ public sealed class ModelWeights : IDisposable
     /// <summary>
     /// Bytes of weight data <see cref="Load"/> allocates for <paramref name="config"/> from <paramref name="source"/> in
     /// <paramref name="format"/>, null keeping each tensor's own (<see cref="FormatFor"/>), as the source's tensor
-    /// types say (<see cref="ITensorSource.DTypeOf"/>; nothing is read or made); a missing tensor counts as F32.
+    /// types say (<see cref="ITensorSource.DTypeOf"/>; nothing is read or made). A missing tensor counts in the
+    /// embedding's type, and every layer after the last the source holds as a layer of missing tensors (so a config of
+    /// absurdly many layers is counted, not walked).
     /// </summary>
     /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
     public static long ByteLengthOf(Gemma2Config config, ITensorSource source, WeightFormat? format)
     {
         int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
         int inter = config.IntermediateSize, v = config.VocabSize;
-        long Bytes(int rows, int cols, params string[] names) => WeightMatrix.ByteLengthOf(
-            StackedFormat(format, names.Select(n => source.DTypeOf(n) ?? TensorDType.F32), cols), rows, cols);
+        var fallback = source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32;
+        long Bytes(int rows, int cols, params string?[] names) => WeightMatrix.ByteLengthOf(
+            StackedFormat(format, names.Select(n => (n == null ? null : source.DTypeOf(n)) ?? fallback), cols), rows, cols);
+        long Layer(LayerNames? n) => checked(Bytes((h + 2 * k) * hd, d, n?.QProj, n?.KProj, n?.VProj) + Bytes(d, h * hd, n?.OProj) +
+            Bytes(2 * inter, d, n?.GateProj, n?.UpProj) + Bytes(d, inter, n?.DownProj));
         long total = Bytes(v, d, CheckpointNames.Embed);
         if (source.DTypeOf(CheckpointNames.LmHead) != null) total = checked(total + Bytes(v, d, CheckpointNames.LmHead));
-        for (int l = 0; l < config.NumHiddenLayers; l++)
+        int l = 0;
+        for (; l < config.NumHiddenLayers; l++)
         {
             var n = CheckpointNames.Layer(l);
-            total = checked(total + Bytes((h + 2 * k) * hd, d, n.QProj, n.KProj, n.VProj) + Bytes(d, h * hd, n.OProj) +
-                Bytes(2 * inter, d, n.GateProj, n.UpProj) + Bytes(d, inter, n.DownProj));
+            if (new[] { n.QProj, n.KProj, n.VProj, n.OProj, n.GateProj, n.UpProj, n.DownProj }.All(t => source.DTypeOf(t) == null)) break;
+            total = checked(total + Layer(n));
         }
-        return total;
+        return checked(total + (config.NumHiddenLayers - l) * Layer(null));
     }
 
     /// <summary>

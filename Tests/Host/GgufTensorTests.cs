@@ -42,8 +42,9 @@ public sealed unsafe class GgufTensorTests : IDisposable
             Assert.Equal(dtype, view.DType);
             Assert.Equal(dtype, gguf.DTypeOf(hf));
             // Q8_0 and Q4_0 are served as views of the file (their blocks as stored), the K-quants dequantized to F32.
-            if (dtype != TensorDType.F32 || tensor.TypeName == "F32") Assert.Equal(0, gguf.HeldDequantizedTensors);
-            Assert.Equal(tensor.ByteLength, view.ByteLength);
+            bool asStored = dtype != TensorDType.F32 || tensor.TypeName == "F32";
+            Assert.Equal(asStored ? 0 : 1, gguf.HeldDequantizedTensors);
+            Assert.Equal(asStored ? tensor.ByteLength : tensor.ElementCount * 4, view.ByteLength);
             gguf.Release(hf);
         }
         // README convention 1 and 2: the names and shapes of the fixture, spelled out.
