@@ -1,4 +1,5 @@
 using GemmaGen.Kernels;
+using GemmaGen.Tests.Infrastructure;
 using Xunit;
 
 namespace GemmaGen.Tests.Host;
@@ -10,6 +11,7 @@ namespace GemmaGen.Tests.Host;
 /// counts the same bytes, <c>--quant</c> still converts through float, stacked parts of different types fall back to
 /// F32, and a non-finite block scale is refused naming the tensor.
 /// </summary>
+[IsaSensitive]
 public sealed unsafe class GgufBlockWeightsTests : IDisposable
 {
     private readonly TempDirectory _temp = new();
