@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GemmaGen.Kernels;
 
@@ -67,4 +68,11 @@ internal readonly unsafe struct Q8_0Block : IQuantizedBlock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> Columns(byte* record, int g, int half) =>
         Vector256.Load(record + g * QuantizedLayout.VectorBytes + 32 * half);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second)
+    {
+        first = Avx512BW.ConvertToVector512Int16(Columns(record, g, half));
+        second = Avx512BW.ConvertToVector512Int16(Columns(record, g + 4, half));
+    }
 }
