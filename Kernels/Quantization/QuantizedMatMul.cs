@@ -138,7 +138,7 @@ public static unsafe partial class QuantizedMatMul
                 byte* next = !lastChunk ? records + (long)count * recordBytes : group + groupBytes + scaleBytes;
                 int nextCount = !lastChunk ? Math.Min(ChunkBlocks, blocks - b0 - ChunkBlocks) : Math.Min(ChunkBlocks, blocks);
                 int steps = tokens / 4 + (tokens % 4 >= 2 ? 1 : 0) + (tokens % 2);
-                var prefetch = !lastChunk || r + GroupRows < end ? new Prefetch(next, (long)nextCount * recordBytes, steps * count) : default;
+                var prefetch = !lastChunk || r + GroupRows < end ? new Prefetch(next, nextCount * recordBytes, steps * count) : default;
 
                 for (int t = 0, step, pass = 0; t < tokens; t += step, pass++)
                 {
@@ -197,14 +197,17 @@ public static unsafe partial class QuantizedMatMul
     /// spread evenly over its <paramref name="visits"/> block visits (every token step's pass over every block) so that
     /// the memory streams while every pass computes, not only the first; nothing when <c>default</c>.
     /// </summary>
-    private readonly struct Prefetch(byte* next, long bytes, int visits)
+    private readonly struct Prefetch(byte* next, int bytes, int visits)
     {
         /// <summary>The most a visit prefetches: eight lines, a Q8_0 record.</summary>
         private const int MaxVisitBytes = 512;
 
         private readonly byte* _next = next;
-        private readonly long _bytes = bytes;
-        private readonly int _perVisit = visits > 0 ? (int)Math.Min(MaxVisitBytes, (bytes + (long)visits * 64 - 1) / ((long)visits * 64) * 64) : 0;
+        private readonly int _bytes = bytes;
+
+        // A chunk is at most 32 records of 512 bytes, and visits·64 fits an int for any batch below a million tokens:
+        // 32-bit division, once per chunk.
+        private readonly int _perVisit = visits > 0 ? Math.Min(MaxVisitBytes, (bytes + visits * 64 - 1) / (visits * 64) * 64) : 0;
 
         /// <summary>The lines of visit <paramref name="visit"/> (the token step's pass × blocks + the block): up to
         /// <see cref="MaxVisitBytes"/>, unrolled (the rest of a chunk whose blocks outnumber the visits is left to the
@@ -212,7 +215,7 @@ public static unsafe partial class QuantizedMatMul
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Visit(int visit)
         {
-            long from = (long)visit * _perVisit;
+            int from = visit * _perVisit;
             if (from >= _bytes) return;
             byte* at = _next + from;
             Sse.Prefetch0(at);
