@@ -123,7 +123,13 @@ public static unsafe class QuantizedMatVec
     {
         var scratch = t_scratch;
         if (scratch == null || scratch.Capacity < matrix.Cols) t_scratch = scratch = new Scratch(matrix.Cols);
-        QuantizeInput(x, matrix.Cols / QuantizedLayout.BlockSize, scratch.Input, scratch.InputScales, scratch.InputSums);
+        // Within one pool run the input does not change: the run's later chunks on this thread reuse it as quantized.
+        long run = WorkerPool.CurrentRun;
+        if (run == 0 || scratch.Held != (run, (nint)x, matrix.Cols))
+        {
+            QuantizeInput(x, matrix.Cols / QuantizedLayout.BlockSize, scratch.Input, scratch.InputScales, scratch.InputSums);
+            scratch.Held = run == 0 ? default : (run, (nint)x, matrix.Cols);
+        }
         return scratch;
     }
 
@@ -338,6 +344,9 @@ public static unsafe class QuantizedMatVec
 
         /// <summary>The widest matrix (columns) the buffers fit.</summary>
         public int Capacity { get; }
+
+        /// <summary>The pool run, input and width the quantized input holds (run 0: nothing reusable).</summary>
+        public (long Run, nint X, int Cols) Held { get; set; }
 
         /// <summary>x̂, the quantized input [cols].</summary>
         public short* Input { get; }
