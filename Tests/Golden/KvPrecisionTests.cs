@@ -97,8 +97,10 @@ public sealed class KvPrecisionTests(ITestOutputHelper output)
         output.WriteLine($"decoding: max |diff| {worstStep:G3} ({worstStep / scale:G3} of the largest prompt logit)");
     }
 
-    /// <summary>The demo model's greedy continuations (trained weights, head_dim 64) through a q8_0 cache: token for
-    /// token up to the first golden margin below <see cref="DecisiveMargin"/>, as a float32 cache must.</summary>
+    /// <summary>The demo model's greedy continuations (trained weights, head_dim 64) through a q8_0 cache, as
+    /// <see cref="DemoGoldenTests"/> holds a float32 cache to them: with teacher forcing the top token is the golden's at
+    /// every step whose golden margin is at least <see cref="DecisiveMargin"/>, and free-running greedy decoding agrees
+    /// token for token up to the first smaller margin.</summary>
     [Theory]
     [InlineData(0, true)]
     [InlineData(1, true)]
@@ -121,6 +123,16 @@ public sealed class KvPrecisionTests(ITestOutputHelper output)
 
         var model = Decoders.CreateModel(weights, compiled, pool, prompt.Length + expected.Length);
         model.KvPrecision = KvPrecision.Q8_0;
+        var forced = new Gemma2Decoder(model, prompt.Length + expected.Length);
+        forced.Forward(prompt, 0, logits);
+        for (int step = 0; step < expected.Length; step++)
+        {
+            int top = GemmaModel.ArgMax(logits);
+            if (margins[step] >= DecisiveMargin)
+                Assert.True(top == expected[step], $"teacher-forced step {step}: top token {top}, golden {expected[step]} (margin {margins[step]:G3})");
+            if (step + 1 < expected.Length) forced.Step(expected[step], forced.Length, logits);
+        }
+
         var greedy = new Gemma2Decoder(model, prompt.Length + expected.Length);
         Assert.Equal(KvPrecision.Q8_0, greedy.Sequence.Cache.Precision);
         greedy.Forward(prompt, 0, logits);
