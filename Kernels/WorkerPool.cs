@@ -30,6 +30,7 @@ public sealed class WorkerPool : IDisposable
     private int _total;
     private int _grain;
     private int _units;
+    private long _run;
     private int _chunkUnits;
     private int _nextUnit;
     private long _generation;
@@ -67,6 +68,17 @@ public sealed class WorkerPool : IDisposable
         lock (_runGate) RunExclusive(job, total, grain);
     }
 
+    /// <summary>Runs started by every pool so far: each run's number is unique in the process.</summary>
+    private static long s_runs;
+
+    [ThreadStatic]
+    private static long t_run;
+
+    /// <summary>The number of the pool run whose chunks this thread is executing, or 0 outside one. Within a run the
+    /// job's inputs do not change, so a kernel may keep what it derived from them (its quantized input) for the
+    /// run's later chunks on the same thread.</summary>
+    internal static long CurrentRun => t_run;
+
     private void RunExclusive(IRowJob job, int total, int grain)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -83,6 +95,7 @@ public sealed class WorkerPool : IDisposable
         _units = (int)(((long)total + grain - 1) / grain);
         _chunkUnits = Math.Max(1, _units / (Threads * ChunksPerThread));
         Volatile.Write(ref _nextUnit, 0);
+        _run = Interlocked.Increment(ref s_runs);
         _failure = null;
         Volatile.Write(ref _pending, _workers.Length);
         Interlocked.Increment(ref _generation);
@@ -112,12 +125,20 @@ public sealed class WorkerPool : IDisposable
     private void ExecuteChunks(IRowJob job)
     {
         int chunk = _chunkUnits, units = _units, grain = _grain, total = _total;
-        while (true)
+        t_run = _run;
+        try
         {
-            int first = Interlocked.Add(ref _nextUnit, chunk) - chunk;
-            if (first >= units) return;
-            long end = Math.Min((long)(first + chunk) * grain, total);
-            job.Execute(first * grain, (int)end);
+            while (true)
+            {
+                int first = Interlocked.Add(ref _nextUnit, chunk) - chunk;
+                if (first >= units) return;
+                long end = Math.Min((long)(first + chunk) * grain, total);
+                job.Execute(first * grain, (int)end);
+            }
+        }
+        finally
+        {
+            t_run = 0;
         }
     }
 

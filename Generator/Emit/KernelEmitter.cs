@@ -17,7 +17,10 @@ namespace GemmaGen.Generator
         /// <summary>A loop of at most this many vectors is written out completely.</summary>
         private const int FullUnrollLimit = 16;
 
-        public static string ElementType(WeightKind kind) => kind == WeightKind.F32 ? "float" : "ushort";
+        public static string ElementType(WeightKind kind) => kind == WeightKind.F32 ? "float" : kind == WeightKind.Q8_0 ? "sbyte" : "ushort";
+
+        /// <summary>Elements of a Q8_0 block (GemmaGen.Kernels.KvCache.Q8Block).</summary>
+        public const int Q8Block = 32;
 
         private static string ScalarWeight(WeightKind kind, string element) =>
             kind == WeightKind.F32 ? element : $"BFloat16.ToSingle({element})";
@@ -260,8 +263,24 @@ namespace GemmaGen.Generator
 
         public static string GroupDotName(int cols, WeightKind kind = WeightKind.F32) => kind == WeightKind.F32 ? $"GroupDot_{cols}" : $"GroupDot_{kind}_{cols}";
 
-        /// <summary>A scalar element of <paramref name="kind"/> at <paramref name="element"/> as float.</summary>
-        private static string Scalar(WeightKind kind, string element) => kind == WeightKind.F32 ? element : $"BFloat16.ToSingle({element})";
+        /// <summary>Element <paramref name="index"/> of <paramref name="array"/> (of <paramref name="kind"/>) as float; a Q8_0
+        /// element times its block's scale in <paramref name="scales"/>.</summary>
+        private static string Scalar(WeightKind kind, string array, string index, string scales) => kind switch
+        {
+            WeightKind.F32 => $"{array}[{index}]",
+            WeightKind.BF16 => $"BFloat16.ToSingle({array}[{index}])",
+            _ => $"({array}[{index}] * BFloat16.ToSingle({scales}[({index}) / {Q8Block}]))",
+        };
+
+        /// <summary>Loads one vector of <paramref name="kind"/> at <paramref name="pointer"/> + <paramref name="offset"/>
+        /// (a constant or an expression) as floats; a Q8_0 vector times the scale of its block in
+        /// <paramref name="scales"/> (a vector never straddles blocks: 32 is a multiple of every width).</summary>
+        private static string LoadRow(VectorWidth v, WeightKind kind, string pointer, string offset, string scales)
+        {
+            if (kind != WeightKind.Q8_0) return v.LoadWeights(kind, $"{pointer} + {offset}");
+            string block = int.TryParse(offset, out int constant) ? (constant / Q8Block).ToString() : $"({offset}) / {Q8Block}";
+            return v.LoadQ8(offset == "0" ? pointer : $"{pointer} + {offset}", $"BFloat16.ToSingle({scales}[{block}])");
+        }
 
         /// <summary>Score <paramref name="index"/> of query <paramref name="g"/>, whose row starts g·stride into scores.</summary>
         private static string Score(int g, string index)
@@ -278,11 +297,12 @@ namespace GemmaGen.Generator
         /// </summary>
         public static void GroupDot(CodeWriter w, int cols, int group, WeightKind kind = WeightKind.F32)
         {
-            string keys = kind == WeightKind.F32 ? "key" : $"{kind} key (widened to float32 as loaded)";
+            string keys = kind == WeightKind.F32 ? "key" : kind == WeightKind.Q8_0 ? "Q8_0 key (dequantized as loaded: its int8 times the bf16 scale of their block, ks)" : $"{kind} key (widened to float32 as loaded)";
             w.Line($"/// <summary>scores[g·stride] = q_g·k for the {group} query heads q_g = q + g·{cols} of one kv head and one {keys}: every key");
             w.Line("/// vector loaded once for the group, each query summed as Dot sums it.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-            w.Open($"internal static void {GroupDotName(cols, kind)}(float* q, {ElementType(kind)}* k, float* scores, long stride)");
+            string scales = kind == WeightKind.Q8_0 ? "ushort* ks, " : "";
+            w.Open($"internal static void {GroupDotName(cols, kind)}(float* q, {ElementType(kind)}* k, {scales}float* scores, long stride)");
             Dispatch(w, cols, v =>
             {
                 int lanes = v.Lanes, vectors = cols / lanes, tail = cols % lanes;
@@ -296,7 +316,7 @@ namespace GemmaGen.Generator
                     // key vector kN is unique per line: N is the vector's index, or its accumulator inside the loop
                     void Step(int acc, int name, string offset)
                     {
-                        w.Line($"var k{name} = {v.LoadWeights(kind, "k + " + offset)};");
+                        w.Line($"var k{name} = {LoadRow(v, kind, "k", offset, "ks")};");
                         foreach (int g in queries)
                             w.Line($"a{g}_{acc} = {v.Type}.MultiplyAddEstimate({v.Type}.Load(q + {(g == 0 ? offset : offset == "0" ? $"{g * cols}" : $"{g * cols} + {offset}")}), k{name}, a{g}_{acc});");
                     }
@@ -317,7 +337,7 @@ namespace GemmaGen.Generator
                         string sum = Reduce(accumulators).Replace("a", $"a{g}_");
                         w.Line($"float s{g} = {v.Type}.Sum({sum});");
                         if (tail > 0)
-                            w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) s{g} += q[{g * cols} + i] * {Scalar(kind, "k[i]")};");
+                            w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) s{g} += q[{g * cols} + i] * {Scalar(kind, "k", "i", "ks")};");
                         w.Line($"{Score(g, "0")} = s{g};");
                     }
                     w.Close();
@@ -328,7 +348,7 @@ namespace GemmaGen.Generator
                 {
                     w.Open();
                     w.Line("float sum = 0f;");
-                    w.Line($"for (int i = 0; i < {cols}; i++) sum += q[{g * cols} + i] * {Scalar(kind, "k[i]")};");
+                    w.Line($"for (int i = 0; i < {cols}; i++) sum += q[{g * cols} + i] * {Scalar(kind, "k", "i", "ks")};");
                     w.Line($"{Score(g, "0")} = sum;");
                     w.Close();
                 }
@@ -339,7 +359,8 @@ namespace GemmaGen.Generator
         /// <summary>o_g = Σ_n p_g[n]·v[slot(n)] for the <paramref name="group"/> query heads of one kv head, each
         /// value vector loaded once for a run of queries; the head is split into tiles that stay in registers across
         /// the whole sum. Per output element the sum runs over n in order, as for one head alone. Written inside
-        /// AttendGroup, whose locals (values, scores, stride, output, firstSlot, count, ring, slot) it uses.</summary>
+        /// AttendGroup, whose locals (values, scores, stride, output, firstSlot, count, ring, slot; valueScales for
+        /// Q8_0) it uses.</summary>
         public static void GroupWeightedValues(CodeWriter w, int headDim, int group, WeightKind kind = WeightKind.F32)
         {
             Dispatch(w, headDim, v =>
@@ -359,11 +380,12 @@ namespace GemmaGen.Generator
                         w.Line("slot = firstSlot;");
                         w.Open("for (int n = 0; n < count; n++)");
                         w.Line($"{ElementType(kind)}* value = values + (long)slot * HeadDim;");
+                        if (kind == WeightKind.Q8_0) w.Line($"ushort* valueScale = valueScales + (long)slot * {headDim / Q8Block};");
                         for (int g = first; g < first + count; g++)
                             w.Line($"var p{g} = {v.Type}.Create({Score(g, "n")});");
                         for (int i = t0; i < t1; i++)
                         {
-                            w.Line($"var v{i} = {v.LoadWeights(kind, $"value + {i * v.Lanes}")};");
+                            w.Line($"var v{i} = {LoadRow(v, kind, "value", (i * v.Lanes).ToString(), "valueScale")};");
                             for (int g = first; g < first + count; g++)
                                 w.Line($"o{g}_{i} = {v.Type}.MultiplyAddEstimate(v{i}, p{g}, o{g}_{i});");
                         }
@@ -385,7 +407,7 @@ namespace GemmaGen.Generator
             w.Line("float sum = 0f;");
             w.Line("slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
-            w.Line($"sum += scores[g * stride + n] * {Scalar(kind, "values[(long)slot * HeadDim + i]")};");
+            w.Line($"sum += scores[g * stride + n] * {Scalar(kind, "values", "(long)slot * HeadDim + i", "valueScales")};");
             w.Line("if (++slot == ring) slot = 0;");
             w.Close();
             w.Line($"output[g * {headDim} + i] = sum;");

@@ -28,6 +28,7 @@ namespace GemmaGen.Generator
             w.Line("using System.Numerics.Tensors;");
             w.Line("using System.Runtime.CompilerServices;");
             w.Line("using System.Runtime.Intrinsics;");
+            w.Line("using System.Runtime.Intrinsics.X86;");
             w.Line("using GemmaGen.Kernels;");
             w.Line("using GemmaGen.Specs;");
             w.Line();
@@ -430,10 +431,17 @@ namespace GemmaGen.Generator
 
         private static void AttentionKernels(CodeWriter w, Gemma2Config c)
         {
-            foreach (var kind in Kinds) AttentionKernels(w, c, kind);
+            foreach (var kind in KvKinds(c)) AttentionKernels(w, c, kind);
         }
 
-        /// <summary>Attention over a KV cache of <paramref name="kind"/> elements (float32, or bfloat16 widened as loaded).</summary>
+        /// <summary>The KV cache elements a shape's attention kernels are emitted for: float32 and bfloat16, and Q8_0
+        /// where head_dim is a multiple of its block (elsewhere a Q8_0 cache is refused when created:
+        /// GemmaGen.Kernels.KvCache.Refusal).</summary>
+        private static WeightKind[] KvKinds(Gemma2Config c) =>
+            c.HeadDim % KernelEmitter.Q8Block == 0 ? new[] { WeightKind.F32, WeightKind.BF16, WeightKind.Q8_0 } : Kinds;
+
+        /// <summary>Attention over a KV cache of <paramref name="kind"/> elements (float32, bfloat16 widened as loaded, or
+        /// Q8_0 dequantized as loaded).</summary>
         private static void AttentionKernels(CodeWriter w, Gemma2Config c, WeightKind kind)
         {
             int head = c.HeadDim, group = c.NumAttentionHeads / c.NumKeyValueHeads;
@@ -441,19 +449,23 @@ namespace GemmaGen.Generator
             string cap = c.AttnLogitSoftcapping.HasValue ? $"softcap {Double(c.AttnLogitSoftcapping.Value)}" : "no softcap";
             string heads = $"the {group} query heads of one kv head ({c.NumAttentionHeads} / {c.NumKeyValueHeads}), d {head}";
             string element = KernelEmitter.ElementType(kind);
-            string cache = kind == WeightKind.F32 ? "a float32 cache" : "a bfloat16 cache";
-            string args = $"float* q, {element}* keys, {element}* values, int position, float* scores, long stride, float* output";
+            string cache = kind == WeightKind.F32 ? "a float32 cache" : kind == WeightKind.Q8_0 ? "a q8_0 cache (int8 rows, a bf16 scale per block of 32)" : "a bfloat16 cache";
+            bool q8 = kind == WeightKind.Q8_0;
+            string keys = q8 ? $"{element}* keys, ushort* keyScales" : $"{element}* keys";
+            string values = q8 ? $"{element}* values, ushort* valueScales" : $"{element}* values";
+            string pass = q8 ? "q, keys, keyScales, values, valueScales" : "q, keys, values";
+            string args = $"float* q, {keys}, {values}, int position, float* scores, long stride, float* output";
             w.Line($"/// <summary>local attention over {cache}: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
             w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,");
             w.Line("/// which has W slots or more (a batch writes all its keys before attending).</summary>");
             w.Open($"internal static void LocalAttention({args}, int ring)");
             w.Line("int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;");
-            w.Line("AttendGroup(q, keys, values, first % ring, position - first + 1, ring, scores, stride, output);");
+            w.Line($"AttendGroup({pass}, first % ring, position - first + 1, ring, scores, stride, output);");
             w.Close();
             w.Line();
             w.Line($"/// <summary>global attention over {cache}: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
             w.Open($"internal static void GlobalAttention({args})");
-            w.Line("AttendGroup(q, keys, values, 0, position + 1, int.MaxValue, scores, stride, output);");
+            w.Line($"AttendGroup({pass}, 0, position + 1, int.MaxValue, scores, stride, output);");
             w.Close();
             w.Line();
             w.Line($"/// <summary>The GroupSize query heads q + g·d that share one kv head of {cache}, over <paramref name=\"count\"/> keys starting at");
@@ -461,10 +473,11 @@ namespace GemmaGen.Generator
             w.Line("/// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.");
             w.Line("/// Query g's scores are row g of <paramref name=\"scores\"/>, rows <paramref name=\"stride\"/> apart.</summary>");
             w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open($"internal static void AttendGroup(float* q, {element}* keys, {element}* values, int firstSlot, int count, int ring, float* scores, long stride, float* output)");
+            w.Open($"internal static void AttendGroup(float* q, {keys}, {values}, int firstSlot, int count, int ring, float* scores, long stride, float* output)");
             w.Line("int slot = firstSlot;");
             w.Open("for (int n = 0; n < count; n++)");
-            w.Line($"{KernelEmitter.GroupDotName(head, kind)}(q, keys + (long)slot * HeadDim, scores + n, stride);");
+            string keyScales = q8 ? $"keyScales + (long)slot * {head / KernelEmitter.Q8Block}, " : "";
+            w.Line($"{KernelEmitter.GroupDotName(head, kind)}(q, keys + (long)slot * HeadDim, {keyScales}scores + n, stride);");
             w.Line("if (++slot == ring) slot = 0;");
             w.Close();
             w.Open("for (int g = 0; g < GroupSize; g++)");
@@ -523,9 +536,9 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            AttentionJob(w, owner, local: true);
+            AttentionJob(w, owner, local: true, q8: KvKinds(c).Contains(WeightKind.Q8_0));
             w.Line();
-            AttentionJob(w, owner, local: false);
+            AttentionJob(w, owner, local: false, q8: KvKinds(c).Contains(WeightKind.Q8_0));
             w.Line();
 
             foreach (int cols in new SortedSet<int> { c.NumAttentionHeads * c.HeadDim, c.IntermediateSize })
@@ -608,7 +621,7 @@ namespace GemmaGen.Generator
 
         /// <summary>Attention of one layer kind over units (row, kv head): each unit attends the GroupSize query heads of
         /// one kv head of one row over the row's sequence's cache.</summary>
-        private static void AttentionJob(CodeWriter w, string owner, bool local)
+        private static void AttentionJob(CodeWriter w, string owner, bool local, bool q8)
         {
             string name = local ? "LocalAttentionJob" : "GlobalAttentionJob";
             w.Line($"/// <summary>{(local ? "Local" : "Global")} attention for a range of (row, kv head) units. Rows are taken in zigzag order");
@@ -636,6 +649,11 @@ namespace GemmaGen.Generator
             string call = local ? "LocalAttention" : "GlobalAttention";
             w.Line("if (cache.Precision == KvPrecision.BF16)");
             w.Line($"    {call}(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
+            if (q8)
+            {
+                w.Line("else if (cache.Precision == KvPrecision.Q8_0)");
+                w.Line($"    {call}(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / {KernelEmitter.Q8Block}, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / {KernelEmitter.Q8Block}, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
+            }
             w.Line("else");
             w.Line($"    {call}(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
             w.Close();

@@ -121,7 +121,7 @@ internal static class BenchCommand
         json["decode_tokens"] = r.DecodeTokens;
         json["weight_bytes_per_token"] = r.WeightBytesPerToken;
         json["repeats"] = r.Repeats;
-        json["kv"] = r.KvCache == KvPrecision.BF16 ? "bf16" : "f32";
+        json["kv"] = GenerationOptionSet.KvName(r.KvCache);
         if (r.Reference is { } reference)
         {
             json["reference"] = WithBatch(reference);

@@ -85,21 +85,31 @@ internal sealed class GenerationOptionSet
 
     public Option<string?> Kv { get; } = CreateKv();
 
-    /// <summary><c>--kv f32|bf16</c>: how the KV cache stores keys and values; also on <c>bench</c>.</summary>
+    /// <summary><c>--kv f32|bf16|q8_0</c>: how the KV cache stores keys and values; also on <c>bench</c> and <c>serve</c>.</summary>
     internal static Option<string?> CreateKv() => new("--kv")
     {
-        Description = "KV cache precision: f32 (the default; exact) or bf16 (half the memory and the bytes attention reads)",
+        Description = "KV cache precision: f32 (the default; exact), bf16 (half the memory and the bytes attention reads) "
+            + "or q8_0 (int8 blocks of 32 with a bf16 scale: 17/64 of the memory; head_dim a multiple of 32)",
         HelpName = "PRECISION",
     };
 
+    /// <summary>Each KV precision by the name <c>--kv</c> takes and reports.</summary>
+    private static readonly (string Name, KvPrecision Precision)[] KvNames =
+        [("f32", KvPrecision.F32), ("bf16", KvPrecision.BF16), ("q8_0", KvPrecision.Q8_0)];
+
+    /// <summary>The name <c>--kv</c> gives <paramref name="precision"/>.</summary>
+    internal static string KvName(KvPrecision precision) => KvNames.First(n => n.Precision == precision).Name;
+
     /// <summary>The precision <c>--kv</c> names (null: f32).</summary>
-    /// <exception cref="UsageException">Neither f32 nor bf16.</exception>
-    internal static KvPrecision ParseKv(string? kv) => kv?.ToLowerInvariant() switch
+    /// <exception cref="UsageException">Not one of the names.</exception>
+    internal static KvPrecision ParseKv(string? kv)
     {
-        null or "f32" => KvPrecision.F32,
-        "bf16" => KvPrecision.BF16,
-        _ => throw new UsageException($"--kv {kv}: expected f32 or bf16"),
-    };
+        if (kv == null) return KvPrecision.F32;
+        foreach (var (name, precision) in KvNames)
+            if (string.Equals(name, kv, StringComparison.OrdinalIgnoreCase)) return precision;
+        string names = string.Join(", ", KvNames[..^1].Select(n => n.Name)) + " or " + KvNames[^1].Name;
+        throw new UsageException($"--kv {kv}: expected {names}");
+    }
 
     public Option<bool> Reference { get; } = new("--reference")
     {

@@ -19,8 +19,9 @@ public sealed record GemmaModelOptions
     /// quantize at load.</summary>
     public WeightFormat? Format { get; init; }
 
-    /// <summary>How KV caches store keys and values: <see cref="KvPrecision.F32"/> (default, exact) or
-    /// <see cref="KvPrecision.BF16"/> (half the memory and half the bytes attention reads).</summary>
+    /// <summary>How KV caches store keys and values: <see cref="KvPrecision.F32"/> (default, exact),
+    /// <see cref="KvPrecision.BF16"/> (half the memory and half the bytes attention reads) or <see cref="KvPrecision.Q8_0"/>
+    /// (int8 blocks of 32 with a bf16 scale, 17/64 of the memory; refused at load where head_dim is not a multiple of 32).</summary>
     public KvPrecision KvCache { get; init; } = KvPrecision.F32;
 
     /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>

@@ -49,4 +49,8 @@ internal unsafe interface IQuantizedBlock
     /// <summary>Columns 4<paramref name="g"/>..4g+3 (g = 0..7) of rows 8<paramref name="half"/>..8·half+7 of the block
     /// whose record is at <paramref name="record"/>, as stored (unsigned): byte 4i + j is row 8·half + i, column 4g + j.</summary>
     static abstract Vector256<byte> Columns(byte* record, int g, int half);
+
+    /// <summary><see cref="Columns"/> for groups <paramref name="g"/> and g + 4 (g = 0..3) of the same rows, widened to int16
+    /// (what the 512-bit matrix-vector kernel multiplies with int16 inputs). Needs AVX-512 BW.</summary>
+    static abstract void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second);
 }

@@ -115,4 +115,14 @@ internal readonly unsafe struct Q4_0Block<TScale> : IQuantizedBlock
         Vector128.Load(source + 2).Store(q);
         return *(ushort*)source;
     }
+
+    /// <summary>One load widened, then split: a byte zero-extended to 16 bits holds its low nibble in bits 0..3 and its
+    /// high nibble in bits 4..7.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second)
+    {
+        var bytes = Avx512BW.ConvertToVector512Int16(Vector256.Load(record + g * QuantizedLayout.VectorBytes + 32 * half));
+        first = bytes & Vector512.Create((short)0x0F);
+        second = bytes >>> 4;
+    }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GemmaGen.Kernels;
 
@@ -19,9 +20,25 @@ internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
 
     public static int MaxUnsigned => byte.MaxValue;
 
-    /// <summary>d = max|x| / 127 rounded up to the scale encoding, q = round(x / d), ties to even; |x − q·d| ≤ d/2 (up to the float32
-    /// rounding of x / d).</summary>
+    /// <summary>The block as stored: <see cref="QuantizeSigned"/>'s int8 plus 128.</summary>
     public static ushort Quantize(float* x, byte* stored)
+    {
+        ushort bits = QuantizeSigned(x, (sbyte*)stored);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            (Vector256.Load(stored) ^ Vector256.Create((byte)0x80)).Store(stored);
+        }
+        else
+        {
+            for (int i = 0; i < QuantizedLayout.BlockSize; i++) stored[i] ^= 0x80;
+        }
+        return bits;
+    }
+
+    /// <summary>The Q8_0 rule (also the int8 KV cache's, with bf16 scales): d = max|x| / 127 rounded up to the scale
+    /// encoding, q = round(x / d), ties to even, into <paramref name="q"/> as int8; |x − q·d| ≤ d/2 (up to the float32
+    /// rounding of x / d). Returns d's bits.</summary>
+    public static ushort QuantizeSigned(float* x, sbyte* q)
     {
         const int size = QuantizedLayout.BlockSize;
         float max = 0;
@@ -39,18 +56,18 @@ internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
         float d = TScale.ToSingle(bits);
         if (d == 0)
         {
-            new Span<byte>(stored, size).Fill(0x80);
+            new Span<sbyte>(q, size).Clear();
             return bits;
         }
         if (Vector256.IsHardwareAccelerated)
         {
             var a = Vector256.Narrow(Round(x, d), Round(x + 8, d));
             var b = Vector256.Narrow(Round(x + 16, d), Round(x + 24, d));
-            (Vector256.Narrow(a, b).AsByte() ^ Vector256.Create((byte)0x80)).Store(stored);
+            Vector256.Narrow(a, b).Store(q);
         }
         else
         {
-            for (int i = 0; i < size; i++) stored[i] = (byte)((sbyte)MathF.Round(x[i] / d) ^ 0x80);
+            for (int i = 0; i < size; i++) q[i] = (sbyte)MathF.Round(x[i] / d);
         }
         return bits;
     }
@@ -89,5 +106,12 @@ internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
     {
         (Vector256.Load(source + 2) ^ Vector256.Create((byte)0x80)).Store(q);
         return *(ushort*)source;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second)
+    {
+        first = Avx512BW.ConvertToVector512Int16(Columns(record, g, half));
+        second = Avx512BW.ConvertToVector512Int16(Columns(record, g + 4, half));
     }
 }

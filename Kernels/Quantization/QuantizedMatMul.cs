@@ -114,8 +114,14 @@ public static unsafe partial class QuantizedMatMul
         var scratch = t_scratch;
         if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
             t_scratch = scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
-        for (int t = 0; t < tokens; t++)
-            QuantizeInput(x + (long)t * xStride, blocks, TBlock.Offset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
+        // Within one pool run the inputs do not change: the run's later chunks on this thread reuse them as quantized.
+        long run = WorkerPool.CurrentRun;
+        if (run == 0 || !scratch.Holds(run, x, xStride, tokens, cols, TBlock.Offset))
+        {
+            for (int t = 0; t < tokens; t++)
+                QuantizeInput(x + (long)t * xStride, blocks, TBlock.Offset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
+            scratch.Quantized(run, x, xStride, tokens, cols, TBlock.Offset);
+        }
 
         int scaleBytes = QuantizedLayout.ScaleBytes(cols), recordBytes = TBlock.QuantBytes * GroupRows;
         long groupBytes = scaleBytes + (long)blocks * recordBytes;
@@ -135,7 +141,7 @@ public static unsafe partial class QuantizedMatMul
                 byte* next = !lastChunk ? records + (long)count * recordBytes : group + groupBytes + scaleBytes;
                 int nextCount = !lastChunk ? Math.Min(ChunkBlocks, blocks - b0 - ChunkBlocks) : Math.Min(ChunkBlocks, blocks);
                 int steps = tokens / 4 + (tokens % 4 >= 2 ? 1 : 0) + (tokens % 2);
-                var prefetch = !lastChunk || r + GroupRows < end ? new Prefetch(next, (long)nextCount * recordBytes, steps * count) : default;
+                var prefetch = !lastChunk || r + GroupRows < end ? new Prefetch(next, nextCount * recordBytes, steps * count) : default;
 
                 for (int t = 0, step, pass = 0; t < tokens; t += step, pass++)
                 {
@@ -194,14 +200,17 @@ public static unsafe partial class QuantizedMatMul
     /// spread evenly over its <paramref name="visits"/> block visits (every token step's pass over every block) so that
     /// the memory streams while every pass computes, not only the first; nothing when <c>default</c>.
     /// </summary>
-    private readonly struct Prefetch(byte* next, long bytes, int visits)
+    private readonly struct Prefetch(byte* next, int bytes, int visits)
     {
         /// <summary>The most a visit prefetches: eight lines, a Q8_0 record.</summary>
         private const int MaxVisitBytes = 512;
 
         private readonly byte* _next = next;
-        private readonly long _bytes = bytes;
-        private readonly int _perVisit = visits > 0 ? (int)Math.Min(MaxVisitBytes, (bytes + (long)visits * 64 - 1) / ((long)visits * 64) * 64) : 0;
+        private readonly int _bytes = bytes;
+
+        // A chunk is at most 32 records of 512 bytes, and visits·64 fits an int for any batch below a million tokens:
+        // 32-bit division, once per chunk.
+        private readonly int _perVisit = visits > 0 ? Math.Min(MaxVisitBytes, (bytes + visits * 64 - 1) / (visits * 64) * 64) : 0;
 
         /// <summary>The lines of visit <paramref name="visit"/> (the token step's pass × blocks + the block): up to
         /// <see cref="MaxVisitBytes"/>, unrolled (the rest of a chunk whose blocks outnumber the visits is left to the
@@ -209,7 +218,7 @@ public static unsafe partial class QuantizedMatMul
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Visit(int visit)
         {
-            long from = (long)visit * _perVisit;
+            int from = visit * _perVisit;
             if (from >= _bytes) return;
             byte* at = _next + from;
             Sse.Prefetch0(at);
@@ -531,6 +540,16 @@ public static unsafe partial class QuantizedMatMul
 
         /// <summary>The current group's float sums, [tokens][<see cref="GroupRows"/>].</summary>
         public float* Sums { get; }
+
+        private (long Run, nint X, int Stride, int Tokens, int Cols, int Offset) _held;
+
+        /// <summary>Whether the inputs hold <paramref name="x"/> quantized in pool run <paramref name="run"/> (not 0).</summary>
+        public bool Holds(long run, float* x, int stride, int tokens, int cols, int offset) =>
+            _held == (run, (nint)x, stride, tokens, cols, offset);
+
+        /// <summary>Records what the inputs now hold (run 0: nothing reusable).</summary>
+        public void Quantized(long run, float* x, int stride, int tokens, int cols, int offset) =>
+            _held = run == 0 ? default : (run, (nint)x, stride, tokens, cols, offset);
 
         private static long Align(long bytes) => (bytes + 63) & ~63L;
     }

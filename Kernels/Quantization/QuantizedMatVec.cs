@@ -123,7 +123,13 @@ public static unsafe class QuantizedMatVec
     {
         var scratch = t_scratch;
         if (scratch == null || scratch.Capacity < matrix.Cols) t_scratch = scratch = new Scratch(matrix.Cols);
-        QuantizeInput(x, matrix.Cols / QuantizedLayout.BlockSize, scratch.Input, scratch.InputScales, scratch.InputSums);
+        // Within one pool run the input does not change: the run's later chunks on this thread reuse it as quantized.
+        long run = WorkerPool.CurrentRun;
+        if (run == 0 || scratch.Held != (run, (nint)x, matrix.Cols))
+        {
+            QuantizeInput(x, matrix.Cols / QuantizedLayout.BlockSize, scratch.Input, scratch.InputScales, scratch.InputSums);
+            scratch.Held = run == 0 ? default : (run, (nint)x, matrix.Cols);
+        }
         return scratch;
     }
 
@@ -194,8 +200,8 @@ public static unsafe class QuantizedMatVec
 
     /// <summary>
     /// One group's sixteen rows at 512 bits: per block, per four columns g, each half of the record's vector widened to
-    /// int16 (<c>vpmovzxbw</c>) meets x̂[4g..4g+3] broadcast (<c>vpmaddwd</c>): lanes 2i, 2i + 1 of <c>low</c> hold
-    /// row i's sums (columns 4g, 4g+1 and 4g+2, 4g+3), <c>high</c> rows 8..15. Two float accumulators (even and odd
+    /// int16 (<c>vpmovzxbw</c>; Q4_0 splits its nibbles after widening) meets x̂[4g..4g+3] broadcast (<c>vpmaddwd</c>):
+    /// lanes 2i, 2i + 1 of <c>low</c> hold row i's sums (columns 4g, 4g+1 and 4g+2, 4g+3), <c>high</c> rows 8..15. Two float accumulators (even and odd
     /// blocks) hide the FMA latency; the stream is prefetched <see cref="PrefetchBytes"/> ahead.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -214,10 +220,6 @@ public static unsafe class QuantizedMatVec
             Columns512<TBlock>(record, x, 1, ref low, ref high);
             Columns512<TBlock>(record, x, 2, ref low, ref high);
             Columns512<TBlock>(record, x, 3, ref low, ref high);
-            Columns512<TBlock>(record, x, 4, ref low, ref high);
-            Columns512<TBlock>(record, x, 5, ref low, ref high);
-            Columns512<TBlock>(record, x, 6, ref low, ref high);
-            Columns512<TBlock>(record, x, 7, ref low, ref high);
             var sums = Avx512F.PermuteVar16x32x2(low, even, high) + Avx512F.PermuteVar16x32x2(low, odd, high) - Vector512.Create(TBlock.Offset * inputSums[b]);
             var scale = TBlock.Scales512(weightScales + b * QuantizedLayout.GroupRows) * inputScales[b];
             if ((b & 1) == 0) o0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), scale, o0);
@@ -242,14 +244,17 @@ public static unsafe class QuantizedMatVec
         Sse.Prefetch0(record + 448);
     }
 
-    /// <summary>Columns 4g..4g+3 of the sixteen rows against x̂[4g..4g+3] (<see cref="Dots512{TBlock}"/>).</summary>
+    /// <summary>Columns 4g..4g+3 and 4(g+4)..4(g+4)+3 of the sixteen rows against their inputs
+    /// (<see cref="Dots512{TBlock}"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Columns512<TBlock>(byte* record, short* x, int g, ref Vector512<int> low, ref Vector512<int> high)
         where TBlock : struct, IQuantizedBlock
     {
-        var input = Vector512.Create(*(long*)(x + 4 * g)).AsInt16();
-        low += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(TBlock.Columns(record, g, 0)), input);
-        high += Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(TBlock.Columns(record, g, 1)), input);
+        Vector512<short> input = Vector512.Create(*(long*)(x + 4 * g)).AsInt16(), later = Vector512.Create(*(long*)(x + 4 * g + 16)).AsInt16();
+        TBlock.Widened512(record, g, 0, out var first, out var second);
+        low += Avx512BW.MultiplyAddAdjacent(first, input) + Avx512BW.MultiplyAddAdjacent(second, later);
+        TBlock.Widened512(record, g, 1, out first, out second);
+        high += Avx512BW.MultiplyAddAdjacent(first, input) + Avx512BW.MultiplyAddAdjacent(second, later);
     }
 
     /// <summary>
@@ -339,6 +344,9 @@ public static unsafe class QuantizedMatVec
 
         /// <summary>The widest matrix (columns) the buffers fit.</summary>
         public int Capacity { get; }
+
+        /// <summary>The pool run, input and width the quantized input holds (run 0: nothing reusable).</summary>
+        public (long Run, nint X, int Cols) Held { get; set; }
 
         /// <summary>x̂, the quantized input [cols].</summary>
         public short* Input { get; }

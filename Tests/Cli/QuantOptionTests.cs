@@ -55,6 +55,34 @@ public sealed class QuantOptionTests
         var run = CliProcess.Run("run", "x", "--kv", "f16");
 
         Assert.Equal(2, run.ExitCode);
-        Assert.Equal("error: --kv f16: expected f32 or bf16", run.Stderr.Trim());
+        Assert.Equal("error: --kv f16: expected f32, bf16 or q8_0", run.Stderr.Trim());
+    }
+
+    [Fact]
+    public void Run_with_a_q8_0_kv_cache_continues_as_the_library_does()
+    {
+        string demo = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gemma2-demo");
+        using var model = GemmaModel.Load(demo, new GemmaModelOptions { KvCache = KvPrecision.Q8_0, Threads = 2 });
+        var tokenizer = model.RequireTokenizer();
+        string expected = tokenizer.Decode(model.GenerateGreedy(tokenizer.Encode("The jury said", addBos: true), 16));
+
+        var run = CliProcess.Run("run", "The jury said", "--max-tokens", "16", "--ignore-eos", "--temperature", "0", "--kv", "Q8_0", "--threads", "2");
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Equal(expected, run.Stdout.TrimEnd('\n'));
+        Assert.Equal(KvPrecision.Q8_0, model.CreateDecoder(8).Sequence.Cache.Precision);
+    }
+
+    [Fact]
+    public void A_q8_0_kv_cache_of_a_head_dim_not_a_multiple_of_32_is_a_one_line_error()
+    {
+        string config = Path.Combine(AppContext.BaseDirectory, "Fixtures", "tiny-gqa", "config.json");
+
+        var run = CliProcess.Run("bench", "--spec", config, "--kv", "q8_0", "--prompt", "4", "--tokens", "2", "--threads", "1");
+
+        Assert.Equal(2, run.ExitCode);
+        string error = run.Stderr.Trim().Split('\n')[^1];  // after the progress lines
+        Assert.StartsWith("error: synthetic weights: a q8_0 KV cache stores each head in blocks of 32 values", error);
+        Assert.Contains("head_dim is 16 (not a multiple of 32)", error);
     }
 }

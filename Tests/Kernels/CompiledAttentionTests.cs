@@ -86,4 +86,65 @@ public sealed unsafe class CompiledAttentionTests
         var slots = Enumerable.Range(first, position - first + 1).Select(p => p % ring).ToArray();
         AssertClose(Expected(q, k, v, slots), output);
     }
+
+    /// <summary>int8 rows with a bf16 scale per block of 32 as float: element i is q[i]·scale[i / 32].</summary>
+    private static float[] Dequantize(sbyte[] quants, ushort[] scales)
+    {
+        var values = new float[quants.Length];
+        for (int i = 0; i < quants.Length; i++) values[i] = quants[i] * BitConverter.Int32BitsToSingle(scales[i / 32] << 16);
+        return values;
+    }
+
+    /// <summary>Random int8 in [−127, 127] and, per block of 32, a random bf16 scale of about <paramref name="scale"/>/127.</summary>
+    private static (sbyte[] Quants, ushort[] Scales) RandomQ8(int length, int seed, float scale)
+    {
+        var random = new Random(seed);
+        var quants = new sbyte[length];
+        for (int i = 0; i < length; i++) quants[i] = (sbyte)random.Next(-127, 128);
+        var scales = new ushort[length / 32];
+        for (int b = 0; b < scales.Length; b++)
+            scales[b] = (ushort)(BitConverter.SingleToInt32Bits((float)(scale / 127 * (0.25 + random.NextDouble()))) >> 16);
+        return (quants, scales);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(300)]
+    public void GlobalAttentionOverAQ8CacheMatchesTheDequantizedValues(int position)
+    {
+        int keys = position + 1;
+        var q = KernelTestData.RandomFloats(G * D, seed: 7, scale: 4f);
+        var (kq, ks) = RandomQ8(keys * D, seed: 8, scale: 4f);
+        var (vq, vs) = RandomQ8(keys * D, seed: 9, scale: 1f);
+        int stride = keys + 5;
+        var scores = new float[G * stride];
+        var output = new float[G * D];
+        fixed (float* pq = q, ps = scores, po = output)
+        fixed (sbyte* pk = kq, pv = vq)
+        fixed (ushort* pks = ks, pvs = vs)
+            Gemma2_Demo.GlobalAttention(pq, pk, pks, pv, pvs, position, ps, stride, po);
+
+        AssertClose(Expected(q, Dequantize(kq, ks), Dequantize(vq, vs), Enumerable.Range(0, keys).ToArray()), output);
+    }
+
+    [Theory]
+    [InlineData(Gemma2_Demo.SlidingWindow - 1)]
+    [InlineData(3 * Gemma2_Demo.SlidingWindow + 7)]
+    public void LocalAttentionOverAQ8CacheSeesTheWindowAcrossTheRing(int position)
+    {
+        const int ring = Gemma2_Demo.SlidingWindow + 3;
+        var q = KernelTestData.RandomFloats(G * D, seed: 10, scale: 4f);
+        var (kq, ks) = RandomQ8(ring * D, seed: 11, scale: 4f);
+        var (vq, vs) = RandomQ8(ring * D, seed: 12, scale: 1f);
+        var scores = new float[G * ring];
+        var output = new float[G * D];
+        fixed (float* pq = q, ps = scores, po = output)
+        fixed (sbyte* pk = kq, pv = vq)
+        fixed (ushort* pks = ks, pvs = vs)
+            Gemma2_Demo.LocalAttention(pq, pk, pks, pv, pvs, position, ps, ring, po, ring);
+
+        int first = Math.Max(0, position - Gemma2_Demo.SlidingWindow + 1);
+        var slots = Enumerable.Range(first, position - first + 1).Select(p => p % ring).ToArray();
+        AssertClose(Expected(q, Dequantize(kq, ks), Dequantize(vq, vs), slots), output);
+    }
 }

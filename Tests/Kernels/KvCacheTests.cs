@@ -91,4 +91,58 @@ public sealed unsafe class KvCacheTests
             Assert.All(new Span<float>(cache.Values(l), length).ToArray(), v => Assert.Equal(2 * l + 1, v));
         }
     }
+
+    /// <summary>A q8_0 cache gives back each stored value within half a quantization step of its block, the step being
+    /// max|block| / 127 (rounded up to bf16, 7 fraction bits: less than 2⁻⁷ more); an all-zero block stays zero, and each block keeps
+    /// its own scale (one block of large values next to one of small ones).</summary>
+    [Fact]
+    public void AQ8CacheGivesBackEachValueWithinHalfAStepOfItsBlock()
+    {
+        const int d = 96, heads = 2;
+        var config = KernelTestData.Config(layers: 2, heads: 4, kvHeads: heads, headDim: d, slidingWindow: Window);
+        var cache = new KvCache(config, maxContext: 6, precision: KvPrecision.Q8_0);
+        var rows = new List<(int Layer, bool Key, long At, float[] Row)>();
+        int seed = 0;
+        for (int layer = 0; layer < 2; layer++)
+            foreach (bool key in new[] { true, false })
+                for (int h = 0; h < heads; h++)
+                    for (int slot = 0; slot < cache.Slots[layer]; slot++)
+                    {
+                        var row = KernelTestData.RandomFloats(d, ++seed, scale: 3f);
+                        for (int i = 0; i < 32; i++) row[i] *= 1000f;  // block 0 large
+                        if (seed % 3 == 0) Array.Clear(row, 64, 32);   // block 2 zero in some rows
+                        long at = ((long)h * cache.Slots[layer] + slot) * d;
+                        cache.Store(layer, key, at, row);
+                        rows.Add((layer, key, at, row));
+                    }
+
+        var back = new float[d];
+        foreach (var (layer, key, at, row) in rows)
+        {
+            cache.Load(layer, key, at, back);
+            for (int b = 0; b < d / 32; b++)
+            {
+                double max = 0;
+                for (int i = 32 * b; i < 32 * b + 32; i++) max = Math.Max(max, Math.Abs(row[i]));
+                double halfStep = max / 127 * (1 + 1.0 / 128) / 2;
+                for (int i = 32 * b; i < 32 * b + 32; i++)
+                {
+                    double error = Math.Abs(back[i] - row[i]);
+                    Assert.True(error <= halfStep * (1 + 1e-6), $"layer {layer} {(key ? "key" : "value")} at {at} [{i}]: {back[i]} for {row[i]}, half a step is {halfStep}");
+                }
+                if (max == 0) Assert.All(back[(32 * b)..(32 * b + 32)], v => Assert.Equal(0f, v));
+            }
+        }
+    }
+
+    [Fact]
+    public void AQ8CacheTakesAnInt8PerElementAndABf16ScalePerBlock()
+    {
+        var config = KernelTestData.Config(layers: 5, heads: 4, kvHeads: KvHeads, headDim: 64, slidingWindow: Window);
+        var cache = new KvCache(config, maxContext: 10, precision: KvPrecision.Q8_0);
+
+        // 3 local layers of 4 slots and 2 global of 10, keys and values, 64 bytes and 2 scales of 2 bytes per head row
+        Assert.Equal(2L * KvHeads * (3 * 4 + 2 * 10) * (64 + 2 * 2), cache.ByteLength);
+        Assert.Equal(cache.ByteLength, KvCache.ByteLengthOf(config, 10, 1, KvPrecision.Q8_0));
+    }
 }

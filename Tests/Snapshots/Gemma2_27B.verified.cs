@@ -7,6 +7,7 @@ using System;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using GemmaGen.Kernels;
 using GemmaGen.Specs;
 
@@ -2368,6 +2369,795 @@ namespace GemmaGen.Models
             }
         }
 
+        /// <summary>local attention over a q8_0 cache (int8 rows, a bf16 scale per block of 32): window 4096, the 2 query heads of one kv head (32 / 16), d 128, softcap 50.0, scale 1/sqrt(144.0).
+        /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
+        /// which has W slots or more (a batch writes all its keys before attending).</summary>
+        internal static void LocalAttention(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int position, float* scores, long stride, float* output, int ring)
+        {
+            int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
+            AttendGroup(q, keys, keyScales, values, valueScales, first % ring, position - first + 1, ring, scores, stride, output);
+        }
+
+        /// <summary>global attention over a q8_0 cache (int8 rows, a bf16 scale per block of 32): the 2 query heads of one kv head (32 / 16), d 128, softcap 50.0, scale 1/sqrt(144.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int position, float* scores, long stride, float* output)
+        {
+            AttendGroup(q, keys, keyScales, values, valueScales, 0, position + 1, int.MaxValue, scores, stride, output);
+        }
+
+        /// <summary>The GroupSize query heads q + g·d that share one kv head of a q8_0 cache (int8 rows, a bf16 scale per block of 32), over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        internal static void AttendGroup(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int firstSlot, int count, int ring, float* scores, long stride, float* output)
+        {
+            int slot = firstSlot;
+            for (int n = 0; n < count; n++)
+            {
+                GroupDot_Q8_0_128(q, keys + (long)slot * HeadDim, keyScales + (long)slot * 4, scores + n, stride);
+                if (++slot == ring) slot = 0;
+            }
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector512<float>.Zero;
+                    var o0_1 = Vector512<float>.Zero;
+                    var o0_2 = Vector512<float>.Zero;
+                    var o0_3 = Vector512<float>.Zero;
+                    var o0_4 = Vector512<float>.Zero;
+                    var o0_5 = Vector512<float>.Zero;
+                    var o0_6 = Vector512<float>.Zero;
+                    var o0_7 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    var o1_1 = Vector512<float>.Zero;
+                    var o1_2 = Vector512<float>.Zero;
+                    var o1_3 = Vector512<float>.Zero;
+                    var o1_4 = Vector512<float>.Zero;
+                    var o1_5 = Vector512<float>.Zero;
+                    var o1_6 = Vector512<float>.Zero;
+                    var o1_7 = Vector512<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value))) * Vector512.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 16))) * Vector512.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector512.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector512.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 32))) * Vector512.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_2 = Vector512.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector512.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 48))) * Vector512.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_3 = Vector512.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector512.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 64))) * Vector512.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_4 = Vector512.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector512.MultiplyAddEstimate(v4, p1, o1_4);
+                        var v5 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 80))) * Vector512.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_5 = Vector512.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector512.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 96))) * Vector512.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_6 = Vector512.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector512.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 112))) * Vector512.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_7 = Vector512.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector512.MultiplyAddEstimate(v7, p1, o1_7);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 16);
+                    o0_2.Store(output + 32);
+                    o0_3.Store(output + 48);
+                    o0_4.Store(output + 64);
+                    o0_5.Store(output + 80);
+                    o0_6.Store(output + 96);
+                    o0_7.Store(output + 112);
+                    o1_0.Store(output + 128);
+                    o1_1.Store(output + 144);
+                    o1_2.Store(output + 160);
+                    o1_3.Store(output + 176);
+                    o1_4.Store(output + 192);
+                    o1_5.Store(output + 208);
+                    o1_6.Store(output + 224);
+                    o1_7.Store(output + 240);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o0_2 = Vector256<float>.Zero;
+                    var o0_3 = Vector256<float>.Zero;
+                    var o0_4 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    var o1_2 = Vector256<float>.Zero;
+                    var o1_3 = Vector256<float>.Zero;
+                    var o1_4 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 8)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 16)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_2 = Vector256.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector256.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 24)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_3 = Vector256.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector256.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 32)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_4 = Vector256.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector256.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o0_2.Store(output + 16);
+                    o0_3.Store(output + 24);
+                    o0_4.Store(output + 32);
+                    o1_0.Store(output + 128);
+                    o1_1.Store(output + 136);
+                    o1_2.Store(output + 144);
+                    o1_3.Store(output + 152);
+                    o1_4.Store(output + 160);
+                }
+                {
+                    var o0_5 = Vector256<float>.Zero;
+                    var o0_6 = Vector256<float>.Zero;
+                    var o0_7 = Vector256<float>.Zero;
+                    var o0_8 = Vector256<float>.Zero;
+                    var o0_9 = Vector256<float>.Zero;
+                    var o1_5 = Vector256<float>.Zero;
+                    var o1_6 = Vector256<float>.Zero;
+                    var o1_7 = Vector256<float>.Zero;
+                    var o1_8 = Vector256<float>.Zero;
+                    var o1_9 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 40)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_5 = Vector256.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector256.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 48)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_6 = Vector256.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector256.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 56)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_7 = Vector256.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector256.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 64)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_8 = Vector256.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector256.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 72)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_9 = Vector256.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector256.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 40);
+                    o0_6.Store(output + 48);
+                    o0_7.Store(output + 56);
+                    o0_8.Store(output + 64);
+                    o0_9.Store(output + 72);
+                    o1_5.Store(output + 168);
+                    o1_6.Store(output + 176);
+                    o1_7.Store(output + 184);
+                    o1_8.Store(output + 192);
+                    o1_9.Store(output + 200);
+                }
+                {
+                    var o0_10 = Vector256<float>.Zero;
+                    var o0_11 = Vector256<float>.Zero;
+                    var o0_12 = Vector256<float>.Zero;
+                    var o0_13 = Vector256<float>.Zero;
+                    var o0_14 = Vector256<float>.Zero;
+                    var o0_15 = Vector256<float>.Zero;
+                    var o1_10 = Vector256<float>.Zero;
+                    var o1_11 = Vector256<float>.Zero;
+                    var o1_12 = Vector256<float>.Zero;
+                    var o1_13 = Vector256<float>.Zero;
+                    var o1_14 = Vector256<float>.Zero;
+                    var o1_15 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v10 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 80)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_10 = Vector256.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector256.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 88)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_11 = Vector256.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector256.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 96)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_12 = Vector256.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector256.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 104)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_13 = Vector256.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector256.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 112)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_14 = Vector256.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector256.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 120)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_15 = Vector256.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector256.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 80);
+                    o0_11.Store(output + 88);
+                    o0_12.Store(output + 96);
+                    o0_13.Store(output + 104);
+                    o0_14.Store(output + 112);
+                    o0_15.Store(output + 120);
+                    o1_10.Store(output + 208);
+                    o1_11.Store(output + 216);
+                    o1_12.Store(output + 224);
+                    o1_13.Store(output + 232);
+                    o1_14.Store(output + 240);
+                    o1_15.Store(output + 248);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o0_4 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    var o1_4 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_4 = Vector128.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector128.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o0_4.Store(output + 16);
+                    o1_0.Store(output + 128);
+                    o1_1.Store(output + 132);
+                    o1_2.Store(output + 136);
+                    o1_3.Store(output + 140);
+                    o1_4.Store(output + 144);
+                }
+                {
+                    var o0_5 = Vector128<float>.Zero;
+                    var o0_6 = Vector128<float>.Zero;
+                    var o0_7 = Vector128<float>.Zero;
+                    var o0_8 = Vector128<float>.Zero;
+                    var o0_9 = Vector128<float>.Zero;
+                    var o1_5 = Vector128<float>.Zero;
+                    var o1_6 = Vector128<float>.Zero;
+                    var o1_7 = Vector128<float>.Zero;
+                    var o1_8 = Vector128<float>.Zero;
+                    var o1_9 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_5 = Vector128.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector128.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_6 = Vector128.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector128.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_7 = Vector128.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector128.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 32)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_8 = Vector128.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector128.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 36)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_9 = Vector128.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector128.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 20);
+                    o0_6.Store(output + 24);
+                    o0_7.Store(output + 28);
+                    o0_8.Store(output + 32);
+                    o0_9.Store(output + 36);
+                    o1_5.Store(output + 148);
+                    o1_6.Store(output + 152);
+                    o1_7.Store(output + 156);
+                    o1_8.Store(output + 160);
+                    o1_9.Store(output + 164);
+                }
+                {
+                    var o0_10 = Vector128<float>.Zero;
+                    var o0_11 = Vector128<float>.Zero;
+                    var o0_12 = Vector128<float>.Zero;
+                    var o0_13 = Vector128<float>.Zero;
+                    var o0_14 = Vector128<float>.Zero;
+                    var o0_15 = Vector128<float>.Zero;
+                    var o1_10 = Vector128<float>.Zero;
+                    var o1_11 = Vector128<float>.Zero;
+                    var o1_12 = Vector128<float>.Zero;
+                    var o1_13 = Vector128<float>.Zero;
+                    var o1_14 = Vector128<float>.Zero;
+                    var o1_15 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v10 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 40)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_10 = Vector128.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector128.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 44)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_11 = Vector128.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector128.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 48)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_12 = Vector128.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector128.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 52)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_13 = Vector128.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector128.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 56)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_14 = Vector128.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector128.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 60)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_15 = Vector128.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector128.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 40);
+                    o0_11.Store(output + 44);
+                    o0_12.Store(output + 48);
+                    o0_13.Store(output + 52);
+                    o0_14.Store(output + 56);
+                    o0_15.Store(output + 60);
+                    o1_10.Store(output + 168);
+                    o1_11.Store(output + 172);
+                    o1_12.Store(output + 176);
+                    o1_13.Store(output + 180);
+                    o1_14.Store(output + 184);
+                    o1_15.Store(output + 188);
+                }
+                {
+                    var o0_16 = Vector128<float>.Zero;
+                    var o0_17 = Vector128<float>.Zero;
+                    var o0_18 = Vector128<float>.Zero;
+                    var o0_19 = Vector128<float>.Zero;
+                    var o0_20 = Vector128<float>.Zero;
+                    var o1_16 = Vector128<float>.Zero;
+                    var o1_17 = Vector128<float>.Zero;
+                    var o1_18 = Vector128<float>.Zero;
+                    var o1_19 = Vector128<float>.Zero;
+                    var o1_20 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v16 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 64)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_16 = Vector128.MultiplyAddEstimate(v16, p0, o0_16);
+                        o1_16 = Vector128.MultiplyAddEstimate(v16, p1, o1_16);
+                        var v17 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 68)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_17 = Vector128.MultiplyAddEstimate(v17, p0, o0_17);
+                        o1_17 = Vector128.MultiplyAddEstimate(v17, p1, o1_17);
+                        var v18 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 72)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_18 = Vector128.MultiplyAddEstimate(v18, p0, o0_18);
+                        o1_18 = Vector128.MultiplyAddEstimate(v18, p1, o1_18);
+                        var v19 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 76)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_19 = Vector128.MultiplyAddEstimate(v19, p0, o0_19);
+                        o1_19 = Vector128.MultiplyAddEstimate(v19, p1, o1_19);
+                        var v20 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 80)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_20 = Vector128.MultiplyAddEstimate(v20, p0, o0_20);
+                        o1_20 = Vector128.MultiplyAddEstimate(v20, p1, o1_20);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_16.Store(output + 64);
+                    o0_17.Store(output + 68);
+                    o0_18.Store(output + 72);
+                    o0_19.Store(output + 76);
+                    o0_20.Store(output + 80);
+                    o1_16.Store(output + 192);
+                    o1_17.Store(output + 196);
+                    o1_18.Store(output + 200);
+                    o1_19.Store(output + 204);
+                    o1_20.Store(output + 208);
+                }
+                {
+                    var o0_21 = Vector128<float>.Zero;
+                    var o0_22 = Vector128<float>.Zero;
+                    var o0_23 = Vector128<float>.Zero;
+                    var o0_24 = Vector128<float>.Zero;
+                    var o0_25 = Vector128<float>.Zero;
+                    var o1_21 = Vector128<float>.Zero;
+                    var o1_22 = Vector128<float>.Zero;
+                    var o1_23 = Vector128<float>.Zero;
+                    var o1_24 = Vector128<float>.Zero;
+                    var o1_25 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v21 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 84)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_21 = Vector128.MultiplyAddEstimate(v21, p0, o0_21);
+                        o1_21 = Vector128.MultiplyAddEstimate(v21, p1, o1_21);
+                        var v22 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 88)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_22 = Vector128.MultiplyAddEstimate(v22, p0, o0_22);
+                        o1_22 = Vector128.MultiplyAddEstimate(v22, p1, o1_22);
+                        var v23 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 92)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_23 = Vector128.MultiplyAddEstimate(v23, p0, o0_23);
+                        o1_23 = Vector128.MultiplyAddEstimate(v23, p1, o1_23);
+                        var v24 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 96)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_24 = Vector128.MultiplyAddEstimate(v24, p0, o0_24);
+                        o1_24 = Vector128.MultiplyAddEstimate(v24, p1, o1_24);
+                        var v25 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 100)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_25 = Vector128.MultiplyAddEstimate(v25, p0, o0_25);
+                        o1_25 = Vector128.MultiplyAddEstimate(v25, p1, o1_25);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_21.Store(output + 84);
+                    o0_22.Store(output + 88);
+                    o0_23.Store(output + 92);
+                    o0_24.Store(output + 96);
+                    o0_25.Store(output + 100);
+                    o1_21.Store(output + 212);
+                    o1_22.Store(output + 216);
+                    o1_23.Store(output + 220);
+                    o1_24.Store(output + 224);
+                    o1_25.Store(output + 228);
+                }
+                {
+                    var o0_26 = Vector128<float>.Zero;
+                    var o0_27 = Vector128<float>.Zero;
+                    var o0_28 = Vector128<float>.Zero;
+                    var o0_29 = Vector128<float>.Zero;
+                    var o0_30 = Vector128<float>.Zero;
+                    var o0_31 = Vector128<float>.Zero;
+                    var o1_26 = Vector128<float>.Zero;
+                    var o1_27 = Vector128<float>.Zero;
+                    var o1_28 = Vector128<float>.Zero;
+                    var o1_29 = Vector128<float>.Zero;
+                    var o1_30 = Vector128<float>.Zero;
+                    var o1_31 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 4;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v26 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 104)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_26 = Vector128.MultiplyAddEstimate(v26, p0, o0_26);
+                        o1_26 = Vector128.MultiplyAddEstimate(v26, p1, o1_26);
+                        var v27 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 108)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_27 = Vector128.MultiplyAddEstimate(v27, p0, o0_27);
+                        o1_27 = Vector128.MultiplyAddEstimate(v27, p1, o1_27);
+                        var v28 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 112)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_28 = Vector128.MultiplyAddEstimate(v28, p0, o0_28);
+                        o1_28 = Vector128.MultiplyAddEstimate(v28, p1, o1_28);
+                        var v29 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 116)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_29 = Vector128.MultiplyAddEstimate(v29, p0, o0_29);
+                        o1_29 = Vector128.MultiplyAddEstimate(v29, p1, o1_29);
+                        var v30 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 120)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_30 = Vector128.MultiplyAddEstimate(v30, p0, o0_30);
+                        o1_30 = Vector128.MultiplyAddEstimate(v30, p1, o1_30);
+                        var v31 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 124)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_31 = Vector128.MultiplyAddEstimate(v31, p0, o0_31);
+                        o1_31 = Vector128.MultiplyAddEstimate(v31, p1, o1_31);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_26.Store(output + 104);
+                    o0_27.Store(output + 108);
+                    o0_28.Store(output + 112);
+                    o0_29.Store(output + 116);
+                    o0_30.Store(output + 120);
+                    o0_31.Store(output + 124);
+                    o1_26.Store(output + 232);
+                    o1_27.Store(output + 236);
+                    o1_28.Store(output + 240);
+                    o1_29.Store(output + 244);
+                    o1_30.Store(output + 248);
+                    o1_31.Store(output + 252);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 128; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * (values[(long)slot * HeadDim + i] * BFloat16.ToSingle(valueScales[((long)slot * HeadDim + i) / 32]));
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 128 + i] = sum;
+                    }
+                }
+            }
+        }
+
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·128 of one kv head and one Q8_0 key (dequantized as loaded: its int8 times the bf16 scale of their block, ks): every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static void GroupDot_Q8_0_128(float* q, sbyte* k, ushort* ks, float* scores, long stride)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a0_1 = Vector512<float>.Zero;
+                    var a0_2 = Vector512<float>.Zero;
+                    var a0_3 = Vector512<float>.Zero;
+                    var a0_4 = Vector512<float>.Zero;
+                    var a0_5 = Vector512<float>.Zero;
+                    var a0_6 = Vector512<float>.Zero;
+                    var a0_7 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var a1_1 = Vector512<float>.Zero;
+                    var a1_2 = Vector512<float>.Zero;
+                    var a1_3 = Vector512<float>.Zero;
+                    var a1_4 = Vector512<float>.Zero;
+                    var a1_5 = Vector512<float>.Zero;
+                    var a1_6 = Vector512<float>.Zero;
+                    var a1_7 = Vector512<float>.Zero;
+                    var k0 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k))) * Vector512.Create(BFloat16.ToSingle(ks[0]));
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128), k0, a1_0);
+                    var k1 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 16))) * Vector512.Create(BFloat16.ToSingle(ks[0]));
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k1, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 16), k1, a1_1);
+                    var k2 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 32))) * Vector512.Create(BFloat16.ToSingle(ks[1]));
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 32), k2, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 32), k2, a1_2);
+                    var k3 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 48))) * Vector512.Create(BFloat16.ToSingle(ks[1]));
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 48), k3, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 48), k3, a1_3);
+                    var k4 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 64))) * Vector512.Create(BFloat16.ToSingle(ks[2]));
+                    a0_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64), k4, a0_4);
+                    a1_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 64), k4, a1_4);
+                    var k5 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 80))) * Vector512.Create(BFloat16.ToSingle(ks[2]));
+                    a0_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 80), k5, a0_5);
+                    a1_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 80), k5, a1_5);
+                    var k6 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 96))) * Vector512.Create(BFloat16.ToSingle(ks[3]));
+                    a0_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 96), k6, a0_6);
+                    a1_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 96), k6, a1_6);
+                    var k7 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 112))) * Vector512.Create(BFloat16.ToSingle(ks[3]));
+                    a0_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 112), k7, a0_7);
+                    a1_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128 + 112), k7, a1_7);
+                    float s0 = Vector512.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a0_2 = Vector256<float>.Zero;
+                    var a0_3 = Vector256<float>.Zero;
+                    var a0_4 = Vector256<float>.Zero;
+                    var a0_5 = Vector256<float>.Zero;
+                    var a0_6 = Vector256<float>.Zero;
+                    var a0_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 0), k0, a0_0);
+                    var k1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 8)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 8), k1, a0_1);
+                    var k2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 16)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16), k2, a0_2);
+                    var k3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 24)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 24), k3, a0_3);
+                    var k4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 32)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 32), k4, a0_4);
+                    var k5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 40)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 40), k5, a0_5);
+                    var k6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 48)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 48), k6, a0_6);
+                    var k7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 56)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 56), k7, a0_7);
+                    var k8 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 64)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64), k8, a0_0);
+                    var k9 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 72)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 72), k9, a0_1);
+                    var k10 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 80)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 80), k10, a0_2);
+                    var k11 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 88)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 88), k11, a0_3);
+                    var k12 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 96)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 96), k12, a0_4);
+                    var k13 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 104)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 104), k13, a0_5);
+                    var k14 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 112)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 112), k14, a0_6);
+                    var k15 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 120)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 120), k15, a0_7);
+                    float s0 = Vector256.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var a1_2 = Vector256<float>.Zero;
+                    var a1_3 = Vector256<float>.Zero;
+                    var a1_4 = Vector256<float>.Zero;
+                    var a1_5 = Vector256<float>.Zero;
+                    var a1_6 = Vector256<float>.Zero;
+                    var a1_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128), k0, a1_0);
+                    var k1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 8)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 8), k1, a1_1);
+                    var k2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 16)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 16), k2, a1_2);
+                    var k3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 24)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 24), k3, a1_3);
+                    var k4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 32)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 32), k4, a1_4);
+                    var k5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 40)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 40), k5, a1_5);
+                    var k6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 48)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 48), k6, a1_6);
+                    var k7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 56)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 56), k7, a1_7);
+                    var k8 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 64)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 64), k8, a1_0);
+                    var k9 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 72)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 72), k9, a1_1);
+                    var k10 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 80)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 80), k10, a1_2);
+                    var k11 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 88)) * Vector256.Create(BFloat16.ToSingle(ks[2]));
+                    a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 88), k11, a1_3);
+                    var k12 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 96)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 96), k12, a1_4);
+                    var k13 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 104)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 104), k13, a1_5);
+                    var k14 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 112)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 112), k14, a1_6);
+                    var k15 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 120)) * Vector256.Create(BFloat16.ToSingle(ks[3]));
+                    a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 128 + 120), k15, a1_7);
+                    float s1 = Vector256.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a0_4 = Vector128<float>.Zero;
+                    var a0_5 = Vector128<float>.Zero;
+                    var a0_6 = Vector128<float>.Zero;
+                    var a0_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 128; i += 32)
+                    {
+                        var k0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i) / 32]));
+                        a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i), k0, a0_0);
+                        var k1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 4) / 32]));
+                        a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 4), k1, a0_1);
+                        var k2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 8) / 32]));
+                        a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 8), k2, a0_2);
+                        var k3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 12) / 32]));
+                        a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 12), k3, a0_3);
+                        var k4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 16) / 32]));
+                        a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 16), k4, a0_4);
+                        var k5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 20) / 32]));
+                        a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 20), k5, a0_5);
+                        var k6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 24) / 32]));
+                        a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 24), k6, a0_6);
+                        var k7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 28) / 32]));
+                        a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 28), k7, a0_7);
+                    }
+                    float s0 = Vector128.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var a1_4 = Vector128<float>.Zero;
+                    var a1_5 = Vector128<float>.Zero;
+                    var a1_6 = Vector128<float>.Zero;
+                    var a1_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 128; i += 32)
+                    {
+                        var k0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i) / 32]));
+                        a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i), k0, a1_0);
+                        var k1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 4) / 32]));
+                        a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 4), k1, a1_1);
+                        var k2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 8) / 32]));
+                        a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 8), k2, a1_2);
+                        var k3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 12) / 32]));
+                        a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 12), k3, a1_3);
+                        var k4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 16) / 32]));
+                        a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 16), k4, a1_4);
+                        var k5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 20) / 32]));
+                        a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 20), k5, a1_5);
+                        var k6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 24) / 32]));
+                        a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 24), k6, a1_6);
+                        var k7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 28) / 32]));
+                        a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 128 + i + 28), k7, a1_7);
+                    }
+                    float s1 = Vector128.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else
+            {
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 128; i++) sum += q[0 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 128; i++) sum += q[128 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
+                    scores[stride] = sum;
+                }
+            }
+        }
+
         /// <summary>Σ w[i]·x[i] over 4096 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         internal static float Dot_F32_4096(float* w, float* x)
@@ -3597,6 +4387,8 @@ namespace GemmaGen.Models
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
                     if (cache.Precision == KvPrecision.BF16)
                         LocalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
+                    else if (cache.Precision == KvPrecision.Q8_0)
+                        LocalAttention(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / 32, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / 32, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                     else
                         LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                 }
@@ -3629,6 +4421,8 @@ namespace GemmaGen.Models
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
                     if (cache.Precision == KvPrecision.BF16)
                         GlobalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
+                    else if (cache.Precision == KvPrecision.Q8_0)
+                        GlobalAttention(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / 32, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / 32, o._batch.Position(t), scores, sequence.MaxContext, output);
                     else
                         GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
                 }

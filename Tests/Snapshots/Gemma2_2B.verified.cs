@@ -7,6 +7,7 @@ using System;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using GemmaGen.Kernels;
 using GemmaGen.Specs;
 
@@ -3363,6 +3364,1284 @@ namespace GemmaGen.Models
             }
         }
 
+        /// <summary>local attention over a q8_0 cache (int8 rows, a bf16 scale per block of 32): window 4096, the 2 query heads of one kv head (8 / 4), d 256, softcap 50.0, scale 1/sqrt(256.0).
+        /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
+        /// which has W slots or more (a batch writes all its keys before attending).</summary>
+        internal static void LocalAttention(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int position, float* scores, long stride, float* output, int ring)
+        {
+            int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
+            AttendGroup(q, keys, keyScales, values, valueScales, first % ring, position - first + 1, ring, scores, stride, output);
+        }
+
+        /// <summary>global attention over a q8_0 cache (int8 rows, a bf16 scale per block of 32): the 2 query heads of one kv head (8 / 4), d 256, softcap 50.0, scale 1/sqrt(256.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int position, float* scores, long stride, float* output)
+        {
+            AttendGroup(q, keys, keyScales, values, valueScales, 0, position + 1, int.MaxValue, scores, stride, output);
+        }
+
+        /// <summary>The GroupSize query heads q + g·d that share one kv head of a q8_0 cache (int8 rows, a bf16 scale per block of 32), over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        internal static void AttendGroup(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int firstSlot, int count, int ring, float* scores, long stride, float* output)
+        {
+            int slot = firstSlot;
+            for (int n = 0; n < count; n++)
+            {
+                GroupDot_Q8_0_256(q, keys + (long)slot * HeadDim, keyScales + (long)slot * 8, scores + n, stride);
+                if (++slot == ring) slot = 0;
+            }
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector512<float>.Zero;
+                    var o0_1 = Vector512<float>.Zero;
+                    var o0_2 = Vector512<float>.Zero;
+                    var o0_3 = Vector512<float>.Zero;
+                    var o0_4 = Vector512<float>.Zero;
+                    var o0_5 = Vector512<float>.Zero;
+                    var o0_6 = Vector512<float>.Zero;
+                    var o0_7 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    var o1_1 = Vector512<float>.Zero;
+                    var o1_2 = Vector512<float>.Zero;
+                    var o1_3 = Vector512<float>.Zero;
+                    var o1_4 = Vector512<float>.Zero;
+                    var o1_5 = Vector512<float>.Zero;
+                    var o1_6 = Vector512<float>.Zero;
+                    var o1_7 = Vector512<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value))) * Vector512.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 16))) * Vector512.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector512.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector512.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 32))) * Vector512.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_2 = Vector512.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector512.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 48))) * Vector512.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_3 = Vector512.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector512.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 64))) * Vector512.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_4 = Vector512.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector512.MultiplyAddEstimate(v4, p1, o1_4);
+                        var v5 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 80))) * Vector512.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_5 = Vector512.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector512.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 96))) * Vector512.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_6 = Vector512.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector512.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 112))) * Vector512.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_7 = Vector512.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector512.MultiplyAddEstimate(v7, p1, o1_7);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 16);
+                    o0_2.Store(output + 32);
+                    o0_3.Store(output + 48);
+                    o0_4.Store(output + 64);
+                    o0_5.Store(output + 80);
+                    o0_6.Store(output + 96);
+                    o0_7.Store(output + 112);
+                    o1_0.Store(output + 256);
+                    o1_1.Store(output + 272);
+                    o1_2.Store(output + 288);
+                    o1_3.Store(output + 304);
+                    o1_4.Store(output + 320);
+                    o1_5.Store(output + 336);
+                    o1_6.Store(output + 352);
+                    o1_7.Store(output + 368);
+                }
+                {
+                    var o0_8 = Vector512<float>.Zero;
+                    var o0_9 = Vector512<float>.Zero;
+                    var o0_10 = Vector512<float>.Zero;
+                    var o0_11 = Vector512<float>.Zero;
+                    var o0_12 = Vector512<float>.Zero;
+                    var o0_13 = Vector512<float>.Zero;
+                    var o0_14 = Vector512<float>.Zero;
+                    var o0_15 = Vector512<float>.Zero;
+                    var o1_8 = Vector512<float>.Zero;
+                    var o1_9 = Vector512<float>.Zero;
+                    var o1_10 = Vector512<float>.Zero;
+                    var o1_11 = Vector512<float>.Zero;
+                    var o1_12 = Vector512<float>.Zero;
+                    var o1_13 = Vector512<float>.Zero;
+                    var o1_14 = Vector512<float>.Zero;
+                    var o1_15 = Vector512<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v8 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 128))) * Vector512.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_8 = Vector512.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector512.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 144))) * Vector512.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_9 = Vector512.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector512.MultiplyAddEstimate(v9, p1, o1_9);
+                        var v10 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 160))) * Vector512.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_10 = Vector512.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector512.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 176))) * Vector512.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_11 = Vector512.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector512.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 192))) * Vector512.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_12 = Vector512.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector512.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 208))) * Vector512.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_13 = Vector512.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector512.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 224))) * Vector512.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_14 = Vector512.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector512.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 240))) * Vector512.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_15 = Vector512.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector512.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_8.Store(output + 128);
+                    o0_9.Store(output + 144);
+                    o0_10.Store(output + 160);
+                    o0_11.Store(output + 176);
+                    o0_12.Store(output + 192);
+                    o0_13.Store(output + 208);
+                    o0_14.Store(output + 224);
+                    o0_15.Store(output + 240);
+                    o1_8.Store(output + 384);
+                    o1_9.Store(output + 400);
+                    o1_10.Store(output + 416);
+                    o1_11.Store(output + 432);
+                    o1_12.Store(output + 448);
+                    o1_13.Store(output + 464);
+                    o1_14.Store(output + 480);
+                    o1_15.Store(output + 496);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o0_2 = Vector256<float>.Zero;
+                    var o0_3 = Vector256<float>.Zero;
+                    var o0_4 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    var o1_2 = Vector256<float>.Zero;
+                    var o1_3 = Vector256<float>.Zero;
+                    var o1_4 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 8)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 16)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_2 = Vector256.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector256.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 24)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_3 = Vector256.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector256.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 32)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_4 = Vector256.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector256.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o0_2.Store(output + 16);
+                    o0_3.Store(output + 24);
+                    o0_4.Store(output + 32);
+                    o1_0.Store(output + 256);
+                    o1_1.Store(output + 264);
+                    o1_2.Store(output + 272);
+                    o1_3.Store(output + 280);
+                    o1_4.Store(output + 288);
+                }
+                {
+                    var o0_5 = Vector256<float>.Zero;
+                    var o0_6 = Vector256<float>.Zero;
+                    var o0_7 = Vector256<float>.Zero;
+                    var o0_8 = Vector256<float>.Zero;
+                    var o0_9 = Vector256<float>.Zero;
+                    var o1_5 = Vector256<float>.Zero;
+                    var o1_6 = Vector256<float>.Zero;
+                    var o1_7 = Vector256<float>.Zero;
+                    var o1_8 = Vector256<float>.Zero;
+                    var o1_9 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 40)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_5 = Vector256.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector256.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 48)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_6 = Vector256.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector256.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 56)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_7 = Vector256.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector256.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 64)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_8 = Vector256.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector256.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 72)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_9 = Vector256.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector256.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 40);
+                    o0_6.Store(output + 48);
+                    o0_7.Store(output + 56);
+                    o0_8.Store(output + 64);
+                    o0_9.Store(output + 72);
+                    o1_5.Store(output + 296);
+                    o1_6.Store(output + 304);
+                    o1_7.Store(output + 312);
+                    o1_8.Store(output + 320);
+                    o1_9.Store(output + 328);
+                }
+                {
+                    var o0_10 = Vector256<float>.Zero;
+                    var o0_11 = Vector256<float>.Zero;
+                    var o0_12 = Vector256<float>.Zero;
+                    var o0_13 = Vector256<float>.Zero;
+                    var o0_14 = Vector256<float>.Zero;
+                    var o0_15 = Vector256<float>.Zero;
+                    var o1_10 = Vector256<float>.Zero;
+                    var o1_11 = Vector256<float>.Zero;
+                    var o1_12 = Vector256<float>.Zero;
+                    var o1_13 = Vector256<float>.Zero;
+                    var o1_14 = Vector256<float>.Zero;
+                    var o1_15 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v10 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 80)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_10 = Vector256.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector256.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 88)) * Vector256.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_11 = Vector256.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector256.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 96)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_12 = Vector256.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector256.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 104)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_13 = Vector256.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector256.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 112)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_14 = Vector256.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector256.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 120)) * Vector256.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_15 = Vector256.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector256.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 80);
+                    o0_11.Store(output + 88);
+                    o0_12.Store(output + 96);
+                    o0_13.Store(output + 104);
+                    o0_14.Store(output + 112);
+                    o0_15.Store(output + 120);
+                    o1_10.Store(output + 336);
+                    o1_11.Store(output + 344);
+                    o1_12.Store(output + 352);
+                    o1_13.Store(output + 360);
+                    o1_14.Store(output + 368);
+                    o1_15.Store(output + 376);
+                }
+                {
+                    var o0_16 = Vector256<float>.Zero;
+                    var o0_17 = Vector256<float>.Zero;
+                    var o0_18 = Vector256<float>.Zero;
+                    var o0_19 = Vector256<float>.Zero;
+                    var o0_20 = Vector256<float>.Zero;
+                    var o1_16 = Vector256<float>.Zero;
+                    var o1_17 = Vector256<float>.Zero;
+                    var o1_18 = Vector256<float>.Zero;
+                    var o1_19 = Vector256<float>.Zero;
+                    var o1_20 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v16 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 128)) * Vector256.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_16 = Vector256.MultiplyAddEstimate(v16, p0, o0_16);
+                        o1_16 = Vector256.MultiplyAddEstimate(v16, p1, o1_16);
+                        var v17 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 136)) * Vector256.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_17 = Vector256.MultiplyAddEstimate(v17, p0, o0_17);
+                        o1_17 = Vector256.MultiplyAddEstimate(v17, p1, o1_17);
+                        var v18 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 144)) * Vector256.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_18 = Vector256.MultiplyAddEstimate(v18, p0, o0_18);
+                        o1_18 = Vector256.MultiplyAddEstimate(v18, p1, o1_18);
+                        var v19 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 152)) * Vector256.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_19 = Vector256.MultiplyAddEstimate(v19, p0, o0_19);
+                        o1_19 = Vector256.MultiplyAddEstimate(v19, p1, o1_19);
+                        var v20 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 160)) * Vector256.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_20 = Vector256.MultiplyAddEstimate(v20, p0, o0_20);
+                        o1_20 = Vector256.MultiplyAddEstimate(v20, p1, o1_20);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_16.Store(output + 128);
+                    o0_17.Store(output + 136);
+                    o0_18.Store(output + 144);
+                    o0_19.Store(output + 152);
+                    o0_20.Store(output + 160);
+                    o1_16.Store(output + 384);
+                    o1_17.Store(output + 392);
+                    o1_18.Store(output + 400);
+                    o1_19.Store(output + 408);
+                    o1_20.Store(output + 416);
+                }
+                {
+                    var o0_21 = Vector256<float>.Zero;
+                    var o0_22 = Vector256<float>.Zero;
+                    var o0_23 = Vector256<float>.Zero;
+                    var o0_24 = Vector256<float>.Zero;
+                    var o0_25 = Vector256<float>.Zero;
+                    var o1_21 = Vector256<float>.Zero;
+                    var o1_22 = Vector256<float>.Zero;
+                    var o1_23 = Vector256<float>.Zero;
+                    var o1_24 = Vector256<float>.Zero;
+                    var o1_25 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v21 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 168)) * Vector256.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_21 = Vector256.MultiplyAddEstimate(v21, p0, o0_21);
+                        o1_21 = Vector256.MultiplyAddEstimate(v21, p1, o1_21);
+                        var v22 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 176)) * Vector256.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_22 = Vector256.MultiplyAddEstimate(v22, p0, o0_22);
+                        o1_22 = Vector256.MultiplyAddEstimate(v22, p1, o1_22);
+                        var v23 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 184)) * Vector256.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_23 = Vector256.MultiplyAddEstimate(v23, p0, o0_23);
+                        o1_23 = Vector256.MultiplyAddEstimate(v23, p1, o1_23);
+                        var v24 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 192)) * Vector256.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_24 = Vector256.MultiplyAddEstimate(v24, p0, o0_24);
+                        o1_24 = Vector256.MultiplyAddEstimate(v24, p1, o1_24);
+                        var v25 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 200)) * Vector256.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_25 = Vector256.MultiplyAddEstimate(v25, p0, o0_25);
+                        o1_25 = Vector256.MultiplyAddEstimate(v25, p1, o1_25);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_21.Store(output + 168);
+                    o0_22.Store(output + 176);
+                    o0_23.Store(output + 184);
+                    o0_24.Store(output + 192);
+                    o0_25.Store(output + 200);
+                    o1_21.Store(output + 424);
+                    o1_22.Store(output + 432);
+                    o1_23.Store(output + 440);
+                    o1_24.Store(output + 448);
+                    o1_25.Store(output + 456);
+                }
+                {
+                    var o0_26 = Vector256<float>.Zero;
+                    var o0_27 = Vector256<float>.Zero;
+                    var o0_28 = Vector256<float>.Zero;
+                    var o0_29 = Vector256<float>.Zero;
+                    var o0_30 = Vector256<float>.Zero;
+                    var o0_31 = Vector256<float>.Zero;
+                    var o1_26 = Vector256<float>.Zero;
+                    var o1_27 = Vector256<float>.Zero;
+                    var o1_28 = Vector256<float>.Zero;
+                    var o1_29 = Vector256<float>.Zero;
+                    var o1_30 = Vector256<float>.Zero;
+                    var o1_31 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v26 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 208)) * Vector256.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_26 = Vector256.MultiplyAddEstimate(v26, p0, o0_26);
+                        o1_26 = Vector256.MultiplyAddEstimate(v26, p1, o1_26);
+                        var v27 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 216)) * Vector256.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_27 = Vector256.MultiplyAddEstimate(v27, p0, o0_27);
+                        o1_27 = Vector256.MultiplyAddEstimate(v27, p1, o1_27);
+                        var v28 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 224)) * Vector256.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_28 = Vector256.MultiplyAddEstimate(v28, p0, o0_28);
+                        o1_28 = Vector256.MultiplyAddEstimate(v28, p1, o1_28);
+                        var v29 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 232)) * Vector256.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_29 = Vector256.MultiplyAddEstimate(v29, p0, o0_29);
+                        o1_29 = Vector256.MultiplyAddEstimate(v29, p1, o1_29);
+                        var v30 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 240)) * Vector256.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_30 = Vector256.MultiplyAddEstimate(v30, p0, o0_30);
+                        o1_30 = Vector256.MultiplyAddEstimate(v30, p1, o1_30);
+                        var v31 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 248)) * Vector256.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_31 = Vector256.MultiplyAddEstimate(v31, p0, o0_31);
+                        o1_31 = Vector256.MultiplyAddEstimate(v31, p1, o1_31);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_26.Store(output + 208);
+                    o0_27.Store(output + 216);
+                    o0_28.Store(output + 224);
+                    o0_29.Store(output + 232);
+                    o0_30.Store(output + 240);
+                    o0_31.Store(output + 248);
+                    o1_26.Store(output + 464);
+                    o1_27.Store(output + 472);
+                    o1_28.Store(output + 480);
+                    o1_29.Store(output + 488);
+                    o1_30.Store(output + 496);
+                    o1_31.Store(output + 504);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o0_4 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    var o1_4 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_4 = Vector128.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector128.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o0_4.Store(output + 16);
+                    o1_0.Store(output + 256);
+                    o1_1.Store(output + 260);
+                    o1_2.Store(output + 264);
+                    o1_3.Store(output + 268);
+                    o1_4.Store(output + 272);
+                }
+                {
+                    var o0_5 = Vector128<float>.Zero;
+                    var o0_6 = Vector128<float>.Zero;
+                    var o0_7 = Vector128<float>.Zero;
+                    var o0_8 = Vector128<float>.Zero;
+                    var o0_9 = Vector128<float>.Zero;
+                    var o0_10 = Vector128<float>.Zero;
+                    var o1_5 = Vector128<float>.Zero;
+                    var o1_6 = Vector128<float>.Zero;
+                    var o1_7 = Vector128<float>.Zero;
+                    var o1_8 = Vector128<float>.Zero;
+                    var o1_9 = Vector128<float>.Zero;
+                    var o1_10 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_5 = Vector128.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector128.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_6 = Vector128.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector128.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_7 = Vector128.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector128.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 32)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_8 = Vector128.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector128.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 36)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_9 = Vector128.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector128.MultiplyAddEstimate(v9, p1, o1_9);
+                        var v10 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 40)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_10 = Vector128.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector128.MultiplyAddEstimate(v10, p1, o1_10);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 20);
+                    o0_6.Store(output + 24);
+                    o0_7.Store(output + 28);
+                    o0_8.Store(output + 32);
+                    o0_9.Store(output + 36);
+                    o0_10.Store(output + 40);
+                    o1_5.Store(output + 276);
+                    o1_6.Store(output + 280);
+                    o1_7.Store(output + 284);
+                    o1_8.Store(output + 288);
+                    o1_9.Store(output + 292);
+                    o1_10.Store(output + 296);
+                }
+                {
+                    var o0_11 = Vector128<float>.Zero;
+                    var o0_12 = Vector128<float>.Zero;
+                    var o0_13 = Vector128<float>.Zero;
+                    var o0_14 = Vector128<float>.Zero;
+                    var o0_15 = Vector128<float>.Zero;
+                    var o0_16 = Vector128<float>.Zero;
+                    var o1_11 = Vector128<float>.Zero;
+                    var o1_12 = Vector128<float>.Zero;
+                    var o1_13 = Vector128<float>.Zero;
+                    var o1_14 = Vector128<float>.Zero;
+                    var o1_15 = Vector128<float>.Zero;
+                    var o1_16 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v11 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 44)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_11 = Vector128.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector128.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 48)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_12 = Vector128.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector128.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 52)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_13 = Vector128.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector128.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 56)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_14 = Vector128.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector128.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 60)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_15 = Vector128.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector128.MultiplyAddEstimate(v15, p1, o1_15);
+                        var v16 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 64)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_16 = Vector128.MultiplyAddEstimate(v16, p0, o0_16);
+                        o1_16 = Vector128.MultiplyAddEstimate(v16, p1, o1_16);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_11.Store(output + 44);
+                    o0_12.Store(output + 48);
+                    o0_13.Store(output + 52);
+                    o0_14.Store(output + 56);
+                    o0_15.Store(output + 60);
+                    o0_16.Store(output + 64);
+                    o1_11.Store(output + 300);
+                    o1_12.Store(output + 304);
+                    o1_13.Store(output + 308);
+                    o1_14.Store(output + 312);
+                    o1_15.Store(output + 316);
+                    o1_16.Store(output + 320);
+                }
+                {
+                    var o0_17 = Vector128<float>.Zero;
+                    var o0_18 = Vector128<float>.Zero;
+                    var o0_19 = Vector128<float>.Zero;
+                    var o0_20 = Vector128<float>.Zero;
+                    var o0_21 = Vector128<float>.Zero;
+                    var o0_22 = Vector128<float>.Zero;
+                    var o1_17 = Vector128<float>.Zero;
+                    var o1_18 = Vector128<float>.Zero;
+                    var o1_19 = Vector128<float>.Zero;
+                    var o1_20 = Vector128<float>.Zero;
+                    var o1_21 = Vector128<float>.Zero;
+                    var o1_22 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v17 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 68)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_17 = Vector128.MultiplyAddEstimate(v17, p0, o0_17);
+                        o1_17 = Vector128.MultiplyAddEstimate(v17, p1, o1_17);
+                        var v18 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 72)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_18 = Vector128.MultiplyAddEstimate(v18, p0, o0_18);
+                        o1_18 = Vector128.MultiplyAddEstimate(v18, p1, o1_18);
+                        var v19 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 76)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_19 = Vector128.MultiplyAddEstimate(v19, p0, o0_19);
+                        o1_19 = Vector128.MultiplyAddEstimate(v19, p1, o1_19);
+                        var v20 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 80)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_20 = Vector128.MultiplyAddEstimate(v20, p0, o0_20);
+                        o1_20 = Vector128.MultiplyAddEstimate(v20, p1, o1_20);
+                        var v21 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 84)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_21 = Vector128.MultiplyAddEstimate(v21, p0, o0_21);
+                        o1_21 = Vector128.MultiplyAddEstimate(v21, p1, o1_21);
+                        var v22 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 88)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_22 = Vector128.MultiplyAddEstimate(v22, p0, o0_22);
+                        o1_22 = Vector128.MultiplyAddEstimate(v22, p1, o1_22);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_17.Store(output + 68);
+                    o0_18.Store(output + 72);
+                    o0_19.Store(output + 76);
+                    o0_20.Store(output + 80);
+                    o0_21.Store(output + 84);
+                    o0_22.Store(output + 88);
+                    o1_17.Store(output + 324);
+                    o1_18.Store(output + 328);
+                    o1_19.Store(output + 332);
+                    o1_20.Store(output + 336);
+                    o1_21.Store(output + 340);
+                    o1_22.Store(output + 344);
+                }
+                {
+                    var o0_23 = Vector128<float>.Zero;
+                    var o0_24 = Vector128<float>.Zero;
+                    var o0_25 = Vector128<float>.Zero;
+                    var o0_26 = Vector128<float>.Zero;
+                    var o0_27 = Vector128<float>.Zero;
+                    var o0_28 = Vector128<float>.Zero;
+                    var o1_23 = Vector128<float>.Zero;
+                    var o1_24 = Vector128<float>.Zero;
+                    var o1_25 = Vector128<float>.Zero;
+                    var o1_26 = Vector128<float>.Zero;
+                    var o1_27 = Vector128<float>.Zero;
+                    var o1_28 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v23 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 92)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[2]));
+                        o0_23 = Vector128.MultiplyAddEstimate(v23, p0, o0_23);
+                        o1_23 = Vector128.MultiplyAddEstimate(v23, p1, o1_23);
+                        var v24 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 96)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_24 = Vector128.MultiplyAddEstimate(v24, p0, o0_24);
+                        o1_24 = Vector128.MultiplyAddEstimate(v24, p1, o1_24);
+                        var v25 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 100)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_25 = Vector128.MultiplyAddEstimate(v25, p0, o0_25);
+                        o1_25 = Vector128.MultiplyAddEstimate(v25, p1, o1_25);
+                        var v26 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 104)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_26 = Vector128.MultiplyAddEstimate(v26, p0, o0_26);
+                        o1_26 = Vector128.MultiplyAddEstimate(v26, p1, o1_26);
+                        var v27 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 108)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_27 = Vector128.MultiplyAddEstimate(v27, p0, o0_27);
+                        o1_27 = Vector128.MultiplyAddEstimate(v27, p1, o1_27);
+                        var v28 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 112)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_28 = Vector128.MultiplyAddEstimate(v28, p0, o0_28);
+                        o1_28 = Vector128.MultiplyAddEstimate(v28, p1, o1_28);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_23.Store(output + 92);
+                    o0_24.Store(output + 96);
+                    o0_25.Store(output + 100);
+                    o0_26.Store(output + 104);
+                    o0_27.Store(output + 108);
+                    o0_28.Store(output + 112);
+                    o1_23.Store(output + 348);
+                    o1_24.Store(output + 352);
+                    o1_25.Store(output + 356);
+                    o1_26.Store(output + 360);
+                    o1_27.Store(output + 364);
+                    o1_28.Store(output + 368);
+                }
+                {
+                    var o0_29 = Vector128<float>.Zero;
+                    var o0_30 = Vector128<float>.Zero;
+                    var o0_31 = Vector128<float>.Zero;
+                    var o0_32 = Vector128<float>.Zero;
+                    var o0_33 = Vector128<float>.Zero;
+                    var o1_29 = Vector128<float>.Zero;
+                    var o1_30 = Vector128<float>.Zero;
+                    var o1_31 = Vector128<float>.Zero;
+                    var o1_32 = Vector128<float>.Zero;
+                    var o1_33 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v29 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 116)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_29 = Vector128.MultiplyAddEstimate(v29, p0, o0_29);
+                        o1_29 = Vector128.MultiplyAddEstimate(v29, p1, o1_29);
+                        var v30 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 120)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_30 = Vector128.MultiplyAddEstimate(v30, p0, o0_30);
+                        o1_30 = Vector128.MultiplyAddEstimate(v30, p1, o1_30);
+                        var v31 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 124)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[3]));
+                        o0_31 = Vector128.MultiplyAddEstimate(v31, p0, o0_31);
+                        o1_31 = Vector128.MultiplyAddEstimate(v31, p1, o1_31);
+                        var v32 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 128)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_32 = Vector128.MultiplyAddEstimate(v32, p0, o0_32);
+                        o1_32 = Vector128.MultiplyAddEstimate(v32, p1, o1_32);
+                        var v33 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 132)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_33 = Vector128.MultiplyAddEstimate(v33, p0, o0_33);
+                        o1_33 = Vector128.MultiplyAddEstimate(v33, p1, o1_33);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_29.Store(output + 116);
+                    o0_30.Store(output + 120);
+                    o0_31.Store(output + 124);
+                    o0_32.Store(output + 128);
+                    o0_33.Store(output + 132);
+                    o1_29.Store(output + 372);
+                    o1_30.Store(output + 376);
+                    o1_31.Store(output + 380);
+                    o1_32.Store(output + 384);
+                    o1_33.Store(output + 388);
+                }
+                {
+                    var o0_34 = Vector128<float>.Zero;
+                    var o0_35 = Vector128<float>.Zero;
+                    var o0_36 = Vector128<float>.Zero;
+                    var o0_37 = Vector128<float>.Zero;
+                    var o0_38 = Vector128<float>.Zero;
+                    var o0_39 = Vector128<float>.Zero;
+                    var o1_34 = Vector128<float>.Zero;
+                    var o1_35 = Vector128<float>.Zero;
+                    var o1_36 = Vector128<float>.Zero;
+                    var o1_37 = Vector128<float>.Zero;
+                    var o1_38 = Vector128<float>.Zero;
+                    var o1_39 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v34 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 136)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_34 = Vector128.MultiplyAddEstimate(v34, p0, o0_34);
+                        o1_34 = Vector128.MultiplyAddEstimate(v34, p1, o1_34);
+                        var v35 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 140)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_35 = Vector128.MultiplyAddEstimate(v35, p0, o0_35);
+                        o1_35 = Vector128.MultiplyAddEstimate(v35, p1, o1_35);
+                        var v36 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 144)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_36 = Vector128.MultiplyAddEstimate(v36, p0, o0_36);
+                        o1_36 = Vector128.MultiplyAddEstimate(v36, p1, o1_36);
+                        var v37 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 148)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_37 = Vector128.MultiplyAddEstimate(v37, p0, o0_37);
+                        o1_37 = Vector128.MultiplyAddEstimate(v37, p1, o1_37);
+                        var v38 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 152)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_38 = Vector128.MultiplyAddEstimate(v38, p0, o0_38);
+                        o1_38 = Vector128.MultiplyAddEstimate(v38, p1, o1_38);
+                        var v39 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 156)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[4]));
+                        o0_39 = Vector128.MultiplyAddEstimate(v39, p0, o0_39);
+                        o1_39 = Vector128.MultiplyAddEstimate(v39, p1, o1_39);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_34.Store(output + 136);
+                    o0_35.Store(output + 140);
+                    o0_36.Store(output + 144);
+                    o0_37.Store(output + 148);
+                    o0_38.Store(output + 152);
+                    o0_39.Store(output + 156);
+                    o1_34.Store(output + 392);
+                    o1_35.Store(output + 396);
+                    o1_36.Store(output + 400);
+                    o1_37.Store(output + 404);
+                    o1_38.Store(output + 408);
+                    o1_39.Store(output + 412);
+                }
+                {
+                    var o0_40 = Vector128<float>.Zero;
+                    var o0_41 = Vector128<float>.Zero;
+                    var o0_42 = Vector128<float>.Zero;
+                    var o0_43 = Vector128<float>.Zero;
+                    var o0_44 = Vector128<float>.Zero;
+                    var o0_45 = Vector128<float>.Zero;
+                    var o1_40 = Vector128<float>.Zero;
+                    var o1_41 = Vector128<float>.Zero;
+                    var o1_42 = Vector128<float>.Zero;
+                    var o1_43 = Vector128<float>.Zero;
+                    var o1_44 = Vector128<float>.Zero;
+                    var o1_45 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v40 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 160)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_40 = Vector128.MultiplyAddEstimate(v40, p0, o0_40);
+                        o1_40 = Vector128.MultiplyAddEstimate(v40, p1, o1_40);
+                        var v41 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 164)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_41 = Vector128.MultiplyAddEstimate(v41, p0, o0_41);
+                        o1_41 = Vector128.MultiplyAddEstimate(v41, p1, o1_41);
+                        var v42 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 168)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_42 = Vector128.MultiplyAddEstimate(v42, p0, o0_42);
+                        o1_42 = Vector128.MultiplyAddEstimate(v42, p1, o1_42);
+                        var v43 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 172)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_43 = Vector128.MultiplyAddEstimate(v43, p0, o0_43);
+                        o1_43 = Vector128.MultiplyAddEstimate(v43, p1, o1_43);
+                        var v44 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 176)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_44 = Vector128.MultiplyAddEstimate(v44, p0, o0_44);
+                        o1_44 = Vector128.MultiplyAddEstimate(v44, p1, o1_44);
+                        var v45 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 180)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_45 = Vector128.MultiplyAddEstimate(v45, p0, o0_45);
+                        o1_45 = Vector128.MultiplyAddEstimate(v45, p1, o1_45);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_40.Store(output + 160);
+                    o0_41.Store(output + 164);
+                    o0_42.Store(output + 168);
+                    o0_43.Store(output + 172);
+                    o0_44.Store(output + 176);
+                    o0_45.Store(output + 180);
+                    o1_40.Store(output + 416);
+                    o1_41.Store(output + 420);
+                    o1_42.Store(output + 424);
+                    o1_43.Store(output + 428);
+                    o1_44.Store(output + 432);
+                    o1_45.Store(output + 436);
+                }
+                {
+                    var o0_46 = Vector128<float>.Zero;
+                    var o0_47 = Vector128<float>.Zero;
+                    var o0_48 = Vector128<float>.Zero;
+                    var o0_49 = Vector128<float>.Zero;
+                    var o0_50 = Vector128<float>.Zero;
+                    var o0_51 = Vector128<float>.Zero;
+                    var o1_46 = Vector128<float>.Zero;
+                    var o1_47 = Vector128<float>.Zero;
+                    var o1_48 = Vector128<float>.Zero;
+                    var o1_49 = Vector128<float>.Zero;
+                    var o1_50 = Vector128<float>.Zero;
+                    var o1_51 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v46 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 184)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_46 = Vector128.MultiplyAddEstimate(v46, p0, o0_46);
+                        o1_46 = Vector128.MultiplyAddEstimate(v46, p1, o1_46);
+                        var v47 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 188)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[5]));
+                        o0_47 = Vector128.MultiplyAddEstimate(v47, p0, o0_47);
+                        o1_47 = Vector128.MultiplyAddEstimate(v47, p1, o1_47);
+                        var v48 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 192)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_48 = Vector128.MultiplyAddEstimate(v48, p0, o0_48);
+                        o1_48 = Vector128.MultiplyAddEstimate(v48, p1, o1_48);
+                        var v49 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 196)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_49 = Vector128.MultiplyAddEstimate(v49, p0, o0_49);
+                        o1_49 = Vector128.MultiplyAddEstimate(v49, p1, o1_49);
+                        var v50 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 200)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_50 = Vector128.MultiplyAddEstimate(v50, p0, o0_50);
+                        o1_50 = Vector128.MultiplyAddEstimate(v50, p1, o1_50);
+                        var v51 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 204)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_51 = Vector128.MultiplyAddEstimate(v51, p0, o0_51);
+                        o1_51 = Vector128.MultiplyAddEstimate(v51, p1, o1_51);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_46.Store(output + 184);
+                    o0_47.Store(output + 188);
+                    o0_48.Store(output + 192);
+                    o0_49.Store(output + 196);
+                    o0_50.Store(output + 200);
+                    o0_51.Store(output + 204);
+                    o1_46.Store(output + 440);
+                    o1_47.Store(output + 444);
+                    o1_48.Store(output + 448);
+                    o1_49.Store(output + 452);
+                    o1_50.Store(output + 456);
+                    o1_51.Store(output + 460);
+                }
+                {
+                    var o0_52 = Vector128<float>.Zero;
+                    var o0_53 = Vector128<float>.Zero;
+                    var o0_54 = Vector128<float>.Zero;
+                    var o0_55 = Vector128<float>.Zero;
+                    var o0_56 = Vector128<float>.Zero;
+                    var o0_57 = Vector128<float>.Zero;
+                    var o1_52 = Vector128<float>.Zero;
+                    var o1_53 = Vector128<float>.Zero;
+                    var o1_54 = Vector128<float>.Zero;
+                    var o1_55 = Vector128<float>.Zero;
+                    var o1_56 = Vector128<float>.Zero;
+                    var o1_57 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v52 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 208)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_52 = Vector128.MultiplyAddEstimate(v52, p0, o0_52);
+                        o1_52 = Vector128.MultiplyAddEstimate(v52, p1, o1_52);
+                        var v53 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 212)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_53 = Vector128.MultiplyAddEstimate(v53, p0, o0_53);
+                        o1_53 = Vector128.MultiplyAddEstimate(v53, p1, o1_53);
+                        var v54 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 216)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_54 = Vector128.MultiplyAddEstimate(v54, p0, o0_54);
+                        o1_54 = Vector128.MultiplyAddEstimate(v54, p1, o1_54);
+                        var v55 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 220)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[6]));
+                        o0_55 = Vector128.MultiplyAddEstimate(v55, p0, o0_55);
+                        o1_55 = Vector128.MultiplyAddEstimate(v55, p1, o1_55);
+                        var v56 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 224)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_56 = Vector128.MultiplyAddEstimate(v56, p0, o0_56);
+                        o1_56 = Vector128.MultiplyAddEstimate(v56, p1, o1_56);
+                        var v57 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 228)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_57 = Vector128.MultiplyAddEstimate(v57, p0, o0_57);
+                        o1_57 = Vector128.MultiplyAddEstimate(v57, p1, o1_57);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_52.Store(output + 208);
+                    o0_53.Store(output + 212);
+                    o0_54.Store(output + 216);
+                    o0_55.Store(output + 220);
+                    o0_56.Store(output + 224);
+                    o0_57.Store(output + 228);
+                    o1_52.Store(output + 464);
+                    o1_53.Store(output + 468);
+                    o1_54.Store(output + 472);
+                    o1_55.Store(output + 476);
+                    o1_56.Store(output + 480);
+                    o1_57.Store(output + 484);
+                }
+                {
+                    var o0_58 = Vector128<float>.Zero;
+                    var o0_59 = Vector128<float>.Zero;
+                    var o0_60 = Vector128<float>.Zero;
+                    var o0_61 = Vector128<float>.Zero;
+                    var o0_62 = Vector128<float>.Zero;
+                    var o0_63 = Vector128<float>.Zero;
+                    var o1_58 = Vector128<float>.Zero;
+                    var o1_59 = Vector128<float>.Zero;
+                    var o1_60 = Vector128<float>.Zero;
+                    var o1_61 = Vector128<float>.Zero;
+                    var o1_62 = Vector128<float>.Zero;
+                    var o1_63 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 8;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v58 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 232)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_58 = Vector128.MultiplyAddEstimate(v58, p0, o0_58);
+                        o1_58 = Vector128.MultiplyAddEstimate(v58, p1, o1_58);
+                        var v59 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 236)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_59 = Vector128.MultiplyAddEstimate(v59, p0, o0_59);
+                        o1_59 = Vector128.MultiplyAddEstimate(v59, p1, o1_59);
+                        var v60 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 240)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_60 = Vector128.MultiplyAddEstimate(v60, p0, o0_60);
+                        o1_60 = Vector128.MultiplyAddEstimate(v60, p1, o1_60);
+                        var v61 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 244)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_61 = Vector128.MultiplyAddEstimate(v61, p0, o0_61);
+                        o1_61 = Vector128.MultiplyAddEstimate(v61, p1, o1_61);
+                        var v62 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 248)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_62 = Vector128.MultiplyAddEstimate(v62, p0, o0_62);
+                        o1_62 = Vector128.MultiplyAddEstimate(v62, p1, o1_62);
+                        var v63 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 252)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[7]));
+                        o0_63 = Vector128.MultiplyAddEstimate(v63, p0, o0_63);
+                        o1_63 = Vector128.MultiplyAddEstimate(v63, p1, o1_63);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_58.Store(output + 232);
+                    o0_59.Store(output + 236);
+                    o0_60.Store(output + 240);
+                    o0_61.Store(output + 244);
+                    o0_62.Store(output + 248);
+                    o0_63.Store(output + 252);
+                    o1_58.Store(output + 488);
+                    o1_59.Store(output + 492);
+                    o1_60.Store(output + 496);
+                    o1_61.Store(output + 500);
+                    o1_62.Store(output + 504);
+                    o1_63.Store(output + 508);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 256; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * (values[(long)slot * HeadDim + i] * BFloat16.ToSingle(valueScales[((long)slot * HeadDim + i) / 32]));
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 256 + i] = sum;
+                    }
+                }
+            }
+        }
+
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·256 of one kv head and one Q8_0 key (dequantized as loaded: its int8 times the bf16 scale of their block, ks): every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static void GroupDot_Q8_0_256(float* q, sbyte* k, ushort* ks, float* scores, long stride)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a0_1 = Vector512<float>.Zero;
+                    var a0_2 = Vector512<float>.Zero;
+                    var a0_3 = Vector512<float>.Zero;
+                    var a0_4 = Vector512<float>.Zero;
+                    var a0_5 = Vector512<float>.Zero;
+                    var a0_6 = Vector512<float>.Zero;
+                    var a0_7 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var a1_1 = Vector512<float>.Zero;
+                    var a1_2 = Vector512<float>.Zero;
+                    var a1_3 = Vector512<float>.Zero;
+                    var a1_4 = Vector512<float>.Zero;
+                    var a1_5 = Vector512<float>.Zero;
+                    var a1_6 = Vector512<float>.Zero;
+                    var a1_7 = Vector512<float>.Zero;
+                    var k0 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k))) * Vector512.Create(BFloat16.ToSingle(ks[0]));
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256), k0, a1_0);
+                    var k1 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 16))) * Vector512.Create(BFloat16.ToSingle(ks[0]));
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k1, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 16), k1, a1_1);
+                    var k2 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 32))) * Vector512.Create(BFloat16.ToSingle(ks[1]));
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 32), k2, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 32), k2, a1_2);
+                    var k3 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 48))) * Vector512.Create(BFloat16.ToSingle(ks[1]));
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 48), k3, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 48), k3, a1_3);
+                    var k4 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 64))) * Vector512.Create(BFloat16.ToSingle(ks[2]));
+                    a0_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64), k4, a0_4);
+                    a1_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 64), k4, a1_4);
+                    var k5 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 80))) * Vector512.Create(BFloat16.ToSingle(ks[2]));
+                    a0_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 80), k5, a0_5);
+                    a1_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 80), k5, a1_5);
+                    var k6 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 96))) * Vector512.Create(BFloat16.ToSingle(ks[3]));
+                    a0_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 96), k6, a0_6);
+                    a1_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 96), k6, a1_6);
+                    var k7 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 112))) * Vector512.Create(BFloat16.ToSingle(ks[3]));
+                    a0_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 112), k7, a0_7);
+                    a1_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 112), k7, a1_7);
+                    var k8 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 128))) * Vector512.Create(BFloat16.ToSingle(ks[4]));
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 128), k8, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 128), k8, a1_0);
+                    var k9 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 144))) * Vector512.Create(BFloat16.ToSingle(ks[4]));
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 144), k9, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 144), k9, a1_1);
+                    var k10 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 160))) * Vector512.Create(BFloat16.ToSingle(ks[5]));
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 160), k10, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 160), k10, a1_2);
+                    var k11 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 176))) * Vector512.Create(BFloat16.ToSingle(ks[5]));
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 176), k11, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 176), k11, a1_3);
+                    var k12 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 192))) * Vector512.Create(BFloat16.ToSingle(ks[6]));
+                    a0_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 192), k12, a0_4);
+                    a1_4 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 192), k12, a1_4);
+                    var k13 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 208))) * Vector512.Create(BFloat16.ToSingle(ks[6]));
+                    a0_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 208), k13, a0_5);
+                    a1_5 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 208), k13, a1_5);
+                    var k14 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 224))) * Vector512.Create(BFloat16.ToSingle(ks[7]));
+                    a0_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 224), k14, a0_6);
+                    a1_6 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 224), k14, a1_6);
+                    var k15 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 240))) * Vector512.Create(BFloat16.ToSingle(ks[7]));
+                    a0_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 240), k15, a0_7);
+                    a1_7 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 256 + 240), k15, a1_7);
+                    float s0 = Vector512.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a0_2 = Vector256<float>.Zero;
+                    var a0_3 = Vector256<float>.Zero;
+                    var a0_4 = Vector256<float>.Zero;
+                    var a0_5 = Vector256<float>.Zero;
+                    var a0_6 = Vector256<float>.Zero;
+                    var a0_7 = Vector256<float>.Zero;
+                    for (int i = 0; i < 256; i += 64)
+                    {
+                        var k0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i)) * Vector256.Create(BFloat16.ToSingle(ks[(i) / 32]));
+                        a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i), k0, a0_0);
+                        var k1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 8)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 8) / 32]));
+                        a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 8), k1, a0_1);
+                        var k2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 16)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 16) / 32]));
+                        a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 16), k2, a0_2);
+                        var k3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 24)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 24) / 32]));
+                        a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 24), k3, a0_3);
+                        var k4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 32)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 32) / 32]));
+                        a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 32), k4, a0_4);
+                        var k5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 40)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 40) / 32]));
+                        a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 40), k5, a0_5);
+                        var k6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 48)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 48) / 32]));
+                        a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 48), k6, a0_6);
+                        var k7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 56)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 56) / 32]));
+                        a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + i + 56), k7, a0_7);
+                    }
+                    float s0 = Vector256.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var a1_2 = Vector256<float>.Zero;
+                    var a1_3 = Vector256<float>.Zero;
+                    var a1_4 = Vector256<float>.Zero;
+                    var a1_5 = Vector256<float>.Zero;
+                    var a1_6 = Vector256<float>.Zero;
+                    var a1_7 = Vector256<float>.Zero;
+                    for (int i = 0; i < 256; i += 64)
+                    {
+                        var k0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i)) * Vector256.Create(BFloat16.ToSingle(ks[(i) / 32]));
+                        a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i), k0, a1_0);
+                        var k1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 8)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 8) / 32]));
+                        a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 8), k1, a1_1);
+                        var k2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 16)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 16) / 32]));
+                        a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 16), k2, a1_2);
+                        var k3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 24)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 24) / 32]));
+                        a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 24), k3, a1_3);
+                        var k4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 32)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 32) / 32]));
+                        a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 32), k4, a1_4);
+                        var k5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 40)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 40) / 32]));
+                        a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 40), k5, a1_5);
+                        var k6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 48)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 48) / 32]));
+                        a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 48), k6, a1_6);
+                        var k7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + i + 56)) * Vector256.Create(BFloat16.ToSingle(ks[(i + 56) / 32]));
+                        a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 256 + i + 56), k7, a1_7);
+                    }
+                    float s1 = Vector256.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a0_4 = Vector128<float>.Zero;
+                    var a0_5 = Vector128<float>.Zero;
+                    var a0_6 = Vector128<float>.Zero;
+                    var a0_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 256; i += 32)
+                    {
+                        var k0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i) / 32]));
+                        a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i), k0, a0_0);
+                        var k1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 4) / 32]));
+                        a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 4), k1, a0_1);
+                        var k2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 8) / 32]));
+                        a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 8), k2, a0_2);
+                        var k3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 12) / 32]));
+                        a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 12), k3, a0_3);
+                        var k4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 16) / 32]));
+                        a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 16), k4, a0_4);
+                        var k5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 20) / 32]));
+                        a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 20), k5, a0_5);
+                        var k6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 24) / 32]));
+                        a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 24), k6, a0_6);
+                        var k7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 28) / 32]));
+                        a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + i + 28), k7, a0_7);
+                    }
+                    float s0 = Vector128.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var a1_4 = Vector128<float>.Zero;
+                    var a1_5 = Vector128<float>.Zero;
+                    var a1_6 = Vector128<float>.Zero;
+                    var a1_7 = Vector128<float>.Zero;
+                    for (int i = 0; i < 256; i += 32)
+                    {
+                        var k0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i) / 32]));
+                        a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i), k0, a1_0);
+                        var k1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 4) / 32]));
+                        a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 4), k1, a1_1);
+                        var k2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 8) / 32]));
+                        a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 8), k2, a1_2);
+                        var k3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 12) / 32]));
+                        a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 12), k3, a1_3);
+                        var k4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 16) / 32]));
+                        a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 16), k4, a1_4);
+                        var k5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 20) / 32]));
+                        a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 20), k5, a1_5);
+                        var k6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 24) / 32]));
+                        a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 24), k6, a1_6);
+                        var k7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + i + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[(i + 28) / 32]));
+                        a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 256 + i + 28), k7, a1_7);
+                    }
+                    float s1 = Vector128.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else
+            {
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 256; i++) sum += q[0 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 256; i++) sum += q[256 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
+                    scores[stride] = sum;
+                }
+            }
+        }
+
         /// <summary>Σ w[i]·x[i] over 2048 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         internal static float Dot_F32_2048(float* w, float* x)
@@ -4592,6 +5871,8 @@ namespace GemmaGen.Models
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
                     if (cache.Precision == KvPrecision.BF16)
                         LocalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
+                    else if (cache.Precision == KvPrecision.Q8_0)
+                        LocalAttention(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / 32, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / 32, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                     else
                         LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                 }
@@ -4624,6 +5905,8 @@ namespace GemmaGen.Models
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
                     if (cache.Precision == KvPrecision.BF16)
                         GlobalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
+                    else if (cache.Precision == KvPrecision.Q8_0)
+                        GlobalAttention(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / 32, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / 32, o._batch.Position(t), scores, sequence.MaxContext, output);
                     else
                         GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
                 }

@@ -7,6 +7,7 @@ using System;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using GemmaGen.Kernels;
 using GemmaGen.Specs;
 
@@ -1752,6 +1753,529 @@ namespace GemmaGen.Models
             }
         }
 
+        /// <summary>local attention over a q8_0 cache (int8 rows, a bf16 scale per block of 32): window 128, the 2 query heads of one kv head (4 / 2), d 64, softcap 50.0, scale 1/sqrt(64.0).
+        /// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,
+        /// which has W slots or more (a batch writes all its keys before attending).</summary>
+        internal static void LocalAttention(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int position, float* scores, long stride, float* output, int ring)
+        {
+            int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;
+            AttendGroup(q, keys, keyScales, values, valueScales, first % ring, position - first + 1, ring, scores, stride, output);
+        }
+
+        /// <summary>global attention over a q8_0 cache (int8 rows, a bf16 scale per block of 32): the 2 query heads of one kv head (4 / 2), d 64, softcap 50.0, scale 1/sqrt(64.0). A query at p sees keys 0 .. p.</summary>
+        internal static void GlobalAttention(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int position, float* scores, long stride, float* output)
+        {
+            AttendGroup(q, keys, keyScales, values, valueScales, 0, position + 1, int.MaxValue, scores, stride, output);
+        }
+
+        /// <summary>The GroupSize query heads q + g·d that share one kv head of a q8_0 cache (int8 rows, a bf16 scale per block of 32), over <paramref name="count"/> keys starting at
+        /// ring slot <paramref name="firstSlot"/> (slots wrap at <paramref name="ring"/>): scores (each key row read once for
+        /// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.
+        /// Query g's scores are row g of <paramref name="scores"/>, rows <paramref name="stride"/> apart.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        internal static void AttendGroup(float* q, sbyte* keys, ushort* keyScales, sbyte* values, ushort* valueScales, int firstSlot, int count, int ring, float* scores, long stride, float* output)
+        {
+            int slot = firstSlot;
+            for (int n = 0; n < count; n++)
+            {
+                GroupDot_Q8_0_64(q, keys + (long)slot * HeadDim, keyScales + (long)slot * 2, scores + n, stride);
+                if (++slot == ring) slot = 0;
+            }
+            for (int g = 0; g < GroupSize; g++)
+            {
+                var s = new Span<float>(scores + g * stride, count);
+                Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)
+                Activations.Softmax(s);
+            }
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector512<float>.Zero;
+                    var o0_1 = Vector512<float>.Zero;
+                    var o0_2 = Vector512<float>.Zero;
+                    var o0_3 = Vector512<float>.Zero;
+                    var o1_0 = Vector512<float>.Zero;
+                    var o1_1 = Vector512<float>.Zero;
+                    var o1_2 = Vector512<float>.Zero;
+                    var o1_3 = Vector512<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 2;
+                        var p0 = Vector512.Create(scores[n]);
+                        var p1 = Vector512.Create(scores[stride + n]);
+                        var v0 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value))) * Vector512.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector512.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector512.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 16))) * Vector512.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector512.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector512.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 32))) * Vector512.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_2 = Vector512.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector512.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(value + 48))) * Vector512.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_3 = Vector512.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector512.MultiplyAddEstimate(v3, p1, o1_3);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 16);
+                    o0_2.Store(output + 32);
+                    o0_3.Store(output + 48);
+                    o1_0.Store(output + 64);
+                    o1_1.Store(output + 80);
+                    o1_2.Store(output + 96);
+                    o1_3.Store(output + 112);
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector256<float>.Zero;
+                    var o0_1 = Vector256<float>.Zero;
+                    var o0_2 = Vector256<float>.Zero;
+                    var o0_3 = Vector256<float>.Zero;
+                    var o1_0 = Vector256<float>.Zero;
+                    var o1_1 = Vector256<float>.Zero;
+                    var o1_2 = Vector256<float>.Zero;
+                    var o1_3 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 2;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector256.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector256.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 8)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector256.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector256.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 16)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_2 = Vector256.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector256.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 24)) * Vector256.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_3 = Vector256.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector256.MultiplyAddEstimate(v3, p1, o1_3);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 8);
+                    o0_2.Store(output + 16);
+                    o0_3.Store(output + 24);
+                    o1_0.Store(output + 64);
+                    o1_1.Store(output + 72);
+                    o1_2.Store(output + 80);
+                    o1_3.Store(output + 88);
+                }
+                {
+                    var o0_4 = Vector256<float>.Zero;
+                    var o0_5 = Vector256<float>.Zero;
+                    var o0_6 = Vector256<float>.Zero;
+                    var o0_7 = Vector256<float>.Zero;
+                    var o1_4 = Vector256<float>.Zero;
+                    var o1_5 = Vector256<float>.Zero;
+                    var o1_6 = Vector256<float>.Zero;
+                    var o1_7 = Vector256<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 2;
+                        var p0 = Vector256.Create(scores[n]);
+                        var p1 = Vector256.Create(scores[stride + n]);
+                        var v4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 32)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_4 = Vector256.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector256.MultiplyAddEstimate(v4, p1, o1_4);
+                        var v5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 40)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_5 = Vector256.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector256.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 48)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_6 = Vector256.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector256.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(value + 56)) * Vector256.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_7 = Vector256.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector256.MultiplyAddEstimate(v7, p1, o1_7);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_4.Store(output + 32);
+                    o0_5.Store(output + 40);
+                    o0_6.Store(output + 48);
+                    o0_7.Store(output + 56);
+                    o1_4.Store(output + 96);
+                    o1_5.Store(output + 104);
+                    o1_6.Store(output + 112);
+                    o1_7.Store(output + 120);
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var o0_0 = Vector128<float>.Zero;
+                    var o0_1 = Vector128<float>.Zero;
+                    var o0_2 = Vector128<float>.Zero;
+                    var o0_3 = Vector128<float>.Zero;
+                    var o0_4 = Vector128<float>.Zero;
+                    var o1_0 = Vector128<float>.Zero;
+                    var o1_1 = Vector128<float>.Zero;
+                    var o1_2 = Vector128<float>.Zero;
+                    var o1_3 = Vector128<float>.Zero;
+                    var o1_4 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 2;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_0 = Vector128.MultiplyAddEstimate(v0, p0, o0_0);
+                        o1_0 = Vector128.MultiplyAddEstimate(v0, p1, o1_0);
+                        var v1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_1 = Vector128.MultiplyAddEstimate(v1, p0, o0_1);
+                        o1_1 = Vector128.MultiplyAddEstimate(v1, p1, o1_1);
+                        var v2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_2 = Vector128.MultiplyAddEstimate(v2, p0, o0_2);
+                        o1_2 = Vector128.MultiplyAddEstimate(v2, p1, o1_2);
+                        var v3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_3 = Vector128.MultiplyAddEstimate(v3, p0, o0_3);
+                        o1_3 = Vector128.MultiplyAddEstimate(v3, p1, o1_3);
+                        var v4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_4 = Vector128.MultiplyAddEstimate(v4, p0, o0_4);
+                        o1_4 = Vector128.MultiplyAddEstimate(v4, p1, o1_4);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_0.Store(output + 0);
+                    o0_1.Store(output + 4);
+                    o0_2.Store(output + 8);
+                    o0_3.Store(output + 12);
+                    o0_4.Store(output + 16);
+                    o1_0.Store(output + 64);
+                    o1_1.Store(output + 68);
+                    o1_2.Store(output + 72);
+                    o1_3.Store(output + 76);
+                    o1_4.Store(output + 80);
+                }
+                {
+                    var o0_5 = Vector128<float>.Zero;
+                    var o0_6 = Vector128<float>.Zero;
+                    var o0_7 = Vector128<float>.Zero;
+                    var o0_8 = Vector128<float>.Zero;
+                    var o0_9 = Vector128<float>.Zero;
+                    var o1_5 = Vector128<float>.Zero;
+                    var o1_6 = Vector128<float>.Zero;
+                    var o1_7 = Vector128<float>.Zero;
+                    var o1_8 = Vector128<float>.Zero;
+                    var o1_9 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 2;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_5 = Vector128.MultiplyAddEstimate(v5, p0, o0_5);
+                        o1_5 = Vector128.MultiplyAddEstimate(v5, p1, o1_5);
+                        var v6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_6 = Vector128.MultiplyAddEstimate(v6, p0, o0_6);
+                        o1_6 = Vector128.MultiplyAddEstimate(v6, p1, o1_6);
+                        var v7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[0]));
+                        o0_7 = Vector128.MultiplyAddEstimate(v7, p0, o0_7);
+                        o1_7 = Vector128.MultiplyAddEstimate(v7, p1, o1_7);
+                        var v8 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 32)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_8 = Vector128.MultiplyAddEstimate(v8, p0, o0_8);
+                        o1_8 = Vector128.MultiplyAddEstimate(v8, p1, o1_8);
+                        var v9 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 36)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_9 = Vector128.MultiplyAddEstimate(v9, p0, o0_9);
+                        o1_9 = Vector128.MultiplyAddEstimate(v9, p1, o1_9);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_5.Store(output + 20);
+                    o0_6.Store(output + 24);
+                    o0_7.Store(output + 28);
+                    o0_8.Store(output + 32);
+                    o0_9.Store(output + 36);
+                    o1_5.Store(output + 84);
+                    o1_6.Store(output + 88);
+                    o1_7.Store(output + 92);
+                    o1_8.Store(output + 96);
+                    o1_9.Store(output + 100);
+                }
+                {
+                    var o0_10 = Vector128<float>.Zero;
+                    var o0_11 = Vector128<float>.Zero;
+                    var o0_12 = Vector128<float>.Zero;
+                    var o0_13 = Vector128<float>.Zero;
+                    var o0_14 = Vector128<float>.Zero;
+                    var o0_15 = Vector128<float>.Zero;
+                    var o1_10 = Vector128<float>.Zero;
+                    var o1_11 = Vector128<float>.Zero;
+                    var o1_12 = Vector128<float>.Zero;
+                    var o1_13 = Vector128<float>.Zero;
+                    var o1_14 = Vector128<float>.Zero;
+                    var o1_15 = Vector128<float>.Zero;
+                    slot = firstSlot;
+                    for (int n = 0; n < count; n++)
+                    {
+                        sbyte* value = values + (long)slot * HeadDim;
+                        ushort* valueScale = valueScales + (long)slot * 2;
+                        var p0 = Vector128.Create(scores[n]);
+                        var p1 = Vector128.Create(scores[stride + n]);
+                        var v10 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 40)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_10 = Vector128.MultiplyAddEstimate(v10, p0, o0_10);
+                        o1_10 = Vector128.MultiplyAddEstimate(v10, p1, o1_10);
+                        var v11 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 44)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_11 = Vector128.MultiplyAddEstimate(v11, p0, o0_11);
+                        o1_11 = Vector128.MultiplyAddEstimate(v11, p1, o1_11);
+                        var v12 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 48)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_12 = Vector128.MultiplyAddEstimate(v12, p0, o0_12);
+                        o1_12 = Vector128.MultiplyAddEstimate(v12, p1, o1_12);
+                        var v13 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 52)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_13 = Vector128.MultiplyAddEstimate(v13, p0, o0_13);
+                        o1_13 = Vector128.MultiplyAddEstimate(v13, p1, o1_13);
+                        var v14 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 56)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_14 = Vector128.MultiplyAddEstimate(v14, p0, o0_14);
+                        o1_14 = Vector128.MultiplyAddEstimate(v14, p1, o1_14);
+                        var v15 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(value + 60)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(valueScale[1]));
+                        o0_15 = Vector128.MultiplyAddEstimate(v15, p0, o0_15);
+                        o1_15 = Vector128.MultiplyAddEstimate(v15, p1, o1_15);
+                        if (++slot == ring) slot = 0;
+                    }
+                    o0_10.Store(output + 40);
+                    o0_11.Store(output + 44);
+                    o0_12.Store(output + 48);
+                    o0_13.Store(output + 52);
+                    o0_14.Store(output + 56);
+                    o0_15.Store(output + 60);
+                    o1_10.Store(output + 104);
+                    o1_11.Store(output + 108);
+                    o1_12.Store(output + 112);
+                    o1_13.Store(output + 116);
+                    o1_14.Store(output + 120);
+                    o1_15.Store(output + 124);
+                }
+            }
+            else
+            {
+                for (int g = 0; g < 2; g++)
+                {
+                    for (int i = 0; i < 64; i++)
+                    {
+                        float sum = 0f;
+                        slot = firstSlot;
+                        for (int n = 0; n < count; n++)
+                        {
+                            sum += scores[g * stride + n] * (values[(long)slot * HeadDim + i] * BFloat16.ToSingle(valueScales[((long)slot * HeadDim + i) / 32]));
+                            if (++slot == ring) slot = 0;
+                        }
+                        output[g * 64 + i] = sum;
+                    }
+                }
+            }
+        }
+
+        /// <summary>scores[g·stride] = q_g·k for the 2 query heads q_g = q + g·64 of one kv head and one Q8_0 key (dequantized as loaded: its int8 times the bf16 scale of their block, ks): every key
+        /// vector loaded once for the group, each query summed as Dot sums it.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static void GroupDot_Q8_0_64(float* q, sbyte* k, ushort* ks, float* scores, long stride)
+        {
+            if (Vector512.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector512<float>.Zero;
+                    var a0_1 = Vector512<float>.Zero;
+                    var a0_2 = Vector512<float>.Zero;
+                    var a0_3 = Vector512<float>.Zero;
+                    var a1_0 = Vector512<float>.Zero;
+                    var a1_1 = Vector512<float>.Zero;
+                    var a1_2 = Vector512<float>.Zero;
+                    var a1_3 = Vector512<float>.Zero;
+                    var k0 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k))) * Vector512.Create(BFloat16.ToSingle(ks[0]));
+                    a0_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 0), k0, a0_0);
+                    a1_0 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64), k0, a1_0);
+                    var k1 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 16))) * Vector512.Create(BFloat16.ToSingle(ks[0]));
+                    a0_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 16), k1, a0_1);
+                    a1_1 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64 + 16), k1, a1_1);
+                    var k2 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 32))) * Vector512.Create(BFloat16.ToSingle(ks[1]));
+                    a0_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 32), k2, a0_2);
+                    a1_2 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64 + 32), k2, a1_2);
+                    var k3 = Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(k + 48))) * Vector512.Create(BFloat16.ToSingle(ks[1]));
+                    a0_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 48), k3, a0_3);
+                    a1_3 = Vector512.MultiplyAddEstimate(Vector512.Load(q + 64 + 48), k3, a1_3);
+                    float s0 = Vector512.Sum((a0_0 + a0_1) + (a0_2 + a0_3));
+                    scores[0] = s0;
+                    float s1 = Vector512.Sum((a1_0 + a1_1) + (a1_2 + a1_3));
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector256<float>.Zero;
+                    var a0_1 = Vector256<float>.Zero;
+                    var a0_2 = Vector256<float>.Zero;
+                    var a0_3 = Vector256<float>.Zero;
+                    var a0_4 = Vector256<float>.Zero;
+                    var a0_5 = Vector256<float>.Zero;
+                    var a0_6 = Vector256<float>.Zero;
+                    var a0_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 0), k0, a0_0);
+                    var k1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 8)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 8), k1, a0_1);
+                    var k2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 16)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 16), k2, a0_2);
+                    var k3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 24)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a0_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 24), k3, a0_3);
+                    var k4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 32)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 32), k4, a0_4);
+                    var k5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 40)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 40), k5, a0_5);
+                    var k6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 48)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 48), k6, a0_6);
+                    var k7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 56)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a0_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 56), k7, a0_7);
+                    float s0 = Vector256.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector256<float>.Zero;
+                    var a1_1 = Vector256<float>.Zero;
+                    var a1_2 = Vector256<float>.Zero;
+                    var a1_3 = Vector256<float>.Zero;
+                    var a1_4 = Vector256<float>.Zero;
+                    var a1_5 = Vector256<float>.Zero;
+                    var a1_6 = Vector256<float>.Zero;
+                    var a1_7 = Vector256<float>.Zero;
+                    var k0 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_0 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64), k0, a1_0);
+                    var k1 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 8)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_1 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 8), k1, a1_1);
+                    var k2 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 16)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_2 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 16), k2, a1_2);
+                    var k3 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 24)) * Vector256.Create(BFloat16.ToSingle(ks[0]));
+                    a1_3 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 24), k3, a1_3);
+                    var k4 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 32)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_4 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 32), k4, a1_4);
+                    var k5 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 40)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_5 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 40), k5, a1_5);
+                    var k6 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 48)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_6 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 48), k6, a1_6);
+                    var k7 = Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(k + 56)) * Vector256.Create(BFloat16.ToSingle(ks[1]));
+                    a1_7 = Vector256.MultiplyAddEstimate(Vector256.Load(q + 64 + 56), k7, a1_7);
+                    float s1 = Vector256.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                {
+                    var a0_0 = Vector128<float>.Zero;
+                    var a0_1 = Vector128<float>.Zero;
+                    var a0_2 = Vector128<float>.Zero;
+                    var a0_3 = Vector128<float>.Zero;
+                    var a0_4 = Vector128<float>.Zero;
+                    var a0_5 = Vector128<float>.Zero;
+                    var a0_6 = Vector128<float>.Zero;
+                    var a0_7 = Vector128<float>.Zero;
+                    var k0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 0), k0, a0_0);
+                    var k1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 4), k1, a0_1);
+                    var k2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 8), k2, a0_2);
+                    var k3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 12), k3, a0_3);
+                    var k4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 16), k4, a0_4);
+                    var k5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 20), k5, a0_5);
+                    var k6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 24), k6, a0_6);
+                    var k7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 28), k7, a0_7);
+                    var k8 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 32)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 32), k8, a0_0);
+                    var k9 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 36)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 36), k9, a0_1);
+                    var k10 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 40)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 40), k10, a0_2);
+                    var k11 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 44)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 44), k11, a0_3);
+                    var k12 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 48)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 48), k12, a0_4);
+                    var k13 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 52)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 52), k13, a0_5);
+                    var k14 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 56)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 56), k14, a0_6);
+                    var k15 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 60)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a0_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 60), k15, a0_7);
+                    float s0 = Vector128.Sum(((a0_0 + a0_1) + (a0_2 + a0_3)) + ((a0_4 + a0_5) + (a0_6 + a0_7)));
+                    scores[0] = s0;
+                }
+                {
+                    var a1_0 = Vector128<float>.Zero;
+                    var a1_1 = Vector128<float>.Zero;
+                    var a1_2 = Vector128<float>.Zero;
+                    var a1_3 = Vector128<float>.Zero;
+                    var a1_4 = Vector128<float>.Zero;
+                    var a1_5 = Vector128<float>.Zero;
+                    var a1_6 = Vector128<float>.Zero;
+                    var a1_7 = Vector128<float>.Zero;
+                    var k0 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64), k0, a1_0);
+                    var k1 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 4)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 4), k1, a1_1);
+                    var k2 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 8)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 8), k2, a1_2);
+                    var k3 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 12)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 12), k3, a1_3);
+                    var k4 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 16)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 16), k4, a1_4);
+                    var k5 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 20)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 20), k5, a1_5);
+                    var k6 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 24)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 24), k6, a1_6);
+                    var k7 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 28)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[0]));
+                    a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 28), k7, a1_7);
+                    var k8 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 32)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_0 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 32), k8, a1_0);
+                    var k9 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 36)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_1 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 36), k9, a1_1);
+                    var k10 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 40)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_2 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 40), k10, a1_2);
+                    var k11 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 44)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_3 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 44), k11, a1_3);
+                    var k12 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 48)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_4 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 48), k12, a1_4);
+                    var k13 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 52)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_5 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 52), k13, a1_5);
+                    var k14 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 56)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_6 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 56), k14, a1_6);
+                    var k15 = Vector128.ConvertToSingle(Vector128.WidenLower(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(int*)(k + 60)).AsSByte()))) * Vector128.Create(BFloat16.ToSingle(ks[1]));
+                    a1_7 = Vector128.MultiplyAddEstimate(Vector128.Load(q + 64 + 60), k15, a1_7);
+                    float s1 = Vector128.Sum(((a1_0 + a1_1) + (a1_2 + a1_3)) + ((a1_4 + a1_5) + (a1_6 + a1_7)));
+                    scores[stride] = s1;
+                }
+            }
+            else
+            {
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 64; i++) sum += q[0 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
+                    scores[0] = sum;
+                }
+                {
+                    float sum = 0f;
+                    for (int i = 0; i < 64; i++) sum += q[64 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
+                    scores[stride] = sum;
+                }
+            }
+        }
+
         /// <summary>Σ w[i]·x[i] over 256 F32 weights.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         internal static float Dot_F32_256(float* w, float* x)
@@ -2619,6 +3143,8 @@ namespace GemmaGen.Models
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
                     if (cache.Precision == KvPrecision.BF16)
                         LocalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
+                    else if (cache.Precision == KvPrecision.Q8_0)
+                        LocalAttention(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / 32, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / 32, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                     else
                         LocalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output, (int)slots);
                 }
@@ -2651,6 +3177,8 @@ namespace GemmaGen.Models
                     float* scores = ScoreScratch(GroupSize * sequence.MaxContext);
                     if (cache.Precision == KvPrecision.BF16)
                         GlobalAttention(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
+                    else if (cache.Precision == KvPrecision.Q8_0)
+                        GlobalAttention(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / 32, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / 32, o._batch.Position(t), scores, sequence.MaxContext, output);
                     else
                         GlobalAttention(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output);
                 }

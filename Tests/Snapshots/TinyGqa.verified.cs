@@ -7,6 +7,7 @@ using System;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using GemmaGen.Kernels;
 using GemmaGen.Specs;
 

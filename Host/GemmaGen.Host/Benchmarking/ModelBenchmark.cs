@@ -134,7 +134,7 @@ public static class ModelBenchmark
             log?.WriteLine($"loading {n} layer(s) of synthetic weights as {options.Format}...");
             using var source = new SyntheticWeights(config);
             // The checks of loading a model, memory first: a shape too large for this machine is refused, not killed.
-            LoadPlan.Create(config, source, new GemmaModelOptions { Format = options.Format, MaxContext = options.PromptTokens + options.DecodeTokens })
+            LoadPlan.Create(config, source, new GemmaModelOptions { Format = options.Format, KvCache = options.KvCache, MaxContext = options.PromptTokens + options.DecodeTokens })
                 .RequireMemory();
             // The synthetic formula is finite by construction: no scan.
             using var weights = ModelWeights.Load(config, source, options.Format, checkFinite: false);

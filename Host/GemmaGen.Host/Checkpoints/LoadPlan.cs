@@ -82,6 +82,7 @@ public sealed class LoadPlan
     /// <param name="available">The memory available; null reads it (<see cref="AvailableMemory.Read"/>).</param>
     /// <exception cref="TokenizerException">The tokenizer's vocabulary is not the config's.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The options ask for no context or no threads.</exception>
+    /// <exception cref="CheckpointException">The KV cache precision cannot store this model's heads (see <see cref="KvCache.Refusal"/>).</exception>
     public static LoadPlan Create(Gemma2Config config, ITensorSource source, GemmaModelOptions? options = null, GemmaTokenizer? tokenizer = null, long? available = null)
     {
         options ??= new GemmaModelOptions();
@@ -91,6 +92,7 @@ public sealed class LoadPlan
         if (options.Threads is < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.Threads, "threads must be at least 1");
         if (tokenizer != null) RequireMatchingVocabulary(config, tokenizer);
+        if (KvCache.Refusal(config, options.KvCache) is { } refusal) throw new CheckpointException($"{source.Description}: {refusal}");
 
         // Synthetic weights are F32, untied, and exactly what the config asks for; asking for one would generate it.
         bool synthetic = source is SyntheticWeights;

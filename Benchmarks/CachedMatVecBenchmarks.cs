@@ -1,0 +1,76 @@
+using System.Runtime.Intrinsics;
+using BenchmarkDotNet.Attributes;
+using GemmaGen.Benchmarks.Compiled;
+using GemmaGen.Kernels;
+
+namespace GemmaGen.Benchmarks;
+
+/// <summary>
+/// Issue 10 item 1: each decode kernel's own speed, with its weights resident in cache, so that memory does not bound
+/// it: about 1 MiB of weights (2304 columns, the 2B width; rows chosen per format), one thread, one matrix-vector product
+/// per call. The kernel is what decoding runs: the generated 2B kernels for F32 and BF16, the format's kernel for Q8_0
+/// and Q4_0. Weight bytes streamed per second = <see cref="Bytes"/> / time. The baseline reads a 1 GiB buffer once
+/// (512-bit loads, summed): the memory bandwidth of one core, for comparison.
+/// </summary>
+public unsafe class CachedMatVecBenchmarks
+{
+    private const int Cols = 2304;
+    private WeightMatrix _matrix = null!;
+    private NativeBuffer _stream = null!;
+    private float[] _x = null!, _y = null!;
+
+    [Params("f32", "bf16", "q8_0", "q4_0")]
+    public string Format { get; set; } = "";
+
+    /// <summary>Bytes of weights one call reads.</summary>
+    public long Bytes => _matrix.ByteLength;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var format = WeightFormat.Find(Format)!;
+        // About 1 MiB: 2304 columns at 4, 2, 1.0625 and 0.5625 bytes per weight, rows a multiple of 16.
+        int rows = Format switch { "f32" => 112, "bf16" => 224, "q8_0" => 432, _ => 816 };
+        _matrix = BenchmarkData.RandomMatrix("w", rows, Cols, format, seed: 3);
+        _x = BenchmarkData.Wave(Cols);
+        _y = GC.AllocateArray<float>(rows, pinned: true);
+        _stream = new NativeBuffer(1L << 30);
+        _stream.AsSpan<byte>().Fill(1);
+        Console.WriteLine($"// {Format}: {rows} x {Cols}, {_matrix.ByteLength} bytes of weights");
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _matrix.Dispose();
+        _stream.Dispose();
+    }
+
+    [Benchmark(Description = "matrix-vector product, weights in cache")]
+    public void MatVec()
+    {
+        fixed (float* x = _x, y = _y)
+        {
+            if (_matrix.Format == WeightFormat.F32) Gemma2_2B.MatVec_F32_2304((float*)_matrix.Data, x, y, 0, _matrix.Rows);
+            else if (_matrix.Format == WeightFormat.BF16) Gemma2_2B.MatVec_BF16_2304((ushort*)_matrix.Data, x, y, 0, _matrix.Rows);
+            else _matrix.MatVecRows(x, y, 0, _matrix.Rows);
+        }
+    }
+
+    /// <summary>One core reading 1 GiB from memory (the per-core bandwidth; divide 2^30 by the time).</summary>
+    [Benchmark(Description = "one core streaming 1 GiB from memory")]
+    public Vector512<byte> Stream()
+    {
+        byte* p = (byte*)_stream.Pointer;
+        long length = _stream.ByteLength;
+        Vector512<byte> a = default, b = default, c = default, d = default;
+        for (long i = 0; i < length; i += 256)
+        {
+            a ^= Vector512.Load(p + i);
+            b ^= Vector512.Load(p + i + 64);
+            c ^= Vector512.Load(p + i + 128);
+            d ^= Vector512.Load(p + i + 192);
+        }
+        return a ^ b ^ c ^ d;
+    }
+}
