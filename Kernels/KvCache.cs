@@ -198,7 +198,7 @@ public sealed unsafe class KvCache
     {
         fixed (float* x = head)
             for (int b = 0; b < head.Length / Q8Block; b++)
-                scales[b] = Q8_0Block.QuantizeSigned(x + b * Q8Block, quants + b * Q8Block);
+                scales[b] = Q8_0Block<BF16Scale>.QuantizeSigned(x + b * Q8Block, quants + b * Q8Block);
     }
 
     private static void LoadQ8(sbyte* quants, ushort* scales, Span<float> head)

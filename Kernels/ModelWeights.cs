@@ -87,6 +87,56 @@ public sealed class ModelWeights : IDisposable
         return checked(Bytes(v, d) * (lmHead ? 2 : 1) + config.NumHiddenLayers * layer);
     }
 
+    /// <summary>
+    /// Bytes of weight data <see cref="Load"/> allocates for <paramref name="config"/> from <paramref name="source"/> in
+    /// <paramref name="format"/>, null keeping each tensor's own (<see cref="FormatFor"/>), as the source's tensor
+    /// types say (<see cref="ITensorSource.DTypeOf"/>; nothing is read or made). A missing tensor counts in the
+    /// embedding's type, and every layer after the last the source holds as a layer of missing tensors (so a config of
+    /// absurdly many layers is counted, not walked).
+    /// </summary>
+    /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
+    public static long ByteLengthOf(Gemma2Config config, ITensorSource source, WeightFormat? format)
+    {
+        int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
+        int inter = config.IntermediateSize, v = config.VocabSize;
+        var fallback = source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32;
+        long Bytes(int rows, int cols, params string?[] names) => WeightMatrix.ByteLengthOf(
+            StackedFormat(format, names.Select(n => (n == null ? null : source.DTypeOf(n)) ?? fallback), cols), rows, cols);
+        long Layer(LayerNames? n) => checked(Bytes((h + 2 * k) * hd, d, n?.QProj, n?.KProj, n?.VProj) + Bytes(d, h * hd, n?.OProj) +
+            Bytes(2 * inter, d, n?.GateProj, n?.UpProj) + Bytes(d, inter, n?.DownProj));
+        long total = Bytes(v, d, CheckpointNames.Embed);
+        if (source.DTypeOf(CheckpointNames.LmHead) != null) total = checked(total + Bytes(v, d, CheckpointNames.LmHead));
+        int l = 0;
+        for (; l < config.NumHiddenLayers; l++)
+        {
+            var n = CheckpointNames.Layer(l);
+            if (new[] { n.QProj, n.KProj, n.VProj, n.OProj, n.GateProj, n.UpProj, n.DownProj }.All(t => source.DTypeOf(t) == null)) break;
+            total = checked(total + Layer(n));
+        }
+        return checked(total + (config.NumHiddenLayers - l) * Layer(null));
+    }
+
+    /// <summary>
+    /// The format a matrix of <paramref name="cols"/> columns from a tensor of <paramref name="dtype"/> is held in:
+    /// <paramref name="format"/> when given; else the tensor's own encoding: BF16 as BF16, a block encoding in its
+    /// <see cref="WeightFormat.AsStored"/> format (GGUF's Q8_0 and Q4_0 blocks as stored), anything else (F32, F16) as
+    /// F32. A block format needs a width that is a multiple of 32 (its block size): a matrix of any other width stays
+    /// BF16.
+    /// </summary>
+    public static WeightFormat FormatFor(WeightFormat? format, TensorDType dtype, int cols)
+    {
+        var chosen = format ?? WeightFormat.ForStored(dtype) ?? (dtype == TensorDType.BF16 ? WeightFormat.BF16 : WeightFormat.F32);
+        return WeightMatrix.CanStore(chosen, cols) ? chosen : WeightFormat.BF16;
+    }
+
+    /// <summary>The format of a matrix stacked from tensors of <paramref name="dtypes"/> (q/k/v, gate/up): their common
+    /// <see cref="FormatFor"/>, or F32 when the parts would differ (each part then widened to float32 exactly).</summary>
+    private static WeightFormat StackedFormat(WeightFormat? format, IEnumerable<TensorDType> dtypes, int cols)
+    {
+        var formats = dtypes.Select(t => FormatFor(format, t, cols)).Distinct().ToArray();
+        return formats.Length == 1 ? formats[0] : WeightFormat.F32;
+    }
+
     /// <summary>Bytes of weight data held.</summary>
     public long ByteLength =>
         Embed.ByteLength + (LmHead?.ByteLength ?? 0) +
@@ -168,7 +218,7 @@ public sealed class ModelWeights : IDisposable
                 throw new WeightLoadException($"{source.Description}: tensor '{name}' is missing (expected shape [{string.Join(", ", shape)}])");
             if (!t.Shape.AsSpan().SequenceEqual(shape))
                 throw new WeightLoadException($"{t.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", shape)}]");
-            long count = t.ByteLength / TensorView.ElementSize(t.DType);
+            long count = t.ElementCount;
             if (checkFinite && !FiniteCheck.AllFinite(t.DType, t.Data, count)) throw NotFinite(t, count);
             return t;
         }
@@ -180,6 +230,11 @@ public sealed class ModelWeights : IDisposable
             string kind = FiniteCheck.Describe(FiniteCheck.ElementAt(t.DType, t.Data, first));
             long cols = t.Shape[^1];
             string where = t.Shape.Length == 1 ? $"index {first}" : $"row {first / cols}, column {first % cols}";
+            if (TensorView.IsBlocked(t.DType))
+            {
+                return new WeightLoadException(
+                    $"{t.Origin}: tensor '{t.Name}' has {found} non-finite {t.DType} block scale{(found == 1 ? "" : "s")} (first {kind}, the block at {where})");
+            }
             return new WeightLoadException(
                 $"{t.Origin}: tensor '{t.Name}' has {found} non-finite value{(found == 1 ? "" : "s")} (first {kind} at {where})");
         }
@@ -198,13 +253,7 @@ public sealed class ModelWeights : IDisposable
             return result;
         }
 
-        /// <summary>The requested format, or the checkpoint's (F16 becomes F32). A quantized format needs a width that is a
-        /// multiple of 32 (its block size): a matrix of any other width stays BF16.</summary>
-        private WeightFormat FormatFor(TensorDType dtype, int cols)
-        {
-            var chosen = format ?? (dtype == TensorDType.BF16 ? WeightFormat.BF16 : WeightFormat.F32);
-            return WeightMatrix.CanStore(chosen, cols) ? chosen : WeightFormat.BF16;
-        }
+        private WeightFormat FormatFor(TensorDType dtype, int cols) => ModelWeights.FormatFor(format, dtype, cols);
 
         public WeightMatrix Matrix(string name, int rows, int cols) => Stacked([(name, rows)], cols, interleave: false);
 
@@ -213,7 +262,7 @@ public sealed class ModelWeights : IDisposable
         public WeightMatrix Stacked((string Name, int Rows)[] parts, int cols, bool interleave)
         {
             var views = parts.Select(p => Get(p.Name, p.Rows, cols)).ToArray();
-            var fmt = views.All(t => FormatFor(t.DType, cols) == FormatFor(views[0].DType, cols)) ? FormatFor(views[0].DType, cols) : WeightFormat.F32;
+            var fmt = StackedFormat(format, views.Select(t => t.DType), cols);
             int totalRows = parts.Sum(p => p.Rows);
             var m = new WeightMatrix(string.Join(" + ", parts.Select(p => p.Name)), totalRows, cols, fmt);
             _made.Add(m);
@@ -235,8 +284,8 @@ public sealed class ModelWeights : IDisposable
 
         private static unsafe void Copy(in TensorView view, int sourceRow, int cols, WeightMatrix m, int targetRow, float[] scratch)
         {
-            int size = TensorView.ElementSize(view.DType);
-            if (m.TryCopyRow(targetRow, view.DType, new ReadOnlySpan<byte>(view.Data + (long)sourceRow * cols * size, cols * size))) return;
+            int rowBytes = checked((int)TensorView.RowBytes(view.DType, cols));
+            if (m.TryCopyRow(targetRow, view.DType, new ReadOnlySpan<byte>(view.Data + (long)sourceRow * rowBytes, rowBytes))) return;
             view.ReadFloats((long)sourceRow * cols, scratch);
             m.WriteRow(targetRow, scratch);
         }

@@ -9,14 +9,21 @@ public enum TensorDType
     BF16,
     /// <summary>IEEE float16.</summary>
     F16,
+    /// <summary>ggml's <c>block_q8_0</c> (GGUF): each 32 values of a row are 34 bytes, an IEEE half scale d then 32 int8
+    /// q; the value is d·q.</summary>
+    Q8_0,
+    /// <summary>ggml's <c>block_q4_0</c> (GGUF): each 32 values of a row are 18 bytes, an IEEE half scale d then 16
+    /// bytes whose low nibble j is value j and high nibble value j + 16, q; the value is d·(q − 8).</summary>
+    Q4_0,
 }
 
-/// <summary>A read-only view of one checkpoint tensor's bytes (row-major, little-endian).</summary>
+/// <summary>A read-only view of one checkpoint tensor's bytes (row-major, little-endian; a block encoding's blocks run
+/// along each row).</summary>
 /// <param name="name">The checkpoint tensor name (<c>model.layers.0.self_attn.q_proj.weight</c>).</param>
 /// <param name="dtype">Element type.</param>
 /// <param name="shape">Dimensions, outermost first.</param>
 /// <param name="data">Start of the first element.</param>
-/// <param name="byteLength">Bytes from <paramref name="data"/>; equals element size × product of the shape.</param>
+/// <param name="byteLength">Bytes from <paramref name="data"/>; equals <see cref="RowBytes"/> × the rows.</param>
 /// <param name="origin">Where it came from (a file path, or "synthetic"), for messages.</param>
 public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] shape, byte* data, long byteLength, string origin)
 {
@@ -32,24 +39,71 @@ public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] 
     /// <summary>Start of the first element.</summary>
     public byte* Data { get; } = data;
 
-    /// <summary>Bytes from <see cref="Data"/>: element size × product of the shape.</summary>
+    /// <summary>Bytes from <see cref="Data"/>: <see cref="RowBytes"/> of the last dimension × the other dimensions.</summary>
     public long ByteLength { get; } = byteLength;
+
+    /// <summary>How many values the tensor holds: the product of the shape.</summary>
+    public long ElementCount
+    {
+        get
+        {
+            long count = 1;
+            foreach (long dim in Shape) count *= dim;
+            return count;
+        }
+    }
 
     /// <summary>Where it came from (a file path, or "synthetic"), for messages.</summary>
     public string Origin { get; } = origin;
 
     /// <summary>Bytes of one element of <paramref name="dtype"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A block encoding (<see cref="IsBlocked"/>): see <see cref="RowBytes"/>.</exception>
     public static int ElementSize(TensorDType dtype) => dtype switch
     {
         TensorDType.F32 => 4,
         TensorDType.BF16 => 2,
         TensorDType.F16 => 2,
-        _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "a block encoding has no element size"),
     };
 
-    /// <summary>Copies elements [<paramref name="start"/>, start + destination.Length) widened to float32.</summary>
+    /// <summary>Values per block of a block encoding (32), or 1 for an element type.</summary>
+    public static int BlockSize(TensorDType dtype) => IsBlocked(dtype) ? GgmlBlockSize : 1;
+
+    /// <summary>Bytes of one block of <paramref name="dtype"/> (for an element type, one element).</summary>
+    public static int BlockBytes(TensorDType dtype) => dtype switch
+    {
+        TensorDType.Q8_0 => 2 + GgmlBlockSize,
+        TensorDType.Q4_0 => 2 + GgmlBlockSize / 2,
+        _ => ElementSize(dtype),
+    };
+
+    /// <summary>Whether <paramref name="dtype"/> stores blocks of values with a scale (Q8_0, Q4_0) rather than elements.</summary>
+    public static bool IsBlocked(TensorDType dtype) => dtype is TensorDType.Q8_0 or TensorDType.Q4_0;
+
+    /// <summary>Bytes of a row of <paramref name="cols"/> values of <paramref name="dtype"/> (a block encoding needs a
+    /// multiple of its block size).</summary>
+    /// <exception cref="ArgumentException">A block encoding and a width that is not a multiple of its block size.</exception>
+    public static long RowBytes(TensorDType dtype, long cols) => cols % BlockSize(dtype) == 0
+        ? cols / BlockSize(dtype) * BlockBytes(dtype)
+        : throw new ArgumentException($"{dtype} rows hold whole blocks of {BlockSize(dtype)} values, not {cols}", nameof(cols));
+
+    /// <summary>Values per block of ggml's Q8_0 and Q4_0.</summary>
+    private const int GgmlBlockSize = 32;
+
+    /// <summary>Copies elements [<paramref name="start"/>, start + destination.Length) widened to float32; a block
+    /// encoding is dequantized exactly (a small integer times a half, which float32 holds), whole blocks only.</summary>
+    /// <exception cref="ArgumentException">A block encoding and a range that does not start and end at block boundaries.</exception>
     public void ReadFloats(long start, Span<float> destination)
     {
+        if (IsBlocked(DType))
+        {
+            if (start % GgmlBlockSize != 0 || destination.Length % GgmlBlockSize != 0)
+                throw new ArgumentException($"{Name}: {DType} values are read in whole blocks of {GgmlBlockSize}, not [{start}, {start + destination.Length})");
+            byte* block = Data + start / GgmlBlockSize * BlockBytes(DType);
+            for (int b = 0; b < destination.Length / GgmlBlockSize; b++, block += BlockBytes(DType))
+                DequantizeBlock(DType, block, destination.Slice(b * GgmlBlockSize, GgmlBlockSize));
+            return;
+        }
         switch (DType)
         {
             case TensorDType.F32:
@@ -62,6 +116,23 @@ public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] 
                 var half = new ReadOnlySpan<Half>((Half*)Data + start, destination.Length);
                 for (int i = 0; i < half.Length; i++) destination[i] = (float)half[i];
                 break;
+        }
+    }
+
+    /// <summary>One ggml block's 32 values.</summary>
+    private static void DequantizeBlock(TensorDType dtype, byte* block, Span<float> values)
+    {
+        float d = (float)BitConverter.UInt16BitsToHalf(*(ushort*)block);
+        byte* q = block + 2;
+        if (dtype == TensorDType.Q8_0)
+        {
+            for (int i = 0; i < GgmlBlockSize; i++) values[i] = (sbyte)q[i] * d;
+            return;
+        }
+        for (int i = 0; i < GgmlBlockSize / 2; i++)
+        {
+            values[i] = ((q[i] & 0xF) - 8) * d;
+            values[i + GgmlBlockSize / 2] = ((q[i] >> 4) - 8) * d;
         }
     }
 }

@@ -28,17 +28,42 @@ public abstract unsafe class WeightFormat
 
     /// <summary>Blocks of 32 int8 values and a bf16 scale, 1.0625 bytes per weight, rows interleaved in groups of 16
     /// (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of 32.</summary>
-    public static WeightFormat Q8_0 { get; } = new QuantizedFormat<Q8_0Block>("q8_0");
+    public static WeightFormat Q8_0 { get; } = new QuantizedFormat<Q8_0Block<BF16Scale>>("q8_0", integerPrefill: true);
 
     /// <summary>Blocks of 32 four-bit values (offset 8) and a bf16 scale, 0.5625 bytes per weight, rows interleaved in
     /// groups of 16 (<see cref="QuantizedLayout"/>). Quantized when rows are written; the width must be a multiple of
     /// 32.</summary>
-    public static WeightFormat Q4_0 { get; } = new QuantizedFormat<Q4_0Block>("q4_0");
+    public static WeightFormat Q4_0 { get; } = new QuantizedFormat<Q4_0Block<BF16Scale>>("q4_0", integerPrefill: true);
 
-    /// <summary>Every format, the one registration: option parsing, messages and tables enumerate this list.</summary>
+    /// <summary>GGUF's Q8_0 tensors as stored: ggml's blocks of 32 int8 values and an IEEE half scale, 1.0625 bytes per
+    /// weight, laid out as <see cref="Q8_0"/> (<see cref="QuantizedLayout"/>) with the file's half scales kept as they
+    /// are. The loader fills it from a GGUF Q8_0 tensor when no format is asked for; not a conversion target
+    /// (<see cref="AsStored"/>). Its prefill multiplies the dequantized rows with float inputs: rounding them to int8
+    /// as <see cref="Q8_0"/>'s does moved the GGUF fixtures' logits as far from the exact goldens as llama.cpp's own,
+    /// sometimes further (README, "Running a GGUF file").</summary>
+    public static WeightFormat Q8_0F16 { get; } = new QuantizedFormat<Q8_0Block<F16Scale>>("q8_0-f16", integerPrefill: false);
+
+    /// <summary>GGUF's Q4_0 tensors as stored: ggml's blocks of 32 four-bit values (offset 8) and an IEEE half scale,
+    /// 0.5625 bytes per weight, laid out as <see cref="Q4_0"/> with the file's half scales kept as they are; not a
+    /// conversion target (<see cref="AsStored"/>). Its prefill is exact, as <see cref="Q8_0F16"/>'s.</summary>
+    public static WeightFormat Q4_0F16 { get; } = new QuantizedFormat<Q4_0Block<F16Scale>>("q4_0-f16", integerPrefill: false);
+
+    /// <summary>Every format a model can be converted to at load, the one registration of them: option parsing
+    /// (<c>--quant</c>), messages and tables enumerate this list.</summary>
     public static IReadOnlyList<WeightFormat> All { get; } = [F32, BF16, Q8_0, Q4_0];
 
-    /// <summary>The format named <paramref name="name"/> (<see cref="Name"/>, any case), or null.</summary>
+    /// <summary>The formats that hold a checkpoint's own quantized blocks as stored (GGUF's Q8_0 and Q4_0, whose scales
+    /// are IEEE halves), the one registration of them: the loader picks one for a tensor of its
+    /// <see cref="TensorDType"/> (<see cref="ForStored"/>). Converting to them is not offered: a conversion is better
+    /// served by <see cref="Q8_0"/> and <see cref="Q4_0"/>, which the kernels run at the same speed.</summary>
+    public static IReadOnlyList<WeightFormat> AsStored { get; } = [Q8_0F16, Q4_0F16];
+
+    /// <summary>The format of <see cref="AsStored"/> that stores tensors of <paramref name="dtype"/> block for block,
+    /// or null when none does.</summary>
+    public static WeightFormat? ForStored(TensorDType dtype) =>
+        AsStored.FirstOrDefault(f => f is QuantizedFormat quantized && quantized.SourceType == dtype);
+
+    /// <summary>The format of <see cref="All"/> named <paramref name="name"/> (<see cref="Name"/>, any case), or null.</summary>
     public static WeightFormat? Find(string name) =>
         All.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
 

@@ -4,8 +4,9 @@ namespace GemmaGen.Kernels;
 
 /// <summary>
 /// What one block format of <see cref="QuantizedLayout"/> provides: a row's block of 32 columns as
-/// <see cref="QuantBytes"/> bytes of small unsigned integers (the weight plus <see cref="Offset"/>) and a bf16 scale,
-/// how it is quantized and dequantized, and where a group's record holds each four columns of eight rows. The shared
+/// <see cref="QuantBytes"/> bytes of small unsigned integers (the weight plus <see cref="Offset"/>) and a 16-bit scale
+/// (bf16 in GemmaGen's own formats, IEEE half in GGUF's, <see cref="IBlockScale"/>), how it is quantized and
+/// dequantized, how its scales widen to float32, and where a group's record holds each four columns of eight rows. The shared
 /// code (<see cref="QuantizedFormat{TBlock}"/>, <see cref="QuantizedMatVec"/>, <see cref="QuantizedMatMul"/>) is
 /// specialized per block type, so these calls inline.
 /// </summary>
@@ -22,12 +23,28 @@ internal unsafe interface IQuantizedBlock
     static abstract int MaxUnsigned { get; }
 
     /// <summary>Quantizes 32 floats at <paramref name="x"/> into a row's block as stored at <paramref name="q"/>
-    /// (<see cref="QuantBytes"/> bytes); returns the scale's bf16 bits.</summary>
+    /// (<see cref="QuantBytes"/> bytes); returns the scale's bits.</summary>
     static abstract ushort Quantize(float* x, byte* q);
 
     /// <summary>y[0..32) = (the stored integers at <paramref name="q"/> − <see cref="Offset"/>) times <paramref name="d"/>
-    /// (exact: a small integer times a bf16).</summary>
+    /// (exact: a small integer times a 16-bit float).</summary>
     static abstract void Dequantize(byte* q, float d, float* y);
+
+    /// <summary>A block scale as float32 (exact).</summary>
+    static abstract float Scale(ushort bits);
+
+    /// <summary>The scales of a group's sixteen rows (one block) as float32 (exact; AVX-512 F).</summary>
+    static abstract Vector512<float> Scales512(ushort* scales);
+
+    /// <summary>The scales of eight rows as float32 (exact; AVX2).</summary>
+    static abstract Vector256<float> Scales256(ushort* scales);
+
+    /// <summary>The checkpoint block encoding this block type stores as is (<see cref="CopyBlock"/>), or null.</summary>
+    static abstract TensorDType? SourceType { get; }
+
+    /// <summary>One block of <see cref="SourceType"/> at <paramref name="source"/> as stored here: its quantized values
+    /// into <paramref name="q"/> (<see cref="QuantBytes"/> bytes) and its scale's bits returned, nothing rounded.</summary>
+    static abstract ushort CopyBlock(byte* source, byte* q);
 
     /// <summary>Columns 4<paramref name="g"/>..4g+3 (g = 0..7) of rows 8<paramref name="half"/>..8·half+7 of the block
     /// whose record is at <paramref name="record"/>, as stored (unsigned): byte 4i + j is row 8·half + i, column 4g + j.</summary>

@@ -5,10 +5,13 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// <see cref="WeightFormat.Q4_0"/>: a row's block is 16 bytes whose low nibbles are columns 0..15 and high nibbles
-/// columns 16..31, each the value plus 8 (the weight is (q − 8)·d, −8..7), and a bf16 scale.
+/// <see cref="WeightFormat.Q4_0"/> (bf16 scales) and <see cref="WeightFormat.Q4_0F16"/> (IEEE half scales, ggml's
+/// <c>block_q4_0</c> as stored): a row's block is 16 bytes whose low nibbles are columns 0..15 and high nibbles
+/// columns 16..31, each the value plus 8 (the weight is (q − 8)·d, −8..7), and a scale d.
 /// </summary>
-internal readonly unsafe struct Q4_0Block : IQuantizedBlock
+/// <typeparam name="TScale">How the scales are stored.</typeparam>
+internal readonly unsafe struct Q4_0Block<TScale> : IQuantizedBlock
+    where TScale : struct, IBlockScale
 {
     private const int Bias = QuantizedLayout.Q4Offset;
 
@@ -19,7 +22,7 @@ internal readonly unsafe struct Q4_0Block : IQuantizedBlock
     public static int MaxUnsigned => 15;
 
     /// <summary>m is the value of largest magnitude (the positive one on a tie), d = m / −8 rounded away from zero to
-    /// bf16, q = clamp(round(x / d), −8, 7); |x − q·d| ≤ |d|/2, except where x / d rounds to 8 (values of the sign
+    /// the scale encoding, q = clamp(round(x / d), −8, 7); |x − q·d| ≤ |d|/2, except where x / d rounds to 8 (values of the sign
     /// opposite to m, beyond 7.5·|d|): those become 7·d, off by at most |d|.</summary>
     public static ushort Quantize(float* x, byte* q)
     {
@@ -40,8 +43,8 @@ internal readonly unsafe struct Q4_0Block : IQuantizedBlock
             }
         }
         float extreme = max >= -min ? max : min;
-        ushort bits = QuantizedLayout.ScaleBits(extreme / -Bias);
-        float d = BFloat16.ToSingle(bits);
+        ushort bits = TScale.Encode(extreme / -Bias);
+        float d = TScale.ToSingle(bits);
         if (d == 0)
         {
             new Span<byte>(q, size / 2).Fill(Bias | Bias << 4);
@@ -91,6 +94,26 @@ internal readonly unsafe struct Q4_0Block : IQuantizedBlock
         var nibble = Vector256.Create((byte)0x0F);
         if (g < 4) return Vector256.Load(record + g * QuantizedLayout.VectorBytes + 32 * half) & nibble;
         return (Vector256.Load(record + (g - 4) * QuantizedLayout.VectorBytes + 32 * half).AsUInt16() >> 4).AsByte() & nibble;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Scale(ushort bits) => TScale.ToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Scales512(ushort* scales) => TScale.Widen512(scales);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Scales256(ushort* scales) => TScale.Widen256(scales);
+
+    /// <summary>GGUF's Q4_0 for half scales.</summary>
+    public static TensorDType? SourceType => typeof(TScale) == typeof(F16Scale) ? TensorDType.Q4_0 : null;
+
+    /// <summary>ggml's <c>block_q4_0</c>: the half scale, then 16 bytes of nibbles in this layout's order (low nibble
+    /// column j, high nibble column j + 16, each the value plus 8), copied.</summary>
+    public static ushort CopyBlock(byte* source, byte* q)
+    {
+        Vector128.Load(source + 2).Store(q);
+        return *(ushort*)source;
     }
 
     /// <summary>One load widened, then split: a byte zero-extended to 16 bits holds its low nibble in bits 0..3 and its

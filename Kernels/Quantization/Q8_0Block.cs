@@ -5,10 +5,14 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// <see cref="WeightFormat.Q8_0"/>: a row's block is 32 int8 (−127..127) in column order, stored plus 128 (1..255), and a
-/// bf16 scale d = max|x| / 127 rounded up; the weight is (stored − 128)·d.
+/// <see cref="WeightFormat.Q8_0"/> (bf16 scales) and <see cref="WeightFormat.Q8_0F16"/> (IEEE half scales, ggml's
+/// <c>block_q8_0</c> as stored): a row's block is 32 int8 in column order, stored plus 128, and a scale d; the weight is
+/// (stored − 128)·d. Quantizing gives −127..127 (stored 1..255) and d = max|x| / 127 rounded up to the scale encoding;
+/// a GGUF block may also hold −128 (stored 0), which every kernel reads as well.
 /// </summary>
-internal readonly unsafe struct Q8_0Block : IQuantizedBlock
+/// <typeparam name="TScale">How the scales are stored.</typeparam>
+internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
+    where TScale : struct, IBlockScale
 {
     public static int QuantBytes => QuantizedLayout.BlockSize;
 
@@ -31,9 +35,9 @@ internal readonly unsafe struct Q8_0Block : IQuantizedBlock
         return bits;
     }
 
-    /// <summary>The Q8_0 rule (also the int8 KV cache's): d = max|x| / 127 rounded up to bf16, q = round(x / d), ties to
-    /// even, into <paramref name="q"/> as int8; |x − q·d| ≤ d/2 (up to the float32 rounding of x / d). Returns d's bf16
-    /// bits.</summary>
+    /// <summary>The Q8_0 rule (also the int8 KV cache's, with bf16 scales): d = max|x| / 127 rounded up to the scale
+    /// encoding, q = round(x / d), ties to even, into <paramref name="q"/> as int8; |x − q·d| ≤ d/2 (up to the float32
+    /// rounding of x / d). Returns d's bits.</summary>
     public static ushort QuantizeSigned(float* x, sbyte* q)
     {
         const int size = QuantizedLayout.BlockSize;
@@ -48,8 +52,8 @@ internal readonly unsafe struct Q8_0Block : IQuantizedBlock
         {
             for (int i = 0; i < size; i++) max = MathF.Max(max, MathF.Abs(x[i]));
         }
-        ushort bits = QuantizedLayout.ScaleBits(max / QuantizedLayout.Q8Max);
-        float d = BFloat16.ToSingle(bits);
+        ushort bits = TScale.Encode(max / QuantizedLayout.Q8Max);
+        float d = TScale.ToSingle(bits);
         if (d == 0)
         {
             new Span<sbyte>(q, size).Clear();
@@ -84,6 +88,25 @@ internal readonly unsafe struct Q8_0Block : IQuantizedBlock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> Columns(byte* record, int g, int half) =>
         Vector256.Load(record + g * QuantizedLayout.VectorBytes + 32 * half);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Scale(ushort bits) => TScale.ToSingle(bits);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Scales512(ushort* scales) => TScale.Widen512(scales);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Scales256(ushort* scales) => TScale.Widen256(scales);
+
+    /// <summary>GGUF's Q8_0 for half scales.</summary>
+    public static TensorDType? SourceType => typeof(TScale) == typeof(F16Scale) ? TensorDType.Q8_0 : null;
+
+    /// <summary>ggml's <c>block_q8_0</c>: the half scale, then 32 int8, each made unsigned (+128).</summary>
+    public static ushort CopyBlock(byte* source, byte* q)
+    {
+        (Vector256.Load(source + 2) ^ Vector256.Create((byte)0x80)).Store(q);
+        return *(ushort*)source;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second)

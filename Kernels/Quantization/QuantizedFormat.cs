@@ -4,14 +4,23 @@ namespace GemmaGen.Kernels;
 
 /// <summary>A block format laid out as <see cref="QuantizedLayout"/> describes: what code that is not specialized
 /// per block type needs to know of it.</summary>
-internal abstract unsafe class QuantizedFormat(string name, int quantBytes)
+internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool integerPrefill)
     : WeightFormat(name, QuantizedLayout.BlockSize, QuantizedLayout.GroupRows)
 {
+    /// <summary>Whether the prefill (<see cref="WeightFormat.MatMulRows"/>) runs the integer kernels where the CPU has
+    /// them (<see cref="IntegerMatMulSupported"/>), rounding the inputs to int8; otherwise it multiplies the
+    /// dequantized rows with the float inputs (<see cref="QuantizedMatVec.FloatMatMulRows"/>), exactly.</summary>
+    public bool IntegerPrefill { get; } = integerPrefill;
+
     /// <summary>Bytes of quantized values of one row's block.</summary>
     public int QuantBytes { get; } = quantBytes;
 
     /// <summary>Whether this CPU runs the integer prefill kernels (<see cref="QuantizedMatMul"/>) for the format.</summary>
     public abstract bool IntegerMatMulSupported { get; }
+
+    /// <summary>The checkpoint block encoding the format stores block for block (<see cref="WeightFormat.TryCopyRow"/>),
+    /// or null.</summary>
+    public abstract TensorDType? SourceType { get; }
 
     /// <summary>Bytes of one block's record: a 4-byte chunk of each of the group's rows per 64-byte vector.</summary>
     public int RecordBytes => QuantBytes * QuantizedLayout.GroupRows;
@@ -33,18 +42,23 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes)
     }
 
     /// <summary><see cref="QuantizedMatMul"/> over rows [start, end): AVX-VNNI when <paramref name="vnni"/>, else
-    /// AVX2 byte pairs (for formats whose sums fit them).</summary>
-    internal abstract void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni);
+    /// AVX2 byte pairs (for formats whose sums fit them); the scaling 512-bit when <paramref name="wide"/>.</summary>
+    internal abstract void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide);
 }
 
 /// <summary>
 /// The block format of <typeparamref name="TBlock"/>: the panel layout, row quantization and the kernels, shared by
 /// every block type and specialized for each.
 /// </summary>
-internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFormat(name, TBlock.QuantBytes)
+/// <param name="name">The format's name.</param>
+/// <param name="integerPrefill">Whether the prefill rounds its inputs to int8 for the integer kernels
+/// (<see cref="QuantizedFormat.IntegerPrefill"/>).</param>
+internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPrefill) : QuantizedFormat(name, TBlock.QuantBytes, integerPrefill)
     where TBlock : struct, IQuantizedBlock
 {
     public override bool IntegerMatMulSupported => QuantizedMatMul.IsSupported<TBlock>();
+
+    public override TensorDType? SourceType => TBlock.SourceType;
 
     /// <summary>Quantizes the row block by block and stores each block's 4-byte chunks in its lane of the group's
     /// record.</summary>
@@ -57,10 +71,39 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
             for (int b = 0; b < source.Length / BlockSize; b++)
             {
                 scales[b * PanelRows] = TBlock.Quantize(x + b * BlockSize, block);
-                byte* record = quants + (long)b * RecordBytes;
-                for (int c = 0; c < TBlock.QuantBytes / 4; c++) *(uint*)(record + c * QuantizedLayout.VectorBytes) = *(uint*)(block + 4 * c);
+                StoreBlock(quants + (long)b * RecordBytes, block);
             }
         }
+    }
+
+    /// <summary>A checkpoint row of <typeparamref name="TBlock"/>'s source encoding (<see cref="IQuantizedBlock.SourceType"/>,
+    /// GGUF's blocks): each block's scale bits and values stored as they are (<see cref="IQuantizedBlock.CopyBlock"/>),
+    /// nothing rounded.</summary>
+    internal override bool TryCopyRow(WeightMatrix matrix, int row, TensorDType dtype, ReadOnlySpan<byte> source)
+    {
+        if (TBlock.SourceType != dtype) return false;
+        int blocks = matrix.Cols / BlockSize, sourceBlock = TensorView.BlockBytes(dtype);
+        if (source.Length != (long)blocks * sourceBlock)
+            throw new ArgumentException($"{source.Length} bytes are not one row of {matrix.Cols} {dtype} values", nameof(source));
+        byte* quants = RowBlocks(matrix, row, out ushort* scales);
+        byte* block = stackalloc byte[BlockSize];
+        fixed (byte* s = source)
+        {
+            for (int b = 0; b < blocks; b++)
+            {
+                scales[b * PanelRows] = TBlock.CopyBlock(s + (long)b * sourceBlock, block);
+                StoreBlock(quants + (long)b * RecordBytes, block);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>A row's block (<see cref="IQuantizedBlock.QuantBytes"/> bytes) into its lane of the record: chunk c
+    /// at vector c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreBlock(byte* record, byte* block)
+    {
+        for (int c = 0; c < TBlock.QuantBytes / 4; c++) *(uint*)(record + c * QuantizedLayout.VectorBytes) = *(uint*)(block + 4 * c);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -74,7 +117,7 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
             {
                 byte* record = quants + (long)b * RecordBytes;
                 for (int c = 0; c < TBlock.QuantBytes / 4; c++) *(uint*)(block + 4 * c) = *(uint*)(record + c * QuantizedLayout.VectorBytes);
-                TBlock.Dequantize(block, BFloat16.ToSingle(scales[b * PanelRows]), y + b * BlockSize);
+                TBlock.Dequantize(block, TBlock.Scale(scales[b * PanelRows]), y + b * BlockSize);
             }
         }
     }
@@ -95,16 +138,16 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name) : QuantizedFor
     internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
         QuantizedMatVec.GateUpRows<TBlock>(matrix, x, y, start, end);
 
-    /// <summary>The integer kernels where the CPU runs them for this format, else the rows dequantized and the float
-    /// kernels (<see cref="QuantizedMatVec.FloatMatMulRows"/>).</summary>
+    /// <summary>The integer kernels where the format uses them (<see cref="QuantizedFormat.IntegerPrefill"/>) and the
+    /// CPU runs them, else the rows dequantized and the float kernels (<see cref="QuantizedMatVec.FloatMatMulRows"/>).</summary>
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        if (IntegerMatMulSupported) QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported);
+        if (IntegerPrefill && IntegerMatMulSupported) QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported);
         else QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
     }
 
-    internal override void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni) =>
-        QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, vnni);
+    internal override void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide) =>
+        QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, vnni, wide);
 
     private static bool AvxVnniSupported => System.Runtime.Intrinsics.X86.AvxVnni.IsSupported;
 }

@@ -5,18 +5,20 @@ using System.Runtime.Intrinsics.X86;
 namespace GemmaGen.Kernels;
 
 /// <summary>
-/// How the block formats (<see cref="WeightFormat.Q8_0"/>, <see cref="WeightFormat.Q4_0"/>) lay out a matrix, and the
-/// helpers their blocks share (each format's own block code is an <see cref="IQuantizedBlock"/>).
+/// How the block formats (<see cref="WeightFormat.Q8_0"/>, <see cref="WeightFormat.Q4_0"/>, and GGUF's blocks as stored,
+/// <see cref="WeightFormat.Q8_0F16"/>, <see cref="WeightFormat.Q4_0F16"/>) lay out a matrix, and the helpers their blocks
+/// share (each format's own block code is an <see cref="IQuantizedBlock"/>).
 /// <para>
 /// A row is cut into blocks of <see cref="BlockSize"/> consecutive columns; each block holds its values as small
-/// unsigned integers (the weight plus the format's offset) and one scale, a bfloat16 whose magnitude is rounded up
-/// (so the block's largest value always fits the integer range). Q8_0: 32 bytes, the int8 value plus 128
+/// unsigned integers (the weight plus the format's offset) and one 16-bit scale (<see cref="IBlockScale"/>): in
+/// GemmaGen's own formats a bfloat16 whose magnitude is rounded up (so the block's largest value always fits the integer
+/// range), in the GGUF ones the file's IEEE half as stored. Q8_0: 32 bytes, the int8 value plus 128
 /// (−127..127 stored as 1..255), and the scale: 34 bytes per 32 weights = 1.0625 bytes per weight. Q4_0: 16 bytes of
 /// two four-bit values (the value plus 8, 0..15) and the scale: 18 bytes per 32 weights = 0.5625 bytes per weight.
 /// </para>
 /// <para>
 /// Rows are stored in groups of <see cref="GroupRows"/>, laid out for the integer kernels so that they read the
-/// weights as stored, with no repacking at run time. A group is <c>[scales][records]</c>: the scales as bf16
+/// weights as stored, with no repacking at run time. A group is <c>[scales][records]</c>: the 16-bit scales
 /// <c>[blocks][16]</c> (row i of the group, block b at index 16b + i), padded to 64 bytes; then one record per block,
 /// 16 × <see cref="IQuantizedBlock.QuantBytes"/> bytes each. A record is a run of 64-byte vectors, each holding one 4-byte chunk
 /// of every row of the group, row i at bytes 4i..4i+3 (rows 0..7 in the lower 256 bits, 8..15 in the upper): vector
@@ -73,14 +75,6 @@ public static unsafe class QuantizedLayout
         m = Vector128.Max(m, Vector128.Shuffle(m, Vector128.Create(2, 3, 0, 1)));
         return MathF.Max(m.ToScalar(), m.GetElement(1));
     }
-
-    /// <summary>Sixteen bf16 scales widened to float32 (exact).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> Scales512(ushort* scales) => (Avx512F.ConvertToVector512Int32(Vector256.Load(scales)) << 16).AsSingle();
-
-    /// <summary>Eight bf16 scales widened to float32 (exact).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Scales256(ushort* scales) => (Avx2.ConvertToVector256Int32(Vector128.Load(scales)) << 16).AsSingle();
 
     /// <summary>y[0..32) = v·d.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

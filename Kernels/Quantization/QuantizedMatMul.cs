@@ -54,6 +54,10 @@ public static unsafe partial class QuantizedMatMul
     /// format, or AVX2 for Q4_0 (whose byte pairs fit int16).</summary>
     public static bool IsSupported(WeightFormat format) => format is QuantizedFormat { IntegerMatMulSupported: true };
 
+    /// <summary>Whether the prefill of a <paramref name="format"/> matrix rounds its inputs to int8 for these kernels: a
+    /// format that uses them (GemmaGen's own Q8_0 and Q4_0, not GGUF's blocks as stored) on a CPU that runs them.</summary>
+    public static bool RoundsPrefillInputs(WeightFormat format) => format is QuantizedFormat { IntegerPrefill: true, IntegerMatMulSupported: true };
+
     /// <summary>Whether this CPU runs the integer kernels for <typeparamref name="TBlock"/>.</summary>
     internal static bool IsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
         Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>());
@@ -74,23 +78,16 @@ public static unsafe partial class QuantizedMatMul
 
     /// <summary><see cref="Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> with the kernel chosen: AVX-VNNI
     /// (<paramref name="vnni"/>) or AVX2 pairs (tests run both on one machine).</summary>
-    internal static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni)
-    {
-        if (matrix.Format is not QuantizedFormat format)
-            throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
-        format.IntegerMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end, vnni);
-    }
+    internal static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni) =>
+        Rows(matrix, x, xStride, tokens, y, yStride, start, end, vnni, WideSupported);
 
     /// <summary><see cref="Rows(WeightMatrix, float*, int, int, float*, int, int, int, bool)"/> with the width of the
     /// scaling chosen as well: 512-bit (<paramref name="wide"/>, AVX-512) or 256-bit (tests run both).</summary>
     internal static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide)
     {
-        switch (matrix.Format)
-        {
-            case QuantizedFormat<Q8_0Block>: Rows<Q8_0Block>(matrix, x, xStride, tokens, y, yStride, start, end, vnni, wide); break;
-            case QuantizedFormat<Q4_0Block>: Rows<Q4_0Block>(matrix, x, xStride, tokens, y, yStride, start, end, vnni, wide); break;
-            default: throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
-        }
+        if (matrix.Format is not QuantizedFormat format)
+            throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
+        format.IntegerMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end, vnni, wide);
     }
 
     /// <summary>The kernel for <typeparamref name="TBlock"/>: AVX-VNNI (<paramref name="vnni"/>) or AVX2 pairs, 512-bit
@@ -303,7 +300,7 @@ public static unsafe partial class QuantizedMatMul
             Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]), a2 = Vector256.Create(c2[b]), a3 = Vector256.Create(c3[b]);
             Vector256<int> e0 = a0, e1 = a1, e2 = a2, e3 = a3;
             Block4<TBlock>(record, x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
-            var d = QuantizedLayout.Scales512(scales + b * GroupRows);
+            var d = TBlock.Scales512(scales + b * GroupRows);
             o0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(a0.ToVector512Unsafe().WithUpper(e0)), d * s0[b], o0);
             o1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(a1.ToVector512Unsafe().WithUpper(e1)), d * s1[b], o1);
             o2 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(a2.ToVector512Unsafe().WithUpper(e2)), d * s2[b], o2);
@@ -332,20 +329,21 @@ public static unsafe partial class QuantizedMatMul
             Vector256<int> e0 = a0, e1 = a1, e2 = a2, e3 = a3;
             Block4<TBlock>(record, x0, x1, x2, x3, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
             ushort* d = scales + b * GroupRows;
-            Scale(a0, e0, d, s0[b], sums);
-            Scale(a1, e1, d, s1[b], sums + 16);
-            Scale(a2, e2, d, s2[b], sums + 32);
-            Scale(a3, e3, d, s3[b], sums + 48);
+            Scale<TBlock>(a0, e0, d, s0[b], sums);
+            Scale<TBlock>(a1, e1, d, s1[b], sums + 16);
+            Scale<TBlock>(a2, e2, d, s2[b], sums + 32);
+            Scale<TBlock>(a3, e3, d, s3[b], sums + 48);
         }
     }
 
     /// <summary>sums[0..16) += (rows 0..7: <paramref name="low"/>, rows 8..15: <paramref name="high"/>) · d · s, d the
-    /// rows' bf16 scales.</summary>
+    /// rows' scales (<typeparamref name="TBlock"/>'s encoding).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scale(Vector256<int> low, Vector256<int> high, ushort* d, float s, float* sums)
+    private static void Scale<TBlock>(Vector256<int> low, Vector256<int> high, ushort* d, float s, float* sums)
+        where TBlock : struct, IQuantizedBlock
     {
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(low), QuantizedLayout.Scales256(d) * s, Vector256.Load(sums)).Store(sums);
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(high), QuantizedLayout.Scales256(d + 8) * s, Vector256.Load(sums + 8)).Store(sums + 8);
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(low), TBlock.Scales256(d) * s, Vector256.Load(sums)).Store(sums);
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(high), TBlock.Scales256(d + 8) * s, Vector256.Load(sums + 8)).Store(sums + 8);
     }
 
     /// <summary>Sixteen rows × two tokens (the rest of a batch that is not a multiple of four).</summary>
@@ -372,8 +370,8 @@ public static unsafe partial class QuantizedMatMul
                 e1 = AvxVnni.MultiplyWideningAndAdd(e1, high, i1);
             }
             ushort* d = scales + b * GroupRows;
-            Scale(a0, e0, d, s0[b], sums);
-            Scale(a1, e1, d, s1[b], sums + 16);
+            Scale<TBlock>(a0, e0, d, s0[b], sums);
+            Scale<TBlock>(a1, e1, d, s1[b], sums + 16);
         }
     }
 
@@ -394,7 +392,7 @@ public static unsafe partial class QuantizedMatMul
                 a = AvxVnni.MultiplyWideningAndAdd(a, TBlock.Columns(record, g, 0), i);
                 e = AvxVnni.MultiplyWideningAndAdd(e, TBlock.Columns(record, g, 1), i);
             }
-            Scale(a, e, scales + b * GroupRows, xs[b], sums);
+            Scale<TBlock>(a, e, scales + b * GroupRows, xs[b], sums);
         }
     }
 
@@ -434,10 +432,10 @@ public static unsafe partial class QuantizedMatMul
             }
             ushort* d = scales + b * GroupRows;
             Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]), a2 = Vector256.Create(c2[b]), a3 = Vector256.Create(c3[b]);
-            Scale(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
-            Scale(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
-            Scale(Avx2.MultiplyAddAdjacent(p2, ones) + a2, Avx2.MultiplyAddAdjacent(q2, ones) + a2, d, s2[b], sums + 32);
-            Scale(Avx2.MultiplyAddAdjacent(p3, ones) + a3, Avx2.MultiplyAddAdjacent(q3, ones) + a3, d, s3[b], sums + 48);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p2, ones) + a2, Avx2.MultiplyAddAdjacent(q2, ones) + a2, d, s2[b], sums + 32);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p3, ones) + a3, Avx2.MultiplyAddAdjacent(q3, ones) + a3, d, s3[b], sums + 48);
         }
     }
 
@@ -467,8 +465,8 @@ public static unsafe partial class QuantizedMatMul
             }
             ushort* d = scales + b * GroupRows;
             Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]);
-            Scale(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
-            Scale(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
         }
     }
 
@@ -490,7 +488,7 @@ public static unsafe partial class QuantizedMatMul
                 q += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 1), i);
             }
             var a = Vector256.Create(starts[b]);
-            Scale(Avx2.MultiplyAddAdjacent(p, ones) + a, Avx2.MultiplyAddAdjacent(q, ones) + a, scales + b * GroupRows, xs[b], sums);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p, ones) + a, Avx2.MultiplyAddAdjacent(q, ones) + a, scales + b * GroupRows, xs[b], sums);
         }
     }
 

@@ -221,7 +221,7 @@ public static unsafe class QuantizedMatVec
             Columns512<TBlock>(record, x, 2, ref low, ref high);
             Columns512<TBlock>(record, x, 3, ref low, ref high);
             var sums = Avx512F.PermuteVar16x32x2(low, even, high) + Avx512F.PermuteVar16x32x2(low, odd, high) - Vector512.Create(TBlock.Offset * inputSums[b]);
-            var scale = QuantizedLayout.Scales512(weightScales + b * QuantizedLayout.GroupRows) * inputScales[b];
+            var scale = TBlock.Scales512(weightScales + b * QuantizedLayout.GroupRows) * inputScales[b];
             if ((b & 1) == 0) o0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), scale, o0);
             else o1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(sums), scale, o1);
         }
@@ -272,8 +272,8 @@ public static unsafe class QuantizedMatVec
             PrefetchRecord<TBlock>(record + PrefetchBytes);
             var offset = Vector256.Create(TBlock.Offset * inputSums[b]);
             float s = inputScales[b];
-            o0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Half256<TBlock>(record, x, 0) - offset), QuantizedLayout.Scales256(weightScales + b * QuantizedLayout.GroupRows) * s, o0);
-            o1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Half256<TBlock>(record, x, 1) - offset), QuantizedLayout.Scales256(weightScales + b * QuantizedLayout.GroupRows + 8) * s, o1);
+            o0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Half256<TBlock>(record, x, 0) - offset), TBlock.Scales256(weightScales + b * QuantizedLayout.GroupRows) * s, o0);
+            o1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Half256<TBlock>(record, x, 1) - offset), TBlock.Scales256(weightScales + b * QuantizedLayout.GroupRows + 8) * s, o1);
         }
         o0.Store(dots);
         o1.Store(dots + 8);
@@ -318,7 +318,7 @@ public static unsafe class QuantizedMatVec
                     }
                 }
             }
-            for (int i = 0; i < n; i++) dots[i] += sums[i] * (BFloat16.ToSingle(weightScales[b * n + i]) * inputScales[b]);
+            for (int i = 0; i < n; i++) dots[i] += sums[i] * (TBlock.Scale(weightScales[b * n + i]) * inputScales[b]);
         }
     }
 

@@ -1,3 +1,4 @@
+using GemmaGen.Kernels;
 using System.Globalization;
 using System.Text.Json;
 using GemmaGen.Tests.Infrastructure;
@@ -9,9 +10,13 @@ namespace GemmaGen.Tests.Host;
 /// <summary>
 /// Every GGUF fixture file, loaded with <see cref="GemmaModel.Load(string, GemmaModelOptions?)"/> and run on the
 /// reference path and on the compiled demo spec, against its goldens (float64 on the weights dequantized from that
-/// file, fixtures README): prompt logits and the long-prompt rows within 1e-3 × max |logit|; greedy decoding through
+/// file, fixtures README): prompt logits and the long-prompt rows within 1e-3 × max |logit| (the reference path in one
+/// batch, the compiled one a token at a time through the KV cache, its decode kernels); greedy decoding through
 /// the KV cache reproduces <c>generated_ids</c> (and the long prompt's) up to the first step whose margin is below
-/// 0.05, and the logits of every step (teacher forcing) stay within the same tolerance.
+/// 0.05, and the logits of every step (teacher forcing, a token at a time) stay within the same tolerance. The
+/// compiled batched prefill is held to the same tolerance, or, for a matrix whose prefill rounds its inputs to int8
+/// (as llama.cpp does; none of a GGUF file's, whose Q8_0 and Q4_0 blocks run as stored with exact prefill), to
+/// llama.cpp's own distance from the goldens (<see cref="CompiledPrefillIsNoFurtherFromTheExactGoldensThanLlamaCppsLogits"/>).
 /// </summary>
 [IsaSensitive]
 public sealed class GgufGoldenTests(ITestOutputHelper output)
@@ -36,7 +41,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
     {
         using var model = Load(name, compiled);
         using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
-        var (prompt, longRows) = Run(model, golden);
+        var (prompt, longRows) = Run(model, golden, stepwise: compiled);
 
         var expected = golden.GetF32("prompt_logits");
         double tolerance = RelativeTolerance * MaxAbs(expected);
@@ -72,7 +77,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         int[] ids = Ints(golden.GetI64("prompt_ids"));
         int[] continuation = Ints(golden.GetI64("generated_ids"));
         int[] sequence = [.. ids, .. continuation[..^1]];
-        var logits = model.ComputeLogits(sequence);
+        var logits = compiled ? Stepwise(model, sequence) : model.ComputeLogits(sequence);
         int v = model.Config.VocabSize;
         var expectedLogits = golden.GetF32("generated_logits");
         var actual = logits.AsSpan((ids.Length - 1) * v, continuation.Length * v);
@@ -80,6 +85,35 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         double diff = MaxDiff(expectedLogits, actual);
         Assert.True(diff <= tolerance, $"{name}: teacher-forced logits differ by {diff} > {tolerance}");
     }
+
+    /// <summary>
+    /// The compiled batched prefill (<see cref="GemmaModel.ComputeLogits"/>: the prompt in one pass, the long prompt in
+    /// chunks) against the exact goldens. Where a matrix runs the integer prefill kernels (int8 inputs, as llama.cpp's
+    /// quantized products), no further from them than llama.cpp's own logits are (the <c>llamacpp_*</c> goldens, the
+    /// same rows); otherwise within 1e-3 × max |logit| like every other path.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Files))]
+    public void CompiledPrefillIsNoFurtherFromTheExactGoldensThanLlamaCppsLogits(string name)
+    {
+        using var model = Load(name, compiled: true);
+        using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
+        var (prompt, longRows) = Run(model, golden, stepwise: false);
+        var expected = golden.GetF32("prompt_logits");
+        var expectedLong = golden.GetF32("long_prompt_logits");
+        double diff = MaxDiff(expected, prompt), longDiff = MaxDiff(expectedLong, longRows);
+        double llama = MaxDiff(expected, golden.GetF32("llamacpp_prompt_logits"));
+        double llamaLong = MaxDiff(expectedLong, golden.GetF32("llamacpp_long_prompt_logits"));
+        bool integer = model.Weights.Layers.Any(l => new[] { l.Qkv, l.O, l.GateUp, l.Down }.Any(m => QuantizedMatMul.RoundsPrefillInputs(m.Format)));
+        double bound = integer ? llama : RelativeTolerance * MaxAbs(expected);
+        double longBound = integer ? llamaLong : RelativeTolerance * MaxAbs(expectedLong);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{name} prefill ({(integer ? "int8 inputs" : "float")}): max |diff| prompt {diff:0.000e+00} (llama.cpp {llama:0.000e+00}), long rows {longDiff:0.000e+00} (llama.cpp {llamaLong:0.000e+00})"));
+        Assert.True(diff <= bound, $"{name}: the prefill's prompt logits differ from the goldens by {diff} > {bound}");
+        Assert.True(longDiff <= longBound, $"{name}: the prefill's long-prompt rows differ from the goldens by {longDiff} > {longBound}");
+    }
+
+    public static TheoryData<string> Files() => new(GgufFixtures.Names);
 
     internal static GemmaModel Load(string name, bool compiled)
     {
@@ -89,16 +123,28 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         return model;
     }
 
-    /// <summary>The prompt's logits, and the long prompt's logits at <c>long_positions</c>.</summary>
-    internal static (float[] Prompt, float[] LongRows) Run(GemmaModel model, SafetensorsFile golden)
+    /// <summary>The prompt's logits, and the long prompt's logits at <c>long_positions</c>: in batches
+    /// (<see cref="GemmaModel.ComputeLogits"/>), or a token at a time through the KV cache (<paramref name="stepwise"/>).</summary>
+    internal static (float[] Prompt, float[] LongRows) Run(GemmaModel model, SafetensorsFile golden, bool stepwise = false)
     {
         int v = model.Config.VocabSize;
-        var prompt = model.ComputeLogits(Ints(golden.GetI64("prompt_ids")));
-        var all = model.ComputeLogits(Ints(golden.GetI64("long_prompt_ids")));
+        float[] Logits(int[] tokens) => stepwise ? Stepwise(model, tokens) : model.ComputeLogits(tokens);
+        var prompt = Logits(Ints(golden.GetI64("prompt_ids")));
+        var all = Logits(Ints(golden.GetI64("long_prompt_ids")));
         long[] positions = golden.GetI64("long_positions");
         var rows = new float[positions.Length * v];
         for (int i = 0; i < positions.Length; i++) all.AsSpan((int)positions[i] * v, v).CopyTo(rows.AsSpan(i * v));
         return (prompt, rows);
+    }
+
+    /// <summary>Every position's logits, each token run alone through the KV cache (the decode kernels).</summary>
+    internal static float[] Stepwise(GemmaModel model, ReadOnlySpan<int> tokens)
+    {
+        int v = model.Config.VocabSize;
+        var logits = new float[tokens.Length * v];
+        var decoder = model.CreateDecoder(tokens.Length);
+        for (int i = 0; i < tokens.Length; i++) decoder.Step(tokens[i], i, logits.AsSpan(i * v, v));
+        return logits;
     }
 
     private static int[] Ints(long[] ids) => ids.Select(id => checked((int)id)).ToArray();

@@ -6,7 +6,7 @@ using Xunit;
 namespace GemmaGen.Tests.Host;
 
 /// <summary>
-/// The tensors of a GGUF file as the loader sees them: Hugging Face names and shapes, F32/F16/BF16 as views, every
+/// The tensors of a GGUF file as the loader sees them: Hugging Face names and shapes, F32/F16/BF16/Q8_0/Q4_0 as views, every
 /// quantized tensor of every fixture dequantized bit for bit as an independent scalar reference (written here from
 /// the block layouts, element by element) computes it, the types of <c>tensor_types.json</c>, and unsupported types
 /// refused naming the tensor.
@@ -35,7 +35,16 @@ public sealed unsafe class GgufTensorTests : IDisposable
             string hf = GgufCheckpoint.HuggingFaceName(tensor.Name)!;
             Assert.True(gguf.TryGetTensor(hf, out var view));
             Assert.Equal(tensor.Shape.Reverse(), view.Shape);
-            Assert.Equal(tensor.TypeName switch { "F16" => TensorDType.F16, "BF16" => TensorDType.BF16, _ => TensorDType.F32 }, view.DType);
+            var dtype = tensor.TypeName switch
+            {
+                "F16" => TensorDType.F16, "BF16" => TensorDType.BF16, "Q8_0" => TensorDType.Q8_0, "Q4_0" => TensorDType.Q4_0, _ => TensorDType.F32,
+            };
+            Assert.Equal(dtype, view.DType);
+            Assert.Equal(dtype, gguf.DTypeOf(hf));
+            // Q8_0 and Q4_0 are served as views of the file (their blocks as stored), the K-quants dequantized to F32.
+            bool asStored = dtype != TensorDType.F32 || tensor.TypeName == "F32";
+            Assert.Equal(asStored ? 0 : 1, gguf.HeldDequantizedTensors);
+            Assert.Equal(asStored ? tensor.ByteLength : tensor.ElementCount * 4, view.ByteLength);
             gguf.Release(hf);
         }
         // README convention 1 and 2: the names and shapes of the fixture, spelled out.

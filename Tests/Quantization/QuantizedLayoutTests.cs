@@ -4,7 +4,8 @@ using GemmaGen.Tests.Infrastructure;
 namespace GemmaGen.Tests.Quantization;
 
 /// <summary>
-/// Quantizing rows into <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> and reading them back:
+/// Quantizing rows into <see cref="WeightFormat.Q8_0"/> and <see cref="WeightFormat.Q4_0"/> (and GGUF's block formats,
+/// <see cref="WeightFormat.Q8_0F16"/>, <see cref="WeightFormat.Q4_0F16"/>, whose scales are IEEE halves) and reading them back:
 /// the worst-case error of every element against the exact bound of its block, the panel layout, and the storage
 /// size. Quantization uses Vector256 code where it is accelerated and scalar code otherwise, so the class runs on
 /// every ISA.
@@ -18,7 +19,7 @@ public sealed unsafe class QuantizedLayoutTests
     public static TheoryData<WeightFormat, int, int> Shapes()
     {
         var data = new TheoryData<WeightFormat, int, int>();
-        foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
+        foreach (var format in BlockFormats.All)
         {
             foreach (var (rows, cols) in new[] { (1, 32), (3, 64), (4, 96), (5, 160), (9, 2304) }) data.Add(format, rows, cols);
         }
@@ -75,19 +76,22 @@ public sealed unsafe class QuantizedLayoutTests
             {
                 var x = written[r].AsSpan(b * 32, 32);
                 var y = read.AsSpan(b * 32, 32);
-                float d = Scale(matrix, r, b);
-                if (format == WeightFormat.Q8_0) AssertQ8Block(x, y, d, $"row {r} block {b}");
-                else AssertQ4Block(x, y, d, $"row {r} block {b}");
+                ushort bits = ScaleBits(matrix, r, b);
+                float d = BlockFormats.Scale(format, bits);
+                if (BlockFormats.IsQ8(format)) AssertQ8Block(format, x, y, bits, $"row {r} block {b}");
+                else AssertQ4Block(format, x, y, bits, $"row {r} block {b}");
             }
         }
     }
 
     /// <summary>
-    /// Q8_0: d = max|x| / 127 rounded up to bf16, so max|x| / 127 ≤ d ≤ max|x| / 127 · (1 + 2⁻⁷); every element is
-    /// q·d with |q| ≤ 127 and |x − q·d| ≤ d/2.
+    /// Q8_0: d = max|x| / 127 rounded up to the scale encoding (bf16: max|x| / 127 ≤ d ≤ max|x| / 127 · (1 + 2⁻⁷);
+    /// either: the encoding's value before d is below max|x| / 127); every element is q·d with |q| ≤ 127 and
+    /// |x − q·d| ≤ d/2.
     /// </summary>
-    private static void AssertQ8Block(ReadOnlySpan<float> x, ReadOnlySpan<float> y, float d, string where)
+    private static void AssertQ8Block(WeightFormat format, ReadOnlySpan<float> x, ReadOnlySpan<float> y, ushort bits, string where)
     {
+        float d = BlockFormats.Scale(format, bits);
         float max = 0;
         foreach (float v in x) max = Math.Max(max, Math.Abs(v));
         if (max == 0)
@@ -96,7 +100,8 @@ public sealed unsafe class QuantizedLayoutTests
             Assert.True(y.IndexOfAnyExcept(0f) < 0, $"{where}: an all-zero block reads back nonzero");
             return;
         }
-        Assert.True(d >= max / 127 && d <= max / 127 * (1 + 1f / 128), $"{where}: step {d} for max {max}");
+        AssertRoundedUp(format, bits, max / 127, where);
+        if (!BlockFormats.HalfScales(format)) Assert.True(d >= max / 127 && d <= max / 127 * (1 + 1f / 128), $"{where}: step {d} for max {max}");
         for (int i = 0; i < 32; i++)
         {
             float q = y[i] / d;
@@ -109,10 +114,12 @@ public sealed unsafe class QuantizedLayoutTests
     /// Q4_0: m is the element of largest magnitude (the positive one on a tie) and d = m / −8, its magnitude rounded
     /// up to bf16 (m / d ∈ [−8, −8 / (1 + 2⁻⁷)], so m reads back as −8·d). Every element is
     /// k·d with −8 ≤ k ≤ 7, and |x − k·d| ≤ |d|/2, except an element with x / d > 7.5 (opposite in sign to m),
-    /// which reads back as 7·d, off by (x / d − 7)·|d| ≤ |d|.
+    /// which reads back as 7·d, off by (x / d − 7)·|d| ≤ |d|. (With half scales the same, except that a subnormal half
+    /// may be too coarse for m to read back as −8·d; it still reads back within |d|/2.)
     /// </summary>
-    private static void AssertQ4Block(ReadOnlySpan<float> x, ReadOnlySpan<float> y, float d, string where)
+    private static void AssertQ4Block(WeightFormat format, ReadOnlySpan<float> x, ReadOnlySpan<float> y, ushort bits, string where)
     {
+        float d = BlockFormats.Scale(format, bits);
         float max = float.MinValue, min = float.MaxValue;
         foreach (float v in x)
         {
@@ -128,8 +135,9 @@ public sealed unsafe class QuantizedLayoutTests
         }
         float magnitude = Math.Abs(m) / 8;
         Assert.True(Math.Sign(d) == -Math.Sign(m), $"{where}: step {d} has the sign of the extreme {m}");
-        Assert.True(Math.Abs(d) >= magnitude && Math.Abs(d) <= magnitude * (1 + 1f / 128), $"{where}: step {d} for extreme {m}");
-        Assert.Equal(-8 * d, y[x.IndexOf(m)]);
+        AssertRoundedUp(format, bits, magnitude, where);
+        if (!BlockFormats.HalfScales(format)) Assert.True(Math.Abs(d) >= magnitude && Math.Abs(d) <= magnitude * (1 + 1f / 128), $"{where}: step {d} for extreme {m}");
+        if (!BlockFormats.HalfScales(format) || Math.Abs(m / d) >= 7.5f) Assert.Equal(-8 * d, y[x.IndexOf(m)]);
         for (int i = 0; i < 32; i++)
         {
             float k = y[i] / d, t = x[i] / d;
@@ -139,11 +147,19 @@ public sealed unsafe class QuantizedLayoutTests
         }
     }
 
-    /// <summary>The scale of row <paramref name="row"/>, block <paramref name="block"/>, as the group stores it.</summary>
-    private static float Scale(WeightMatrix matrix, int row, int block)
+    /// <summary>The scale bits of row <paramref name="row"/>, block <paramref name="block"/>, as the group stores them.</summary>
+    private static ushort ScaleBits(WeightMatrix matrix, int row, int block)
     {
         byte* group = (byte*)matrix.Data + row / 16 * QuantizedLayout.GroupBytes(matrix.Format, matrix.Cols);
-        return BFloat16.ToSingle(((ushort*)group)[block * 16 + row % 16]);
+        return ((ushort*)group)[block * 16 + row % 16];
+    }
+
+    /// <summary>The scale is <paramref name="needed"/>'s magnitude rounded up in the format's encoding: at least it, and
+    /// the encoding's next smaller magnitude (the bits minus one) below it.</summary>
+    private static void AssertRoundedUp(WeightFormat format, ushort bits, float needed, string where)
+    {
+        float d = Math.Abs(BlockFormats.Scale(format, bits)), before = Math.Abs(BlockFormats.Scale(format, (ushort)(bits - 1)));
+        Assert.True(d >= needed && before < needed, $"{where}: step {d} is not {needed} rounded up (the one below is {before})");
     }
 
     [Theory]

@@ -22,7 +22,7 @@ public sealed unsafe class QuantizedMatMulTests
     public static TheoryData<WeightFormat, int, int, int, bool, bool> Shapes()
     {
         var data = new TheoryData<WeightFormat, int, int, int, bool, bool>();
-        foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
+        foreach (var format in BlockFormats.All)
         {
             foreach (bool vnni in new[] { true, false })
             {
@@ -44,7 +44,7 @@ public sealed unsafe class QuantizedMatMulTests
         var data = new TheoryData<WeightFormat, int, int, int, bool, bool>();
         foreach (var row in Shapes())
         {
-            if ((WeightFormat)row[0] == WeightFormat.Q8_0 && !(bool)row[4]) continue;
+            if (BlockFormats.IsQ8((WeightFormat)row[0]) && !(bool)row[4]) continue;
             data.Add((WeightFormat)row[0], (int)row[1], (int)row[2], (int)row[3], (bool)row[4], (bool)row[5]);
         }
         return data;
@@ -54,7 +54,7 @@ public sealed unsafe class QuantizedMatMulTests
     /// the 512-bit scaling (<paramref name="wide"/>, AVX-512) or the 256-bit one.</summary>
     private static bool Runs(WeightFormat format, bool vnni, bool wide = false) =>
         (!wide || QuantizedMatMul.WideSupported) &&
-        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : format == WeightFormat.Q4_0 && QuantizedMatMul.IsSupported(WeightFormat.Q4_0));
+        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : !BlockFormats.IsQ8(format) && QuantizedMatMul.IsSupported(format));
 
     /// <summary>What a test needs that this process lacks.</summary>
     private static string Missing(bool vnni, bool wide) =>
@@ -113,7 +113,7 @@ public sealed unsafe class QuantizedMatMulTests
             Assert.Throws<PlatformNotSupportedException>(() => Run(format, rows, cols, tokens, 0, rows, vnni, wide, out _, out _));
             return;
         }
-        int offset = format == WeightFormat.Q8_0 ? 128 : 8;
+        int offset = BlockFormats.Offset(format);
         using var matrix = Matrix(format, rows, cols);
         foreach (var (start, end) in Ranges(rows))
         {
@@ -199,9 +199,12 @@ public sealed unsafe class QuantizedMatMulTests
     [InlineData("q4_0", true, 40, 2304, 9)]
     [InlineData("q4_0", false, 40, 2304, 9)]
     [InlineData("q4_0", false, 21, 9216, 6)]
+    [InlineData("q8_0-f16", true, 40, 2304, 9)]
+    [InlineData("q4_0-f16", true, 21, 1088, 4)]
+    [InlineData("q4_0-f16", false, 40, 2304, 9)]
     public void The_512_bit_and_256_bit_scalings_agree_bit_for_bit(string formatName, bool vnni, int rows, int cols, int tokens)
     {
-        var format = WeightFormat.Find(formatName)!;
+        var format = BlockFormats.Find(formatName);
         Skip.IfNot(Runs(format, vnni, wide: true) && Runs(format, vnni, wide: false), $"this process cannot run both scalings of the {(vnni ? "AVX-VNNI" : "AVX2")} kernel ({Missing(vnni, wide: true)})");
         foreach (var (start, end) in Ranges(rows))
         {
@@ -214,9 +217,11 @@ public sealed unsafe class QuantizedMatMulTests
     [Theory]
     [InlineData("q8_0")]
     [InlineData("q4_0")]
+    [InlineData("q8_0-f16")]
+    [InlineData("q4_0-f16")]
     public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(string formatName)
     {
-        var format = WeightFormat.Find(formatName)!;
+        var format = BlockFormats.Find(formatName);
         const int rows = 12, cols = 256, tokens = 6;
         using var matrix = Matrix(format, rows, cols);
         var x = new float[tokens * cols];
@@ -228,11 +233,13 @@ public sealed unsafe class QuantizedMatMulTests
             return y;
         }
         var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
-        var expected = QuantizedMatMul.IsSupported(format)
+        // GGUF's blocks as stored prefill exactly (float inputs) even where the integer kernels run.
+        Assert.Equal(QuantizedMatMul.IsSupported(format) && !BlockFormats.HalfScales(format), QuantizedMatMul.RoundsPrefillInputs(format));
+        var expected = QuantizedMatMul.RoundsPrefillInputs(format)
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
             : Product((px, py) => QuantizedMatVec.FloatMatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
         Assert.Equal(expected, dispatched);
-        Assert.Equal(AvxVnni.IsSupported || (format == WeightFormat.Q4_0 && Avx2.IsSupported && Fma.IsSupported), QuantizedMatMul.IsSupported(format));
+        Assert.Equal(AvxVnni.IsSupported || (!BlockFormats.IsQ8(format) && Avx2.IsSupported && Fma.IsSupported), QuantizedMatMul.IsSupported(format));
     }
 
     [SkippableFact]

@@ -18,7 +18,7 @@ public sealed unsafe class QuantizedMatVecTests
     public static TheoryData<WeightFormat, int, int> Shapes()
     {
         var data = new TheoryData<WeightFormat, int, int>();
-        foreach (var format in new[] { WeightFormat.Q8_0, WeightFormat.Q4_0 })
+        foreach (var format in BlockFormats.All)
         {
             foreach (var (rows, cols) in new[] { (1, 32), (3, 64), (8, 96), (13, 160), (64, 256), (21, 2304), (8, 9216) })
                 data.Add(format, rows, cols);
@@ -77,19 +77,21 @@ public sealed unsafe class QuantizedMatVecTests
         return (values, scales);
     }
 
-    /// <summary>The value of row r, column c (Q8_0: −127..127, Q4_0: −8..7) and the bf16 scale of its block, read from
-    /// the bytes as the layout documents them: groups of 16 rows, [scales: blocks × 16 bf16, 64-byte aligned][records],
+    /// <summary>The value of row r, column c (Q8_0: −127..127, Q4_0: −8..7) and the scale of its block (bf16 or IEEE
+    /// half, <see cref="BlockFormats.Scale"/>), read from the bytes as the layout documents them: groups of 16 rows,
+    /// [scales: blocks × 16, 64-byte aligned][records],
     /// a record's 64-byte vector k holding bytes 4k..4k+3 of every row's block (row i at 4i), stored unsigned.</summary>
     internal static (int Value, double Scale) Stored(WeightMatrix m, int r, int c)
     {
-        int quantBytes = m.Format == WeightFormat.Q8_0 ? 32 : 16;
+        bool q8 = BlockFormats.IsQ8(m.Format);
+        int quantBytes = q8 ? 32 : 16;
         byte* group = (byte*)m.Data + r / 16 * QuantizedLayout.GroupBytes(m.Format, m.Cols);
         int lane = r % 16, b = c / 32, j = c % 32;
-        double scale = BFloat16.ToSingle(((ushort*)group)[b * 16 + lane]);
+        double scale = BlockFormats.Scale(m.Format, ((ushort*)group)[b * 16 + lane]);
         byte* record = group + QuantizedLayout.ScaleBytes(m.Cols) + b * 16 * quantBytes;
-        int k = m.Format == WeightFormat.Q8_0 ? j : j % 16;
+        int k = q8 ? j : j % 16;
         byte stored = record[k / 4 * 64 + 4 * lane + k % 4];
-        if (m.Format == WeightFormat.Q8_0) return (stored - 128, scale);
+        if (q8) return (stored - 128, scale);
         return ((j < 16 ? stored & 0xF : stored >> 4) - 8, scale);
     }
 
@@ -107,7 +109,7 @@ public sealed unsafe class QuantizedMatVecTests
                 scale = s * inputScales[b];
                 sum += (long)value * x[b * 32 + j];
                 // The kernels sum the stored integer (value + offset) and take offset·Σ x̂ off: both parts count.
-                int offset = m.Format == WeightFormat.Q4_0 ? 8 : 128;
+                int offset = BlockFormats.Offset(m.Format);
                 magnitudeSum += (long)(value + 2 * offset) * Math.Abs((int)x[b * 32 + j]);
             }
             dot += scale * sum;
@@ -200,9 +202,11 @@ public sealed unsafe class QuantizedMatVecTests
     [InlineData("q4_0", 8, 64)]
     [InlineData("q4_0", 36, 2304)]
     [InlineData("q4_0", 10, 96)]
+    [InlineData("q8_0-f16", 36, 2304)]
+    [InlineData("q4_0-f16", 10, 96)]
     public void GateUpRows_is_gelu_of_the_gate_row_times_the_up_row(string formatName, int rows, int cols)
     {
-        var format = WeightFormat.Find(formatName)!;
+        var format = BlockFormats.Find(formatName);
         using var matrix = Matrix(format, rows, cols);
         var x = Input(cols, seed: 5);
         var dots = new float[rows];
@@ -232,9 +236,11 @@ public sealed unsafe class QuantizedMatVecTests
     [InlineData("q8_0", 64, 2304, 32)]
     [InlineData("q4_0", 13, 160, 5)]
     [InlineData("q4_0", 20, 9216, 9)]
+    [InlineData("q8_0-f16", 64, 2304, 32)]
+    [InlineData("q4_0-f16", 13, 160, 5)]
     public void FloatMatMulRows_is_every_token_times_the_dequantized_rows(string formatName, int rows, int cols, int tokens)
     {
-        var format = WeightFormat.Find(formatName)!;
+        var format = BlockFormats.Find(formatName);
         using var matrix = Matrix(format, rows, cols);
         const int pad = 3;
         int xStride = cols + pad, yStride = rows + pad;

@@ -96,10 +96,11 @@ public sealed class LoadPlan
 
         // Synthetic weights are F32, untied, and exactly what the config asks for; asking for one would generate it.
         bool synthetic = source is SyntheticWeights;
-        var format = options.Format ?? (!synthetic && source.DTypeOf(CheckpointNames.Embed) == TensorDType.BF16
-            ? WeightFormat.BF16 : WeightFormat.F32);
+        var format = options.Format ?? (synthetic ? WeightFormat.F32
+            : ModelWeights.FormatFor(null, source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32, config.HiddenSize));
         bool lmHead = !synthetic && source.DTypeOf(CheckpointNames.LmHead) != null;
-        long weights = Saturate(() => ModelWeights.ByteLengthOf(config, format, lmHead));
+        // A checkpoint's tensors may differ in type (a GGUF file's blocks are kept as stored): each matrix counts in its own.
+        long weights = Saturate(() => synthetic ? ModelWeights.ByteLengthOf(config, format, lmHead) : ModelWeights.ByteLengthOf(config, source, options.Format));
         var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
         long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, SpecParser.MaxBatchRows, options.KvCache));
         long buffers = Saturate(() => BufferBytesOf(config, maxContext));

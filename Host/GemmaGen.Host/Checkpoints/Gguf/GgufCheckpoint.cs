@@ -7,9 +7,11 @@ namespace GemmaGen;
 /// <summary>
 /// A Gemma 2 GGUF file (as llama.cpp's converter and quantizer write it) as a checkpoint: its config (see
 /// <see cref="GgufConfig"/>) and its tensors under their Hugging Face names (<see cref="CheckpointNames"/>), with the
-/// shapes reversed to Hugging Face's outermost-first order. F32, F16 and BF16 tensors are served as views of the
-/// mapped file; Q8_0, Q4_0, Q4_K, Q5_K and Q6_K tensors are dequantized to float32 when first asked for, bit-identical
-/// to ggml (see <see cref="GgmlDequantizer"/>), and freed on <see cref="Release"/>. Norm vectors are stored as 1 + w
+/// shapes reversed to Hugging Face's outermost-first order. F32, F16, BF16, Q8_0 and Q4_0 tensors are served as views
+/// of the mapped file (the blocks as stored: <see cref="TensorDType.Q8_0"/>, <see cref="TensorDType.Q4_0"/>, which the
+/// loader keeps in <see cref="WeightFormat.Q8_0F16"/> and <see cref="WeightFormat.Q4_0F16"/>); Q4_K, Q5_K and Q6_K
+/// tensors are dequantized to float32 when first asked for, bit-identical to ggml (see <see cref="GgmlDequantizer"/>),
+/// and freed on <see cref="Release"/>. Norm vectors are stored as 1 + w
 /// (<see cref="NormsIncludeOne"/>). Any other tensor type is a <see cref="WeightLoadException"/> naming the tensor.
 /// </summary>
 public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
@@ -53,16 +55,25 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     /// <summary>Whether a path names a GGUF file by its extension.</summary>
     public static bool IsGgufPath(string path) => path.EndsWith(Extension, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Whether the loader can read tensors of <paramref name="type"/>: F32, F16, BF16 as stored, the
-    /// quantized types of <see cref="GgmlDequantizer"/> dequantized.</summary>
-    public static bool Supports(GgmlType type) => type == GgmlType.F32 || type == GgmlType.F16 || type == GgmlType.BF16 || GgmlDequantizer.Supports(type);
+    /// <summary>Whether the loader can read tensors of <paramref name="type"/>: F32, F16, BF16, Q8_0 and Q4_0 as stored,
+    /// the other quantized types of <see cref="GgmlDequantizer"/> dequantized.</summary>
+    public static bool Supports(GgmlType type) => StoredAs(type) != null || GgmlDequantizer.Supports(type);
 
     /// <summary>Whether tensors of <paramref name="type"/> are dequantized to float32 at load (the quantized types
-    /// <see cref="Supports"/> accepts).</summary>
-    public static bool IsDequantized(GgmlType type) => GgmlDequantizer.Supports(type);
+    /// <see cref="Supports"/> accepts that are not served as stored: the K-quants).</summary>
+    public static bool IsDequantized(GgmlType type) => StoredAs(type) == null && GgmlDequantizer.Supports(type);
+
+    /// <summary>The <see cref="TensorDType"/> a tensor of <paramref name="type"/> is served in as stored (a view of the
+    /// file), or null when it is not.</summary>
+    private static TensorDType? StoredAs(GgmlType type) =>
+        type == GgmlType.F32 ? TensorDType.F32 :
+        type == GgmlType.F16 ? TensorDType.F16 :
+        type == GgmlType.BF16 ? TensorDType.BF16 :
+        type == GgmlType.Q8_0 ? TensorDType.Q8_0 :
+        type == GgmlType.Q4_0 ? TensorDType.Q4_0 : null;
 
     /// <summary>The types <see cref="Supports"/> accepts, for messages.</summary>
-    public static string SupportedTypeNames => string.Join(", ", new[] { GgmlType.F32, GgmlType.F16, GgmlType.BF16 }.Concat(GgmlDequantizer.Types).Select(t => t.Name));
+    public static string SupportedTypeNames => string.Join(", ", GgmlType.All.Values.Where(Supports).Select(t => t.Name));
 
     /// <summary>
     /// The GGUF file a model path names: the path itself when it is a <c>.gguf</c> file, the one <c>.gguf</c> file of
@@ -186,23 +197,22 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     /// <summary>The GGUF tensor behind a Hugging Face name.</summary>
     public bool TryGetSourceTensor(string name, out GgufTensor tensor) => _byName.TryGetValue(name, out tensor!);
 
-    /// <summary>The element type a tensor is served in (a quantized one as F32), without dequantizing it; null when the
+    /// <summary>The element type a tensor is served in (a dequantized one as F32), without dequantizing it; null when the
     /// file has no such tensor.</summary>
     /// <exception cref="WeightLoadException">The tensor's type is not supported.</exception>
     public TensorDType? DTypeOf(string name)
     {
         if (!_byName.TryGetValue(name, out var info)) return null;
-        if (info.Type == GgmlType.F16) return TensorDType.F16;
-        if (info.Type == GgmlType.BF16) return TensorDType.BF16;
-        if (info.Type == GgmlType.F32 || GgmlDequantizer.Supports(info.Type)) return TensorDType.F32;
+        if (StoredAs(info.Type) is { } stored) return stored;
+        if (GgmlDequantizer.Supports(info.Type)) return TensorDType.F32;
         throw Unsupported(name, info);
     }
 
     private WeightLoadException Unsupported(string name, GgufTensor info) => new(
         $"{Path}: tensor '{info.Name}' ({name}) has ggml type {info.TypeName}, which GemmaGen does not load; supported types: {SupportedTypeNames}");
 
-    /// <summary>Finds a tensor by its Hugging Face name: a view of the file for F32, F16 and BF16, the dequantized
-    /// float32 values for a quantized type (kept until <see cref="Release"/>).</summary>
+    /// <summary>Finds a tensor by its Hugging Face name: a view of the file for F32, F16, BF16, Q8_0 and Q4_0, the
+    /// dequantized float32 values for the other quantized types (kept until <see cref="Release"/>).</summary>
     /// <exception cref="WeightLoadException">The tensor's type is not supported.</exception>
     public bool TryGetTensor(string name, out TensorView tensor)
     {
@@ -211,9 +221,9 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
         long[] shape = [.. info.Shape.Reverse()];
         string origin = $"{Path} (GGUF tensor '{info.Name}', {info.TypeName})";
         byte* data = (byte*)File.GetAddress(info.Name);
-        if (info.Type == GgmlType.F32 || info.Type == GgmlType.F16 || info.Type == GgmlType.BF16)
+        if (StoredAs(info.Type) is { } dtype)
         {
-            var dtype = info.Type == GgmlType.F32 ? TensorDType.F32 : info.Type == GgmlType.F16 ? TensorDType.F16 : TensorDType.BF16;
+            // GgufFile checked the tensor's bytes (whole blocks per row) lie inside the file.
             tensor = new TensorView(name, dtype, shape, data, info.ByteLength, origin);
             return true;
         }
