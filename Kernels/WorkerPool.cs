@@ -144,6 +144,9 @@ public sealed class WorkerPool : IDisposable
 
     private void WorkerLoop()
     {
+        // The thread's statics are allocated on first touch: touch them now, not in the first job (a zero-allocation
+        // window of a later run must not see it).
+        t_run = 0;
         long seen = 0;
         while (true)
         {
