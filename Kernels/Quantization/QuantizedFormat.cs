@@ -47,7 +47,7 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
 }
 
 /// <summary>
-/// The block format of <typeparamref name="TBlock"/>: the panel layout, row quantization and the kernels, shared by
+/// The block format of <typeparamref name="TBlock"/>: the group layout, row quantization and the kernels, shared by
 /// every block type and specialized for each.
 /// </summary>
 /// <param name="name">The format's name.</param>
