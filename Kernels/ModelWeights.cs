@@ -95,25 +95,38 @@ public sealed class ModelWeights : IDisposable
     /// absurdly many layers is counted, not walked).
     /// </summary>
     /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
-    public static long ByteLengthOf(Gemma2Config config, ITensorSource source, WeightFormat? format)
+    public static long ByteLengthOf(Gemma2Config config, ITensorSource source, WeightFormat? format) => WeightsOf(config, source, format).Bytes;
+
+    /// <summary><see cref="ByteLengthOf(Gemma2Config, ITensorSource, WeightFormat?)"/> and the formats the matrices will be
+    /// held in (several when the checkpoint's tensors differ in type: a GGUF file's blocks are kept as stored), most
+    /// bytes first.</summary>
+    /// <exception cref="OverflowException">The total exceeds <see cref="long.MaxValue"/> (an absurd config).</exception>
+    public static (long Bytes, IReadOnlyList<WeightFormat> Formats) WeightsOf(Gemma2Config config, ITensorSource source, WeightFormat? format)
     {
         int d = config.HiddenSize, hd = config.HeadDim, h = config.NumAttentionHeads, k = config.NumKeyValueHeads;
         int inter = config.IntermediateSize, v = config.VocabSize;
         var fallback = source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32;
-        long Bytes(int rows, int cols, params string?[] names) => WeightMatrix.ByteLengthOf(
-            StackedFormat(format, names.Select(n => (n == null ? null : source.DTypeOf(n)) ?? fallback), cols), rows, cols);
-        long Layer(LayerNames? n) => checked(Bytes((h + 2 * k) * hd, d, n?.QProj, n?.KProj, n?.VProj) + Bytes(d, h * hd, n?.OProj) +
-            Bytes(2 * inter, d, n?.GateProj, n?.UpProj) + Bytes(d, inter, n?.DownProj));
-        long total = Bytes(v, d, CheckpointNames.Embed);
-        if (source.DTypeOf(CheckpointNames.LmHead) != null) total = checked(total + Bytes(v, d, CheckpointNames.LmHead));
+        var byFormat = new Dictionary<WeightFormat, long>();
+        long Bytes(int rows, int cols, long count, params string?[] names)
+        {
+            var held = StackedFormat(format, names.Select(n => (n == null ? null : source.DTypeOf(n)) ?? fallback), cols);
+            long bytes = checked(WeightMatrix.ByteLengthOf(held, rows, cols) * count);
+            if (count > 0) byFormat[held] = checked(byFormat.GetValueOrDefault(held) + bytes);
+            return bytes;
+        }
+        long Layer(LayerNames? n, long count) => checked(Bytes((h + 2 * k) * hd, d, count, n?.QProj, n?.KProj, n?.VProj) +
+            Bytes(d, h * hd, count, n?.OProj) + Bytes(2 * inter, d, count, n?.GateProj, n?.UpProj) + Bytes(d, inter, count, n?.DownProj));
+        long total = Bytes(v, d, 1, CheckpointNames.Embed);
+        if (source.DTypeOf(CheckpointNames.LmHead) != null) total = checked(total + Bytes(v, d, 1, CheckpointNames.LmHead));
         int l = 0;
         for (; l < config.NumHiddenLayers; l++)
         {
             var n = CheckpointNames.Layer(l);
             if (new[] { n.QProj, n.KProj, n.VProj, n.OProj, n.GateProj, n.UpProj, n.DownProj }.All(t => source.DTypeOf(t) == null)) break;
-            total = checked(total + Layer(n));
+            total = checked(total + Layer(n, 1));
         }
-        return checked(total + (config.NumHiddenLayers - l) * Layer(null));
+        total = checked(total + Layer(null, config.NumHiddenLayers - l));
+        return (total, byFormat.OrderByDescending(f => f.Value).Select(f => f.Key).ToArray());
     }
 
     /// <summary>

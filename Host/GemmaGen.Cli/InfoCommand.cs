@@ -73,7 +73,7 @@ internal static class InfoCommand
     /// <summary>The memory lines: what a run needs as loaded, and with each --quant.</summary>
     private static void WriteMemory(TextWriter stdout, TextWriter stderr, Gemma2Config c, ITensorSource source, LoadPlan plan)
     {
-        stdout.WriteLine($"memory       weights {Bytes(plan.WeightBytes)} ({plan.Format}) + KV cache {Bytes(plan.KvCacheBytes)} at {plan.MaxContext} positions + buffers {Bytes(plan.BufferBytes)} = {Bytes(plan.RequiredBytes)}");
+        stdout.WriteLine($"memory       weights {Bytes(plan.WeightBytes)} ({plan.FormatNames}) + KV cache {Bytes(plan.KvCacheBytes)} at {plan.MaxContext} positions + buffers {Bytes(plan.BufferBytes)} = {Bytes(plan.RequiredBytes)}");
         var converted = WeightFormat.All
             .Select(f => $"{f.Name} {Bytes(LoadPlan.Create(c, source, new GemmaModelOptions { Format = f }, available: plan.AvailableBytes).RequiredBytes)}");
         stdout.WriteLine($"             with --quant: {string.Join(", ", converted)} (weights + KV cache + buffers)");

@@ -35,6 +35,18 @@ public sealed class GgufCliTests : IDisposable
         Assert.Equal("", run.Stderr);
     }
 
+    [Theory]
+    // q4_0: its Q4_0 tensors are kept as stored, its Q6_K embedding (the fixture README's one Q6_K tensor) widened to
+    // F32, which holds the most bytes of the demo model; q8_0: every matrix is Q8_0.
+    [InlineData("q4_0", "(F32 and Q4_0-F16)")]
+    [InlineData("q8_0", "(Q8_0-F16)")]
+    public void InfoNamesEveryFormatTheWeightsAreHeldIn(string file, string formats)
+    {
+        var run = CliProcess.Run("info", "--model", GgufFixtures.Path(file));
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Matches(@"memory +weights [0-9.]+ MiB " + System.Text.RegularExpressions.Regex.Escape(formats), run.Stdout);
+    }
+
     [Fact]
     public void RunLogitsAndTokenizeTakeAGgufFile()
     {

@@ -15,10 +15,11 @@ public sealed class LoadPlan
     /// <summary>The registered formats that would hold the weights in fewer bytes than <see cref="Format"/>.</summary>
     private readonly IReadOnlyList<WeightFormat> _smallerFormats;
 
-    private LoadPlan(string source, WeightFormat format, IReadOnlyList<WeightFormat> smaller, int maxContext, long weights, long kvCache, long buffers, long? available, IReadOnlyList<string> warnings)
+    private LoadPlan(string source, WeightFormat format, IReadOnlyList<WeightFormat> formats, IReadOnlyList<WeightFormat> smaller, int maxContext, long weights, long kvCache, long buffers, long? available, IReadOnlyList<string> warnings)
     {
         Source = source;
         Format = format;
+        Formats = formats.Count > 0 ? formats : [format];
         _smallerFormats = smaller;
         MaxContext = maxContext;
         WeightBytes = weights;
@@ -39,8 +40,17 @@ public sealed class LoadPlan
     /// <summary>Where the weights come from, for messages.</summary>
     public string Source { get; }
 
-    /// <summary>The format the weight matrices will be held in.</summary>
+    /// <summary>The format the weight matrices will be held in (the embedding's, when they differ: see
+    /// <see cref="Formats"/>).</summary>
     public WeightFormat Format { get; }
+
+    /// <summary>Every format the weight matrices will be held in, most bytes first (several when a checkpoint's tensors
+    /// differ in type and are kept as stored, as a GGUF file's Q8_0 and Q4_0 blocks are).</summary>
+    public IReadOnlyList<WeightFormat> Formats { get; }
+
+    /// <summary><see cref="Formats"/> for messages: <c>Q4_0-F16 and F32</c>.</summary>
+    public string FormatNames => Formats.Count == 1 ? Formats[0].ToString()
+        : string.Join(", ", Formats.Take(Formats.Count - 1)) + " and " + Formats[^1];
 
     /// <summary>Positions a session holds by default.</summary>
     public int MaxContext { get; }
@@ -67,7 +77,7 @@ public sealed class LoadPlan
     /// <summary>Why the model does not fit in <see cref="AvailableBytes"/>, with both figures and what to change;
     /// null when it fits or the memory available is unknown.</summary>
     public string? MemoryShortfall => AvailableBytes is { } available && RequiredBytes > available
-        ? $"{Source}: the model needs {Gb(RequiredBytes)} of memory (weights {Gb(WeightBytes)} as {Format}, KV cache {Gb(KvCacheBytes)} " +
+        ? $"{Source}: the model needs {Gb(RequiredBytes)} of memory (weights {Gb(WeightBytes)} as {FormatNames}, KV cache {Gb(KvCacheBytes)} " +
           $"for {MaxContext} positions, buffers {Gb(BufferBytes)}), but {Gb(available)} is available; " +
           (_smallerFormats.Count > 0 ? $"quantize the weights (--quant {WeightFormat.ListNames(_smallerFormats)}; GemmaModelOptions.Format) or " : "") +
           "shorten the context (--context N; GemmaModelOptions.MaxContext)"
@@ -100,12 +110,18 @@ public sealed class LoadPlan
             : ModelWeights.FormatFor(null, source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32, config.HiddenSize));
         bool lmHead = !synthetic && source.DTypeOf(CheckpointNames.LmHead) != null;
         // A checkpoint's tensors may differ in type (a GGUF file's blocks are kept as stored): each matrix counts in its own.
-        long weights = Saturate(() => synthetic ? ModelWeights.ByteLengthOf(config, format, lmHead) : ModelWeights.ByteLengthOf(config, source, options.Format));
+        IReadOnlyList<WeightFormat> formats = [format];
+        long weights = Saturate(() =>
+        {
+            if (synthetic) return ModelWeights.ByteLengthOf(config, format, lmHead);
+            (long bytes, formats) = ModelWeights.WeightsOf(config, source, options.Format);
+            return bytes;
+        });
         var smaller = WeightFormat.All.Where(f => Saturate(() => ModelWeights.ByteLengthOf(config, f, lmHead)) < weights).ToArray();
         long cache = Saturate(() => KvCache.ByteLengthOf(config, maxContext, SpecParser.MaxBatchRows, options.KvCache));
         long buffers = Saturate(() => BufferBytesOf(config, maxContext));
         var warnings = synthetic ? [] : UnusedLayers(config, source);
-        return new LoadPlan(source.Description, format, smaller, maxContext, weights, cache, buffers, available ?? AvailableMemory.Read(), warnings);
+        return new LoadPlan(source.Description, format, formats, smaller, maxContext, weights, cache, buffers, available ?? AvailableMemory.Read(), warnings);
     }
 
     /// <summary>Refuses a tokenizer whose vocabulary differs from the config's <c>vocab_size</c>: with more pieces the
