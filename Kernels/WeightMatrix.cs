@@ -90,7 +90,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     {
         if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row));
         int size = Format.ElementSize
-            ?? throw new NotSupportedException($"{Name}: rows of {Format} are interleaved in groups of {Format.PanelRows}; use ReadRow and WriteRow");
+            ?? throw new NotSupportedException($"{Name}: rows of {Format} are interleaved in groups of {Format.GroupRows}; use ReadRow and WriteRow");
         return new Span<byte>((byte*)Data + (long)row * Cols * size, Cols * size);
     }
 

@@ -208,3 +208,19 @@ public sealed class WorkerPool : IDisposable
         foreach (var worker in _workers) worker.Join();
     }
 }
+
+/// <summary>
+/// What a kernel derived its scratch from inside one pool run (<see cref="WorkerPool.CurrentRun"/>): the input's
+/// address and shape. Within a run the job's inputs do not change, so a later chunk on the same thread whose key equals
+/// the one its scratch holds may reuse what was derived (the quantized input); outside a run (run 0) nothing is reused.
+/// </summary>
+internal readonly record struct RunInput(long Run, nint X, int Stride, int Tokens, int Cols, int Offset)
+{
+    /// <summary>The key of <paramref name="x"/> in the current run of this thread.</summary>
+    public static unsafe RunInput Of(float* x, int stride, int tokens, int cols, int offset) =>
+        new(WorkerPool.CurrentRun, (nint)x, stride, tokens, cols, offset);
+
+    /// <summary>Whether scratch holding <paramref name="held"/> already holds what this key derives.</summary>
+    public bool IsHeldIn(RunInput held) => Run != 0 && this == held;
+}
+

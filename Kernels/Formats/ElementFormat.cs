@@ -5,7 +5,7 @@ namespace GemmaGen.Kernels;
 /// <c>Data + r·Cols·ElementSize</c>. Decode and prefill go through <see cref="MatMul.Rows{TW}"/> (the generated
 /// decoders run their own shape-specialized kernels for these formats instead).
 /// </summary>
-internal abstract unsafe class ElementFormat<TElements>(string name, TensorDType sourceType) : WeightFormat(name, blockSize: 1, panelRows: 1)
+internal abstract unsafe class ElementFormat<TElements>(string name, TensorDType sourceType) : WeightFormat(name, blockSize: 1, groupRows: 1)
     where TElements : struct, IWeightElements
 {
     public override int? ElementSize => TElements.Size;

@@ -13,11 +13,11 @@ public abstract unsafe class WeightFormat
     [ThreadStatic]
     private static float[]? t_gateUp;
 
-    private protected WeightFormat(string name, int blockSize, int panelRows)
+    private protected WeightFormat(string name, int blockSize, int groupRows)
     {
         Name = name;
         BlockSize = blockSize;
-        PanelRows = panelRows;
+        GroupRows = groupRows;
     }
 
     /// <summary>IEEE float32, row-major.</summary>
@@ -82,7 +82,7 @@ public abstract unsafe class WeightFormat
     public int BlockSize { get; }
 
     /// <summary>Rows interleaved in one group (1 when rows are stored one after another).</summary>
-    public int PanelRows { get; }
+    public int GroupRows { get; }
 
     /// <summary>Bytes of one element of a row-major format, or null for a block format.</summary>
     public virtual int? ElementSize => null;

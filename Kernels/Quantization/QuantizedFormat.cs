@@ -29,14 +29,14 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
     public long GroupBytes(int cols) => QuantizedLayout.ScaleBytes(cols) + (long)(cols / BlockSize) * RecordBytes;
 
     /// <summary>The first byte of the group holding row <paramref name="row"/>.</summary>
-    public byte* Group(WeightMatrix matrix, int row) => (byte*)matrix.Data + row / PanelRows * GroupBytes(matrix.Cols);
+    public byte* Group(WeightMatrix matrix, int row) => (byte*)matrix.Data + row / GroupRows * GroupBytes(matrix.Cols);
 
-    public override long ByteLength(int rows, int cols) => (long)((rows + PanelRows - 1) / PanelRows) * GroupBytes(cols);
+    public override long ByteLength(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * GroupBytes(cols);
 
     /// <summary>Zeroes a last group that is not full (its padding rows have zero scales).</summary>
     internal override void Initialize(WeightMatrix matrix)
     {
-        if (matrix.Rows % PanelRows == 0) return;
+        if (matrix.Rows % GroupRows == 0) return;
         long group = GroupBytes(matrix.Cols);
         new Span<byte>(Group(matrix, matrix.Rows), checked((int)group)).Clear();
     }
@@ -70,7 +70,7 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
         {
             for (int b = 0; b < source.Length / BlockSize; b++)
             {
-                scales[b * PanelRows] = TBlock.Quantize(x + b * BlockSize, block);
+                scales[b * GroupRows] = TBlock.Quantize(x + b * BlockSize, block);
                 StoreBlock(quants + (long)b * RecordBytes, block);
             }
         }
@@ -91,7 +91,7 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
         {
             for (int b = 0; b < blocks; b++)
             {
-                scales[b * PanelRows] = TBlock.CopyBlock(s + (long)b * sourceBlock, block);
+                scales[b * GroupRows] = TBlock.CopyBlock(s + (long)b * sourceBlock, block);
                 StoreBlock(quants + (long)b * RecordBytes, block);
             }
         }
@@ -117,7 +117,7 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
             {
                 byte* record = quants + (long)b * RecordBytes;
                 for (int c = 0; c < TBlock.QuantBytes / 4; c++) *(uint*)(block + 4 * c) = *(uint*)(record + c * QuantizedLayout.VectorBytes);
-                TBlock.Dequantize(block, TBlock.Scale(scales[b * PanelRows]), y + b * BlockSize);
+                TBlock.Dequantize(block, TBlock.Scale(scales[b * GroupRows]), y + b * BlockSize);
             }
         }
     }
@@ -127,7 +127,7 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
     private byte* RowBlocks(WeightMatrix matrix, int row, out ushort* scales)
     {
         byte* group = Group(matrix, row);
-        int lane = row % PanelRows;
+        int lane = row % GroupRows;
         scales = (ushort*)group + lane;
         return group + QuantizedLayout.ScaleBytes(matrix.Cols) + lane * 4;
     }

@@ -114,13 +114,12 @@ public static unsafe partial class QuantizedMatMul
         var scratch = t_scratch;
         if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
             t_scratch = scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
-        // Within one pool run the inputs do not change: the run's later chunks on this thread reuse them as quantized.
-        long run = WorkerPool.CurrentRun;
-        if (run == 0 || !scratch.Holds(run, x, xStride, tokens, cols, TBlock.Offset))
+        var key = RunInput.Of(x, xStride, tokens, cols, TBlock.Offset);
+        if (!key.IsHeldIn(scratch.Held))
         {
             for (int t = 0; t < tokens; t++)
                 QuantizeInput(x + (long)t * xStride, blocks, TBlock.Offset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
-            scratch.Quantized(run, x, xStride, tokens, cols, TBlock.Offset);
+            scratch.Held = key;
         }
 
         int scaleBytes = QuantizedLayout.ScaleBytes(cols), recordBytes = TBlock.QuantBytes * GroupRows;
@@ -541,15 +540,8 @@ public static unsafe partial class QuantizedMatMul
         /// <summary>The current group's float sums, [tokens][<see cref="GroupRows"/>].</summary>
         public float* Sums { get; }
 
-        private (long Run, nint X, int Stride, int Tokens, int Cols, int Offset) _held;
-
-        /// <summary>Whether the inputs hold <paramref name="x"/> quantized in pool run <paramref name="run"/> (not 0).</summary>
-        public bool Holds(long run, float* x, int stride, int tokens, int cols, int offset) =>
-            _held == (run, (nint)x, stride, tokens, cols, offset);
-
-        /// <summary>Records what the inputs now hold (run 0: nothing reusable).</summary>
-        public void Quantized(long run, float* x, int stride, int tokens, int cols, int offset) =>
-            _held = run == 0 ? default : (run, (nint)x, stride, tokens, cols, offset);
+        /// <summary>What the inputs hold, for the run's later chunks (<see cref="RunInput"/>).</summary>
+        public RunInput Held { get; set; }
 
         private static long Align(long bytes) => (bytes + 63) & ~63L;
     }

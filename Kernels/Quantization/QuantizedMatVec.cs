@@ -123,12 +123,11 @@ public static unsafe class QuantizedMatVec
     {
         var scratch = t_scratch;
         if (scratch == null || scratch.Capacity < matrix.Cols) t_scratch = scratch = new Scratch(matrix.Cols);
-        // Within one pool run the input does not change: the run's later chunks on this thread reuse it as quantized.
-        long run = WorkerPool.CurrentRun;
-        if (run == 0 || scratch.Held != (run, (nint)x, matrix.Cols))
+        var input = RunInput.Of(x, matrix.Cols, 1, matrix.Cols, 0);
+        if (!input.IsHeldIn(scratch.Held))
         {
             QuantizeInput(x, matrix.Cols / QuantizedLayout.BlockSize, scratch.Input, scratch.InputScales, scratch.InputSums);
-            scratch.Held = run == 0 ? default : (run, (nint)x, matrix.Cols);
+            scratch.Held = input;
         }
         return scratch;
     }
@@ -345,8 +344,8 @@ public static unsafe class QuantizedMatVec
         /// <summary>The widest matrix (columns) the buffers fit.</summary>
         public int Capacity { get; }
 
-        /// <summary>The pool run, input and width the quantized input holds (run 0: nothing reusable).</summary>
-        public (long Run, nint X, int Cols) Held { get; set; }
+        /// <summary>What the quantized input holds, for the run's later chunks (<see cref="RunInput"/>).</summary>
+        public RunInput Held { get; set; }
 
         /// <summary>x̂, the quantized input [cols].</summary>
         public short* Input { get; }

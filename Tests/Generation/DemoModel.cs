@@ -3,7 +3,8 @@ using System.Text.Json;
 namespace GemmaGen.Tests.Generation;
 
 /// <summary>One case of the demo model's golden.json (reference outputs, not GemmaGen's).</summary>
-public sealed record DemoCase(string Prompt, int[] PromptIds, int[] GreedyIds, string GreedyText);
+/// <param name="Margins">At each greedy step, the reference's top logit minus its second.</param>
+public sealed record DemoCase(string Prompt, int[] PromptIds, int[] GreedyIds, string GreedyText, double[] Margins);
 
 /// <summary>The built-in demo model as the tests see it: <c>Fixtures/gemma2-demo</c> and its goldens.</summary>
 public static class DemoModel
@@ -20,7 +21,8 @@ public static class DemoModel
             c.GetProperty("prompt").GetString()!,
             c.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
             c.GetProperty("greedy_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
-            c.GetProperty("greedy_text").GetString()!)).ToArray();
+            c.GetProperty("greedy_text").GetString()!,
+            c.GetProperty("margins").EnumerateArray().Select(e => e.GetDouble()).ToArray())).ToArray();
     });
 
     /// <summary>The golden cases (three prompts, 32 greedy tokens each).</summary>

@@ -1,5 +1,5 @@
-using System.Text.Json;
 using GemmaGen.Kernels;
+using GemmaGen.Tests.Generation;
 using GemmaGen.Tests.Infrastructure;
 
 namespace GemmaGen.Tests.Golden;
@@ -30,12 +30,8 @@ public sealed class DemoGoldenTests
     [MemberData(nameof(Cases))]
     public void Demo_continuation_matches_the_reference(int index, bool compiled)
     {
-        string directory = GoldenCheckpoint.FixturePath("gemma2-demo");
-        using var golden = JsonDocument.Parse(File.ReadAllText(Path.Combine(directory, "golden.json")));
-        var testCase = golden.RootElement.GetProperty("cases")[index];
-        var prompt = testCase.GetProperty("prompt_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        var expected = testCase.GetProperty("greedy_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        var margins = testCase.GetProperty("margins").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        string directory = DemoModel.Directory;
+        var (prompt, expected, margins) = (DemoModel.Cases[index].PromptIds, DemoModel.Cases[index].GreedyIds, DemoModel.Cases[index].Margins);
         using var checkpoint = Checkpoint.Open(directory);
         using var weights = ModelWeights.Load(checkpoint.Config, checkpoint);
         using var pool = new WorkerPool(2);
