@@ -1,6 +1,5 @@
 using System.Runtime.Intrinsics;
 using BenchmarkDotNet.Attributes;
-using GemmaGen.Benchmarks.Compiled;
 using GemmaGen.Kernels;
 
 namespace GemmaGen.Benchmarks;
@@ -49,12 +48,7 @@ public unsafe class CachedMatVecBenchmarks
     [Benchmark(Description = "matrix-vector product, weights in cache")]
     public void MatVec()
     {
-        fixed (float* x = _x, y = _y)
-        {
-            if (_matrix.Format == WeightFormat.F32) Gemma2_2B.MatVec_F32_2304((float*)_matrix.Data, x, y, 0, _matrix.Rows);
-            else if (_matrix.Format == WeightFormat.BF16) Gemma2_2B.MatVec_BF16_2304((ushort*)_matrix.Data, x, y, 0, _matrix.Rows);
-            else _matrix.MatVecRows(x, y, 0, _matrix.Rows);
-        }
+        fixed (float* x = _x, y = _y) _matrix.MatVecRows(x, y, 0, _matrix.Rows);
     }
 
     /// <summary>One core reading 1 GiB from memory (the per-core bandwidth; divide 2^30 by the time).</summary>

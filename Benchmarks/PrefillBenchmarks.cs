@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using GemmaGen.Benchmarks.Compiled;
 using GemmaGen.Kernels;
 
 namespace GemmaGen.Benchmarks;
@@ -31,7 +30,7 @@ public unsafe class PrefillBenchmarks
     {
         fixed (float* x = _x, y = _y)
         {
-            for (int t = 0; t < Tokens; t++) Gemma2_2B.MatVec_BF16_2304((ushort*)_matrix.Data, x + t * Cols, y + t * Rows, 0, Rows);
+            for (int t = 0; t < Tokens; t++) _matrix.MatVecRows(x + t * Cols, y + t * Rows, 0, Rows);
         }
     }
 

@@ -49,6 +49,9 @@ internal unsafe interface IVectorWidth<TV> where TV : struct
     /// <summary>a·b + c, fused where the hardware can (the dot-product kernel runs on any CPU).</summary>
     static abstract TV MultiplyAddEstimate(TV a, TV b, TV c);
 
+    /// <summary>a + b.</summary>
+    static abstract TV Add(TV a, TV b);
+
     /// <summary>The sum of the lanes.</summary>
     static abstract float Sum(TV v);
 
@@ -87,6 +90,9 @@ internal readonly unsafe partial struct Width512 : IVectorWidth<Vector512<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> FusedMultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> MultiplyAddEstimate(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
@@ -185,6 +191,9 @@ internal readonly unsafe partial struct Width256 : IVectorWidth<Vector256<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> FusedMultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> MultiplyAddEstimate(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);

@@ -27,10 +27,6 @@ namespace GemmaGen.Generator
 
         public static string DotName(WeightKind kind, int cols) => $"Dot_{kind}_{cols}";
 
-        public static string MatVecName(WeightKind kind, int cols) => $"MatVec_{kind}_{cols}";
-
-        public static string GateUpName(WeightKind kind, int cols) => $"GateUp_{kind}_{cols}";
-
         /// <summary>Writes an if / else-if chain with one branch per vector width that fits <paramref name="n"/>, widest
         /// first, and the scalar fallback as the final else.</summary>
         private static void Dispatch(CodeWriter w, int n, Action<VectorWidth> vector, Action scalar)
@@ -104,103 +100,6 @@ namespace GemmaGen.Generator
             string Range(int from, int count) => count == 1 ? $"a{from}" : $"({Range(from, count / 2)} + {Range(from + count / 2, count - count / 2)})";
             string sum = Range(0, n);
             return sum.StartsWith("(", StringComparison.Ordinal) ? sum.Substring(1, sum.Length - 2) : sum;
-        }
-
-        public static string Dot4Name(WeightKind kind, int cols) => $"Dot4_{kind}_{cols}";
-
-        /// <summary>How far ahead of its loads the BF16 matrix-vector kernel prefetches each of its four rows. Four
-        /// row streams per thread left the hardware prefetcher behind: 1 KiB ahead streamed 5–20% faster than none
-        /// (2 threads, eight 85 MB matrices in turn; 2 and 4 KiB were no better than 1).</summary>
-        public const int PrefetchBytes = 1024;
-
-        /// <summary>Four consecutive rows against the same x: every x vector loaded once serves four rows, which keeps
-        /// x in registers instead of re-reading it from L1/L2 per row (it does not fit L1 for the down projection).</summary>
-        public static void Dot4(CodeWriter w, WeightKind kind, int cols)
-        {
-            w.Line($"/// <summary>y[0..3] = W[0..3]·x for four consecutive rows of {cols} {kind} weights starting at w.</summary>");
-            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-            w.Open($"internal static void {Dot4Name(kind, cols)}({ElementType(kind)}* w, float* x, float* y)");
-            Dispatch(w, cols, v =>
-            {
-                int lanes = v.Lanes, vectors = cols / lanes, tail = cols % lanes;
-                int pairs = vectors / 2;
-                for (int r = 0; r < 4; r++) w.Line($"Vector{v.Lanes * 32}<float> a{r}0 = default, a{r}1 = default;");
-                string Fma(int r, int k, string offset, string xv) =>
-                    $"a{r}{k} = {v.Type}.MultiplyAddEstimate({v.LoadWeights(kind, $"w + {(r == 0 ? "" : $"{r * cols} + ")}{offset}")}, {xv}, a{r}{k});";
-                if (pairs > 0)
-                {
-                    w.Line($"// {cols} = {pairs} iterations × 2 × {lanes}{(vectors % 2 == 1 ? $" + {lanes}" : "")}{(tail > 0 ? $" + {tail}" : "")}, four rows at a time");
-                    w.Open($"for (int i = 0; i < {pairs * 2 * lanes}; i += {2 * lanes})");
-                    w.Line($"var x0 = {v.Type}.Load(x + i);");
-                    w.Line($"var x1 = {v.Type}.Load(x + i + {lanes});");
-                    if (kind == WeightKind.BF16 && lanes == 16)
-                    {
-                        // One 64-byte line per row per iteration: fetch each row's line PrefetchBytes ahead.
-                        for (int r = 0; r < 4; r++)
-                            w.Line($"System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)(w + {(r == 0 ? "" : $"{r * cols} + ")}i) + {PrefetchBytes});");
-                    }
-                    for (int r = 0; r < 4; r++)
-                    {
-                        w.Line(Fma(r, 0, "i", "x0"));
-                        w.Line(Fma(r, 1, $"i + {lanes}", "x1"));
-                    }
-                    w.Close();
-                }
-                if (vectors % 2 == 1)
-                {
-                    int offset = (vectors - 1) * lanes;
-                    w.Line($"var xl = {v.Type}.Load(x + {offset});");
-                    for (int r = 0; r < 4; r++) w.Line(Fma(r, 0, offset.ToString(), "xl"));
-                }
-                for (int r = 0; r < 4; r++) w.Line($"y[{r}] = {v.Type}.Sum(a{r}0 + a{r}1);");
-                if (tail > 0)
-                {
-                    w.Open($"for (int i = {vectors * lanes}; i < {cols}; i++)");
-                    for (int r = 0; r < 4; r++) w.Line($"y[{r}] += {ScalarWeight(kind, $"w[{r * cols} + i]")} * x[i];");
-                    w.Close();
-                }
-            }, () =>
-            {
-                for (int r = 0; r < 4; r++) w.Line($"y[{r}] = {DotName(kind, cols)}(w + {r * cols}, x);");
-            });
-            w.Close();
-        }
-
-        /// <summary>y[r] = W[r]·x for a row range of a [rows, cols] matrix, four rows at a time.</summary>
-        public static void MatVec(CodeWriter w, WeightKind kind, int cols)
-        {
-            w.Line($"/// <summary>y[r] = W[r]·x for rows [start, end) of a [rows, {cols}] {kind} matrix.</summary>");
-            w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open($"internal static void {MatVecName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
-            w.Line("int r = start;");
-            w.Line($"for (; r + 4 <= end; r += 4) {Dot4Name(kind, cols)}(w + (long)r * {cols}, x, y + r);");
-            w.Line($"for (; r < end; r++) y[r] = {DotName(kind, cols)}(w + (long)r * {cols}, x);");
-            w.Close();
-        }
-
-        /// <summary>Outputs of the gate/up kernel whose dot products are held at once before the activation.</summary>
-        private const int GateUpChunk = 32;
-
-        /// <summary>gelu(gate·x)·(up·x) from the interleaved [2I, cols] gate/up matrix: one pass over both.</summary>
-        public static void GateUp(CodeWriter w, WeightKind kind, int cols)
-        {
-            w.Line($"/// <summary>y[i] = gelu_tanh(gate[i]·x)·(up[i]·x) for outputs [start, end); gate row i is row 2i of the");
-            w.Line($"/// interleaved [2I, {cols}] {kind} matrix and up row i is row 2i + 1, so both stream in one pass. The dot products");
-            w.Line($"/// of {GateUpChunk} outputs at a time go through Activations.GeluTanhGated, the activation prefill uses.</summary>");
-            w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open($"internal static void {GateUpName(kind, cols)}({ElementType(kind)}* w, float* x, float* y, int start, int end)");
-            w.Line($"float* dots = stackalloc float[{2 * GateUpChunk}];");
-            w.Open($"for (int first = start; first < end; first += {GateUpChunk})");
-            w.Line($"int n = Math.Min({GateUpChunk}, end - first), i = 0;");
-            w.Line("// rows 2i .. 2i + 3 are gate i, up i, gate i + 1, up i + 1: the interleaved order GeluTanhGated reads");
-            w.Line($"for (; i + 2 <= n; i += 2) {Dot4Name(kind, cols)}(w + (long)(2 * (first + i)) * {cols}, x, dots + 2 * i);");
-            w.Open("for (; i < n; i++)");
-            w.Line($"dots[2 * i] = {DotName(kind, cols)}(w + (long)(2 * (first + i)) * {cols}, x);");
-            w.Line($"dots[2 * i + 1] = {DotName(kind, cols)}(w + (long)(2 * (first + i) + 1) * {cols}, x);");
-            w.Close();
-            w.Line("Activations.GeluTanhGated(dots, y + first, n);");
-            w.Close();
-            w.Close();
         }
 
         /// <summary>An element-wise loop over <paramref name="n"/> floats: <paramref name="vector"/> gets the width and

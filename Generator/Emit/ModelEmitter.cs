@@ -131,14 +131,13 @@ namespace GemmaGen.Generator
         private static void Orchestration(CodeWriter w, GeneratedModel model)
         {
             var c = model.Config;
-            int attentionWidth = c.NumAttentionHeads * c.HeadDim;
             w.Line("private readonly QkvJob _qkv;");
             w.Line("private readonly HeadsJob _heads;");
             w.Line("private readonly LocalAttentionJob _localAttention;");
             w.Line("private readonly GlobalAttentionJob _globalAttention;");
-            w.Line($"private readonly MatVecJob{attentionWidth} _output;");
+            w.Line("private readonly MatVecJob _output;");
             w.Line("private readonly GateUpJob _gateUp;");
-            w.Line($"private readonly MatVecJob{c.IntermediateSize} _down;");
+            w.Line("private readonly MatVecJob _down;");
             w.Line("private readonly LogitsJob _logits;");
             w.Line("private readonly MatMulJob _matMul;");
             w.Line("private readonly GeluJob _gelu;");
@@ -166,9 +165,9 @@ namespace GemmaGen.Generator
             w.Line("_heads = new HeadsJob(this);");
             w.Line("_localAttention = new LocalAttentionJob(this);");
             w.Line("_globalAttention = new GlobalAttentionJob(this);");
-            w.Line($"_output = new MatVecJob{attentionWidth}();");
+            w.Line("_output = new MatVecJob();");
             w.Line("_gateUp = new GateUpJob();");
-            w.Line($"_down = new MatVecJob{c.IntermediateSize}();");
+            w.Line("_down = new MatVecJob();");
             w.Line("_logits = new LogitsJob();");
             w.Line("_matMul = new MatMulJob();");
             w.Line("_gelu = new GeluJob(this);");
@@ -347,7 +346,7 @@ namespace GemmaGen.Generator
 
         private static void Kernels(CodeWriter w, Gemma2Config c)
         {
-            int d = c.HiddenSize, head = c.HeadDim, attentionWidth = c.NumAttentionHeads * c.HeadDim, inter = c.IntermediateSize;
+            int d = c.HiddenSize, head = c.HeadDim, inter = c.IntermediateSize;
             w.Line($"// ---- kernels of this shape: D {d}, H {c.NumAttentionHeads}, K {c.NumKeyValueHeads}, d {head}, I {inter}, W {c.SlidingWindow} ----");
             w.Line("// (internal, not private: benchmarks and tests in the compiling assembly measure them one by one)");
             w.Line();
@@ -403,30 +402,10 @@ namespace GemmaGen.Generator
 
             AttentionKernels(w, c);
 
-            var widths = new SortedSet<int> { d, attentionWidth, inter };
-            foreach (int cols in widths)
-            {
-                foreach (var kind in Kinds)
-                {
-                    KernelEmitter.Dot(w, kind, cols);
-                    w.Line();
-                }
-            }
-            foreach (int cols in widths)
-            {
-                foreach (var kind in Kinds)
-                {
-                    KernelEmitter.Dot4(w, kind, cols);
-                    w.Line();
-                    KernelEmitter.MatVec(w, kind, cols);
-                    w.Line();
-                }
-            }
-            foreach (var kind in Kinds)
-            {
-                KernelEmitter.GateUp(w, kind, d);
-                w.Line();
-            }
+            // The sum of squares of the norms. The matrix-vector kernels are not generated: with the width a constant
+            // they measured no faster than the runtime kernel each format has (BENCHMARKS.md, "Specialization").
+            KernelEmitter.Dot(w, WeightKind.F32, d);
+            w.Line();
         }
 
         private static void AttentionKernels(CodeWriter w, Gemma2Config c)
@@ -512,7 +491,7 @@ namespace GemmaGen.Generator
             w.Line();
             w.Open("public void Execute(int start, int end)");
             w.Line("var o = _owner;");
-            MatVecCall(w, "Matrix", "o._u", "o._qkvRows", c.HiddenSize, KernelEmitter.MatVecName);
+            w.Line("Matrix.MatVecRows(o._u, o._qkvRows, start, end);");
             w.Line("var sequence = o._batch.Sequence(0);");
             w.Line("int position = o._batch.Position(0);");
             w.Line("for (int head = start / HeadDim; head < end / HeadDim; head++) o.StoreHead(o._qkvRows, head, Layer, sequence, position);");
@@ -541,24 +520,17 @@ namespace GemmaGen.Generator
             AttentionJob(w, owner, local: false, q8: KvKinds(c).Contains(WeightKind.Q8_0));
             w.Line();
 
-            foreach (int cols in new SortedSet<int> { c.NumAttentionHeads * c.HeadDim, c.IntermediateSize })
-            {
-                w.Line($"/// <summary>One row: y = x·Wᵀ for a matrix of {cols} columns.</summary>");
-                w.Open($"private sealed class MatVecJob{cols} : IRowJob");
-                JobFields(w);
-                w.Open("public void Execute(int start, int end)");
-                MatVecCall(w, "Matrix", "X", "Y", cols, KernelEmitter.MatVecName);
-                w.Close();
-                w.Close();
-                w.Line();
-            }
+            w.Line("/// <summary>One row: y = x·Wᵀ over a range of the matrix's rows (the format's matrix-vector kernel).</summary>");
+            w.Open("private sealed class MatVecJob : IRowJob");
+            JobFields(w);
+            w.Line("public void Execute(int start, int end) => Matrix.MatVecRows(X, Y, start, end);");
+            w.Close();
+            w.Line();
 
             w.Line("/// <summary>One row: gelu_tanh(u·W_gateᵀ) ⊙ (u·W_upᵀ) for a range of the I outputs.</summary>");
             w.Open("private sealed class GateUpJob : IRowJob");
             JobFields(w);
-            w.Open("public void Execute(int start, int end)");
-            MatVecCall(w, "Matrix", "X", "Y", c.HiddenSize, KernelEmitter.GateUpName);
-            w.Close();
+            w.Line("public void Execute(int start, int end) => Matrix.GateUpRows(X, Y, start, end);");
             w.Close();
             w.Line();
 
@@ -567,7 +539,7 @@ namespace GemmaGen.Generator
             w.Open("private sealed class LogitsJob : IRowJob");
             JobFields(w);
             w.Open("public void Execute(int start, int end)");
-            MatVecCall(w, "Matrix", "X", "Y", c.HiddenSize, KernelEmitter.MatVecName);
+            w.Line("Matrix.MatVecRows(X, Y, start, end);");
             if (c.FinalLogitSoftcapping.HasValue)
             {
                 w.Line("var z = new Span<float>(Y + start, end - start);");
@@ -667,17 +639,6 @@ namespace GemmaGen.Generator
             w.Line("public float* X;");
             w.Line("public float* Y;");
             w.Line();
-        }
-
-        /// <summary>The generated kernels for the formats they are compiled for (BF16, F32); any other format through its
-        /// own kernel (<c>WeightMatrix.MatVecRows</c> / <c>GateUpRows</c>), whose block arithmetic specializing does not
-        /// change.</summary>
-        private static void MatVecCall(CodeWriter w, string matrix, string x, string y, int cols, Func<WeightKind, int, string> kernel)
-        {
-            string general = kernel == KernelEmitter.GateUpName ? "GateUpRows" : "MatVecRows";
-            w.Line($"if ({matrix}.Format == WeightFormat.BF16) {kernel(WeightKind.BF16, cols)}((ushort*){matrix}.Data, {x}, {y}, start, end);");
-            w.Line($"else if ({matrix}.Format == WeightFormat.F32) {kernel(WeightKind.F32, cols)}((float*){matrix}.Data, {x}, {y}, start, end);");
-            w.Line($"else {matrix}.{general}({x}, {y}, start, end);");
         }
     }
 }

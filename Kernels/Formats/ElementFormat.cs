@@ -2,8 +2,8 @@ namespace GemmaGen.Kernels;
 
 /// <summary>
 /// A row-major format of one <typeparamref name="TElements"/> per weight: row r starts at
-/// <c>Data + r·Cols·ElementSize</c>. Decode and prefill go through <see cref="MatMul.Rows{TW}"/> (the generated
-/// decoders run their own shape-specialized kernels for these formats instead).
+/// <c>Data + r·Cols·ElementSize</c>. Decode goes through <see cref="ElementMatVec"/>, prefill through
+/// <see cref="MatMul.Rows{TW}"/>.
 /// </summary>
 internal abstract unsafe class ElementFormat<TElements>(string name, TensorDType sourceType) : WeightFormat(name, blockSize: 1, groupRows: 1)
     where TElements : struct, IWeightElements
@@ -20,7 +20,10 @@ internal abstract unsafe class ElementFormat<TElements>(string name, TensorDType
     }
 
     internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
-        MatMul.Rows<TElements>(matrix.Data, matrix.Cols, x, 0, 1, y, 0, start, end);
+        ElementMatVec.Rows<TElements>(matrix.Data, matrix.Cols, x, y, start, end);
+
+    internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
+        ElementMatVec.GateUpRows<TElements>(matrix.Data, matrix.Cols, x, y, start, end);
 
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
         MatMul.Rows<TElements>(matrix.Data, matrix.Cols, x, xStride, tokens, y, yStride, start, end);

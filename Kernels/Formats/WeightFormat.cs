@@ -119,7 +119,8 @@ public abstract unsafe class WeightFormat
 
     /// <summary>
     /// Decode: y[i] = gelu_tanh(W[2i]·x)·(W[2i+1]·x) for outputs [start, end) of an interleaved gate/up matrix. This
-    /// default computes rows [2·start, 2·end) with <see cref="MatVecRows"/> into thread-local scratch.
+    /// default computes rows [2·start, 2·end) with <see cref="MatVecRows"/> into thread-local scratch and applies
+    /// <see cref="Activations.GeluTanhGated"/>, the activation every path uses.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal virtual void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end)
@@ -129,7 +130,7 @@ public abstract unsafe class WeightFormat
         fixed (float* dots = scratch)
         {
             MatVecRows(matrix, x, dots - 2 * start, 2 * start, 2 * end);
-            for (int i = start; i < end; i++) y[i] = Activations.GeluTanh(dots[2 * (i - start)]) * dots[2 * (i - start) + 1];
+            Activations.GeluTanhGated(dots, y + start, end - start);
         }
     }
 

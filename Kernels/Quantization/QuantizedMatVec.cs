@@ -70,11 +70,7 @@ public static unsafe class QuantizedMatVec
         {
             GroupDots<TBlock>(matrix, group, scratch);
             int first = Math.Max(start, group * outputs), last = Math.Min(end, group * outputs + outputs);
-            for (int i = first; i < last; i++)
-            {
-                int lane = 2 * (i - group * outputs);
-                y[i] = Activations.GeluTanh(dots[lane]) * dots[lane + 1];
-            }
+            Activations.GeluTanhGated(dots + 2 * (first - group * outputs), y + first, last - first);
         }
     }
 
