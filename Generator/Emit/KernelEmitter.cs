@@ -11,7 +11,7 @@ namespace GemmaGen.Generator
     /// </summary>
     internal static class KernelEmitter
     {
-        /// <summary>Vectors per iteration of a long dot-product loop: enough loads in flight to stream memory.</summary>
+        /// <summary>Vectors per iteration of a long element-wise loop.</summary>
         private const int Unroll = 8;
 
         /// <summary>A loop of at most this many vectors is written out completely.</summary>
@@ -21,11 +21,6 @@ namespace GemmaGen.Generator
 
         /// <summary>Elements of a Q8_0 block (GemmaGen.Kernels.KvCache.Q8Block).</summary>
         public const int Q8Block = 32;
-
-        private static string ScalarWeight(WeightKind kind, string element) =>
-            kind == WeightKind.F32 ? element : $"BFloat16.ToSingle({element})";
-
-        public static string DotName(WeightKind kind, int cols) => $"Dot_{kind}_{cols}";
 
         /// <summary>Writes an if / else-if chain with one branch per vector width that fits <paramref name="n"/>, widest
         /// first, and the scalar fallback as the final else.</summary>
@@ -47,51 +42,6 @@ namespace GemmaGen.Generator
             w.Open("else");
             scalar();
             w.Close();
-        }
-
-        /// <summary>Σ w[i]·x[i] over a row of <paramref name="cols"/> weights.</summary>
-        public static void Dot(CodeWriter w, WeightKind kind, int cols)
-        {
-            w.Line($"/// <summary>Σ w[i]·x[i] over {cols} {kind} weights.</summary>");
-            w.Line("[MethodImpl(MethodImplOptions.AggressiveInlining)]");
-            w.Open($"internal static float {DotName(kind, cols)}({ElementType(kind)}* w, float* x)");
-            Dispatch(w, cols, v => DotBody(w, kind, cols, v), () =>
-            {
-                w.Line("float sum = 0f;");
-                w.Line($"for (int i = 0; i < {cols}; i++) sum += {ScalarWeight(kind, "w[i]")} * x[i];");
-                w.Line("return sum;");
-            });
-            w.Close();
-        }
-
-        private static void DotBody(CodeWriter w, WeightKind kind, int cols, VectorWidth v)
-        {
-            int vectors = cols / v.Lanes, tail = cols % v.Lanes;
-            int lanes = v.Lanes;
-            string Fma(int acc, string offset) =>
-                $"a{acc} = {v.Type}.MultiplyAddEstimate({v.LoadWeights(kind, "w + " + offset)}, {v.Type}.Load(x + {offset}), a{acc});";
-            int accumulators = Math.Min(vectors, Unroll);
-            if (vectors <= FullUnrollLimit)
-            {
-                w.Line($"// {cols} = {vectors} × {lanes}{(tail > 0 ? $" + {tail}" : "")}: written out completely");
-                for (int a = 0; a < accumulators; a++) w.Line($"var a{a} = {v.Float}.Zero;");
-                for (int i = 0; i < vectors; i++) w.Line(Fma(i % accumulators, (i * lanes).ToString()));
-            }
-            else
-            {
-                int loopVectors = vectors / Unroll * Unroll;
-                w.Line($"// {cols} = {vectors / Unroll} iterations × {Unroll} × {lanes}" +
-                       $"{(vectors % Unroll > 0 ? $" + {vectors % Unroll} × {lanes}" : "")}{(tail > 0 ? $" + {tail}" : "")}");
-                for (int a = 0; a < accumulators; a++) w.Line($"var a{a} = {v.Float}.Zero;");
-                w.Open($"for (int i = 0; i < {loopVectors * lanes}; i += {Unroll * lanes})");
-                for (int a = 0; a < Unroll; a++) w.Line(Fma(a, a == 0 ? "i" : $"i + {a * lanes}"));
-                w.Close();
-                for (int i = loopVectors; i < vectors; i++) w.Line(Fma(i - loopVectors, (i * lanes).ToString()));
-            }
-            w.Line($"float sum = {v.Type}.Sum({Reduce(accumulators)});");
-            if (tail > 0)
-                w.Line($"for (int i = {vectors * lanes}; i < {cols}; i++) sum += {ScalarWeight(kind, "w[i]")} * x[i];");
-            w.Line("return sum;");
         }
 
         /// <summary>A balanced sum of accumulators a0 .. a(n-1).</summary>

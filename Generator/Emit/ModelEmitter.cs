@@ -201,7 +201,7 @@ namespace GemmaGen.Generator
             w.Close();
             w.Open("fixed (float* norm = Weights.FinalNorm)");
             w.Open("for (int t = 0; t < n; t++)");
-            w.Line("RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize);");
+            w.Line("Normalization.RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize, HiddenSize, RmsNormEps);");
             w.Line("ObserveFinalNorm(batch, t, _u + t * HiddenSize);");
             w.Close();
             w.Close();
@@ -296,7 +296,7 @@ namespace GemmaGen.Generator
             w.Line("fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)");
             w.Line("fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)");
             w.Open();
-            w.Line("for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);");
+            w.Line("for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);");
             w.Open("if (n == 1)");
             w.Line("// one row: the matrix-vector kernel, each thread roping and caching the heads it computed");
             w.Line("_qkv.Matrix = w.Qkv;");
@@ -313,9 +313,9 @@ namespace GemmaGen.Generator
             w.Line($"{attention}.Rows = n;");
             w.Line($"Pool.Run({attention}, n * KvHeads);");
             Project(w, "w.O", "_attention", "AttentionWidth", "_branch", "HiddenSize", "_output");
-            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);");
+            w.Line("for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);");
             w.Line();
-            w.Line("for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);");
+            w.Line("for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);");
             w.Open("if (n == 1)");
             w.Line("_gateUp.Matrix = w.GateUp;");
             w.Line("_gateUp.X = _u;");
@@ -327,7 +327,7 @@ namespace GemmaGen.Generator
             w.Line("Pool.Run(_gelu, n);");
             w.Close();
             Project(w, "w.Down", "_mlp", "IntermediateSize", "_branch", "HiddenSize", "_down");
-            w.Line("for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);");
+            w.Line("for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);");
             w.Close();
             w.Close();
         }
@@ -361,23 +361,6 @@ namespace GemmaGen.Generator
                 w.Line();
             }
 
-            w.Line($"/// <summary>RMSNorm over D = {d}: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>");
-            w.Open("internal static void RmsNorm(float* x, float* g, float* y)");
-            w.Line($"float scale = 1f / MathF.Sqrt({KernelEmitter.DotName(WeightKind.F32, d)}(x, x) / HiddenSize + RmsNormEps);");
-            KernelEmitter.Elementwise(w, d,
-                (v, o) => new[] { $"({v.Type}.Load(x + {o}) * scale * {v.Type}.Load(g + {o})).Store(y + {o});" },
-                i => new[] { $"y[{i}] = x[{i}] * scale * g[{i}];" });
-            w.Close();
-            w.Line();
-            w.Line($"/// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = {d}.</summary>");
-            w.Open("internal static void RmsNormAdd(float* branch, float* g, float* x)");
-            w.Line($"float scale = 1f / MathF.Sqrt({KernelEmitter.DotName(WeightKind.F32, d)}(branch, branch) / HiddenSize + RmsNormEps);");
-            KernelEmitter.Elementwise(w, d,
-                (v, o) => new[] { $"({v.Type}.Load(x + {o}) + {v.Type}.Load(branch + {o}) * scale * {v.Type}.Load(g + {o})).Store(x + {o});" },
-                i => new[] { $"x[{i}] += branch[{i}] * scale * g[{i}];" });
-            w.Close();
-            w.Line();
-
             int half = head / 2;
             w.Line($"/// <summary>RoPE, rotate-half, on one head of d = {head}: element i pairs with i + {half}.</summary>");
             w.Open("internal static void ApplyRope(float* x, float* cos, float* sin)");
@@ -402,10 +385,9 @@ namespace GemmaGen.Generator
 
             AttentionKernels(w, c);
 
-            // The sum of squares of the norms. The matrix-vector kernels are not generated: with the width a constant
-            // they measured no faster than the runtime kernel each format has (BENCHMARKS.md, "Specialization").
-            KernelEmitter.Dot(w, WeightKind.F32, d);
-            w.Line();
+            // Not generated: the matrix-vector kernels and RMSNorm, which with the width a constant measured no faster than
+            // the same kernels with the width a parameter (Kernels: ElementMatVec, Normalization; BENCHMARKS.md,
+            // "Specialization").
         }
 
         private static void AttentionKernels(CodeWriter w, Gemma2Config c)

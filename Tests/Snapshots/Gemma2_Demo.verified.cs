@@ -138,7 +138,7 @@ namespace GemmaGen.Models
             {
                 for (int t = 0; t < n; t++)
                 {
-                    RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize);
+                    Normalization.RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                     ObserveFinalNorm(batch, t, _u + t * HiddenSize);
                 }
             }
@@ -154,7 +154,7 @@ namespace GemmaGen.Models
             fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
             fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
             {
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     // one row: the matrix-vector kernel, each thread roping and caching the heads it computed
@@ -180,9 +180,9 @@ namespace GemmaGen.Models
                     Pool.Run(_output, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.O, _attention, AttentionWidth, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
 
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     _gateUp.Matrix = w.GateUp;
@@ -203,7 +203,7 @@ namespace GemmaGen.Models
                     Pool.Run(_down, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.Down, _mlp, IntermediateSize, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
             }
         }
 
@@ -215,7 +215,7 @@ namespace GemmaGen.Models
             fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
             fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
             {
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     // one row: the matrix-vector kernel, each thread roping and caching the heads it computed
@@ -241,9 +241,9 @@ namespace GemmaGen.Models
                     Pool.Run(_output, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.O, _attention, AttentionWidth, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
 
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     _gateUp.Matrix = w.GateUp;
@@ -264,7 +264,7 @@ namespace GemmaGen.Models
                     Pool.Run(_down, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.Down, _mlp, IntermediateSize, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
             }
         }
 
@@ -458,126 +458,6 @@ namespace GemmaGen.Models
                 for (int i = 0; i < 256; i++)
                 {
                     x[i] = BFloat16.ToSingle(e[i]) * EmbedScale;
-                }
-            }
-        }
-
-        /// <summary>RMSNorm over D = 256: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>
-        internal static void RmsNorm(float* x, float* g, float* y)
-        {
-            float scale = 1f / MathF.Sqrt(Dot_F32_256(x, x) / HiddenSize + RmsNormEps);
-            if (Vector512.IsHardwareAccelerated)
-            {
-                (Vector512.Load(x + 0) * scale * Vector512.Load(g + 0)).Store(y + 0);
-                (Vector512.Load(x + 16) * scale * Vector512.Load(g + 16)).Store(y + 16);
-                (Vector512.Load(x + 32) * scale * Vector512.Load(g + 32)).Store(y + 32);
-                (Vector512.Load(x + 48) * scale * Vector512.Load(g + 48)).Store(y + 48);
-                (Vector512.Load(x + 64) * scale * Vector512.Load(g + 64)).Store(y + 64);
-                (Vector512.Load(x + 80) * scale * Vector512.Load(g + 80)).Store(y + 80);
-                (Vector512.Load(x + 96) * scale * Vector512.Load(g + 96)).Store(y + 96);
-                (Vector512.Load(x + 112) * scale * Vector512.Load(g + 112)).Store(y + 112);
-                (Vector512.Load(x + 128) * scale * Vector512.Load(g + 128)).Store(y + 128);
-                (Vector512.Load(x + 144) * scale * Vector512.Load(g + 144)).Store(y + 144);
-                (Vector512.Load(x + 160) * scale * Vector512.Load(g + 160)).Store(y + 160);
-                (Vector512.Load(x + 176) * scale * Vector512.Load(g + 176)).Store(y + 176);
-                (Vector512.Load(x + 192) * scale * Vector512.Load(g + 192)).Store(y + 192);
-                (Vector512.Load(x + 208) * scale * Vector512.Load(g + 208)).Store(y + 208);
-                (Vector512.Load(x + 224) * scale * Vector512.Load(g + 224)).Store(y + 224);
-                (Vector512.Load(x + 240) * scale * Vector512.Load(g + 240)).Store(y + 240);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                for (int i = 0; i < 256; i += 64)
-                {
-                    (Vector256.Load(x + i) * scale * Vector256.Load(g + i)).Store(y + i);
-                    (Vector256.Load(x + i + 8) * scale * Vector256.Load(g + i + 8)).Store(y + i + 8);
-                    (Vector256.Load(x + i + 16) * scale * Vector256.Load(g + i + 16)).Store(y + i + 16);
-                    (Vector256.Load(x + i + 24) * scale * Vector256.Load(g + i + 24)).Store(y + i + 24);
-                    (Vector256.Load(x + i + 32) * scale * Vector256.Load(g + i + 32)).Store(y + i + 32);
-                    (Vector256.Load(x + i + 40) * scale * Vector256.Load(g + i + 40)).Store(y + i + 40);
-                    (Vector256.Load(x + i + 48) * scale * Vector256.Load(g + i + 48)).Store(y + i + 48);
-                    (Vector256.Load(x + i + 56) * scale * Vector256.Load(g + i + 56)).Store(y + i + 56);
-                }
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                for (int i = 0; i < 256; i += 32)
-                {
-                    (Vector128.Load(x + i) * scale * Vector128.Load(g + i)).Store(y + i);
-                    (Vector128.Load(x + i + 4) * scale * Vector128.Load(g + i + 4)).Store(y + i + 4);
-                    (Vector128.Load(x + i + 8) * scale * Vector128.Load(g + i + 8)).Store(y + i + 8);
-                    (Vector128.Load(x + i + 12) * scale * Vector128.Load(g + i + 12)).Store(y + i + 12);
-                    (Vector128.Load(x + i + 16) * scale * Vector128.Load(g + i + 16)).Store(y + i + 16);
-                    (Vector128.Load(x + i + 20) * scale * Vector128.Load(g + i + 20)).Store(y + i + 20);
-                    (Vector128.Load(x + i + 24) * scale * Vector128.Load(g + i + 24)).Store(y + i + 24);
-                    (Vector128.Load(x + i + 28) * scale * Vector128.Load(g + i + 28)).Store(y + i + 28);
-                }
-            }
-            else
-            {
-                for (int i = 0; i < 256; i++)
-                {
-                    y[i] = x[i] * scale * g[i];
-                }
-            }
-        }
-
-        /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 256.</summary>
-        internal static void RmsNormAdd(float* branch, float* g, float* x)
-        {
-            float scale = 1f / MathF.Sqrt(Dot_F32_256(branch, branch) / HiddenSize + RmsNormEps);
-            if (Vector512.IsHardwareAccelerated)
-            {
-                (Vector512.Load(x + 0) + Vector512.Load(branch + 0) * scale * Vector512.Load(g + 0)).Store(x + 0);
-                (Vector512.Load(x + 16) + Vector512.Load(branch + 16) * scale * Vector512.Load(g + 16)).Store(x + 16);
-                (Vector512.Load(x + 32) + Vector512.Load(branch + 32) * scale * Vector512.Load(g + 32)).Store(x + 32);
-                (Vector512.Load(x + 48) + Vector512.Load(branch + 48) * scale * Vector512.Load(g + 48)).Store(x + 48);
-                (Vector512.Load(x + 64) + Vector512.Load(branch + 64) * scale * Vector512.Load(g + 64)).Store(x + 64);
-                (Vector512.Load(x + 80) + Vector512.Load(branch + 80) * scale * Vector512.Load(g + 80)).Store(x + 80);
-                (Vector512.Load(x + 96) + Vector512.Load(branch + 96) * scale * Vector512.Load(g + 96)).Store(x + 96);
-                (Vector512.Load(x + 112) + Vector512.Load(branch + 112) * scale * Vector512.Load(g + 112)).Store(x + 112);
-                (Vector512.Load(x + 128) + Vector512.Load(branch + 128) * scale * Vector512.Load(g + 128)).Store(x + 128);
-                (Vector512.Load(x + 144) + Vector512.Load(branch + 144) * scale * Vector512.Load(g + 144)).Store(x + 144);
-                (Vector512.Load(x + 160) + Vector512.Load(branch + 160) * scale * Vector512.Load(g + 160)).Store(x + 160);
-                (Vector512.Load(x + 176) + Vector512.Load(branch + 176) * scale * Vector512.Load(g + 176)).Store(x + 176);
-                (Vector512.Load(x + 192) + Vector512.Load(branch + 192) * scale * Vector512.Load(g + 192)).Store(x + 192);
-                (Vector512.Load(x + 208) + Vector512.Load(branch + 208) * scale * Vector512.Load(g + 208)).Store(x + 208);
-                (Vector512.Load(x + 224) + Vector512.Load(branch + 224) * scale * Vector512.Load(g + 224)).Store(x + 224);
-                (Vector512.Load(x + 240) + Vector512.Load(branch + 240) * scale * Vector512.Load(g + 240)).Store(x + 240);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                for (int i = 0; i < 256; i += 64)
-                {
-                    (Vector256.Load(x + i) + Vector256.Load(branch + i) * scale * Vector256.Load(g + i)).Store(x + i);
-                    (Vector256.Load(x + i + 8) + Vector256.Load(branch + i + 8) * scale * Vector256.Load(g + i + 8)).Store(x + i + 8);
-                    (Vector256.Load(x + i + 16) + Vector256.Load(branch + i + 16) * scale * Vector256.Load(g + i + 16)).Store(x + i + 16);
-                    (Vector256.Load(x + i + 24) + Vector256.Load(branch + i + 24) * scale * Vector256.Load(g + i + 24)).Store(x + i + 24);
-                    (Vector256.Load(x + i + 32) + Vector256.Load(branch + i + 32) * scale * Vector256.Load(g + i + 32)).Store(x + i + 32);
-                    (Vector256.Load(x + i + 40) + Vector256.Load(branch + i + 40) * scale * Vector256.Load(g + i + 40)).Store(x + i + 40);
-                    (Vector256.Load(x + i + 48) + Vector256.Load(branch + i + 48) * scale * Vector256.Load(g + i + 48)).Store(x + i + 48);
-                    (Vector256.Load(x + i + 56) + Vector256.Load(branch + i + 56) * scale * Vector256.Load(g + i + 56)).Store(x + i + 56);
-                }
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                for (int i = 0; i < 256; i += 32)
-                {
-                    (Vector128.Load(x + i) + Vector128.Load(branch + i) * scale * Vector128.Load(g + i)).Store(x + i);
-                    (Vector128.Load(x + i + 4) + Vector128.Load(branch + i + 4) * scale * Vector128.Load(g + i + 4)).Store(x + i + 4);
-                    (Vector128.Load(x + i + 8) + Vector128.Load(branch + i + 8) * scale * Vector128.Load(g + i + 8)).Store(x + i + 8);
-                    (Vector128.Load(x + i + 12) + Vector128.Load(branch + i + 12) * scale * Vector128.Load(g + i + 12)).Store(x + i + 12);
-                    (Vector128.Load(x + i + 16) + Vector128.Load(branch + i + 16) * scale * Vector128.Load(g + i + 16)).Store(x + i + 16);
-                    (Vector128.Load(x + i + 20) + Vector128.Load(branch + i + 20) * scale * Vector128.Load(g + i + 20)).Store(x + i + 20);
-                    (Vector128.Load(x + i + 24) + Vector128.Load(branch + i + 24) * scale * Vector128.Load(g + i + 24)).Store(x + i + 24);
-                    (Vector128.Load(x + i + 28) + Vector128.Load(branch + i + 28) * scale * Vector128.Load(g + i + 28)).Store(x + i + 28);
-                }
-            }
-            else
-            {
-                for (int i = 0; i < 256; i++)
-                {
-                    x[i] += branch[i] * scale * g[i];
                 }
             }
         }
@@ -2273,98 +2153,6 @@ namespace GemmaGen.Models
                     for (int i = 0; i < 64; i++) sum += q[64 + i] * (k[i] * BFloat16.ToSingle(ks[(i) / 32]));
                     scores[stride] = sum;
                 }
-            }
-        }
-
-        /// <summary>Σ w[i]·x[i] over 256 F32 weights.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static float Dot_F32_256(float* w, float* x)
-        {
-            if (Vector512.IsHardwareAccelerated)
-            {
-                // 256 = 16 × 16: written out completely
-                var a0 = Vector512<float>.Zero;
-                var a1 = Vector512<float>.Zero;
-                var a2 = Vector512<float>.Zero;
-                var a3 = Vector512<float>.Zero;
-                var a4 = Vector512<float>.Zero;
-                var a5 = Vector512<float>.Zero;
-                var a6 = Vector512<float>.Zero;
-                var a7 = Vector512<float>.Zero;
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), Vector512.Load(x + 0), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), Vector512.Load(x + 16), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), Vector512.Load(x + 32), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), Vector512.Load(x + 48), a3);
-                a4 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 64), Vector512.Load(x + 64), a4);
-                a5 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 80), Vector512.Load(x + 80), a5);
-                a6 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 96), Vector512.Load(x + 96), a6);
-                a7 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 112), Vector512.Load(x + 112), a7);
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 128), Vector512.Load(x + 128), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 144), Vector512.Load(x + 144), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 160), Vector512.Load(x + 160), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 176), Vector512.Load(x + 176), a3);
-                a4 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 192), Vector512.Load(x + 192), a4);
-                a5 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 208), Vector512.Load(x + 208), a5);
-                a6 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 224), Vector512.Load(x + 224), a6);
-                a7 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 240), Vector512.Load(x + 240), a7);
-                float sum = Vector512.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                // 256 = 4 iterations × 8 × 8
-                var a0 = Vector256<float>.Zero;
-                var a1 = Vector256<float>.Zero;
-                var a2 = Vector256<float>.Zero;
-                var a3 = Vector256<float>.Zero;
-                var a4 = Vector256<float>.Zero;
-                var a5 = Vector256<float>.Zero;
-                var a6 = Vector256<float>.Zero;
-                var a7 = Vector256<float>.Zero;
-                for (int i = 0; i < 256; i += 64)
-                {
-                    a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i), Vector256.Load(x + i), a0);
-                    a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 8), Vector256.Load(x + i + 8), a1);
-                    a2 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 16), Vector256.Load(x + i + 16), a2);
-                    a3 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 24), Vector256.Load(x + i + 24), a3);
-                    a4 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 32), Vector256.Load(x + i + 32), a4);
-                    a5 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 40), Vector256.Load(x + i + 40), a5);
-                    a6 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 48), Vector256.Load(x + i + 48), a6);
-                    a7 = Vector256.MultiplyAddEstimate(Vector256.Load(w + i + 56), Vector256.Load(x + i + 56), a7);
-                }
-                float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                // 256 = 8 iterations × 8 × 4
-                var a0 = Vector128<float>.Zero;
-                var a1 = Vector128<float>.Zero;
-                var a2 = Vector128<float>.Zero;
-                var a3 = Vector128<float>.Zero;
-                var a4 = Vector128<float>.Zero;
-                var a5 = Vector128<float>.Zero;
-                var a6 = Vector128<float>.Zero;
-                var a7 = Vector128<float>.Zero;
-                for (int i = 0; i < 256; i += 32)
-                {
-                    a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), Vector128.Load(x + i), a0);
-                    a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 4), Vector128.Load(x + i + 4), a1);
-                    a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 8), Vector128.Load(x + i + 8), a2);
-                    a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 12), Vector128.Load(x + i + 12), a3);
-                    a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 16), Vector128.Load(x + i + 16), a4);
-                    a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 20), Vector128.Load(x + i + 20), a5);
-                    a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 24), Vector128.Load(x + i + 24), a6);
-                    a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + i + 28), Vector128.Load(x + i + 28), a7);
-                }
-                float sum = Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
-            }
-            else
-            {
-                float sum = 0f;
-                for (int i = 0; i < 256; i++) sum += w[i] * x[i];
-                return sum;
             }
         }
 

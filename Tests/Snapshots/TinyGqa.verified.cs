@@ -138,7 +138,7 @@ namespace GemmaGen.Models
             {
                 for (int t = 0; t < n; t++)
                 {
-                    RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize);
+                    Normalization.RmsNorm(_x + t * HiddenSize, norm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                     ObserveFinalNorm(batch, t, _u + t * HiddenSize);
                 }
             }
@@ -154,7 +154,7 @@ namespace GemmaGen.Models
             fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
             fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
             {
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     // one row: the matrix-vector kernel, each thread roping and caching the heads it computed
@@ -180,9 +180,9 @@ namespace GemmaGen.Models
                     Pool.Run(_output, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.O, _attention, AttentionWidth, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
 
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     _gateUp.Matrix = w.GateUp;
@@ -203,7 +203,7 @@ namespace GemmaGen.Models
                     Pool.Run(_down, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.Down, _mlp, IntermediateSize, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
             }
         }
 
@@ -215,7 +215,7 @@ namespace GemmaGen.Models
             fixed (float* inputNorm = w.InputNorm, postAttentionNorm = w.PostAttentionNorm)
             fixed (float* preFeedforwardNorm = w.PreFeedforwardNorm, postFeedforwardNorm = w.PostFeedforwardNorm)
             {
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, inputNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     // one row: the matrix-vector kernel, each thread roping and caching the heads it computed
@@ -241,9 +241,9 @@ namespace GemmaGen.Models
                     Pool.Run(_output, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.O, _attention, AttentionWidth, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postAttentionNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
 
-                for (int t = 0; t < n; t++) RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNorm(_x + t * HiddenSize, preFeedforwardNorm, _u + t * HiddenSize, HiddenSize, RmsNormEps);
                 if (n == 1)
                 {
                     _gateUp.Matrix = w.GateUp;
@@ -264,7 +264,7 @@ namespace GemmaGen.Models
                     Pool.Run(_down, HiddenSize, grain: 16);
                 }
                 else MultiplyRows(w.Down, _mlp, IntermediateSize, _branch, HiddenSize, n);
-                for (int t = 0; t < n; t++) RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize);
+                for (int t = 0; t < n; t++) Normalization.RmsNormAdd(_branch + t * HiddenSize, postFeedforwardNorm, _x + t * HiddenSize, HiddenSize, RmsNormEps);
             }
         }
 
@@ -438,106 +438,6 @@ namespace GemmaGen.Models
                 for (int i = 0; i < 64; i++)
                 {
                     x[i] = BFloat16.ToSingle(e[i]) * EmbedScale;
-                }
-            }
-        }
-
-        /// <summary>RMSNorm over D = 64: y = x / sqrt(mean(x²) + eps) · g, g the norm's multiplier (1 + w).</summary>
-        internal static void RmsNorm(float* x, float* g, float* y)
-        {
-            float scale = 1f / MathF.Sqrt(Dot_F32_64(x, x) / HiddenSize + RmsNormEps);
-            if (Vector512.IsHardwareAccelerated)
-            {
-                (Vector512.Load(x + 0) * scale * Vector512.Load(g + 0)).Store(y + 0);
-                (Vector512.Load(x + 16) * scale * Vector512.Load(g + 16)).Store(y + 16);
-                (Vector512.Load(x + 32) * scale * Vector512.Load(g + 32)).Store(y + 32);
-                (Vector512.Load(x + 48) * scale * Vector512.Load(g + 48)).Store(y + 48);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                (Vector256.Load(x + 0) * scale * Vector256.Load(g + 0)).Store(y + 0);
-                (Vector256.Load(x + 8) * scale * Vector256.Load(g + 8)).Store(y + 8);
-                (Vector256.Load(x + 16) * scale * Vector256.Load(g + 16)).Store(y + 16);
-                (Vector256.Load(x + 24) * scale * Vector256.Load(g + 24)).Store(y + 24);
-                (Vector256.Load(x + 32) * scale * Vector256.Load(g + 32)).Store(y + 32);
-                (Vector256.Load(x + 40) * scale * Vector256.Load(g + 40)).Store(y + 40);
-                (Vector256.Load(x + 48) * scale * Vector256.Load(g + 48)).Store(y + 48);
-                (Vector256.Load(x + 56) * scale * Vector256.Load(g + 56)).Store(y + 56);
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                (Vector128.Load(x + 0) * scale * Vector128.Load(g + 0)).Store(y + 0);
-                (Vector128.Load(x + 4) * scale * Vector128.Load(g + 4)).Store(y + 4);
-                (Vector128.Load(x + 8) * scale * Vector128.Load(g + 8)).Store(y + 8);
-                (Vector128.Load(x + 12) * scale * Vector128.Load(g + 12)).Store(y + 12);
-                (Vector128.Load(x + 16) * scale * Vector128.Load(g + 16)).Store(y + 16);
-                (Vector128.Load(x + 20) * scale * Vector128.Load(g + 20)).Store(y + 20);
-                (Vector128.Load(x + 24) * scale * Vector128.Load(g + 24)).Store(y + 24);
-                (Vector128.Load(x + 28) * scale * Vector128.Load(g + 28)).Store(y + 28);
-                (Vector128.Load(x + 32) * scale * Vector128.Load(g + 32)).Store(y + 32);
-                (Vector128.Load(x + 36) * scale * Vector128.Load(g + 36)).Store(y + 36);
-                (Vector128.Load(x + 40) * scale * Vector128.Load(g + 40)).Store(y + 40);
-                (Vector128.Load(x + 44) * scale * Vector128.Load(g + 44)).Store(y + 44);
-                (Vector128.Load(x + 48) * scale * Vector128.Load(g + 48)).Store(y + 48);
-                (Vector128.Load(x + 52) * scale * Vector128.Load(g + 52)).Store(y + 52);
-                (Vector128.Load(x + 56) * scale * Vector128.Load(g + 56)).Store(y + 56);
-                (Vector128.Load(x + 60) * scale * Vector128.Load(g + 60)).Store(y + 60);
-            }
-            else
-            {
-                for (int i = 0; i < 64; i++)
-                {
-                    y[i] = x[i] * scale * g[i];
-                }
-            }
-        }
-
-        /// <summary>x += RMSNorm(branch): a block's post-norm and residual add in one pass over D = 64.</summary>
-        internal static void RmsNormAdd(float* branch, float* g, float* x)
-        {
-            float scale = 1f / MathF.Sqrt(Dot_F32_64(branch, branch) / HiddenSize + RmsNormEps);
-            if (Vector512.IsHardwareAccelerated)
-            {
-                (Vector512.Load(x + 0) + Vector512.Load(branch + 0) * scale * Vector512.Load(g + 0)).Store(x + 0);
-                (Vector512.Load(x + 16) + Vector512.Load(branch + 16) * scale * Vector512.Load(g + 16)).Store(x + 16);
-                (Vector512.Load(x + 32) + Vector512.Load(branch + 32) * scale * Vector512.Load(g + 32)).Store(x + 32);
-                (Vector512.Load(x + 48) + Vector512.Load(branch + 48) * scale * Vector512.Load(g + 48)).Store(x + 48);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                (Vector256.Load(x + 0) + Vector256.Load(branch + 0) * scale * Vector256.Load(g + 0)).Store(x + 0);
-                (Vector256.Load(x + 8) + Vector256.Load(branch + 8) * scale * Vector256.Load(g + 8)).Store(x + 8);
-                (Vector256.Load(x + 16) + Vector256.Load(branch + 16) * scale * Vector256.Load(g + 16)).Store(x + 16);
-                (Vector256.Load(x + 24) + Vector256.Load(branch + 24) * scale * Vector256.Load(g + 24)).Store(x + 24);
-                (Vector256.Load(x + 32) + Vector256.Load(branch + 32) * scale * Vector256.Load(g + 32)).Store(x + 32);
-                (Vector256.Load(x + 40) + Vector256.Load(branch + 40) * scale * Vector256.Load(g + 40)).Store(x + 40);
-                (Vector256.Load(x + 48) + Vector256.Load(branch + 48) * scale * Vector256.Load(g + 48)).Store(x + 48);
-                (Vector256.Load(x + 56) + Vector256.Load(branch + 56) * scale * Vector256.Load(g + 56)).Store(x + 56);
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                (Vector128.Load(x + 0) + Vector128.Load(branch + 0) * scale * Vector128.Load(g + 0)).Store(x + 0);
-                (Vector128.Load(x + 4) + Vector128.Load(branch + 4) * scale * Vector128.Load(g + 4)).Store(x + 4);
-                (Vector128.Load(x + 8) + Vector128.Load(branch + 8) * scale * Vector128.Load(g + 8)).Store(x + 8);
-                (Vector128.Load(x + 12) + Vector128.Load(branch + 12) * scale * Vector128.Load(g + 12)).Store(x + 12);
-                (Vector128.Load(x + 16) + Vector128.Load(branch + 16) * scale * Vector128.Load(g + 16)).Store(x + 16);
-                (Vector128.Load(x + 20) + Vector128.Load(branch + 20) * scale * Vector128.Load(g + 20)).Store(x + 20);
-                (Vector128.Load(x + 24) + Vector128.Load(branch + 24) * scale * Vector128.Load(g + 24)).Store(x + 24);
-                (Vector128.Load(x + 28) + Vector128.Load(branch + 28) * scale * Vector128.Load(g + 28)).Store(x + 28);
-                (Vector128.Load(x + 32) + Vector128.Load(branch + 32) * scale * Vector128.Load(g + 32)).Store(x + 32);
-                (Vector128.Load(x + 36) + Vector128.Load(branch + 36) * scale * Vector128.Load(g + 36)).Store(x + 36);
-                (Vector128.Load(x + 40) + Vector128.Load(branch + 40) * scale * Vector128.Load(g + 40)).Store(x + 40);
-                (Vector128.Load(x + 44) + Vector128.Load(branch + 44) * scale * Vector128.Load(g + 44)).Store(x + 44);
-                (Vector128.Load(x + 48) + Vector128.Load(branch + 48) * scale * Vector128.Load(g + 48)).Store(x + 48);
-                (Vector128.Load(x + 52) + Vector128.Load(branch + 52) * scale * Vector128.Load(g + 52)).Store(x + 52);
-                (Vector128.Load(x + 56) + Vector128.Load(branch + 56) * scale * Vector128.Load(g + 56)).Store(x + 56);
-                (Vector128.Load(x + 60) + Vector128.Load(branch + 60) * scale * Vector128.Load(g + 60)).Store(x + 60);
-            }
-            else
-            {
-                for (int i = 0; i < 64; i++)
-                {
-                    x[i] += branch[i] * scale * g[i];
                 }
             }
         }
@@ -1031,84 +931,6 @@ namespace GemmaGen.Models
                     for (int i = 0; i < 16; i++) sum += q[16 + i] * BFloat16.ToSingle(k[i]);
                     scores[stride] = sum;
                 }
-            }
-        }
-
-        /// <summary>Σ w[i]·x[i] over 64 F32 weights.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal static float Dot_F32_64(float* w, float* x)
-        {
-            if (Vector512.IsHardwareAccelerated)
-            {
-                // 64 = 4 × 16: written out completely
-                var a0 = Vector512<float>.Zero;
-                var a1 = Vector512<float>.Zero;
-                var a2 = Vector512<float>.Zero;
-                var a3 = Vector512<float>.Zero;
-                a0 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 0), Vector512.Load(x + 0), a0);
-                a1 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 16), Vector512.Load(x + 16), a1);
-                a2 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 32), Vector512.Load(x + 32), a2);
-                a3 = Vector512.MultiplyAddEstimate(Vector512.Load(w + 48), Vector512.Load(x + 48), a3);
-                float sum = Vector512.Sum((a0 + a1) + (a2 + a3));
-                return sum;
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                // 64 = 8 × 8: written out completely
-                var a0 = Vector256<float>.Zero;
-                var a1 = Vector256<float>.Zero;
-                var a2 = Vector256<float>.Zero;
-                var a3 = Vector256<float>.Zero;
-                var a4 = Vector256<float>.Zero;
-                var a5 = Vector256<float>.Zero;
-                var a6 = Vector256<float>.Zero;
-                var a7 = Vector256<float>.Zero;
-                a0 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 0), Vector256.Load(x + 0), a0);
-                a1 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 8), Vector256.Load(x + 8), a1);
-                a2 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 16), Vector256.Load(x + 16), a2);
-                a3 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 24), Vector256.Load(x + 24), a3);
-                a4 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 32), Vector256.Load(x + 32), a4);
-                a5 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 40), Vector256.Load(x + 40), a5);
-                a6 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 48), Vector256.Load(x + 48), a6);
-                a7 = Vector256.MultiplyAddEstimate(Vector256.Load(w + 56), Vector256.Load(x + 56), a7);
-                float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
-            }
-            else if (Vector128.IsHardwareAccelerated)
-            {
-                // 64 = 16 × 4: written out completely
-                var a0 = Vector128<float>.Zero;
-                var a1 = Vector128<float>.Zero;
-                var a2 = Vector128<float>.Zero;
-                var a3 = Vector128<float>.Zero;
-                var a4 = Vector128<float>.Zero;
-                var a5 = Vector128<float>.Zero;
-                var a6 = Vector128<float>.Zero;
-                var a7 = Vector128<float>.Zero;
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 0), Vector128.Load(x + 0), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 4), Vector128.Load(x + 4), a1);
-                a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 8), Vector128.Load(x + 8), a2);
-                a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 12), Vector128.Load(x + 12), a3);
-                a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 16), Vector128.Load(x + 16), a4);
-                a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 20), Vector128.Load(x + 20), a5);
-                a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 24), Vector128.Load(x + 24), a6);
-                a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 28), Vector128.Load(x + 28), a7);
-                a0 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 32), Vector128.Load(x + 32), a0);
-                a1 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 36), Vector128.Load(x + 36), a1);
-                a2 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 40), Vector128.Load(x + 40), a2);
-                a3 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 44), Vector128.Load(x + 44), a3);
-                a4 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 48), Vector128.Load(x + 48), a4);
-                a5 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 52), Vector128.Load(x + 52), a5);
-                a6 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 56), Vector128.Load(x + 56), a6);
-                a7 = Vector128.MultiplyAddEstimate(Vector128.Load(w + 60), Vector128.Load(x + 60), a7);
-                float sum = Vector128.Sum(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)));
-                return sum;
-            }
-            else
-            {
-                float sum = 0f;
-                for (int i = 0; i < 64; i++) sum += w[i] * x[i];
-                return sum;
             }
         }
 
