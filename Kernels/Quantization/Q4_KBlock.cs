@@ -1,0 +1,212 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>ggml's <c>block_q4_K</c> as stored (<see cref="KQuantBlocks"/>): 144 bytes per 256 values.</summary>
+internal readonly unsafe struct Q4_KBlock : IKQuantBlock
+{
+    /// <summary>Bytes of one super-block.</summary>
+    public const int Bytes = 144;
+
+    public static TensorDType SourceType => TensorDType.Q4_K;
+
+    public static int BlockBytes => Bytes;
+
+    public static void Dequantize(byte* block, float* y) => MinKBlock.Dequantize(block, y, fifthBits: false);
+
+    public static void Quantize(float* x, byte* block) => MinKBlock.Quantize(x, block, fifthBits: false);
+
+    public static float Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc) =>
+        MinKBlock.Dot512(block, x, sums, s, ref acc, fifthBits: false);
+
+    public static float Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc) =>
+        MinKBlock.Dot256(block, x, sums, s, ref acc, fifthBits: false);
+}
+
+/// <summary>ggml's <c>block_q5_K</c> as stored (<see cref="KQuantBlocks"/>): 176 bytes per 256 values.</summary>
+internal readonly unsafe struct Q5_KBlock : IKQuantBlock
+{
+    /// <summary>Bytes of one super-block.</summary>
+    public const int Bytes = 176;
+
+    public static TensorDType SourceType => TensorDType.Q5_K;
+
+    public static int BlockBytes => Bytes;
+
+    public static void Dequantize(byte* block, float* y) => MinKBlock.Dequantize(block, y, fifthBits: true);
+
+    public static void Quantize(float* x, byte* block) => MinKBlock.Quantize(x, block, fifthBits: true);
+
+    public static float Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc) =>
+        MinKBlock.Dot512(block, x, sums, s, ref acc, fifthBits: true);
+
+    public static float Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc) =>
+        MinKBlock.Dot256(block, x, sums, s, ref acc, fifthBits: true);
+}
+
+/// <summary>
+/// The code Q4_K and Q5_K share (a Q5_K block is a Q4_K block with 32 bytes of fifth bits between the scales and the
+/// nibbles); <c>fifthBits</c> is a constant at each call, so the inlined code has no branch on it.
+/// </summary>
+internal static unsafe class MinKBlock
+{
+    private const int ScalesOffset = 4, HighBitsOffset = 16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int QuantsOffset(bool fifthBits) => fifthBits ? 48 : 16;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Dequantize(byte* block, float* y, bool fifthBits)
+    {
+        float d = KQuantBlocks.Half(block), dmin = KQuantBlocks.Half(block + 2);
+        KQuantBlocks.UnpackScales(block + ScalesOffset, out ulong scales, out ulong mins);
+        byte* qs = block + QuantsOffset(fifthBits), qh = block + HighBitsOffset;
+        for (int j = 0; j < 8; j++)
+        {
+            // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32(j/2)..32(j/2)+31.
+            float dj = d * (int)((scales >> (8 * j)) & 0xFF), mj = dmin * (int)((mins >> (8 * j)) & 0xFF);
+            byte* q = qs + 32 * (j / 2);
+            int shift = 4 * (j % 2);
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var values = Vector256.ShiftRightLogical(Vector256.Load(q), shift) & Vector256.Create((byte)0xF);
+                if (fifthBits) values |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(Vector256.Load(qh), j) & Vector256<byte>.One, 4);
+                KQuantBlocks.Store32(values, dj, mj, y + 32 * j);
+                continue;
+            }
+            for (int l = 0; l < 32; l++)
+            {
+                int value = (q[l] >> shift) & 0xF;
+                if (fifthBits) value |= ((qh[l] >> j) & 1) << 4;
+                y[32 * j + l] = dj * value - mj;
+            }
+        }
+    }
+
+    /// <summary>Per sub-block: the minimum m = max(0, −min x) and the scale (max x + m) / qmax; d and dmin are the largest
+    /// of them over 63 as halves, sc and m the nearest integers to them over d and dmin (at most 63), q the nearest to
+    /// (x + dmin·m) / (d·sc) within 0..qmax.</summary>
+    public static void Quantize(float* x, byte* block, bool fifthBits)
+    {
+        int qmax = fifthBits ? 31 : 15;
+        Span<float> scale = stackalloc float[8], min = stackalloc float[8];
+        float maxScale = 0, maxMin = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            float lo = 0, hi = 0;
+            for (int l = 0; l < 32; l++)
+            {
+                lo = MathF.Min(lo, x[32 * j + l]);
+                hi = MathF.Max(hi, x[32 * j + l]);
+            }
+            min[j] = -lo;
+            scale[j] = (hi - lo) / qmax;
+            maxScale = MathF.Max(maxScale, scale[j]);
+            maxMin = MathF.Max(maxMin, min[j]);
+        }
+        var d = (Half)(maxScale / 63);
+        var dmin = (Half)(maxMin / 63);
+        Unsafe.WriteUnaligned(block, d);
+        Unsafe.WriteUnaligned(block + 2, dmin);
+        Span<byte> sc = stackalloc byte[8], m = stackalloc byte[8];
+        for (int j = 0; j < 8; j++)
+        {
+            sc[j] = (byte)((float)d == 0 ? 0 : Math.Clamp((int)MathF.Round(scale[j] / (float)d), 0, 63));
+            m[j] = (byte)((float)dmin == 0 ? 0 : Math.Clamp((int)MathF.Round(min[j] / (float)dmin), 0, 63));
+        }
+        KQuantBlocks.PackScales(sc, m, block + ScalesOffset);
+        byte* qs = block + QuantsOffset(fifthBits), qh = block + HighBitsOffset;
+        new Span<byte>(qs, 128).Clear();
+        if (fifthBits) new Span<byte>(qh, 32).Clear();
+        for (int j = 0; j < 8; j++)
+        {
+            float step = (float)d * sc[j], offset = (float)dmin * m[j];
+            for (int l = 0; l < 32; l++)
+            {
+                int q = step == 0 ? 0 : Math.Clamp((int)MathF.Round((x[32 * j + l] + offset) / step), 0, qmax);
+                qs[32 * (j / 2) + l] |= (byte)((q & 0xF) << (4 * (j % 2)));
+                if (fifthBits) qh[l] |= (byte)((q >> 4) << j);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Per 64 values (32 bytes of nibbles), widened to int16: the low nibbles are sub-block 2g, the high ones 2g + 1
+    /// (plus their fifth bits); each times its scale (at most 31·63, an int16) meets its 32 inputs (<c>vpmaddwd</c>).
+    /// Each lane sums 8 products per 128 values (below 2^30), then scaled into the float lanes.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc, bool fifthBits)
+    {
+        KQuantBlocks.UnpackScales(block + ScalesOffset, out ulong scales, out ulong mins);
+        byte* qs = block + QuantsOffset(fifthBits);
+        var high = fifthBits ? Avx512BW.ConvertToVector512Int16(Vector256.Load(block + HighBitsOffset)).AsInt16() : default;
+        var nibble = Vector512.Create((short)0xF);
+        var d = Vector512.Create(F16Scale.ToSingle(*(ushort*)block) * s);
+        for (int part = 0; part < 2; part++)
+        {
+            Vector512<int> lanes = default;
+            for (int g = 2 * part; g < 2 * part + 2; g++)
+            {
+                var bytes = Avx512BW.ConvertToVector512Int16(Vector256.Load(qs + 32 * g)).AsInt16();
+                var low = bytes & nibble;
+                var upper = Vector512.ShiftRightLogical(bytes, 4);
+                if (fifthBits)
+                {
+                    low |= Vector512.ShiftLeft(Vector512.ShiftRightLogical(high, 2 * g) & Vector512<short>.One, 4);
+                    upper |= Vector512.ShiftLeft(Vector512.ShiftRightLogical(high, 2 * g + 1) & Vector512<short>.One, 4);
+                }
+                low *= Vector512.Create((short)(byte)(scales >> (16 * g)));
+                upper *= Vector512.Create((short)(byte)(scales >> (16 * g + 8)));
+                lanes += Avx512BW.MultiplyAddAdjacent(low, Vector512.Load(x + 64 * g)) + Avx512BW.MultiplyAddAdjacent(upper, Vector512.Load(x + 64 * g + 32));
+            }
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(lanes), d, acc);
+        }
+        return F16Scale.ToSingle(*(ushort*)(block + 2)) * s * KQuantBlocks.MinSum(mins, sums);
+    }
+
+    /// <summary><see cref="Dot512"/> at 256 bits: each 32 bytes of nibbles widened in two halves of 16; each lane sums
+    /// 16 products per 128 values (below 2^31).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc, bool fifthBits)
+    {
+        KQuantBlocks.UnpackScales(block + ScalesOffset, out ulong scales, out ulong mins);
+        byte* qs = block + QuantsOffset(fifthBits);
+        Vector256<short> high0 = default, high1 = default;
+        if (fifthBits)
+        {
+            high0 = Avx2.ConvertToVector256Int16(Vector128.Load(block + HighBitsOffset)).AsInt16();
+            high1 = Avx2.ConvertToVector256Int16(Vector128.Load(block + HighBitsOffset + 16)).AsInt16();
+        }
+        var d = Vector256.Create(F16Scale.ToSingle(*(ushort*)block) * s);
+        for (int part = 0; part < 2; part++)
+        {
+            Vector256<int> lanes = default;
+            for (int g = 2 * part; g < 2 * part + 2; g++)
+            {
+                var first = Vector256.Create((short)(byte)(scales >> (16 * g)));
+                var second = Vector256.Create((short)(byte)(scales >> (16 * g + 8)));
+                var bytes0 = Avx2.ConvertToVector256Int16(Vector128.Load(qs + 32 * g)).AsInt16();
+                var bytes1 = Avx2.ConvertToVector256Int16(Vector128.Load(qs + 32 * g + 16)).AsInt16();
+                lanes += Avx2.MultiplyAddAdjacent(Values(bytes0, 0, high0, 2 * g, fifthBits) * first, Vector256.Load(x + 64 * g));
+                lanes += Avx2.MultiplyAddAdjacent(Values(bytes1, 0, high1, 2 * g, fifthBits) * first, Vector256.Load(x + 64 * g + 16));
+                lanes += Avx2.MultiplyAddAdjacent(Values(bytes0, 4, high0, 2 * g + 1, fifthBits) * second, Vector256.Load(x + 64 * g + 32));
+                lanes += Avx2.MultiplyAddAdjacent(Values(bytes1, 4, high1, 2 * g + 1, fifthBits) * second, Vector256.Load(x + 64 * g + 48));
+            }
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(lanes), d, acc);
+        }
+        return F16Scale.ToSingle(*(ushort*)(block + 2)) * s * KQuantBlocks.MinSum(mins, sums);
+    }
+
+    /// <summary>The nibble at <paramref name="shift"/> of each widened byte, with bit <paramref name="bit"/> of its high
+    /// byte as the fifth bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Values(Vector256<short> bytes, int shift, Vector256<short> high, int bit, bool fifthBits)
+    {
+        var values = Vector256.ShiftRightLogical(bytes, shift) & Vector256.Create((short)0xF);
+        if (fifthBits) values |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(high, bit) & Vector256<short>.One, 4);
+        return values;
+    }
+}

@@ -1,0 +1,169 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace GemmaGen.Kernels;
+
+/// <summary>ggml's <c>block_q6_K</c> as stored (<see cref="KQuantBlocks"/>): 210 bytes per 256 values.</summary>
+internal readonly unsafe struct Q6_KBlock : IKQuantBlock
+{
+    /// <summary>Bytes of one super-block.</summary>
+    public const int Bytes = 210;
+
+    /// <summary>Where the half d is.</summary>
+    public const int ScaleOffset = 208;
+
+    private const int HighOffset = 128, ScalesOffset = 192;
+
+    public static TensorDType SourceType => TensorDType.Q6_K;
+
+    public static int BlockBytes => Bytes;
+
+    /// <summary>The four 32-value quarters of each half, one vector of values each.</summary>
+    public static void Dequantize(byte* block, float* y)
+    {
+        float d = KQuantBlocks.Half(block + ScaleOffset);
+        sbyte* sc = (sbyte*)block + ScalesOffset;
+        for (int half = 0; half < 2; half++)
+        {
+            byte* low = block + 64 * half, high = block + HighOffset + 32 * half;
+            float* output = y + 128 * half;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                Vector256<byte> low0 = Vector256.Load(low), low1 = Vector256.Load(low + 32), bits = Vector256.Load(high);
+                var nibble = Vector256.Create((byte)0xF);
+                Store32(((low0 & nibble) | Vector256.ShiftLeft(bits & Vector256.Create((byte)3), 4)), d, sc + 8 * half, output);
+                Store32(((low1 & nibble) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 2) & Vector256.Create((byte)3), 4)), d, sc + 8 * half + 2, output + 32);
+                Store32((Vector256.ShiftRightLogical(low0, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 4) & Vector256.Create((byte)3), 4)), d, sc + 8 * half + 4, output + 64);
+                Store32((Vector256.ShiftRightLogical(low1, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 6), 4)), d, sc + 8 * half + 6, output + 96);
+                continue;
+            }
+            for (int quarter = 0; quarter < 4; quarter++)
+            {
+                for (int l = 0; l < 32; l++)
+                {
+                    int q = ((low[l + 32 * (quarter % 2)] >> (4 * (quarter / 2))) & 0xF) | ((high[l] >> (2 * quarter)) & 3) << 4;
+                    output[32 * quarter + l] = d * sc[8 * half + 2 * quarter + l / 16] * (q - 32);
+                }
+            }
+        }
+    }
+
+    /// <summary>y = (d·sc_k)·(q − 32) for 32 values of 6-bit <paramref name="q"/>, the first 16 with scale
+    /// <paramref name="sc"/>[0], the next with sc[1]: d·sc exact, times an exact small integer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store32(Vector256<byte> q, float d, sbyte* sc, float* y)
+    {
+        var values = (q.AsSByte() - Vector256.Create((sbyte)32));
+        Store16(Vector256.WidenLower(values), d * sc[0], y);
+        Store16(Vector256.WidenUpper(values), d * sc[1], y + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store16(Vector256<short> q, float scale, float* y)
+    {
+        (Vector256.ConvertToSingle(Vector256.WidenLower(q)) * scale).Store(y);
+        (Vector256.ConvertToSingle(Vector256.WidenUpper(q)) * scale).Store(y + 8);
+    }
+
+    /// <summary>Per 16 values: the scale is the value of largest magnitude over −32 (so that it maps to −32, as Q4_0
+    /// does); d is the largest scale magnitude over 127 as a half (rounded away from zero), sc the nearest integer to
+    /// scale / d, q the nearest integer to x / (d·sc) within −32..31.</summary>
+    public static void Quantize(float* x, byte* block)
+    {
+        Span<float> scale = stackalloc float[16];
+        float largest = 0;
+        for (int k = 0; k < 16; k++)
+        {
+            float extreme = 0;
+            for (int l = 0; l < 16; l++)
+            {
+                if (MathF.Abs(x[16 * k + l]) > MathF.Abs(extreme)) extreme = x[16 * k + l];
+            }
+            scale[k] = extreme / -32;
+            largest = MathF.Max(largest, MathF.Abs(scale[k]));
+        }
+        ushort bits = F16Scale.Encode(largest / 127);
+        *(ushort*)(block + ScaleOffset) = bits;
+        float d = F16Scale.ToSingle(bits);
+        sbyte* sc = (sbyte*)block + ScalesOffset;
+        for (int k = 0; k < 16; k++) sc[k] = (sbyte)(d == 0 ? 0 : Math.Clamp((int)MathF.Round(scale[k] / d), -128, 127));
+        new Span<byte>(block, ScalesOffset).Clear();
+        for (int i = 0; i < 256; i++)
+        {
+            float step = d * sc[i / 16];
+            int q = (step == 0 ? 0 : Math.Clamp((int)MathF.Round(x[i] / step), -32, 31)) + 32;
+            int half = i / 128, quarter = i % 128 / 32, l = i % 32;
+            block[64 * half + 32 * (quarter % 2) + l] |= (byte)((q & 0xF) << (4 * (quarter / 2)));
+            block[HighOffset + 32 * half + l] |= (byte)((q >> 4) << (2 * quarter));
+        }
+    }
+
+    /// <summary>
+    /// Per half (128 values): the quarters' 6-bit values widened to int16, minus 32, each times its two sub-blocks'
+    /// scales (a permutation of the 16 scales: at most 32·128 in magnitude, an int16), against their inputs
+    /// (<c>vpmaddwd</c>); each lane sums 8 products per half (below 2^31).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc)
+    {
+        var scales = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)block + ScalesOffset)).ToVector512Unsafe();
+        var d = Vector512.Create(F16Scale.ToSingle(*(ushort*)(block + ScaleOffset)) * s);
+        var pairs = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, (short)1);
+        var nibble = Vector512.Create((short)0xF);
+        var three = Vector512.Create((short)3);
+        var offset = Vector512.Create((short)32);
+        for (int half = 0; half < 2; half++)
+        {
+            var low0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(block + 64 * half)).AsInt16();
+            var low1 = Avx512BW.ConvertToVector512Int16(Vector256.Load(block + 64 * half + 32)).AsInt16();
+            var bits = Avx512BW.ConvertToVector512Int16(Vector256.Load(block + HighOffset + 32 * half)).AsInt16();
+            var q0 = ((low0 & nibble) | Vector512.ShiftLeft(bits & three, 4)) - offset;
+            var q1 = ((low1 & nibble) | Vector512.ShiftLeft(Vector512.ShiftRightLogical(bits, 2) & three, 4)) - offset;
+            var q2 = (Vector512.ShiftRightLogical(low0, 4) | Vector512.ShiftLeft(Vector512.ShiftRightLogical(bits, 4) & three, 4)) - offset;
+            var q3 = (Vector512.ShiftRightLogical(low1, 4) | Vector512.ShiftLeft(Vector512.ShiftRightLogical(bits, 6), 4)) - offset;
+            short k = (short)(8 * half);
+            var lanes = Avx512BW.MultiplyAddAdjacent(q0 * Avx512BW.PermuteVar32x16(scales, pairs + Vector512.Create(k)), Vector512.Load(x + 128 * half))
+                + Avx512BW.MultiplyAddAdjacent(q1 * Avx512BW.PermuteVar32x16(scales, pairs + Vector512.Create((short)(k + 2))), Vector512.Load(x + 128 * half + 32))
+                + Avx512BW.MultiplyAddAdjacent(q2 * Avx512BW.PermuteVar32x16(scales, pairs + Vector512.Create((short)(k + 4))), Vector512.Load(x + 128 * half + 64))
+                + Avx512BW.MultiplyAddAdjacent(q3 * Avx512BW.PermuteVar32x16(scales, pairs + Vector512.Create((short)(k + 6))), Vector512.Load(x + 128 * half + 96));
+            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(lanes), d, acc);
+        }
+        return 0;
+    }
+
+    /// <summary><see cref="Dot512"/> at 256 bits: each 16 values, one sub-block, times its scale broadcast; each lane sums
+    /// 16 products per half (at most 16·32·128·32767 &lt; 2^31).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc)
+    {
+        sbyte* sc = (sbyte*)block + ScalesOffset;
+        var d = Vector256.Create(F16Scale.ToSingle(*(ushort*)(block + ScaleOffset)) * s);
+        for (int half = 0; half < 2; half++)
+        {
+            Vector256<int> lanes = default;
+            for (int piece = 0; piece < 2; piece++)
+            {
+                // Values 16·piece + l (l < 16) of each quarter: bytes 16·piece.. of the low and high parts.
+                var low0 = Avx2.ConvertToVector256Int16(Vector128.Load(block + 64 * half + 16 * piece)).AsInt16();
+                var low1 = Avx2.ConvertToVector256Int16(Vector128.Load(block + 64 * half + 32 + 16 * piece)).AsInt16();
+                var bits = Avx2.ConvertToVector256Int16(Vector128.Load(block + HighOffset + 32 * half + 16 * piece)).AsInt16();
+                var nibble = Vector256.Create((short)0xF);
+                var three = Vector256.Create((short)3);
+                var offset = Vector256.Create((short)32);
+                var q0 = ((low0 & nibble) | Vector256.ShiftLeft(bits & three, 4)) - offset;
+                var q1 = ((low1 & nibble) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 2) & three, 4)) - offset;
+                var q2 = (Vector256.ShiftRightLogical(low0, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 4) & three, 4)) - offset;
+                var q3 = (Vector256.ShiftRightLogical(low1, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 6), 4)) - offset;
+                int k = 8 * half + piece;
+                short* input = x + 128 * half + 16 * piece;
+                lanes += Avx2.MultiplyAddAdjacent(q0 * Vector256.Create((short)sc[k]), Vector256.Load(input));
+                lanes += Avx2.MultiplyAddAdjacent(q1 * Vector256.Create((short)sc[k + 2]), Vector256.Load(input + 32));
+                lanes += Avx2.MultiplyAddAdjacent(q2 * Vector256.Create((short)sc[k + 4]), Vector256.Load(input + 64));
+                lanes += Avx2.MultiplyAddAdjacent(q3 * Vector256.Create((short)sc[k + 6]), Vector256.Load(input + 96));
+            }
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(lanes), d, acc);
+        }
+        return 0;
+    }
+}
