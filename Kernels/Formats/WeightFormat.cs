@@ -75,9 +75,10 @@ public abstract unsafe class WeightFormat
     /// or null when none does.</summary>
     public static WeightFormat? ForStored(TensorDType dtype) => AsStored.FirstOrDefault(f => f.SourceType == dtype);
 
-    /// <summary>The format of <see cref="All"/> named <paramref name="name"/> (<see cref="Name"/>, any case), or null.</summary>
-    public static WeightFormat? Find(string name) =>
-        All.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
+    /// <summary>The format of <paramref name="among"/> (default <see cref="All"/>) named <paramref name="name"/>
+    /// (<see cref="Name"/>, any case), or null.</summary>
+    public static WeightFormat? Find(string name, IEnumerable<WeightFormat>? among = null) =>
+        (among ?? All).FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The names of <paramref name="formats"/> for a message: <c>bf16, q8_0 or q4_0</c>.</summary>
     public static string ListNames(IEnumerable<WeightFormat> formats)
