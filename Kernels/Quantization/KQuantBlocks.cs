@@ -107,16 +107,6 @@ internal static unsafe class KQuantBlocks
         (Vector256.ConvertToSingle(Vector256.WidenUpper(q).AsInt32()) * d - Vector256.Create(m)).Store(y + 8);
     }
 
-    /// <summary>Σ_j m_j·sums[j] over the eight sub-blocks (each term below 2^26: exact in int32).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int MinSum(ulong mins, int* sums)
-    {
-        if (Avx2.IsSupported)
-            return Vector256.Sum(Avx2.ConvertToVector256Int32(Vector128.CreateScalarUnsafe(mins).AsByte()) * Vector256.Load(sums));
-        int total = 0;
-        for (int j = 0; j < 8; j++) total += (int)((mins >> (8 * j)) & 0xFF) * sums[j];
-        return total;
-    }
 }
 
 /// <summary>
@@ -145,10 +135,11 @@ internal unsafe interface IKQuantBlock
     /// <summary>
     /// The super-block's dot product with 256 inputs x ≈ s·x̂ (x̂ int16 at <paramref name="x"/>, Σ x̂ of each 32 in
     /// <paramref name="sums"/>): adds the integer part, per 128 values, times s·d to <paramref name="acc"/>'s lanes and
-    /// returns what is subtracted (s·dmin·Σ m_j·sums_j; 0 without minimums). AVX-512 BW.
+    /// what is subtracted (s·dmin·m_j·sums_j per sub-block; nothing without minimums) to <paramref name="minus"/>'s.
+    /// AVX-512 BW.
     /// </summary>
-    static abstract float Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc);
+    static abstract void Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc, ref Vector256<float> minus);
 
     /// <summary><see cref="Dot512"/> at 256 bits. AVX2 and FMA.</summary>
-    static abstract float Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc);
+    static abstract void Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc, ref Vector256<float> minus);
 }

@@ -108,21 +108,21 @@ internal static unsafe class KQuantMatVec
         }
     }
 
-    /// <summary>One row at 512 bits: a float accumulator of 16 lanes and a scalar one for the minimums' part, the stream
+    /// <summary>One row at 512 bits: a float accumulator of 16 lanes and one of 8 for the minimums' part, the stream
     /// prefetched <see cref="QuantizedMatVec.PrefetchBytes"/> ahead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Row512<TBlock>(byte* row, int blocks, Scratch scratch)
         where TBlock : struct, IKQuantBlock
     {
         Vector512<float> acc = default;
-        float minus = 0;
+        Vector256<float> minus = default;
         short* x = scratch.Input;
         for (int b = 0; b < blocks; b++, row += TBlock.BlockBytes, x += KQuantBlocks.BlockSize)
         {
             Prefetch<TBlock>(row + QuantizedMatVec.PrefetchBytes);
-            minus += TBlock.Dot512(row, x, scratch.Sums + 8 * b, scratch.Scales[b], ref acc);
+            TBlock.Dot512(row, x, scratch.Sums + 8 * b, scratch.Scales[b], ref acc, ref minus);
         }
-        return Vector512.Sum(acc) - minus;
+        return Vector512.Sum(acc) - Vector256.Sum(minus);
     }
 
     /// <summary><see cref="Row512{TBlock}"/> at 256 bits.</summary>
@@ -130,15 +130,14 @@ internal static unsafe class KQuantMatVec
     private static float Row256<TBlock>(byte* row, int blocks, Scratch scratch)
         where TBlock : struct, IKQuantBlock
     {
-        Vector256<float> acc = default;
-        float minus = 0;
+        Vector256<float> acc = default, minus = default;
         short* x = scratch.Input;
         for (int b = 0; b < blocks; b++, row += TBlock.BlockBytes, x += KQuantBlocks.BlockSize)
         {
             Prefetch<TBlock>(row + QuantizedMatVec.PrefetchBytes);
-            minus += TBlock.Dot256(row, x, scratch.Sums + 8 * b, scratch.Scales[b], ref acc);
+            TBlock.Dot256(row, x, scratch.Sums + 8 * b, scratch.Scales[b], ref acc, ref minus);
         }
-        return Vector256.Sum(acc) - minus;
+        return Vector256.Sum(acc) - Vector256.Sum(minus);
     }
 
     /// <summary>One row without vector instructions: each super-block dequantized (<see cref="IKQuantBlock.Dequantize"/>)
