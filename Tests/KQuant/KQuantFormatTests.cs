@@ -13,9 +13,11 @@ namespace GemmaGen.Tests.KQuant;
 /// child runs), the prefill and the gate/up product against the rows dequantized by the independent
 /// <see cref="ScalarReference"/> times the float input, summed in float64. The decode kernel's only other rounding is its
 /// int16 input (at most half a step of max|x| / 32767 per super-block, bounded exactly here); float32 sums are held to
-/// a small fraction of the terms' magnitude. Row ranges write their rows and nothing else.
+/// a small fraction of the terms' magnitude. Row ranges write their rows and nothing else; after a warm-up call no
+/// kernel allocates.
 /// </summary>
 [IsaSensitive]
+[Collection(AllocationCountingCollection.Name)]
 public sealed unsafe class KQuantFormatTests
 {
     public static TheoryData<string, int, int> Shapes()
@@ -326,6 +328,36 @@ public sealed unsafe class KQuantFormatTests
         var e = Assert.Throws<WeightLoadException>(() => ModelWeights.Load(gguf.Config, gguf).Dispose());
         Assert.Contains($"GGUF tensor '{tensorName}', Q4_K", e.Message);
         Assert.Contains("1 non-finite Q4_K block scale (first +infinity, the block at row 2, column 0)", e.Message);
+    }
+
+    [Fact]
+    public void No_allocation_per_call_after_warm_up()
+    {
+        using var q4 = Matrix("q4_k", RandomBlocks("q4_k", 16 * 9216 / 256, seed: 1), 16, 9216);
+        using var q6 = Matrix("q6_k", RandomBlocks("q6_k", 16 * 2304 / 256, seed: 2), 16, 2304);
+        var x = Input(9216, seed: 1);
+        var y = new float[32];
+        fixed (float* px = x, py = y)
+        {
+            q4.MatVecRows(px, py, 0, 16);
+            q6.MatVecRows(px, py, 0, 16);
+            q6.GateUpRows(px, py, 0, 8);
+            q6.MatMulRows(px, 0, 2, py, 16, 0, 16);
+            var windows = new AllocationWindows();
+            windows.Mark();
+            for (int window = 0; window < AllocationWindows.Count; window++)
+            {
+                for (int i = 0; i < 20; i++)
+                {
+                    q4.MatVecRows(px, py, 0, 16);
+                    q6.MatVecRows(px, py, 4, 12);
+                    q6.GateUpRows(px, py, 2, 6);
+                    q6.MatMulRows(px, 0, 2, py, 16, 1, 7);
+                }
+                windows.Mark();
+            }
+            Assert.Equal(0, windows.Fewest());
+        }
     }
 
     private static void AssertBitEqual(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
