@@ -89,7 +89,7 @@ internal static unsafe class KQuantBlocks
 
     /// <summary>A half's value (exact; infinities and NaN as such).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Half(byte* bits) => (float)Unsafe.ReadUnaligned<Half>(bits);
+    public static float HalfAt(byte* bits) => (float)Unsafe.ReadUnaligned<Half>(bits);
 
     /// <summary>y[0..32) = d·q − m for the 32 unsigned values of <paramref name="q"/>, as ggml rounds it (d·q exact,
     /// one rounding).</summary>

@@ -60,7 +60,7 @@ internal static unsafe class MinKBlock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Dequantize(byte* block, float* y, bool fifthBits)
     {
-        float d = KQuantBlocks.Half(block), dmin = KQuantBlocks.Half(block + 2);
+        float d = KQuantBlocks.HalfAt(block), dmin = KQuantBlocks.HalfAt(block + 2);
         KQuantBlocks.UnpackScales(block + ScalesOffset, out ulong scales, out ulong mins);
         byte* qs = block + QuantsOffset(fifthBits), qh = block + HighBitsOffset;
         for (int j = 0; j < 8; j++)

@@ -22,7 +22,7 @@ internal readonly unsafe struct Q6_KBlock : IKQuantBlock
     /// <summary>The four 32-value quarters of each half, one vector of values each.</summary>
     public static void Dequantize(byte* block, float* y)
     {
-        float d = KQuantBlocks.Half(block + ScaleOffset);
+        float d = KQuantBlocks.HalfAt(block + ScaleOffset);
         sbyte* sc = (sbyte*)block + ScalesOffset;
         for (int half = 0; half < 2; half++)
         {
