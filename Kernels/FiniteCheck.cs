@@ -5,8 +5,9 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// Finds NaN and infinite values in float32, bfloat16 or float16 data by their bits: a value is not finite exactly
 /// when its exponent bits are all ones, so one vector AND and compare per element decides, without widening. In a block
-/// encoding (<see cref="TensorDType.Q8_0"/>, <see cref="TensorDType.Q4_0"/>) the values are small integers times the
-/// block's half scale, so they are finite exactly when every scale is: those are checked.
+/// encoding (<see cref="TensorDType.Q8_0"/>, <see cref="TensorDType.Q4_0"/>, the K-quants) the values are small integers
+/// times the block's half scales (a K-quant's d, and dmin where it has one), so they are finite exactly when every scale
+/// is: those are checked (<see cref="TensorView.ScaleOffsets"/>).
 /// </summary>
 public static unsafe class FiniteCheck
 {
@@ -22,20 +23,36 @@ public static unsafe class FiniteCheck
         TensorDType.F32 => AllFinite((uint*)data, count, F32Exponent),
         TensorDType.BF16 => AllFinite((ushort*)data, count, BF16Exponent),
         TensorDType.F16 => AllFinite((ushort*)data, count, F16Exponent),
-        TensorDType.Q8_0 or TensorDType.Q4_0 => ScalesFinite(data, count / TensorView.BlockSize(dtype), TensorView.BlockBytes(dtype)),
+        _ when TensorView.IsBlocked(dtype) => ScalesFinite(dtype, data, count / TensorView.BlockSize(dtype)),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 
-    /// <summary>Whether the half scale at the start of each of <paramref name="blocks"/> blocks of
-    /// <paramref name="stride"/> bytes is finite.</summary>
-    private static bool ScalesFinite(byte* data, long blocks, int stride)
+    /// <summary>Whether every half scale (<see cref="TensorView.ScaleOffsets"/>) of <paramref name="blocks"/> blocks of
+    /// <paramref name="dtype"/> is finite.</summary>
+    private static bool ScalesFinite(TensorDType dtype, byte* data, long blocks)
     {
-        // One scale per 18 or 34 bytes: a strided scalar scan reads every cache line anyway, so it runs at memory speed.
-        for (long b = 0; b < blocks; b++)
+        // One or two scales per 18 to 210 bytes: a strided scalar scan reads every cache line anyway, so it runs at
+        // memory speed.
+        int stride = TensorView.BlockBytes(dtype);
+        foreach (int offset in TensorView.ScaleOffsets(dtype))
         {
-            if ((*(ushort*)(data + b * stride) & F16Exponent) == F16Exponent) return false;
+            for (long b = 0; b < blocks; b++)
+            {
+                if ((*(ushort*)(data + b * stride + offset) & F16Exponent) == F16Exponent) return false;
+            }
         }
         return true;
+    }
+
+    /// <summary>The first of a block's half scales that is not finite, else its first scale.</summary>
+    private static float BlockScale(TensorDType dtype, byte* block)
+    {
+        foreach (int offset in TensorView.ScaleOffsets(dtype))
+        {
+            float scale = (float)*(Half*)(block + offset);
+            if (!float.IsFinite(scale)) return scale;
+        }
+        return (float)*(Half*)(block + TensorView.ScaleOffsets(dtype)[0]);
     }
 
     /// <summary>Whether every value is finite (no NaN, no infinity).</summary>
@@ -60,14 +77,14 @@ public static unsafe class FiniteCheck
     }
 
     /// <summary>Element <paramref name="index"/> widened to float32 (exactly: NaN stays NaN, infinities keep their sign);
-    /// for a block encoding, the scale of the block that holds it (what decides whether its values are finite).</summary>
+    /// for a block encoding, the scale of the block that holds it (what decides whether its values are finite; of a block
+    /// with two, the first that is not finite).</summary>
     public static float ElementAt(TensorDType dtype, byte* data, long index) => dtype switch
     {
         TensorDType.F32 => ((float*)data)[index],
         TensorDType.BF16 => BitConverter.UInt32BitsToSingle((uint)((ushort*)data)[index] << 16),
         TensorDType.F16 => (float)((Half*)data)[index],
-        TensorDType.Q8_0 or TensorDType.Q4_0 =>
-            (float)*(Half*)(data + index / TensorView.BlockSize(dtype) * TensorView.BlockBytes(dtype)),
+        _ when TensorView.IsBlocked(dtype) => BlockScale(dtype, data + index / TensorView.BlockSize(dtype) * TensorView.BlockBytes(dtype)),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype)),
     };
 

@@ -15,6 +15,17 @@ public enum TensorDType
     /// <summary>ggml's <c>block_q4_0</c> (GGUF): each 32 values of a row are 18 bytes, an IEEE half scale d then 16
     /// bytes whose low nibble j is value j and high nibble value j + 16, q; the value is d·(q − 8).</summary>
     Q4_0,
+    /// <summary>ggml's <c>block_q4_K</c> (GGUF): each 256 values of a row are 144 bytes, an IEEE half scale d and
+    /// minimum dmin, eight 6-bit sub-block scales and minimums packed in 12 bytes, then 128 bytes of 4-bit q; the value
+    /// in sub-block j (32 values) is (d·sc_j)·q − dmin·m_j (<see cref="KQuantBlocks"/>).</summary>
+    Q4_K,
+    /// <summary>ggml's <c>block_q5_K</c> (GGUF): Q4_K with a fifth bit per value (32 bytes between the scales and the
+    /// nibbles), 176 bytes per 256 values (<see cref="KQuantBlocks"/>).</summary>
+    Q5_K,
+    /// <summary>ggml's <c>block_q6_K</c> (GGUF): each 256 values of a row are 210 bytes, 6-bit q in 128 bytes of low
+    /// nibbles and 64 bytes of 2-bit high parts, 16 int8 sub-block scales and an IEEE half d; the value in sub-block k
+    /// (16 values) is (d·sc_k)·(q − 32) (<see cref="KQuantBlocks"/>).</summary>
+    Q6_K,
 }
 
 /// <summary>A read-only view of one checkpoint tensor's bytes (row-major, little-endian; a block encoding's blocks run
@@ -66,19 +77,37 @@ public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] 
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "a block encoding has no element size"),
     };
 
-    /// <summary>Values per block of a block encoding (32), or 1 for an element type.</summary>
-    public static int BlockSize(TensorDType dtype) => IsBlocked(dtype) ? GgmlBlockSize : 1;
+    /// <summary>Values per block of a block encoding (32 for Q8_0 and Q4_0, 256 for the K-quants), or 1 for an element
+    /// type.</summary>
+    public static int BlockSize(TensorDType dtype) => dtype switch
+    {
+        TensorDType.Q8_0 or TensorDType.Q4_0 => GgmlBlockSize,
+        TensorDType.Q4_K or TensorDType.Q5_K or TensorDType.Q6_K => KQuantBlocks.BlockSize,
+        _ => 1,
+    };
 
     /// <summary>Bytes of one block of <paramref name="dtype"/> (for an element type, one element).</summary>
     public static int BlockBytes(TensorDType dtype) => dtype switch
     {
         TensorDType.Q8_0 => 2 + GgmlBlockSize,
         TensorDType.Q4_0 => 2 + GgmlBlockSize / 2,
+        TensorDType.Q4_K or TensorDType.Q5_K or TensorDType.Q6_K => KQuantBlocks.BlockBytes(dtype),
         _ => ElementSize(dtype),
     };
 
-    /// <summary>Whether <paramref name="dtype"/> stores blocks of values with a scale (Q8_0, Q4_0) rather than elements.</summary>
-    public static bool IsBlocked(TensorDType dtype) => dtype is TensorDType.Q8_0 or TensorDType.Q4_0;
+    /// <summary>Where a block of <paramref name="dtype"/> holds its IEEE half scales (byte offsets): the values are
+    /// small integers times them, so they are finite exactly when these are (<see cref="FiniteCheck"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An element type.</exception>
+    public static ReadOnlySpan<int> ScaleOffsets(TensorDType dtype) => dtype switch
+    {
+        TensorDType.Q8_0 or TensorDType.Q4_0 => [0],
+        TensorDType.Q4_K or TensorDType.Q5_K or TensorDType.Q6_K => KQuantBlocks.ScaleOffsets(dtype),
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "an element type has no block scales"),
+    };
+
+    /// <summary>Whether <paramref name="dtype"/> stores blocks of values with scales (Q8_0, Q4_0, the K-quants) rather
+    /// than elements.</summary>
+    public static bool IsBlocked(TensorDType dtype) => BlockSize(dtype) > 1;
 
     /// <summary>Bytes of a row of <paramref name="cols"/> values of <paramref name="dtype"/> (a block encoding needs a
     /// multiple of its block size).</summary>
@@ -91,17 +120,24 @@ public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] 
     private const int GgmlBlockSize = 32;
 
     /// <summary>Copies elements [<paramref name="start"/>, start + destination.Length) widened to float32; a block
-    /// encoding is dequantized exactly (a small integer times a half, which float32 holds), whole blocks only.</summary>
+    /// encoding is dequantized exactly (small integers times a half, which float32 holds; the K-quants as ggml
+    /// computes them, <see cref="KQuantBlocks"/>), whole blocks only.</summary>
     /// <exception cref="ArgumentException">A block encoding and a range that does not start and end at block boundaries.</exception>
     public void ReadFloats(long start, Span<float> destination)
     {
         if (IsBlocked(DType))
         {
-            if (start % GgmlBlockSize != 0 || destination.Length % GgmlBlockSize != 0)
-                throw new ArgumentException($"{Name}: {DType} values are read in whole blocks of {GgmlBlockSize}, not [{start}, {start + destination.Length})");
-            byte* block = Data + start / GgmlBlockSize * BlockBytes(DType);
-            for (int b = 0; b < destination.Length / GgmlBlockSize; b++, block += BlockBytes(DType))
-                DequantizeBlock(DType, block, destination.Slice(b * GgmlBlockSize, GgmlBlockSize));
+            int size = BlockSize(DType), bytes = BlockBytes(DType);
+            if (start % size != 0 || destination.Length % size != 0)
+                throw new ArgumentException($"{Name}: {DType} values are read in whole blocks of {size}, not [{start}, {start + destination.Length})");
+            byte* block = Data + start / size * bytes;
+            if (size == KQuantBlocks.BlockSize)
+            {
+                fixed (float* y = destination) KQuantBlocks.Dequantize(DType, block, destination.Length / size, y);
+                return;
+            }
+            for (int b = 0; b < destination.Length / size; b++, block += bytes)
+                DequantizeBlock(DType, block, destination.Slice(b * size, size));
             return;
         }
         switch (DType)
@@ -119,7 +155,7 @@ public readonly unsafe struct TensorView(string name, TensorDType dtype, long[] 
         }
     }
 
-    /// <summary>One ggml block's 32 values.</summary>
+    /// <summary>One Q8_0 or Q4_0 block's 32 values.</summary>
     private static void DequantizeBlock(TensorDType dtype, byte* block, Span<float> values)
     {
         float d = (float)BitConverter.UInt16BitsToHalf(*(ushort*)block);

@@ -6,15 +6,31 @@ namespace GemmaGen.Cli;
 
 /// <summary>
 /// <c>gemmagen bench --spec gemma-2-2b|gemma-2-9b|gemma-2-27b|FILE</c>: prefill and decode of a model shape with
-/// synthetic weights, the decode rate against a bandwidth probe in the same process, peak memory, and with
-/// <c>--compare reference</c> the runtime-shape path on the same weights.
+/// synthetic weights (or, with <c>--model</c>, of a checkpoint's own weights), the decode rate against a bandwidth probe
+/// in the same process, peak memory, and with <c>--compare reference</c> the runtime-shape path on the same weights.
 /// </summary>
 internal static class BenchCommand
 {
+    /// <summary>The formats synthetic weights can be held in: the conversion targets and the formats of GGUF's blocks as
+    /// stored (filled by their quantizers, so that their kernels can be measured at any shape).</summary>
+    internal static IReadOnlyList<WeightFormat> SyntheticFormats { get; } = [.. WeightFormat.All, .. WeightFormat.AsStored];
+
     public static Command Create(TextWriter stdout, TextWriter stderr)
     {
-        var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file", HelpName = "SPEC", Required = true };
-        var format = new Option<string>("--format", "--quant") { Description = $"Weight format: {WeightFormat.ListNames(WeightFormat.All)} (converted at load; --quant as on run and chat)", HelpName = "FORMAT", DefaultValueFactory = _ => "bf16" };
+        var spec = new Option<string>("--spec") { Description = "gemma-2-2b, gemma-2-9b, gemma-2-27b, gemma-2-demo or a config.json file (synthetic weights)", HelpName = "SPEC" };
+        var model = new Option<string>("--model")
+        {
+            Description = "Measure a checkpoint's own weights instead of synthetic ones: a GGUF file (its blocks as stored), " +
+                "a directory holding exactly one, or a Hugging Face checkpoint directory",
+            HelpName = "DIR|FILE.gguf",
+        };
+        var format = new Option<string?>("--format", "--quant")
+        {
+            Description = $"Weight format: {WeightFormat.ListNames(WeightFormat.All)} (converted at load; --quant as on run and chat); " +
+                $"for synthetic weights also GGUF's blocks as stored, {WeightFormat.ListNames(WeightFormat.AsStored)}. " +
+                "Default: bf16 for synthetic weights, the checkpoint's own with --model",
+            HelpName = "FORMAT",
+        };
         var layers = new Option<int?>("--layers")
         {
             Description = "Run the first N layers and extrapolate to the whole model",
@@ -47,12 +63,16 @@ internal static class BenchCommand
         var kv = GenerationOptionSet.CreateKv();
         var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
-        var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights");
-        foreach (var option in new Option[] { spec, format, layers, threads, prompt, tokens, repeat, batch, kv, compare, json }) command.Options.Add(option);
+        var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights, or of a checkpoint");
+        foreach (var option in new Option[] { spec, model, format, layers, threads, prompt, tokens, repeat, batch, kv, compare, json }) command.Options.Add(option);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
-            string specName = parse.GetValue(spec)!;
-            var config = Checkpoint.LoadConfig(ResolveSpec(specName));
+            string? specName = parse.GetValue(spec), modelPath = parse.GetValue(model), formatName = parse.GetValue(format);
+            if ((specName == null) == (modelPath == null))
+                throw new UsageException("give either --spec SPEC (synthetic weights) or --model DIR|FILE.gguf (a checkpoint's weights)");
+            using var checkpoint = modelPath != null ? ModelSourceOptions.OpenModel(modelPath) : null;
+            var config = checkpoint?.Config ?? Checkpoint.LoadConfig(ResolveSpec(specName!));
+            string name = modelPath != null ? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath)) : Path.GetFileNameWithoutExtension(specName!);
             string compareWith = parse.GetValue(compare) ?? "";
             if (compareWith is not ("" or "reference")) throw new UsageException($"--compare {compareWith}: the only comparison is 'reference'");
             int promptTokens = parse.GetValue(prompt), decodeTokens = parse.GetValue(tokens);
@@ -60,7 +80,8 @@ internal static class BenchCommand
             var report = ModelBenchmark.Run(new BenchmarkOptions
             {
                 Config = config,
-                Format = GenerationOptionSet.ParseFormat("--format", parse.GetValue(format)!),
+                Weights = checkpoint?.Tensors,
+                Format = formatName == null ? null : GenerationOptionSet.ParseFormat("--format", formatName, checkpoint == null ? SyntheticFormats : WeightFormat.All),
                 Layers = parse.GetValue(layers),
                 Threads = parse.GetValue(threads) ?? Environment.ProcessorCount,
                 PromptTokens = promptTokens,
@@ -69,7 +90,7 @@ internal static class BenchCommand
                 Batch = parse.GetValue(batch),
                 KvCache = GenerationOptionSet.ParseKv(parse.GetValue(kv)),
                 CompareReference = compareWith == "reference",
-            }, Path.GetFileNameWithoutExtension(specName), stderr);
+            }, name, stderr);
             if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());
             else WriteTable(stdout, report);
             return Program.Success;
@@ -116,6 +137,7 @@ internal static class BenchCommand
             return o;
         }
         var json = WithBatch(r.Compiled);
+        json["formats"] = new JsonArray([.. r.Formats.Select(f => JsonValue.Create(f.Name))]);
         json["layers"] = r.Layers;
         json["prompt_tokens"] = r.PromptTokens;
         json["decode_tokens"] = r.DecodeTokens;
@@ -134,7 +156,8 @@ internal static class BenchCommand
     private static void WriteTable(TextWriter stdout, BenchmarkReport r)
     {
         string scope = r.Extrapolated ? $"{r.LayersRun} of {r.Layers} layers run; whole-model figures extrapolated" : $"all {r.Layers} layers";
-        stdout.WriteLine($"{r.Spec}, {r.Format}, {r.Threads} threads, {scope}");
+        string formats = r.Formats.Count == 1 ? r.Format.ToString() : string.Join(", ", r.Formats.Take(r.Formats.Count - 1)) + " and " + r.Formats[^1];
+        stdout.WriteLine($"{r.Spec}, {formats}, {r.Threads} threads, {scope}");
         stdout.WriteLine($"weights read per token {InfoCommand.Bytes(r.WeightBytesPerToken)}; bandwidth probe {r.BandwidthGigabytesPerSecond:F1} GB/s; peak RSS {InfoCommand.Bytes(r.PeakRssBytes)}");
         stdout.WriteLine($"{"path",-26} {"prefill tok/s",14} {"decode tok/s",13} {"decode GB/s",12} {"of probe",9}");
         foreach (var m in new[] { r.Compiled, r.Reference }.OfType<DecoderMeasurement>())

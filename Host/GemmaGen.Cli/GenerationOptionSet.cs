@@ -188,10 +188,11 @@ internal sealed class GenerationOptionSet
     /// <summary>The format <c>--quant</c> names, or null to keep the checkpoint's.</summary>
     internal static WeightFormat? QuantFormat(string? quant) => quant == null ? null : ParseFormat("--quant", quant);
 
-    /// <summary>The registered format <paramref name="name"/> names, for option <paramref name="option"/>.</summary>
+    /// <summary>The format of <paramref name="among"/> (default <see cref="WeightFormat.All"/>, the conversion targets)
+    /// <paramref name="name"/> names, for option <paramref name="option"/>.</summary>
     /// <exception cref="UsageException">No format has that name; the message lists them.</exception>
-    internal static WeightFormat ParseFormat(string option, string name) =>
-        WeightFormat.Find(name) ?? throw new UsageException($"{option} {name}: expected {WeightFormat.ListNames(WeightFormat.All)}");
+    internal static WeightFormat ParseFormat(string option, string name, IReadOnlyList<WeightFormat>? among = null) =>
+        WeightFormat.Find(name, among) ?? throw new UsageException($"{option} {name}: expected {WeightFormat.ListNames(among ?? WeightFormat.All)}");
 
     /// <summary>Loads the model (the built-in demo when no --model is given), drawing a progress bar on a terminal.</summary>
     public GemmaModel Load(ParseResult parse, TextWriter stderr)

@@ -83,8 +83,8 @@ internal static class InfoCommand
 
     /// <summary>
     /// <c>info</c> of a GGUF file: the config derived from its metadata, the compiled spec that serves it, each
-    /// tensor type with its count, the tokenizer and chat template, and the memory a run needs (quantized types are
-    /// dequantized to float32 at load).
+    /// tensor type with its count, the tokenizer and chat template, and the memory a run needs (quantized blocks are
+    /// held as stored).
     /// </summary>
     private static int DescribeGguf(string path, bool listTensors, TextWriter stdout, TextWriter stderr)
     {
@@ -104,9 +104,6 @@ internal static class InfoCommand
         var byType = file.Tensors.GroupBy(t => t.Type).OrderBy(g => g.Key.Id)
             .Select(g => $"{g.Key.Name} x{g.Count()}{(GgufCheckpoint.Supports(g.Key) ? "" : " (not supported)")}");
         stdout.WriteLine($"tensors      {file.Tensors.Count}, {Bytes(file.Tensors.Sum(t => t.ByteLength))}: {string.Join(", ", byType)}");
-        var quantized = file.Tensors.Where(t => GgufCheckpoint.IsDequantized(t.Type)).Select(t => t.Type.Name).Distinct().ToArray();
-        if (quantized.Length > 0)
-            stdout.WriteLine($"             {string.Join(", ", quantized)} dequantized to F32 at load (exact values, 4 bytes per weight)");
         foreach (var unmapped in gguf.UnmappedTensors) stderr.WriteLine($"warning: {path}: tensor '{unmapped.Name}' has no role in a Gemma 2 model and is not read");
         stdout.WriteLine(tokenizer is null
             ? "tokenizer    none (the file has no tokenizer.ggml.tokens; text input and output need one)"

@@ -92,7 +92,13 @@ internal sealed class ModelSourceOptions
             return new ModelSource(weights.Config, weights, weights);
         }
         if (synthetic) throw new UsageException("--synthetic goes with --config FILE; a checkpoint has its own weights");
-        string path = model ?? BuiltInModel.Directory;
+        return OpenModel(model ?? BuiltInModel.Directory);
+    }
+
+    /// <summary>Opens the GGUF file or Hugging Face checkpoint a <c>--model</c> path names.</summary>
+    /// <exception cref="CheckpointException">The checkpoint is missing, ambiguous or malformed.</exception>
+    public static ModelSource OpenModel(string path)
+    {
         if (GgufCheckpoint.FindModelFile(path) is { } ggufPath)
         {
             var gguf = GgufCheckpoint.Open(ggufPath);

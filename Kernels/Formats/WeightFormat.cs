@@ -48,24 +48,37 @@ public abstract unsafe class WeightFormat
     /// conversion target (<see cref="AsStored"/>). Its prefill is exact, as <see cref="Q8_0F16"/>'s.</summary>
     public static WeightFormat Q4_0F16 { get; } = new QuantizedFormat<Q4_0Block<F16Scale>>("q4_0-f16", integerPrefill: false);
 
+    /// <summary>GGUF's Q4_K tensors as stored: ggml's super-blocks of 256 four-bit values with 6-bit sub-block scales and
+    /// minimums, 0.5625 bytes per weight, copied block for block (<see cref="KQuantBlocks"/>); not a conversion target
+    /// (<see cref="AsStored"/>). Decode on integer dot products, prefill exact as <see cref="Q8_0F16"/>'s.</summary>
+    public static WeightFormat Q4_K { get; } = new KQuantFormat<Q4_KBlock>("q4_k");
+
+    /// <summary>GGUF's Q5_K tensors as stored: <see cref="Q4_K"/> with a fifth bit per value, 0.6875 bytes per weight.</summary>
+    public static WeightFormat Q5_K { get; } = new KQuantFormat<Q5_KBlock>("q5_k");
+
+    /// <summary>GGUF's Q6_K tensors as stored: ggml's super-blocks of 256 six-bit values with int8 scales per 16,
+    /// 0.8203 bytes per weight, copied block for block (<see cref="KQuantBlocks"/>).</summary>
+    public static WeightFormat Q6_K { get; } = new KQuantFormat<Q6_KBlock>("q6_k");
+
     /// <summary>Every format a model can be converted to at load, the one registration of them: option parsing
     /// (<c>--quant</c>), messages and tables enumerate this list.</summary>
     public static IReadOnlyList<WeightFormat> All { get; } = [F32, BF16, Q8_0, Q4_0];
 
     /// <summary>The formats that hold a checkpoint's own quantized blocks as stored (GGUF's Q8_0 and Q4_0, whose scales
-    /// are IEEE halves), the one registration of them: the loader picks one for a tensor of its
-    /// <see cref="TensorDType"/> (<see cref="ForStored"/>). Converting to them is not offered: a conversion is better
-    /// served by <see cref="Q8_0"/> and <see cref="Q4_0"/>, which the kernels run at the same speed.</summary>
-    public static IReadOnlyList<WeightFormat> AsStored { get; } = [Q8_0F16, Q4_0F16];
+    /// are IEEE halves, and the K-quants Q4_K, Q5_K, Q6_K), the one registration of them: the loader picks one for a
+    /// tensor of its <see cref="TensorDType"/> (<see cref="ForStored"/>). Converting to them is not offered: a
+    /// conversion is better served by <see cref="Q8_0"/> and <see cref="Q4_0"/>, which the kernels run at the same
+    /// speed or faster (benchmarks may still fill them from synthetic weights).</summary>
+    public static IReadOnlyList<WeightFormat> AsStored { get; } = [Q8_0F16, Q4_0F16, Q4_K, Q5_K, Q6_K];
 
     /// <summary>The format of <see cref="AsStored"/> that stores tensors of <paramref name="dtype"/> block for block,
     /// or null when none does.</summary>
-    public static WeightFormat? ForStored(TensorDType dtype) =>
-        AsStored.FirstOrDefault(f => f is QuantizedFormat quantized && quantized.SourceType == dtype);
+    public static WeightFormat? ForStored(TensorDType dtype) => AsStored.FirstOrDefault(f => f.SourceType == dtype);
 
-    /// <summary>The format of <see cref="All"/> named <paramref name="name"/> (<see cref="Name"/>, any case), or null.</summary>
-    public static WeightFormat? Find(string name) =>
-        All.FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
+    /// <summary>The format of <paramref name="among"/> (default <see cref="All"/>) named <paramref name="name"/>
+    /// (<see cref="Name"/>, any case), or null.</summary>
+    public static WeightFormat? Find(string name, IEnumerable<WeightFormat>? among = null) =>
+        (among ?? All).FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>The names of <paramref name="formats"/> for a message: <c>bf16, q8_0 or q4_0</c>.</summary>
     public static string ListNames(IEnumerable<WeightFormat> formats)
@@ -83,6 +96,9 @@ public abstract unsafe class WeightFormat
 
     /// <summary>Rows interleaved in one group (1 when rows are stored one after another).</summary>
     public int GroupRows { get; }
+
+    /// <summary>The checkpoint block encoding the format stores block for block (<see cref="TryCopyRow"/>), or null.</summary>
+    internal virtual TensorDType? SourceType => null;
 
     /// <summary>Bytes of one element of a row-major format, or null for a block format.</summary>
     public virtual int? ElementSize => null;

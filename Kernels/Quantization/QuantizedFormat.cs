@@ -18,10 +18,6 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
     /// <summary>Whether this CPU runs the integer prefill kernels (<see cref="QuantizedMatMul"/>) for the format.</summary>
     public abstract bool IntegerMatMulSupported { get; }
 
-    /// <summary>The checkpoint block encoding the format stores block for block (<see cref="WeightFormat.TryCopyRow"/>),
-    /// or null.</summary>
-    public abstract TensorDType? SourceType { get; }
-
     /// <summary>Bytes of one block's record: a 4-byte chunk of each of the group's rows per 64-byte vector.</summary>
     public int RecordBytes => QuantBytes * QuantizedLayout.GroupRows;
 
@@ -58,7 +54,7 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
 {
     public override bool IntegerMatMulSupported => QuantizedMatMul.IsSupported<TBlock>();
 
-    public override TensorDType? SourceType => TBlock.SourceType;
+    internal override TensorDType? SourceType => TBlock.SourceType;
 
     /// <summary>Quantizes the row block by block and stores each block's 4-byte chunks in its lane of the group's
     /// record.</summary>

@@ -84,7 +84,7 @@ public static unsafe class QuantizedMatVec
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FloatMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        if (matrix.Format is not QuantizedFormat)
+        if (matrix.Format.ElementSize != null)
             throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
         if (start < 0 || end > matrix.Rows || start > end)
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");

@@ -6,9 +6,9 @@ using Xunit;
 namespace GemmaGen.Tests.Host;
 
 /// <summary>
-/// The tensors of a GGUF file as the loader sees them: Hugging Face names and shapes, F32/F16/BF16/Q8_0/Q4_0 as views, every
-/// quantized tensor of every fixture dequantized bit for bit as an independent scalar reference (written here from
-/// the block layouts, element by element) computes it, the types of <c>tensor_types.json</c>, and unsupported types
+/// The tensors of a GGUF file as the loader sees them: Hugging Face names and shapes, every type as a view of the file
+/// (F32/F16/BF16 and the Q8_0/Q4_0/K-quant blocks as stored), every quantized tensor of every fixture dequantized bit
+/// for bit as an independent scalar reference (written here from the block layouts, element by element) computes it, the types of <c>tensor_types.json</c>, and unsupported types
 /// refused naming the tensor.
 /// </summary>
 public sealed unsafe class GgufTensorTests : IDisposable
@@ -37,15 +37,14 @@ public sealed unsafe class GgufTensorTests : IDisposable
             Assert.Equal(tensor.Shape.Reverse(), view.Shape);
             var dtype = tensor.TypeName switch
             {
-                "F16" => TensorDType.F16, "BF16" => TensorDType.BF16, "Q8_0" => TensorDType.Q8_0, "Q4_0" => TensorDType.Q4_0, _ => TensorDType.F32,
+                "F16" => TensorDType.F16, "BF16" => TensorDType.BF16, "Q8_0" => TensorDType.Q8_0, "Q4_0" => TensorDType.Q4_0,
+                "Q4_K" => TensorDType.Q4_K, "Q6_K" => TensorDType.Q6_K, "F32" => TensorDType.F32, _ => throw new InvalidDataException(tensor.TypeName),
             };
             Assert.Equal(dtype, view.DType);
             Assert.Equal(dtype, gguf.DTypeOf(hf));
-            // Q8_0 and Q4_0 are served as views of the file (their blocks as stored), the K-quants dequantized to F32.
-            bool asStored = dtype != TensorDType.F32 || tensor.TypeName == "F32";
-            Assert.Equal(asStored ? 0 : 1, gguf.HeldDequantizedTensors);
-            Assert.Equal(asStored ? tensor.ByteLength : tensor.ElementCount * 4, view.ByteLength);
-            gguf.Release(hf);
+            // Every type is served as a view of the file: its blocks as stored.
+            Assert.Equal(tensor.ByteLength, view.ByteLength);
+            Assert.True(view.Data == (byte*)gguf.File.GetAddress(tensor.Name));
         }
         // README convention 1 and 2: the names and shapes of the fixture, spelled out.
         Assert.True(gguf.TryGetTensor("model.layers.0.self_attn.k_proj.weight", out var k));
@@ -80,10 +79,8 @@ public sealed unsafe class GgufTensorTests : IDisposable
                     Assert.Fail($"{name}: {tensor.Name} ({tensor.TypeName}) value {i}: reference {expected[i]:R}, loader {actual[i]:R}");
             }
             checkedValues += expected.Length;
-            gguf.Release(hf);
         }
         Assert.True(checkedValues > 1_400_000);
-        Assert.Equal(0, gguf.HeldDequantizedTensors);
     }
 
     [Fact]
@@ -96,7 +93,6 @@ public sealed unsafe class GgufTensorTests : IDisposable
         Assert.True(gguf.TryGetTensor("model.layers.0.self_attn.q_proj.weight", out var view));
         Assert.Equal(TensorDType.BF16, view.DType);
         Assert.Equal(TensorDType.BF16, gguf.DTypeOf("model.layers.0.self_attn.q_proj.weight"));
-        Assert.Equal(0, gguf.HeldDequantizedTensors);
         var actual = new float[256 * 256];
         view.ReadFloats(0, actual);
         var expected = ScalarReference.Dequantize("BF16", gguf.File.GetBytes("blk.0.attn_q.weight"), actual.Length);
@@ -105,39 +101,15 @@ public sealed unsafe class GgufTensorTests : IDisposable
     }
 
     [Fact]
-    public void ADequantizedTensorIsMadeOnceAndFreedOnRelease()
+    public void PlanningALoadOfKQuantsCountsTheirBlocksAsStored()
     {
-        using var gguf = GgufCheckpoint.Open(GgufFixtures.Path("q4_k_m"));
-        Assert.True(gguf.TryGetTensor(CheckpointNames.Embed, out var first));
-        Assert.True(gguf.TryGetTensor(CheckpointNames.Embed, out var again));
-        Assert.True(first.Data == again.Data);
-        Assert.Equal(4096L * 256 * 4, first.ByteLength);
-        Assert.Contains("token_embd.weight", first.Origin);
-        Assert.Equal(1, gguf.HeldDequantizedTensors);
-        gguf.Release(CheckpointNames.Embed);
-        Assert.Equal(0, gguf.HeldDequantizedTensors);
-        // F32 tensors are views of the mapped file: nothing is made.
-        Assert.True(gguf.TryGetTensor(CheckpointNames.FinalNorm, out _));
-        Assert.Equal(0, gguf.HeldDequantizedTensors);
-    }
-
-    [Fact]
-    public void LoadingFreesEveryDequantizedTensor()
-    {
+        // The memory check comes before any weight is made: the plan asks for the tensor types only.
         using var gguf = GgufCheckpoint.Open(GgufFixtures.Path("q6_k"));
-        using var model = GemmaModel.Load(gguf.Config, gguf, new GemmaModelOptions { Threads = 1 });
-        Assert.Equal(0, gguf.HeldDequantizedTensors);
-    }
-
-    [Fact]
-    public void PlanningALoadDequantizesNothing()
-    {
-        // The memory check comes before any weight is made: the plan asks for the embedding's type only.
-        using var gguf = GgufCheckpoint.Open(GgufFixtures.Path("q4_k_m"));
         var plan = LoadPlan.Create(gguf.Config, gguf, tokenizer: gguf.LoadTokenizer());
-        Assert.Equal(0, gguf.HeldDequantizedTensors);
-        Assert.Equal(WeightFormat.F32, plan.Format);
-        Assert.Equal(TensorDType.F32, gguf.DTypeOf(CheckpointNames.Embed));
+        Assert.Same(WeightFormat.Q6_K, plan.Format);
+        Assert.Equal(TensorDType.Q6_K, gguf.DTypeOf(CheckpointNames.Embed));
+        // 210 bytes per 256 weights: the demo's 4096 × 256 embedding and 6 layers of 786,432 weights.
+        Assert.Equal((4096L * 256 + 6L * 786_432) / 256 * 210, plan.WeightBytes);
         using var f16 = GgufCheckpoint.Open(GgufFixtures.Path("f16"));
         Assert.Equal(TensorDType.F16, f16.DTypeOf(CheckpointNames.Embed));
         Assert.Null(f16.DTypeOf(CheckpointNames.LmHead));

@@ -7,11 +7,16 @@ namespace GemmaGen;
 /// <summary>What <see cref="ModelBenchmark"/> measures.</summary>
 public sealed record BenchmarkOptions
 {
-    /// <summary>The model shape; its weights are synthetic (the fixture formula).</summary>
+    /// <summary>The model shape (with <see cref="Weights"/>, the checkpoint's own config).</summary>
     public required Gemma2Config Config { get; init; }
 
-    /// <summary>Storage format of the matrices. Default BF16.</summary>
-    public WeightFormat Format { get; init; } = WeightFormat.BF16;
+    /// <summary>A checkpoint (a GGUF file or a Hugging Face directory, opened by the caller, who disposes it) whose
+    /// weights are measured; null (default) measures synthetic weights (the fixture formula) of <see cref="Config"/>.</summary>
+    public ITensorSource? Weights { get; init; }
+
+    /// <summary>Storage format of the matrices; null (default) is BF16 for synthetic weights and the checkpoint's own
+    /// for <see cref="Weights"/> (a GGUF file's blocks as stored).</summary>
+    public WeightFormat? Format { get; init; }
 
     /// <summary>Run only the first N layers and extrapolate to the whole model; null runs every layer.</summary>
     public int? Layers { get; init; }
@@ -71,10 +76,13 @@ public sealed record DecoderMeasurement(
     public double? BatchSpeedup => AggregateDecodeTokensPerSecond / DecodeTokensPerSecond;
 }
 
-/// <summary>The result of a benchmark run.</summary>
+/// <summary>The result of a benchmark run: <c>Spec</c> names the spec or the checkpoint, <c>Format</c> is the format
+/// holding the most weight bytes and <c>Formats</c> every format the weights are held in, most bytes first (several for
+/// a checkpoint whose tensors differ in type).</summary>
 public sealed record BenchmarkReport(
     string Spec,
     WeightFormat Format,
+    IReadOnlyList<WeightFormat> Formats,
     int Threads,
     int LayersRun,
     int Layers,
@@ -98,7 +106,7 @@ public sealed record BenchmarkReport(
 }
 
 /// <summary>
-/// <c>gemmagen bench</c>: runs a model shape with synthetic weights and measures prefill and decode, the rate at which
+/// <c>gemmagen bench</c>: runs a model shape with synthetic weights, or a checkpoint's own weights, and measures prefill and decode, the rate at which
 /// decoding reads weights, and that rate against a bandwidth probe in the same process. With fewer layers than
 /// the model has, it also runs the model with no layers (embedding, final norm and logits only) and extrapolates:
 /// time(L) = time(0) + L × (time(N) − time(0)) / N.
@@ -128,16 +136,20 @@ public static class ModelBenchmark
         if (options.CompareReference && compiled != null) paths.Add(false);
         var timings = paths.ToDictionary(p => p, _ => new List<(int Layers, Timing Timing)>());
         long layerBytes = 0, headBytes = 0;
+        var format = options.Format ?? (options.Weights == null ? WeightFormat.BF16 : null);
+        IReadOnlyList<WeightFormat> formats = [];
         foreach (int n in extrapolate ? new[] { layers, 0 } : new[] { layers })
         {
             var config = full with { NumHiddenLayers = n };
-            log?.WriteLine($"loading {n} layer(s) of synthetic weights as {options.Format}...");
-            using var source = new SyntheticWeights(config);
+            using var synthetic = options.Weights == null ? new SyntheticWeights(config) : null;
+            ITensorSource source = synthetic ?? options.Weights!;
             // The checks of loading a model, memory first: a shape too large for this machine is refused, not killed.
-            LoadPlan.Create(config, source, new GemmaModelOptions { Format = options.Format, KvCache = options.KvCache, MaxContext = options.PromptTokens + options.DecodeTokens })
-                .RequireMemory();
-            // The synthetic formula is finite by construction: no scan.
-            using var weights = ModelWeights.Load(config, source, options.Format, checkFinite: false);
+            var plan = LoadPlan.Create(config, source, new GemmaModelOptions { Format = format, KvCache = options.KvCache, MaxContext = options.PromptTokens + options.DecodeTokens });
+            plan.RequireMemory();
+            if (n == layers) formats = plan.Formats;
+            log?.WriteLine($"loading {n} layer(s) of {(synthetic != null ? "synthetic weights" : source.Description)} as {plan.FormatNames}...");
+            // The synthetic formula is finite by construction: no scan; a checkpoint's weights are checked as on loading.
+            using var weights = ModelWeights.Load(config, source, format, checkFinite: synthetic == null);
             long output = weights.Output.ByteLength;
             if (n > 0) layerBytes = (weights.ByteLength - weights.Embed.ByteLength - (weights.LmHead?.ByteLength ?? 0)) / n;
             headBytes = output;
@@ -180,7 +192,7 @@ public static class ModelBenchmark
 
         using var process = Process.GetCurrentProcess();
         process.Refresh();
-        return new BenchmarkReport(specName, options.Format, options.Threads, layers, full.NumHiddenLayers, extrapolate,
+        return new BenchmarkReport(specName, formats[0], formats, options.Threads, layers, full.NumHiddenLayers, extrapolate,
             options.PromptTokens, options.DecodeTokens, options.Repeats, options.Batch, options.KvCache, bytesPerToken, bandwidth, process.PeakWorkingSet64,
             Summarize(paths[0]), paths.Count > 1 ? Summarize(false) : null);
     }

@@ -7,11 +7,10 @@ namespace GemmaGen;
 /// <summary>
 /// A Gemma 2 GGUF file (as llama.cpp's converter and quantizer write it) as a checkpoint: its config (see
 /// <see cref="GgufConfig"/>) and its tensors under their Hugging Face names (<see cref="CheckpointNames"/>), with the
-/// shapes reversed to Hugging Face's outermost-first order. F32, F16, BF16, Q8_0 and Q4_0 tensors are served as views
-/// of the mapped file (the blocks as stored: <see cref="TensorDType.Q8_0"/>, <see cref="TensorDType.Q4_0"/>, which the
-/// loader keeps in <see cref="WeightFormat.Q8_0F16"/> and <see cref="WeightFormat.Q4_0F16"/>); Q4_K, Q5_K and Q6_K
-/// tensors are dequantized to float32 when first asked for, bit-identical to ggml (see <see cref="GgmlDequantizer"/>),
-/// and freed on <see cref="Release"/>. Norm vectors are stored as 1 + w
+/// shapes reversed to Hugging Face's outermost-first order. Every tensor is served as a view of the mapped file: F32,
+/// F16, BF16, and the quantized blocks as stored (<see cref="TensorDType.Q8_0"/>, <see cref="TensorDType.Q4_0"/>,
+/// <see cref="TensorDType.Q4_K"/>, <see cref="TensorDType.Q5_K"/>, <see cref="TensorDType.Q6_K"/>, which the loader keeps
+/// in their <see cref="WeightFormat.AsStored"/> formats). Norm vectors are stored as 1 + w
 /// (<see cref="NormsIncludeOne"/>). Any other tensor type is a <see cref="WeightLoadException"/> naming the tensor.
 /// </summary>
 public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
@@ -20,8 +19,6 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     public const string Extension = ".gguf";
 
     private readonly Dictionary<string, GgufTensor> _byName;
-    private readonly Dictionary<string, NativeBuffer> _dequantized = new(StringComparer.Ordinal);
-    private readonly Lock _lock = new();
 
     private GgufCheckpoint(GgufFile file, Gemma2Config config, Dictionary<string, GgufTensor> byName)
     {
@@ -55,22 +52,21 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     /// <summary>Whether a path names a GGUF file by its extension.</summary>
     public static bool IsGgufPath(string path) => path.EndsWith(Extension, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Whether the loader can read tensors of <paramref name="type"/>: F32, F16, BF16, Q8_0 and Q4_0 as stored,
-    /// the other quantized types of <see cref="GgmlDequantizer"/> dequantized.</summary>
-    public static bool Supports(GgmlType type) => StoredAs(type) != null || GgmlDequantizer.Supports(type);
-
-    /// <summary>Whether tensors of <paramref name="type"/> are dequantized to float32 at load (the quantized types
-    /// <see cref="Supports"/> accepts that are not served as stored: the K-quants).</summary>
-    public static bool IsDequantized(GgmlType type) => StoredAs(type) == null && GgmlDequantizer.Supports(type);
+    /// <summary>Whether the loader can read tensors of <paramref name="type"/>: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and
+    /// Q6_K, all as stored.</summary>
+    public static bool Supports(GgmlType type) => StoredAs(type) != null;
 
     /// <summary>The <see cref="TensorDType"/> a tensor of <paramref name="type"/> is served in as stored (a view of the
-    /// file), or null when it is not.</summary>
-    private static TensorDType? StoredAs(GgmlType type) =>
+    /// file), or null when GemmaGen does not read the type.</summary>
+    internal static TensorDType? StoredAs(GgmlType type) =>
         type == GgmlType.F32 ? TensorDType.F32 :
         type == GgmlType.F16 ? TensorDType.F16 :
         type == GgmlType.BF16 ? TensorDType.BF16 :
         type == GgmlType.Q8_0 ? TensorDType.Q8_0 :
-        type == GgmlType.Q4_0 ? TensorDType.Q4_0 : null;
+        type == GgmlType.Q4_0 ? TensorDType.Q4_0 :
+        type == GgmlType.Q4_K ? TensorDType.Q4_K :
+        type == GgmlType.Q5_K ? TensorDType.Q5_K :
+        type == GgmlType.Q6_K ? TensorDType.Q6_K : null;
 
     /// <summary>The types <see cref="Supports"/> accepts, for messages.</summary>
     public static string SupportedTypeNames => string.Join(", ", GgmlType.All.Values.Where(Supports).Select(t => t.Name));
@@ -197,109 +193,30 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
     /// <summary>The GGUF tensor behind a Hugging Face name.</summary>
     public bool TryGetSourceTensor(string name, out GgufTensor tensor) => _byName.TryGetValue(name, out tensor!);
 
-    /// <summary>The element type a tensor is served in (a dequantized one as F32), without dequantizing it; null when the
-    /// file has no such tensor.</summary>
+    /// <summary>The element type a tensor is served in; null when the file has no such tensor.</summary>
     /// <exception cref="WeightLoadException">The tensor's type is not supported.</exception>
     public TensorDType? DTypeOf(string name)
     {
         if (!_byName.TryGetValue(name, out var info)) return null;
-        if (StoredAs(info.Type) is { } stored) return stored;
-        if (GgmlDequantizer.Supports(info.Type)) return TensorDType.F32;
-        throw Unsupported(name, info);
+        return StoredAs(info.Type) ?? throw Unsupported(name, info);
     }
 
     private WeightLoadException Unsupported(string name, GgufTensor info) => new(
         $"{Path}: tensor '{info.Name}' ({name}) has ggml type {info.TypeName}, which GemmaGen does not load; supported types: {SupportedTypeNames}");
 
-    /// <summary>Finds a tensor by its Hugging Face name: a view of the file for F32, F16, BF16, Q8_0 and Q4_0, the
-    /// dequantized float32 values for the other quantized types (kept until <see cref="Release"/>).</summary>
+    /// <summary>Finds a tensor by its Hugging Face name: a view of the mapped file, its blocks as stored.</summary>
     /// <exception cref="WeightLoadException">The tensor's type is not supported.</exception>
     public bool TryGetTensor(string name, out TensorView tensor)
     {
         tensor = default;
         if (!_byName.TryGetValue(name, out var info)) return false;
-        long[] shape = [.. info.Shape.Reverse()];
-        string origin = $"{Path} (GGUF tensor '{info.Name}', {info.TypeName})";
-        byte* data = (byte*)File.GetAddress(info.Name);
-        if (StoredAs(info.Type) is { } dtype)
-        {
-            // GgufFile checked the tensor's bytes (whole blocks per row) lie inside the file.
-            tensor = new TensorView(name, dtype, shape, data, info.ByteLength, origin);
-            return true;
-        }
-        if (!GgmlDequantizer.Supports(info.Type)) throw Unsupported(name, info);
-        NativeBuffer buffer;
-        lock (_lock)
-        {
-            if (!_dequantized.TryGetValue(name, out buffer!))
-            {
-                // GgufFile checked the tensor's blocks lie inside the file, so the float32 size is bounded by it.
-                buffer = new NativeBuffer(checked(info.ElementCount * sizeof(float)));
-                try
-                {
-                    Dequantize(info, data, (float*)buffer.Pointer);
-                }
-                catch
-                {
-                    buffer.Dispose();
-                    throw;
-                }
-                _dequantized[name] = buffer;
-            }
-        }
-        tensor = new TensorView(name, TensorDType.F32, shape, (byte*)buffer.Pointer, buffer.ByteLength, origin + " dequantized to F32");
+        var dtype = StoredAs(info.Type) ?? throw Unsupported(name, info);
+        // GgufFile checked the tensor's bytes (whole blocks per row) lie inside the file.
+        tensor = new TensorView(name, dtype, [.. info.Shape.Reverse()], (byte*)File.GetAddress(info.Name), info.ByteLength,
+            $"{Path} (GGUF tensor '{info.Name}', {info.TypeName})");
         return true;
     }
 
-    /// <summary>How many dequantized tensors are held (made and not yet released).</summary>
-    internal int HeldDequantizedTensors
-    {
-        get
-        {
-            lock (_lock) return _dequantized.Count;
-        }
-    }
-
-    /// <summary>Frees the dequantized copy of a tensor, if one was made.</summary>
-    public void Release(string name)
-    {
-        lock (_lock)
-        {
-            if (_dequantized.Remove(name, out var buffer)) buffer.Dispose();
-        }
-    }
-
-    /// <summary>Frees every dequantized copy and unmaps the file.</summary>
-    public void Dispose()
-    {
-        lock (_lock)
-        {
-            foreach (var buffer in _dequantized.Values) buffer.Dispose();
-            _dequantized.Clear();
-        }
-        File.Dispose();
-    }
-
-    /// <summary>Dequantizes a tensor row by row (rows in parallel when there are many).</summary>
-    private static void Dequantize(GgufTensor info, byte* data, float* output)
-    {
-        var type = info.Type;
-        long width = info.Shape[0];
-        long rows = info.ElementCount / width;
-        long rowBytes = width / type.BlockSize * type.BytesPerBlock;
-        if (width > int.MaxValue || rowBytes > int.MaxValue)
-            throw new WeightLoadException($"tensor '{info.Name}' has rows of {width} values, more than GemmaGen indexes");
-        const long RowsPerChunk = 64;
-        long chunks = (rows + RowsPerChunk - 1) / RowsPerChunk;
-        Parallel.For(0, chunks, chunk =>
-        {
-            long end = Math.Min(rows, (chunk + 1) * RowsPerChunk);
-            for (long r = chunk * RowsPerChunk; r < end; r++)
-            {
-                GgmlDequantizer.Dequantize(type,
-                    new ReadOnlySpan<byte>(data + r * rowBytes, (int)rowBytes),
-                    new Span<float>(output + r * width, (int)width));
-            }
-        });
-    }
+    /// <summary>Unmaps the file.</summary>
+    public void Dispose() => File.Dispose();
 }
