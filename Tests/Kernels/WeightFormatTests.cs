@@ -91,6 +91,43 @@ public sealed unsafe class WeightFormatTests
         }
     }
 
+    [Theory]
+    [InlineData("f32")]
+    [InlineData("bf16")]
+    public void The_element_formats_decode_any_width_and_row_range_to_float_precision(string name)
+    {
+        // widths that leave columns past the last whole pair of vectors, ranges that leave rows past the last four
+        foreach (int cols in new[] { 1, 17, 33, 100, 257 })
+        {
+            var matrix = new WeightMatrix("test.weight", 2 * 11, cols, WeightFormat.Find(name)!);
+            using var _ = matrix;
+            for (int r = 0; r < matrix.Rows; r++) matrix.WriteRow(r, KernelTestData.RandomFloats(cols, seed: 200 + r, scale: 1f));
+            var rows = ReadBack(matrix);
+            var x = KernelTestData.RandomFloats(cols, seed: 11, scale: 2f);
+            var y = new float[matrix.Rows];
+            var gated = new float[matrix.Rows / 2];
+            fixed (float* px = x, py = y, pg = gated)
+            {
+                matrix.MatVecRows(px, py, 1, 20);
+                matrix.GateUpRows(px, pg, 2, 9);
+            }
+            // float32 sums of at most 257 products: far within 1e-5 of Σ|w·x|
+            double Tight(float[] w) => 1e-5 * w.Zip(x, (a, b) => Math.Abs((double)a * b)).Sum() + 1e-7;
+            for (int r = 0; r < matrix.Rows; r++)
+            {
+                if (r is < 1 or >= 20) Assert.Equal(0f, y[r]);
+                else AssertClose(Dot(rows[r], x), y[r], Tight(rows[r]), $"{name} width {cols} row {r}");
+            }
+            for (int i = 2; i < 9; i++)
+            {
+                double gate = Dot(rows[2 * i], x), up = Dot(rows[2 * i + 1], x);
+                double gelu = 0.5 * gate * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (gate + 0.044715 * gate * gate * gate)));
+                double bound = 1.2 * Tight(rows[2 * i]) * Math.Abs(up) + Tight(rows[2 * i + 1]) * Math.Abs(gelu) + 1e-5 * Math.Abs(gelu * up) + 1e-6;
+                AssertClose(gelu * up, gated[i], bound, $"{name} width {cols} output {i}");
+            }
+        }
+    }
+
     private static WeightMatrix Matrix(string name)
     {
         var matrix = new WeightMatrix("test.weight", Rows, Cols, WeightFormat.Find(name)!);
