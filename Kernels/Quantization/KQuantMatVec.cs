@@ -62,49 +62,12 @@ internal static unsafe class KQuantMatVec
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void QuantizeInput(float* x, int blocks, short* input, float* scales, int* sums)
     {
-        const int size = KQuantBlocks.BlockSize, max16 = QuantizedMatVec.InputMax;
+        const int size = KQuantBlocks.BlockSize;
         for (int b = 0; b < blocks; b++, x += size, input += size, sums += size / 32)
         {
-            float max = 0;
-            if (Avx2.IsSupported)
-            {
-                var m = Vector256<float>.Zero;
-                for (int i = 0; i < size; i += 8) m = Vector256.Max(m, Vector256.Abs(Vector256.Load(x + i)));
-                max = QuantizedLayout.MaxAcross(m);
-            }
-            else
-            {
-                for (int i = 0; i < size; i++) max = MathF.Max(max, MathF.Abs(x[i]));
-            }
-            scales[b] = max / max16;
-            if (max == 0)
-            {
-                new Span<short>(input, size).Clear();
-                new Span<int>(sums, size / 32).Clear();
-                continue;
-            }
-            float inverse = max16 / max;
-            for (int j = 0; j < size / 32; j++)
-            {
-                float* v = x + 32 * j;
-                short* q = input + 32 * j;
-                if (Avx2.IsSupported)
-                {
-                    Vector256<int> q0 = Avx.ConvertToVector256Int32(Vector256.Load(v) * inverse), q1 = Avx.ConvertToVector256Int32(Vector256.Load(v + 8) * inverse);
-                    Vector256<int> q2 = Avx.ConvertToVector256Int32(Vector256.Load(v + 16) * inverse), q3 = Avx.ConvertToVector256Int32(Vector256.Load(v + 24) * inverse);
-                    Vector256.Narrow(q0, q1).Store(q);
-                    Vector256.Narrow(q2, q3).Store(q + 16);
-                    sums[j] = Vector256.Sum(q0 + q1 + q2 + q3);
-                    continue;
-                }
-                int sum = 0;
-                for (int i = 0; i < 32; i++)
-                {
-                    q[i] = (short)MathF.Round(v[i] * inverse);
-                    sum += q[i];
-                }
-                sums[j] = sum;
-            }
+            float max = QuantizedMatVec.MaxMagnitude(x, size);
+            scales[b] = max / QuantizedMatVec.InputMax;
+            for (int j = 0; j < size / 32; j++) sums[j] = QuantizedMatVec.Round(x + 32 * j, max, input + 32 * j);
         }
     }
 

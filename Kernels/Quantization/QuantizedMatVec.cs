@@ -139,40 +139,54 @@ public static unsafe class QuantizedMatVec
         const int size = QuantizedLayout.BlockSize;
         for (int b = 0; b < blocks; b++, x += size, input += size)
         {
-            float max = 0;
-            int sum = 0;
-            if (Avx2.IsSupported)
-            {
-                Vector256<float> v0 = Vector256.Load(x), v1 = Vector256.Load(x + 8), v2 = Vector256.Load(x + 16), v3 = Vector256.Load(x + 24);
-                max = QuantizedLayout.MaxAcross(Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3))));
-                if (max > 0)
-                {
-                    float inverse = InputMax / max;
-                    Vector256<int> q0 = Avx.ConvertToVector256Int32(v0 * inverse), q1 = Avx.ConvertToVector256Int32(v1 * inverse);
-                    Vector256<int> q2 = Avx.ConvertToVector256Int32(v2 * inverse), q3 = Avx.ConvertToVector256Int32(v3 * inverse);
-                    Vector256.Narrow(q0, q1).Store(input);
-                    Vector256.Narrow(q2, q3).Store(input + 16);
-                    sum = Vector256.Sum(q0 + q1 + q2 + q3);
-                }
-            }
-            else
-            {
-                for (int i = 0; i < size; i++) max = MathF.Max(max, MathF.Abs(x[i]));
-                if (max > 0)
-                {
-                    float inverse = InputMax / max;
-                    for (int i = 0; i < size; i++)
-                    {
-                        short q = (short)MathF.Round(x[i] * inverse);
-                        input[i] = q;
-                        sum += q;
-                    }
-                }
-            }
-            if (max == 0) new Span<short>(input, size).Clear();
+            float max = MaxMagnitude(x, size);
             scales[b] = max / InputMax;
-            sums[b] = sum;
+            sums[b] = Round(x, max, input);
         }
+    }
+
+    /// <summary>max |x[i]| over <paramref name="count"/> floats (a multiple of 8).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float MaxMagnitude(float* x, int count)
+    {
+        if (Avx2.IsSupported)
+        {
+            var m = Vector256<float>.Zero;
+            for (int i = 0; i < count; i += 8) m = Vector256.Max(m, Vector256.Abs(Vector256.Load(x + i)));
+            return QuantizedLayout.MaxAcross(m);
+        }
+        float max = 0;
+        for (int i = 0; i < count; i++) max = MathF.Max(max, MathF.Abs(x[i]));
+        return max;
+    }
+
+    /// <summary>The 32 floats at <paramref name="x"/> as int16 for an input whose largest magnitude is
+    /// <paramref name="max"/>: round(x · 32767 / max), ties to even (all zero when max is zero), into
+    /// <paramref name="q"/>; returns their sum. The one rounding of every int16 input (this kernel's, the K-quants').</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int Round(float* x, float max, short* q)
+    {
+        if (max == 0)
+        {
+            new Span<short>(q, 32).Clear();
+            return 0;
+        }
+        float inverse = InputMax / max;
+        if (Avx2.IsSupported)
+        {
+            Vector256<int> q0 = Avx.ConvertToVector256Int32(Vector256.Load(x) * inverse), q1 = Avx.ConvertToVector256Int32(Vector256.Load(x + 8) * inverse);
+            Vector256<int> q2 = Avx.ConvertToVector256Int32(Vector256.Load(x + 16) * inverse), q3 = Avx.ConvertToVector256Int32(Vector256.Load(x + 24) * inverse);
+            Vector256.Narrow(q0, q1).Store(q);
+            Vector256.Narrow(q2, q3).Store(q + 16);
+            return Vector256.Sum(q0 + q1 + q2 + q3);
+        }
+        int sum = 0;
+        for (int i = 0; i < 32; i++)
+        {
+            q[i] = (short)MathF.Round(x[i] * inverse);
+            sum += q[i];
+        }
+        return sum;
     }
 
     /// <summary>The sixteen dot products of group <paramref name="group"/> with the quantized input, into
