@@ -156,8 +156,7 @@ internal static class BenchCommand
     private static void WriteTable(TextWriter stdout, BenchmarkReport r)
     {
         string scope = r.Extrapolated ? $"{r.LayersRun} of {r.Layers} layers run; whole-model figures extrapolated" : $"all {r.Layers} layers";
-        string formats = r.Formats.Count == 1 ? r.Format.ToString() : string.Join(", ", r.Formats.Take(r.Formats.Count - 1)) + " and " + r.Formats[^1];
-        stdout.WriteLine($"{r.Spec}, {formats}, {r.Threads} threads, {scope}");
+        stdout.WriteLine($"{r.Spec}, {WeightFormat.Describe(r.Formats)}, {r.Threads} threads, {scope}");
         stdout.WriteLine($"weights read per token {InfoCommand.Bytes(r.WeightBytesPerToken)}; bandwidth probe {r.BandwidthGigabytesPerSecond:F1} GB/s; peak RSS {InfoCommand.Bytes(r.PeakRssBytes)}");
         stdout.WriteLine($"{"path",-26} {"prefill tok/s",14} {"decode tok/s",13} {"decode GB/s",12} {"of probe",9}");
         foreach (var m in new[] { r.Compiled, r.Reference }.OfType<DecoderMeasurement>())

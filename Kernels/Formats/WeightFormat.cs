@@ -80,6 +80,10 @@ public abstract unsafe class WeightFormat
     public static WeightFormat? Find(string name, IEnumerable<WeightFormat>? among = null) =>
         (among ?? All).FirstOrDefault(f => string.Equals(f.Name, name, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>The formats a model's weights are held in, for a message: <c>F32</c>, <c>F32 and Q4_0-F16</c>.</summary>
+    public static string Describe(IReadOnlyList<WeightFormat> formats) => formats.Count == 1 ? formats[0].ToString()
+        : string.Join(", ", formats.Take(formats.Count - 1)) + " and " + formats[^1];
+
     /// <summary>The names of <paramref name="formats"/> for a message: <c>bf16, q8_0 or q4_0</c>.</summary>
     public static string ListNames(IEnumerable<WeightFormat> formats)
     {

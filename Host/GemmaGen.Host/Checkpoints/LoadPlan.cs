@@ -49,8 +49,7 @@ public sealed class LoadPlan
     public IReadOnlyList<WeightFormat> Formats { get; }
 
     /// <summary><see cref="Formats"/> for messages: <c>Q4_0-F16 and F32</c>.</summary>
-    public string FormatNames => Formats.Count == 1 ? Formats[0].ToString()
-        : string.Join(", ", Formats.Take(Formats.Count - 1)) + " and " + Formats[^1];
+    public string FormatNames => WeightFormat.Describe(Formats);
 
     /// <summary>Positions a session holds by default.</summary>
     public int MaxContext { get; }
