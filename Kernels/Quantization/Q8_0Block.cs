@@ -108,6 +108,15 @@ internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
         return *(ushort*)source;
     }
 
+    /// <summary>Each four rows' bytes widened as they load (<c>vpmovzxbw</c> from memory).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high)
+    {
+        byte* columns = record + g * QuantizedLayout.VectorBytes + 32 * half;
+        low = Avx2.ConvertToVector256Int16(columns).AsInt16();
+        high = Avx2.ConvertToVector256Int16(columns + 16).AsInt16();
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second)
     {

@@ -7,9 +7,9 @@ namespace GemmaGen.Kernels;
 internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool integerPrefill)
     : WeightFormat(name, QuantizedLayout.BlockSize, QuantizedLayout.GroupRows)
 {
-    /// <summary>Whether the prefill (<see cref="WeightFormat.MatMulRows"/>) runs the integer kernels where the CPU has
-    /// them (<see cref="IntegerMatMulSupported"/>), rounding the inputs to int8; otherwise it multiplies the
-    /// dequantized rows with the float inputs (<see cref="QuantizedMatVec.FloatMatMulRows"/>), exactly.</summary>
+    /// <summary>Whether the prefill (<see cref="WeightFormat.MatMulRows"/>) runs the int8 kernels where the CPU has
+    /// them (<see cref="IntegerMatMulSupported"/>), rounding the inputs to int8; otherwise it runs the decode kernel's
+    /// int16 products for every token (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>), as exact as decoding.</summary>
     public bool IntegerPrefill { get; } = integerPrefill;
 
     /// <summary>Bytes of quantized values of one row's block.</summary>
@@ -40,6 +40,10 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
     /// <summary><see cref="QuantizedMatMul"/> over rows [start, end): AVX-VNNI when <paramref name="vnni"/>, else
     /// AVX2 byte pairs (for formats whose sums fit them); the scaling 512-bit when <paramref name="wide"/>.</summary>
     internal abstract void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide);
+
+    /// <summary><see cref="QuantizedMatVec.TokenRows{TBlock}"/> over rows [start, end): the int16 products of decoding,
+    /// for every token (what <see cref="WeightFormat.MatMulRows"/> runs where it does not round the inputs to int8).</summary>
+    internal abstract void TokenRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end);
 }
 
 /// <summary>
@@ -134,13 +138,17 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
     internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
         QuantizedMatVec.GateUpRows<TBlock>(matrix, x, y, start, end);
 
-    /// <summary>The integer kernels where the format uses them (<see cref="QuantizedFormat.IntegerPrefill"/>) and the
-    /// CPU runs them, else the rows dequantized and the float kernels (<see cref="QuantizedMatVec.FloatMatMulRows"/>).</summary>
+    /// <summary>The int8 kernels where the format uses them (<see cref="QuantizedFormat.IntegerPrefill"/>) and the
+    /// CPU runs them, else the matrix-vector kernel's int16 products for every token (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>:
+    /// as exact as decoding).</summary>
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
         if (IntegerPrefill && IntegerMatMulSupported) QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported);
-        else QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+        else QuantizedMatVec.TokenRows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end);
     }
+
+    internal override void TokenRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
+        QuantizedMatVec.TokenRows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end);
 
     internal override void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide) =>
         QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, vnni, wide);

@@ -48,7 +48,7 @@ public static unsafe partial class QuantizedMatMul
     public const int InputMax = sbyte.MaxValue;
 
     [ThreadStatic]
-    private static Scratch? t_scratch;
+    private static TokenScratch<sbyte>? t_scratch;
 
     /// <summary>Whether this CPU runs the integer kernels for <paramref name="format"/>: AVX-VNNI for every block
     /// format, or AVX2 for Q4_0 (whose byte pairs fit int16).</summary>
@@ -111,9 +111,7 @@ public static unsafe partial class QuantizedMatMul
         if (start >= end || tokens <= 0) return;
 
         int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize;
-        var scratch = t_scratch;
-        if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
-            t_scratch = scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
+        var scratch = TokenScratch<sbyte>.Fit(ref t_scratch, cols, tokens);
         var key = RunInput.Of(x, xStride, tokens, cols, TBlock.Offset);
         if (!key.IsHeldIn(scratch.Held))
         {
@@ -502,47 +500,5 @@ public static unsafe partial class QuantizedMatMul
             return;
         }
         for (int i = 0; i < rows; i++) y[i] = sums[i];
-    }
-
-    /// <summary>A worker thread's buffers, grown (never shrunk) to the widest matrix and largest batch it has seen.</summary>
-    private sealed class Scratch
-    {
-        private readonly NativeBuffer _buffer;
-
-        public Scratch(int cols, int tokens)
-        {
-            Cols = cols;
-            Tokens = tokens;
-            int blocks = cols / QuantizedLayout.BlockSize;
-            long input = Align((long)tokens * cols), perBlock = Align((long)tokens * blocks * sizeof(float));
-            long sums = Align((long)tokens * GroupRows * sizeof(float));
-            _buffer = new NativeBuffer(input + 2 * perBlock + sums);
-            byte* p = (byte*)_buffer.Pointer;
-            Input = (sbyte*)p;
-            InputScales = (float*)(p + input);
-            InputStarts = (int*)(p + input + perBlock);
-            Sums = (float*)(p + input + 2 * perBlock);
-        }
-
-        public int Cols { get; }
-
-        public int Tokens { get; }
-
-        /// <summary>x̂ of every token, [tokens][cols].</summary>
-        public sbyte* Input { get; }
-
-        /// <summary>The input scales, [tokens][blocks].</summary>
-        public float* InputScales { get; }
-
-        /// <summary>Where each block's integer sum starts (−offset·Σ x̂), [tokens][blocks].</summary>
-        public int* InputStarts { get; }
-
-        /// <summary>The current group's float sums, [tokens][<see cref="GroupRows"/>].</summary>
-        public float* Sums { get; }
-
-        /// <summary>What the inputs hold, for the run's later chunks (<see cref="RunInput"/>).</summary>
-        public RunInput Held { get; set; }
-
-        private static long Align(long bytes) => (bytes + 63) & ~63L;
     }
 }

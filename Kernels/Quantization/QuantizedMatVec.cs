@@ -26,7 +26,7 @@ namespace GemmaGen.Kernels;
 /// slower.
 /// </para>
 /// </summary>
-public static unsafe class QuantizedMatVec
+public static unsafe partial class QuantizedMatVec
 {
     /// <summary>How far ahead of the loads the kernels prefetch. The hardware prefetcher alone left the stream at
     /// 55–65% of the bandwidth probe (2 threads, Xeon with AVX-512); 3 KiB ahead reached 80–90%, 1 KiB about 75%.</summary>
@@ -296,10 +296,10 @@ public static unsafe class QuantizedMatVec
         Vector256<int> a = default, c = default;
         for (int g = 0; g < 8; g++)
         {
-            var columns = TBlock.Columns(record, g, half);
+            TBlock.Widened256(record, g, half, out var low, out var high);
             var input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16();
-            a += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(columns.GetLower()), input);
-            c += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(columns.GetUpper()), input);
+            a += Avx2.MultiplyAddAdjacent(low, input);
+            c += Avx2.MultiplyAddAdjacent(high, input);
         }
         // a: rows 0, 1 | 2, 3 (two lanes each); c: rows 4, 5 | 6, 7. The horizontal add gives rows 0, 1, 4, 5 | 2, 3, 6, 7.
         return Avx2.Permute4x64(Avx2.HorizontalAdd(a, c).AsInt64(), 0b11_01_10_00).AsInt32();

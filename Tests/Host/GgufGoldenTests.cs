@@ -108,7 +108,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         double bound = integer ? llama : RelativeTolerance * MaxAbs(expected);
         double longBound = integer ? llamaLong : RelativeTolerance * MaxAbs(expectedLong);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{name} prefill ({(integer ? "int8 inputs" : "float")}): max |diff| prompt {diff:0.000e+00} (llama.cpp {llama:0.000e+00}), long rows {longDiff:0.000e+00} (llama.cpp {llamaLong:0.000e+00})"));
+            $"{name} prefill ({(integer ? "int8 inputs" : "the decode kernels")}): max |diff| prompt {diff:0.000e+00} (llama.cpp {llama:0.000e+00}), long rows {longDiff:0.000e+00} (llama.cpp {llamaLong:0.000e+00})"));
         Assert.True(diff <= bound, $"{name}: the prefill's prompt logits differ from the goldens by {diff} > {bound}");
         Assert.True(longDiff <= longBound, $"{name}: the prefill's long-prompt rows differ from the goldens by {longDiff} > {longBound}");
     }

@@ -219,7 +219,7 @@ public sealed unsafe class QuantizedMatMulTests
     [InlineData("q4_0")]
     [InlineData("q8_0-f16")]
     [InlineData("q4_0-f16")]
-    public void MatMulRows_takes_the_integer_kernels_where_the_CPU_has_them_and_the_float_ones_elsewhere(string formatName)
+    public void MatMulRows_takes_the_int8_kernels_where_the_CPU_has_them_and_the_decode_products_elsewhere(string formatName)
     {
         var format = BlockFormats.Find(formatName);
         const int rows = 12, cols = 256, tokens = 6;
@@ -233,11 +233,11 @@ public sealed unsafe class QuantizedMatMulTests
             return y;
         }
         var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
-        // GGUF's blocks as stored prefill exactly (float inputs) even where the integer kernels run.
+        // GGUF's blocks as stored prefill as exactly as they decode (int16 inputs) even where the int8 kernels run.
         Assert.Equal(QuantizedMatMul.IsSupported(format) && !BlockFormats.HalfScales(format), QuantizedMatMul.RoundsPrefillInputs(format));
         var expected = QuantizedMatMul.RoundsPrefillInputs(format)
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
-            : Product((px, py) => QuantizedMatVec.FloatMatMulRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
+            : Product((px, py) => ((QuantizedFormat)format).TokenRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
         Assert.Equal(expected, dispatched);
         Assert.Equal(AvxVnni.IsSupported || (!BlockFormats.IsQ8(format) && Avx2.IsSupported && Fma.IsSupported), QuantizedMatMul.IsSupported(format));
     }

@@ -283,6 +283,77 @@ public sealed unsafe class QuantizedMatVecTests
         }
     }
 
+    [Theory]
+    [InlineData("q8_0", 13, 160)]
+    [InlineData("q8_0", 37, 2304)]
+    [InlineData("q4_0", 21, 96)]
+    [InlineData("q4_0", 16, 1088)]
+    [InlineData("q8_0-f16", 40, 1056)]
+    [InlineData("q4_0-f16", 13, 160)]
+    public void TokenRows_give_every_token_the_integer_sums_of_decoding(string formatName, int rows, int cols)
+    {
+        var format = BlockFormats.Find(formatName);
+        using var matrix = Matrix(format, rows, cols);
+        const int pad = 3;
+        int xStride = cols + pad, yStride = rows + pad;
+        // One to nine tokens: every pass width (4, 3, 2, 1) and several passes; blocks past one chunk of 32.
+        foreach (int tokens in new[] { 1, 2, 3, 4, 5, 9 })
+        {
+            var x = new float[tokens * xStride];
+            for (int t = 0; t < tokens; t++) Input(cols, seed: 60 + 7 * t + tokens).CopyTo(x, t * xStride);
+            var inputs = Enumerable.Range(0, tokens).Select(t => QuantizedInput(x.AsSpan(t * xStride, cols).ToArray())).ToArray();
+            var alone = new float[tokens][];
+            for (int t = 0; t < tokens; t++)
+            {
+                alone[t] = new float[rows];
+                fixed (float* px = &x[t * xStride], py = alone[t]) matrix.MatVecRows(px, py, 0, rows);
+            }
+            double tolerance = (cols / 32 + 16) * Math.Pow(2, -23);
+            foreach (var (start, end) in Ranges(rows))
+            {
+                var y = new float[tokens * yStride];
+                Array.Fill(y, float.NaN);
+                fixed (float* px = x, py = y)
+                {
+                    ((QuantizedFormat)format).TokenRows(matrix, px, xStride, tokens, py, yStride, start, end);
+                }
+                for (int t = 0; t < tokens; t++)
+                {
+                    for (int r = 0; r < yStride; r++)
+                    {
+                        float actual = y[t * yStride + r];
+                        if (r < start || r >= end)
+                        {
+                            Assert.True(float.IsNaN(actual), $"{tokens} tokens [{start}, {end}) token {t}: row {r} outside the range was written");
+                            continue;
+                        }
+                        var (dot, magnitude) = Reference(matrix, r, inputs[t].Values, inputs[t].Scales);
+                        if (QuantizedMatVec.TokensSupported)
+                        {
+                            Assert.True(Math.Abs(actual - dot) <= tolerance * magnitude + 1e-30,
+                                $"{tokens} tokens [{start}, {end}) token {t} row {r}: {actual} vs {dot} (terms of magnitude {magnitude})");
+                        }
+                        // Where decoding runs the 256-bit kernel, the same floats bit for bit as that token alone.
+                        if (QuantizedMatVec.TokensSupported && !System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+                            Assert.Equal(alone[t][r], actual);
+                    }
+                }
+            }
+            if (!QuantizedMatVec.TokensSupported)
+            {
+                // Without AVX2 it is the float fallback, bit for bit.
+                var y = new float[tokens * yStride];
+                var expected = new float[tokens * yStride];
+                fixed (float* px = x, py = y, pe = expected)
+                {
+                    ((QuantizedFormat)format).TokenRows(matrix, px, xStride, tokens, py, yStride, 0, rows);
+                    QuantizedMatVec.FloatMatMulRows(matrix, px, xStride, tokens, pe, yStride, 0, rows);
+                }
+                Assert.Equal(expected, y);
+            }
+        }
+    }
+
     [Fact]
     public void No_allocation_per_call_after_warm_up()
     {
@@ -297,6 +368,7 @@ public sealed unsafe class QuantizedMatVecTests
             q8.GateUpRows(px, py, 0, 8);
             q4.MatMulRows(px, 0, 2, py, 8, 0, 8);
             QuantizedMatVec.FloatMatMulRows(q4, px, 0, 2, py, 8, 0, 8);
+            ((QuantizedFormat)q8.Format).TokenRows(q8, px, 0, 5, py, 0, 0, 8);
             var windows = new AllocationWindows();
             windows.Mark();
             for (int window = 0; window < AllocationWindows.Count; window++)
@@ -309,6 +381,7 @@ public sealed unsafe class QuantizedMatVecTests
                     q4.GateUpRows(px, py, 2, 6);
                     q8.MatMulRows(px, 0, 2, py, 8, 1, 7);
                     QuantizedMatVec.FloatMatMulRows(q4, px, 0, 2, py, 8, 1, 7);
+                    ((QuantizedFormat)q8.Format).TokenRows(q8, px, 0, 5, py, 0, 1, 7);
                 }
                 windows.Mark();
             }
