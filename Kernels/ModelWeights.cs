@@ -107,17 +107,27 @@ public sealed class ModelWeights : IDisposable
         int inter = config.IntermediateSize, v = config.VocabSize;
         var fallback = source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32;
         var byFormat = new Dictionary<WeightFormat, long>();
-        long Bytes(int rows, int cols, long count, params string?[] names)
+        // As Loader.Stacked holds them: one format for the whole matrix, or a stack of parts in formats of their own.
+        long Bytes(int cols, long count, bool interleave, params (string? Name, int Rows)[] parts)
         {
-            var held = StackedFormat(format, names.Select(n => (n == null ? null : source.DTypeOf(n)) ?? fallback), cols);
-            long bytes = checked(WeightMatrix.ByteLengthOf(held, rows, cols) * count);
-            if (count > 0) byFormat[held] = checked(byFormat.GetValueOrDefault(held) + bytes);
+            var formats = StackFormats(format, parts.Select(p => (p.Name == null ? null : source.DTypeOf(p.Name)) ?? fallback).ToArray(), cols, interleave);
+            long bytes;
+            if (formats.Distinct().Count() == 1)
+            {
+                bytes = checked(WeightMatrix.ByteLengthOf(formats[0], parts.Sum(p => p.Rows), cols) * count);
+                if (count > 0) byFormat[formats[0]] = checked(byFormat.GetValueOrDefault(formats[0]) + bytes);
+                return bytes;
+            }
+            bytes = checked(WeightMatrix.StackByteLength(cols, parts.Select((p, i) => ("", p.Rows, formats[i]))) * count);
+            for (int i = 0; i < parts.Length && count > 0; i++)
+                byFormat[formats[i]] = checked(byFormat.GetValueOrDefault(formats[i]) + WeightMatrix.ByteLengthOf(formats[i], parts[i].Rows, cols) * count);
             return bytes;
         }
-        long Layer(LayerNames? n, long count) => checked(Bytes((h + 2 * k) * hd, d, count, n?.QProj, n?.KProj, n?.VProj) +
-            Bytes(d, h * hd, count, n?.OProj) + Bytes(2 * inter, d, count, n?.GateProj, n?.UpProj) + Bytes(d, inter, count, n?.DownProj));
-        long total = Bytes(v, d, 1, CheckpointNames.Embed);
-        if (source.DTypeOf(CheckpointNames.LmHead) != null) total = checked(total + Bytes(v, d, 1, CheckpointNames.LmHead));
+        long Layer(LayerNames? n, long count) => checked(
+            Bytes(d, count, false, (n?.QProj, h * hd), (n?.KProj, k * hd), (n?.VProj, k * hd)) + Bytes(h * hd, count, false, (n?.OProj, d)) +
+            Bytes(d, count, true, (n?.GateProj, inter), (n?.UpProj, inter)) + Bytes(inter, count, false, (n?.DownProj, d)));
+        long total = Bytes(d, 1, false, (CheckpointNames.Embed, v));
+        if (source.DTypeOf(CheckpointNames.LmHead) != null) total = checked(total + Bytes(d, 1, false, (CheckpointNames.LmHead, v)));
         int l = 0;
         for (; l < config.NumHiddenLayers; l++)
         {
@@ -142,12 +152,16 @@ public sealed class ModelWeights : IDisposable
         return WeightMatrix.CanStore(chosen, cols) ? chosen : WeightFormat.BF16;
     }
 
-    /// <summary>The format of a matrix stacked from tensors of <paramref name="dtypes"/> (q/k/v, gate/up): their common
-    /// <see cref="FormatFor"/>, or F32 when the parts would differ (each part then widened to float32 exactly).</summary>
-    private static WeightFormat StackedFormat(WeightFormat? format, IEnumerable<TensorDType> dtypes, int cols)
+    /// <summary>The formats the parts of a matrix stacked from tensors of <paramref name="dtypes"/> (q/k/v, gate/up) are
+    /// held in: each part's <see cref="FormatFor"/>. When they differ, a stack by rows keeps each part in its own (a
+    /// <see cref="WeightMatrix.Stack"/>: a GGUF <c>*_K_M</c> layer's Q6_K attn_v beside Q4_K q and k); an interleaved
+    /// stack (<paramref name="interleave"/>, gate/up, whose rows alternate between the parts) holds them all as F32,
+    /// each part widened to float32 exactly.</summary>
+    private static WeightFormat[] StackFormats(WeightFormat? format, IReadOnlyList<TensorDType> dtypes, int cols, bool interleave)
     {
-        var formats = dtypes.Select(t => FormatFor(format, t, cols)).Distinct().ToArray();
-        return formats.Length == 1 ? formats[0] : WeightFormat.F32;
+        var formats = dtypes.Select(t => FormatFor(format, t, cols)).ToArray();
+        if (!interleave || formats.Distinct().Count() == 1) return formats;
+        return formats.Select(_ => WeightFormat.F32).ToArray();
     }
 
     /// <summary>Bytes of weight data held.</summary>
@@ -275,9 +289,11 @@ public sealed class ModelWeights : IDisposable
         public WeightMatrix Stacked((string Name, int Rows)[] parts, int cols, bool interleave)
         {
             var views = parts.Select(p => Get(p.Name, p.Rows, cols)).ToArray();
-            var fmt = StackedFormat(format, views.Select(t => t.DType), cols);
-            int totalRows = parts.Sum(p => p.Rows);
-            var m = new WeightMatrix(string.Join(" + ", parts.Select(p => p.Name)), totalRows, cols, fmt);
+            var formats = StackFormats(format, views.Select(t => t.DType).ToArray(), cols, interleave);
+            string name = string.Join(" + ", parts.Select(p => p.Name));
+            var m = formats.Distinct().Count() == 1
+                ? new WeightMatrix(name, parts.Sum(p => p.Rows), cols, formats[0])
+                : WeightMatrix.Stack(name, cols, parts.Select((p, i) => (p.Name, p.Rows, formats[i])).ToArray());
             _made.Add(m);
             var row = new float[cols];
             int target = 0;

@@ -7,7 +7,14 @@ namespace GemmaGen.Kernels;
 /// </summary>
 public sealed unsafe class WeightMatrix : IDisposable
 {
-    private readonly NativeBuffer _storage;
+    /// <summary>The memory this matrix owns; null for a part of a stack (<see cref="Stack"/>), which views its stack's.</summary>
+    private readonly NativeBuffer? _storage;
+    private readonly void* _data;
+    private readonly long _byteLength;
+
+    /// <summary>A stack's parts and the row each starts at; null for any other matrix.</summary>
+    private readonly WeightMatrix[]? _parts;
+    private readonly int[]? _partStarts;
 
     /// <summary>An uninitialized matrix named <paramref name="name"/> (rows are filled with <see cref="WriteRow"/>).</summary>
     /// <exception cref="ArgumentException">A width that is not a multiple of the <paramref name="format"/>'s block size.</exception>
@@ -23,8 +30,92 @@ public sealed unsafe class WeightMatrix : IDisposable
         Cols = cols;
         Format = format;
         _storage = new NativeBuffer(format.ByteLength(rows, cols));
+        _data = _storage.Pointer;
+        _byteLength = _storage.ByteLength;
         format.Initialize(this);
     }
+
+    /// <summary>A part of a stack: <paramref name="byteLength"/> bytes of its stack's memory at <paramref name="data"/>.</summary>
+    private WeightMatrix(string name, int rows, int cols, WeightFormat format, void* data, long byteLength)
+    {
+        Name = name;
+        Rows = rows;
+        Cols = cols;
+        Format = format;
+        _data = data;
+        _byteLength = byteLength;
+        format.Initialize(this);
+    }
+
+    /// <summary>A stack's memory, its parts made over it.</summary>
+    private WeightMatrix(string name, int cols, IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts)
+    {
+        Name = name;
+        Cols = cols;
+        Format = WeightFormat.Stacked;
+        _storage = new NativeBuffer(StackByteLength(cols, parts));
+        _data = _storage.Pointer;
+        _byteLength = _storage.ByteLength;
+        _parts = new WeightMatrix[parts.Count];
+        _partStarts = new int[parts.Count];
+        long offset = 0;
+        for (int i = 0; i < parts.Count; i++)
+        {
+            var (partName, rows, format) = parts[i];
+            long bytes = format.ByteLength(rows, cols);
+            _partStarts[i] = Rows;
+            _parts[i] = new WeightMatrix(partName, rows, cols, format, (byte*)_data + offset, bytes);
+            Rows += rows;
+            offset += PartBytes(bytes);
+        }
+    }
+
+    /// <summary>
+    /// A matrix stacked by rows from <paramref name="parts"/> each held in a format of its own: a q/k/v stack whose
+    /// checkpoint tensors differ in type (a GGUF <c>*_K_M</c> layer's Q6_K attn_v beside Q4_K q and k) keeps every
+    /// part as stored instead of widening them all to one format. Rows are written, read and multiplied through
+    /// the part that holds them, each with its format's kernels (<see cref="Parts"/>); one memory holds them all.
+    /// </summary>
+    /// <exception cref="ArgumentException">No parts, or a part's format cannot store <paramref name="cols"/> columns.</exception>
+    public static WeightMatrix Stack(string name, int cols, IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts)
+    {
+        if (parts.Count == 0) throw new ArgumentException("a stack needs parts", nameof(parts));
+        foreach (var (partName, rows, format) in parts)
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(rows);
+            if (!format.CanStore(cols))
+                throw new ArgumentException($"{partName}: {format} stores blocks of {format.BlockSize} columns; {cols} columns are not a multiple", nameof(parts));
+        }
+        return new WeightMatrix(name, cols, parts);
+    }
+
+    /// <summary>Bytes a <see cref="Stack"/> of <paramref name="parts"/> takes: each part's, every part starting on a
+    /// 64-byte boundary.</summary>
+    public static long StackByteLength(int cols, IEnumerable<(string Name, int Rows, WeightFormat Format)> parts) =>
+        parts.Sum(p => PartBytes(p.Format.ByteLength(p.Rows, cols)));
+
+    private static long PartBytes(long bytes) => (bytes + 63) & ~63L;
+
+    /// <summary>The parts of a <see cref="Stack"/> and the first row of each, in order; empty for any other matrix.</summary>
+    public IReadOnlyList<(WeightMatrix Part, int Start)> Parts =>
+        _parts == null ? [] : _parts.Select((p, i) => (p, _partStarts![i])).ToArray();
+
+    /// <summary>The part of a stack holding row <paramref name="row"/>, and the row's index in it.</summary>
+    internal (WeightMatrix Part, int Row) PartOf(int row)
+    {
+        int i = _parts!.Length - 1;
+        while (_partStarts![i] > row) i--;
+        return (_parts[i], row - _partStarts[i]);
+    }
+
+    /// <summary>How many parts a stack has (0 for any other matrix).</summary>
+    internal int PartCount => _parts?.Length ?? 0;
+
+    /// <summary>Part <paramref name="i"/> of a stack.</summary>
+    internal WeightMatrix Part(int i) => _parts![i];
+
+    /// <summary>The row of its stack part <paramref name="i"/> starts at.</summary>
+    internal int PartStart(int i) => _partStarts![i];
 
     /// <summary>The checkpoint tensor(s) this matrix was made from, for messages.</summary>
     public string Name { get; }
@@ -40,10 +131,10 @@ public sealed unsafe class WeightMatrix : IDisposable
 
     /// <summary>First byte of the matrix: for F32 and BF16 row r starts at <c>Data + r·Cols·ElementSize</c>; for the
     /// quantized formats group g (rows 16g..16g+15) starts at <c>Data + g·QuantizedLayout.GroupBytes</c>.</summary>
-    public void* Data => _storage.Pointer;
+    public void* Data => _data;
 
     /// <summary>Bytes of weight data held (what one pass over the matrix reads).</summary>
-    public long ByteLength => _storage.ByteLength;
+    public long ByteLength => _byteLength;
 
     /// <summary>Bytes of one element of F32 or BF16. The block formats have none: see <see cref="ByteLengthOf"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A block format.</exception>
@@ -124,6 +215,6 @@ public sealed unsafe class WeightMatrix : IDisposable
             throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {limit})");
     }
 
-    /// <summary>Frees the native memory.</summary>
-    public void Dispose() => _storage.Dispose();
+    /// <summary>Frees the native memory (a stack's, with its parts'; a part's belongs to its stack).</summary>
+    public void Dispose() => _storage?.Dispose();
 }

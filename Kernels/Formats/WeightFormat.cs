@@ -20,6 +20,10 @@ public abstract unsafe class WeightFormat
         GroupRows = groupRows;
     }
 
+    /// <summary>The format of a stack of parts that keep formats of their own (<see cref="WeightMatrix.Stack"/>); not a
+    /// format a matrix can be converted to.</summary>
+    internal static WeightFormat Stacked { get; } = new StackedFormat();
+
     /// <summary>IEEE float32, row-major.</summary>
     public static WeightFormat F32 { get; } = new F32Format();
 

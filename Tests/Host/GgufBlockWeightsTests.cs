@@ -107,15 +107,15 @@ public sealed unsafe class GgufBlockWeightsTests : IDisposable
     }
 
     [Fact]
-    public void Stacked_parts_of_different_types_are_held_as_F32_with_every_value_exact()
+    public void Stacked_parts_of_different_types_keep_their_own_formats_with_every_value_exact()
     {
         // Layer 0's attn_k of the Q8_0 file relabelled Q4_0 (its first 128 × 8 × 18 bytes read as Q4_0 blocks; their
-        // scales are the file's int8 bytes, some not finite, so the check is off).
+        // scales are the file's int8 bytes, some not finite, so the check is off): a q/k/v stack of Q8_0, Q4_0, Q8_0.
         string path = GgufRewriter.Rewrite(GgufFixtures.Path("q8_0"), _temp.File("mixed.gguf"), _ => { },
             typeOf: t => t.Name == "blk.0.attn_k.weight" ? GgmlType.Q4_0.Id : t.TypeId);
         using var gguf = GgufCheckpoint.Open(path);
         using var weights = ModelWeights.Load(gguf.Config, gguf, checkFinite: false);
-        Assert.Same(WeightFormat.F32, weights.Layers[0].Qkv.Format);
+        Assert.Equal([WeightFormat.Q8_0F16, WeightFormat.Q4_0F16, WeightFormat.Q8_0F16], weights.Layers[0].Qkv.Parts.Select(p => p.Part.Format));
         Assert.Same(WeightFormat.Q8_0F16, weights.Layers[1].Qkv.Format);
         Assert.Same(WeightFormat.Q8_0F16, weights.Layers[0].O.Format);
         foreach (var (tensorName, first) in new[] { ("blk.0.attn_q.weight", 0), ("blk.0.attn_k.weight", 256) })
@@ -130,7 +130,10 @@ public sealed unsafe class GgufBlockWeightsTests : IDisposable
                 for (int c = 0; c < 256; c++)
                 {
                     float e = expected[r * 256 + c];
-                    Assert.True(BitConverter.SingleToInt32Bits(row[c]) == BitConverter.SingleToInt32Bits(e) || (float.IsNaN(e) && float.IsNaN(row[c])),
+                    // A block whose half scale is not finite (ggml gives NaN or infinities) is one the loader refuses
+                    // when it checks; the part's kernels assume finite scales, so those blocks are not compared.
+                    if (!float.IsFinite(e)) continue;
+                    Assert.True(BitConverter.SingleToInt32Bits(row[c]) == BitConverter.SingleToInt32Bits(e),
                         $"{tensorName} row {r} column {c}: {row[c]:R}, ggml {e:R}");
                 }
             }

@@ -51,9 +51,9 @@ public sealed class BenchKQuantCommandTests
         Assert.Equal("gemma2-demo-q4_k_m", (string?)json["spec"]);
         Assert.Equal("compiled Gemma2_Demo", (string?)json["path"]);
         Assert.False((bool)json["extrapolated"]!);
-        // Q4_K layers, the Q6_K embedding, and the stacks that mix Q4_K and Q6_K parts widened to F32.
+        // Q4_K layers and the Q6_K embedding; the stacks that mix Q4_K and Q6_K parts keep both (nothing is F32).
         var formats = json["formats"]!.AsArray().Select(n => (string?)n).ToArray();
-        Assert.Equal(["f32", "q4_k", "q6_k"], formats.Order());
+        Assert.Equal(["q4_k", "q6_k"], formats.Order());
         Assert.Equal(formats[0], (string?)json["format"]);
         using var gguf = GgufCheckpoint.Open(path);
         using var weights = ModelWeights.Load(gguf.Config, gguf);

@@ -291,15 +291,26 @@ public sealed unsafe class KQuantFormatTests
         using var weights = ModelWeights.Load(gguf.Config, gguf);
         Assert.Equal(embedFormat, weights.Embed.Format.Name);
         Assert.Contains(weights.Layers, l => l.GateUp.Format.Name == layerFormat);
+        int stacks = 0;
         foreach (var layer in weights.Layers)
         {
             foreach (var m in new[] { layer.Qkv, layer.O, layer.GateUp, layer.Down })
             {
-                // A stack of parts of different types (Q4_K and Q6_K) is widened to F32; everything else is held as stored.
-                Assert.True(m.Format.Name is "q4_k" or "q6_k" or "f32", m.Format.Name);
-                if (m.Format != WeightFormat.F32)
-                    Assert.Equal((long)m.Rows * m.Cols / 256 * TensorView.BlockBytes(m.Format.SourceType!.Value), m.ByteLength);
+                // A q/k/v stack of parts of different types (Q4_K q and k, Q6_K v) keeps each part as stored; nothing is F32.
+                var held = m.PartCount > 0 ? m.Parts.Select(p => p.Part).ToArray() : [m];
+                if (m.PartCount > 0) stacks++;
+                foreach (var part in held)
+                {
+                    Assert.True(part.Format.Name is "q4_k" or "q6_k", $"{part.Name}: {part.Format.Name}");
+                    Assert.Equal((long)part.Rows * part.Cols / 256 * TensorView.BlockBytes(part.Format.SourceType!.Value), part.ByteLength);
+                }
             }
+        }
+        if (name == "q4_k_m")
+        {
+            Assert.True(stacks > 0, "no layer of the q4_k_m fixture mixes Q4_K and Q6_K in q/k/v");
+            var stack = weights.Layers.First(l => l.Qkv.PartCount > 0).Qkv;
+            Assert.Equal(["q4_k", "q4_k", "q6_k"], stack.Parts.Select(p => p.Part.Format.Name));
         }
         var plan = LoadPlan.Create(gguf.Config, gguf, tokenizer: gguf.LoadTokenizer());
         Assert.Equal(weights.ByteLength, plan.WeightBytes);

@@ -184,15 +184,30 @@ public sealed class ModelWeightsTests : IDisposable
     }
 
     [Fact]
-    public void MixedDtypesInOneStackBecomeF32()
+    public void MixedDtypesInAQkvStackKeepTheirOwnFormatsAndInAGateUpStackBecomeF32()
     {
-        AddCheckpoint(name => name.EndsWith("q_proj.weight", StringComparison.Ordinal) ? TensorDType.BF16 : TensorDType.F32);
+        AddCheckpoint(name => name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("gate_proj.weight", StringComparison.Ordinal)
+            ? TensorDType.BF16 : TensorDType.F32);
         using var weights = ModelWeights.Load(Config, _source);
 
         var p = "model.layers.0.";
-        AssertRows(weights.Layers[0].Qkv, WeightFormat.F32, RowsOf(p + "self_attn.q_proj.weight", Qd)
-            .Concat(RowsOf(p + "self_attn.k_proj.weight", Kd))
-            .Concat(RowsOf(p + "self_attn.v_proj.weight", Kd)));
+        var qkv = weights.Layers[0].Qkv;
+        Assert.Equal("stacked", qkv.Format.Name);
+        Assert.Equal([(WeightFormat.BF16, 0), (WeightFormat.F32, Qd), (WeightFormat.F32, Qd + Kd)], qkv.Parts.Select(x => (x.Part.Format, x.Start)));
+        AssertRows(qkv.Parts[0].Part, WeightFormat.BF16, RowsOf(p + "self_attn.q_proj.weight", Qd));
+        AssertRows(qkv.Parts[1].Part, WeightFormat.F32, RowsOf(p + "self_attn.k_proj.weight", Kd));
+        AssertRows(qkv.Parts[2].Part, WeightFormat.F32, RowsOf(p + "self_attn.v_proj.weight", Kd));
+        var row = new float[D];
+        qkv.ReadRow(Qd + 1, row);
+        Assert.Equal(_stored[p + "self_attn.k_proj.weight"][D..(2 * D)], row);
+        Assert.Equal(Qd + 2 * Kd, qkv.Rows);
+        // Bytes: each part's own, and what the plan predicts.
+        Assert.Equal(WeightMatrix.StackByteLength(D, [("q", Qd, WeightFormat.BF16), ("k", Kd, WeightFormat.F32), ("v", Kd, WeightFormat.F32)]), qkv.ByteLength);
+        Assert.Equal(weights.ByteLength, ModelWeights.ByteLengthOf(Config, _source, null));
+        Assert.Equal([WeightFormat.F32, WeightFormat.BF16], ModelWeights.WeightsOf(Config, _source, null).Formats);
+
+        AssertRows(weights.Layers[0].GateUp, WeightFormat.F32, Enumerable.Range(0, I)
+            .SelectMany(i => new[] { (p + "mlp.gate_proj.weight", i), (p + "mlp.up_proj.weight", i) }));
     }
 
     [Theory]
