@@ -142,4 +142,16 @@ internal unsafe interface IKQuantBlock
 
     /// <summary><see cref="Dot512"/> at 256 bits. AVX2 and FMA.</summary>
     static abstract void Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc, ref Vector256<float> minus);
+
+    /// <summary>Whether the type subtracts minimums (Q4_K, Q5_K: dmin·m_j per sub-block of 32; Q6_K does not).</summary>
+    static abstract bool HasMinimums { get; }
+
+    /// <summary>
+    /// The super-block's 256 values times their sub-block scales as int16 into <paramref name="w"/> (in column order;
+    /// at most 63·31 for Q4_K/Q5_K, 128·32 for Q6_K, so exact), its eight minimums m_j into <paramref name="mins"/>
+    /// (Q4_K, Q5_K), and its d and dmin: the block's dot product with s·x̂ is s·d·Σ w·x̂ − s·dmin·Σ_j m_j·Σ_32 x̂, what
+    /// <see cref="Dot256"/> computes, once per block for any number of inputs (<see cref="KQuantMatVec.TokenRows{TBlock}"/>).
+    /// AVX2.
+    /// </summary>
+    static abstract void Widen(byte* block, short* w, int* mins, out float d, out float dmin);
 }

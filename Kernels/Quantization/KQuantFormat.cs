@@ -3,8 +3,10 @@ namespace GemmaGen.Kernels;
 /// <summary>
 /// GGUF's K-quant tensors as stored: ggml's super-blocks of 256 values (<typeparamref name="TBlock"/>,
 /// <see cref="KQuantBlocks"/>) copied block for block, rows one after another (row r at <c>Data + r·(Cols/256)·block
-/// bytes</c>), nothing rounded. Decode runs on integer dot products (<see cref="KQuantMatVec"/>); prefill dequantizes
-/// the rows (exactly) and multiplies them with the float inputs (<see cref="QuantizedMatVec.FloatMatMulRows"/>).
+/// bytes</c>), nothing rounded. Decode runs on integer dot products (<see cref="KQuantMatVec"/>), and so do batches of
+/// fewer than <see cref="IntegerTokensBelow"/> tokens (a step of several sequences, a short prompt), with the inputs
+/// rounded to int16 as decoding rounds them; a larger batch dequantizes the rows (exactly) and multiplies them with
+/// the float inputs (<see cref="QuantizedMatVec.FloatMatMulRows"/>).
 /// The width must be a multiple of 256.
 /// </summary>
 /// <param name="name">The format's name.</param>
@@ -48,6 +50,15 @@ internal sealed unsafe class KQuantFormat<TBlock>(string name) : WeightFormat(na
     internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
         KQuantMatVec.Rows<TBlock>(matrix, x, y, start, end);
 
-    internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
-        QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+    /// <summary>Batches of fewer tokens than this run the integer kernel (<see cref="KQuantMatVec.TokenRows{TBlock}"/>),
+    /// larger ones the dequantized rows and the float kernel. Measured on an AMD EPYC Zen 3 (AVX2), one thread, a 2B-wide
+    /// Q4_K matrix: the integer kernel 2.3x the float one at 8 tokens, 1.5–1.8x at 16, 1.1x at 32, even at 64; whole
+    /// 2B, 64-token prefill 0.93x; 8 sequences decoding together 1.75–2.4x.</summary>
+    internal const int IntegerTokensBelow = 64;
+
+    internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+    {
+        if (KQuantMatVec.TokensSupported && tokens < IntegerTokensBelow) KQuantMatVec.TokenRows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end);
+        else QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+    }
 }

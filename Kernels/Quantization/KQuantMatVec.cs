@@ -40,6 +40,142 @@ internal static unsafe class KQuantMatVec
         }
     }
 
+    /// <summary>Rows <see cref="TokenRows{TBlock}"/> widens and multiplies together: each token's inputs of a
+    /// super-block, loaded once, meet the four rows' widened values.</summary>
+    private const int PassRows = 4;
+
+    [ThreadStatic]
+    private static TokensScratch? t_tokens;
+
+    /// <summary>Whether this CPU runs <see cref="TokenRows{TBlock}"/> (AVX2 and FMA).</summary>
+    internal static bool TokensSupported => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>
+    /// y[t·yStride + r] = W[r]·x_t for rows [start, end) and tokens [0, tokens), with the inputs rounded to int16 per
+    /// super-block as decoding rounds them. Every <see cref="PassRows"/> rows are widened once
+    /// (<see cref="IKQuantBlock.Widen"/>: each value times its sub-block scale as int16, into thread-local scratch) and
+    /// then meet every token's inputs (<c>vpmaddwd</c>, summed exactly in int32 lanes per 128 values, then scaled
+    /// into float lanes; the minimums' part from the inputs' sums per 32), so the weights are decoded once per batch
+    /// instead of once per token and read from memory once. The result differs from the dequantized rows times x only
+    /// by the input's rounding (as decoding's) and the float summation order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void TokenRows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
+        where TBlock : struct, IKQuantBlock
+    {
+        if (start < 0 || end > matrix.Rows || start > end)
+            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
+        if (start >= end || tokens <= 0) return;
+        if (!TokensSupported)
+            throw new PlatformNotSupportedException("the K-quants' batched integer kernel needs AVX2 and FMA");
+
+        const int size = KQuantBlocks.BlockSize;
+        int cols = matrix.Cols, blocks = cols / size, subBlocks = cols / 32;
+        var scratch = t_tokens;
+        if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
+            t_tokens = scratch = new TokensScratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
+        var key = RunInput.Of(x, xStride, tokens, cols, 0);
+        if (!key.IsHeldIn(scratch.Held))
+        {
+            for (int t = 0; t < tokens; t++)
+                QuantizeInput(x + (long)t * xStride, blocks, scratch.Input + (long)t * cols, scratch.Scales + t * blocks, scratch.Sums + t * subBlocks);
+            scratch.Held = key;
+        }
+
+        long rowBytes = (long)blocks * TBlock.BlockBytes;
+        for (int r0 = start; r0 < end; r0 += PassRows)
+        {
+            int rows = Math.Min(PassRows, end - r0);
+            byte* first = (byte*)matrix.Data + r0 * rowBytes;
+            for (int i = 0; i < rows; i++)
+            {
+                for (int b = 0; b < blocks; b++)
+                {
+                    byte* block = first + i * rowBytes + (long)b * TBlock.BlockBytes;
+                    Prefetch<TBlock>(block + QuantizedMatVec.PrefetchBytes);
+                    int k = i * blocks + b;
+                    TBlock.Widen(block, scratch.Widened + (long)k * size, scratch.Minimums + 8 * k, out scratch.D[k], out scratch.DMin[k]);
+                }
+            }
+            var pass = new RowPass(scratch, cols, y + r0, yStride);
+            for (int t = 0; t < tokens; t++)
+            {
+                switch (rows)
+                {
+                    case 4: Token<TBlock, Count4>(pass, t); break;
+                    case 3: Token<TBlock, Count3>(pass, t); break;
+                    case 2: Token<TBlock, Count2>(pass, t); break;
+                    default: Token<TBlock, Count1>(pass, t); break;
+                }
+            }
+        }
+    }
+
+    /// <summary>The widened rows of a pass (in the scratch), the width, and where row 0's outputs go.</summary>
+    private readonly struct RowPass(TokensScratch scratch, int cols, float* y, int yStride)
+    {
+        public readonly TokensScratch Scratch = scratch;
+        public readonly int Cols = cols;
+        public readonly float* Y = y;
+        public readonly int YStride = yStride;
+    }
+
+    /// <summary>Token <paramref name="t"/> against the pass's <typeparamref name="TRows"/> widened rows: per super-block
+    /// and 128 values, each 16 inputs loaded once and multiplied with every row's (an int32 accumulator per row), then
+    /// scaled into a float accumulator per row, the minimums' part subtracted there; all in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Token<TBlock, TRows>(in RowPass pass, int t)
+        where TBlock : struct, IKQuantBlock
+        where TRows : struct, ICount
+    {
+        const int size = KQuantBlocks.BlockSize;
+        var scratch = pass.Scratch;
+        int cols = pass.Cols, blocks = cols / size;
+        long rowStride = (long)blocks * size;
+        short* x = scratch.Input + (long)t * cols;
+        float* scales = scratch.Scales + t * blocks;
+        int* sums = scratch.Sums + t * (cols / 32);
+        short* w = scratch.Widened;
+        int* mins = scratch.Minimums;
+        float* d = scratch.D, dmin = scratch.DMin;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int b = 0; b < blocks; b++, x += size, w += size, sums += 8, mins += 8)
+        {
+            float s = scales[b];
+            for (int half = 0; half < 2; half++)
+            {
+                Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
+                short* xs = x + 128 * half, row = w + 128 * half;
+                Sixteen<TRows>(xs, row, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 16, row + 16, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 32, row + 32, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 48, row + 48, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 64, row + 64, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 80, row + 80, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 96, row + 96, rowStride, ref i0, ref i1, ref i2, ref i3);
+                Sixteen<TRows>(xs + 112, row + 112, rowStride, ref i0, ref i1, ref i2, ref i3);
+                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), Vector256.Create(d[b] * s), a0);
+                if (TRows.Value > 1) a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), Vector256.Create(d[blocks + b] * s), a1);
+                if (TRows.Value > 2) a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), Vector256.Create(d[2 * blocks + b] * s), a2);
+                if (TRows.Value > 3) a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), Vector256.Create(d[3 * blocks + b] * s), a3);
+            }
+            if (TBlock.HasMinimums)
+            {
+                // − s·dmin·m_j·Σ_32 x̂ per sub-block lane (each product below 2^21: exact in float32).
+                var input = Vector256.Load(sums);
+                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Vector256.Load(mins) * input), Vector256.Create(-dmin[b] * s), a0);
+                if (TRows.Value > 1) a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Vector256.Load(mins + 8 * blocks) * input), Vector256.Create(-dmin[blocks + b] * s), a1);
+                if (TRows.Value > 2) a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Vector256.Load(mins + 16 * blocks) * input), Vector256.Create(-dmin[2 * blocks + b] * s), a2);
+                if (TRows.Value > 3) a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Vector256.Load(mins + 24 * blocks) * input), Vector256.Create(-dmin[3 * blocks + b] * s), a3);
+            }
+        }
+        float* o = pass.Y + (long)t * pass.YStride;
+        o[0] = Vector256.Sum(a0);
+        if (TRows.Value > 1) o[1] = Vector256.Sum(a1);
+        if (TRows.Value > 2) o[2] = Vector256.Sum(a2);
+        if (TRows.Value > 3) o[3] = Vector256.Sum(a3);
+    }
+
     /// <summary>This thread's scratch, sized for the matrix, with x quantized into it (kept for the run's later chunks).</summary>
     private static Scratch Prepare(WeightMatrix matrix, float* x)
     {
@@ -131,6 +267,74 @@ internal static unsafe class KQuantMatVec
         Sse.Prefetch0(block + 64);
         Sse.Prefetch0(block + 128);
         if (TBlock.BlockBytes > 192) Sse.Prefetch0(block + 192);
+    }
+
+    /// <summary>Sixteen inputs, loaded once, against the same sixteen values of each row (rows <paramref name="rowStride"/>
+    /// apart): i· += the pairwise products (written out, so that the JIT keeps every accumulator in a register).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Sixteen<TRows>(short* x, short* row, long rowStride, ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3)
+        where TRows : struct, ICount
+    {
+        var input = Vector256.Load(x);
+        i0 += Avx2.MultiplyAddAdjacent(Vector256.Load(row), input);
+        if (TRows.Value > 1) i1 += Avx2.MultiplyAddAdjacent(Vector256.Load(row + rowStride), input);
+        if (TRows.Value > 2) i2 += Avx2.MultiplyAddAdjacent(Vector256.Load(row + 2 * rowStride), input);
+        if (TRows.Value > 3) i3 += Avx2.MultiplyAddAdjacent(Vector256.Load(row + 3 * rowStride), input);
+    }
+
+    /// <summary>A worker thread's buffers for <see cref="TokenRows{TBlock}"/>, grown (never shrunk) to the widest matrix
+    /// and largest batch it has seen.</summary>
+    private sealed class TokensScratch
+    {
+        private readonly NativeBuffer _buffer;
+
+        public TokensScratch(int cols, int tokens)
+        {
+            Cols = cols;
+            Tokens = tokens;
+            int blocks = cols / KQuantBlocks.BlockSize;
+            long input = Align((long)tokens * cols * sizeof(short)), scales = Align((long)tokens * blocks * sizeof(float));
+            long sums = Align((long)tokens * (cols / 32) * sizeof(int)), widened = Align((long)PassRows * cols * sizeof(short));
+            long minimums = Align((long)PassRows * blocks * 8 * sizeof(int)), perBlock = Align((long)PassRows * blocks * sizeof(float));
+            _buffer = new NativeBuffer(input + scales + sums + widened + minimums + 2 * perBlock);
+            byte* p = (byte*)_buffer.Pointer;
+            Input = (short*)p;
+            Scales = (float*)(p += input);
+            Sums = (int*)(p += scales);
+            Widened = (short*)(p += sums);
+            Minimums = (int*)(p += widened);
+            D = (float*)(p += minimums);
+            DMin = (float*)(p + perBlock);
+        }
+
+        public int Cols { get; }
+
+        public int Tokens { get; }
+
+        /// <summary>What the quantized inputs hold, for the run's later chunks (<see cref="RunInput"/>).</summary>
+        public RunInput Held { get; set; }
+
+        /// <summary>x̂ of every token, [tokens][cols].</summary>
+        public short* Input { get; }
+
+        /// <summary>The input scale of each token's super-blocks, [tokens][cols / 256].</summary>
+        public float* Scales { get; }
+
+        /// <summary>Σ x̂ over each 32 inputs, [tokens][cols / 32].</summary>
+        public int* Sums { get; }
+
+        /// <summary>The pass's rows widened, [rows][cols] (super-block b of row i at (i·blocks + b)·256).</summary>
+        public short* Widened { get; }
+
+        /// <summary>Their minimums, [rows][blocks][8].</summary>
+        public int* Minimums { get; }
+
+        /// <summary>Their d and dmin, [rows][blocks].</summary>
+        public float* D { get; }
+
+        public float* DMin { get; }
+
+        private static long Align(long bytes) => (bytes + 63) & ~63L;
     }
 
     /// <summary>A worker thread's buffers, grown (never shrunk) to the widest matrix it has seen.</summary>

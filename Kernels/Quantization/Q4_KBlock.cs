@@ -23,6 +23,11 @@ internal readonly unsafe struct Q4_KBlock : IKQuantBlock
 
     public static void Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc, ref Vector256<float> minus) =>
         MinKBlock.Dot256(block, x, sums, s, ref acc, ref minus, fifthBits: false);
+
+    public static bool HasMinimums => true;
+
+    public static void Widen(byte* block, short* w, int* mins, out float d, out float dmin) =>
+        MinKBlock.Widen(block, w, mins, out d, out dmin, fifthBits: false);
 }
 
 /// <summary>ggml's <c>block_q5_K</c> as stored (<see cref="KQuantBlocks"/>): 176 bytes per 256 values.</summary>
@@ -44,6 +49,11 @@ internal readonly unsafe struct Q5_KBlock : IKQuantBlock
 
     public static void Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc, ref Vector256<float> minus) =>
         MinKBlock.Dot256(block, x, sums, s, ref acc, ref minus, fifthBits: true);
+
+    public static bool HasMinimums => true;
+
+    public static void Widen(byte* block, short* w, int* mins, out float d, out float dmin) =>
+        MinKBlock.Widen(block, w, mins, out d, out dmin, fifthBits: true);
 }
 
 /// <summary>
@@ -81,6 +91,37 @@ internal static unsafe class MinKBlock
                 int value = (q[l] >> shift) & 0xF;
                 if (fifthBits) value |= ((qh[l] >> j) & 1) << 4;
                 y[32 * j + l] = dj * value - mj;
+            }
+        }
+    }
+
+    /// <summary>Sub-block j's 32 values as in <see cref="Dequantize"/>, widened to int16 and times sc_j; the minimums
+    /// m_j as int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widen(byte* block, short* w, int* mins, out float d, out float dmin, bool fifthBits)
+    {
+        d = F16Scale.ToSingle(*(ushort*)block);
+        dmin = F16Scale.ToSingle(*(ushort*)(block + 2));
+        KQuantBlocks.UnpackScales(block + ScalesOffset, out ulong scales, out ulong minimums);
+        Avx2.ConvertToVector256Int32(Vector128.CreateScalarUnsafe(minimums).AsByte()).Store(mins);
+        byte* qs = block + QuantsOffset(fifthBits);
+        var nibble = Vector256.Create((short)0xF);
+        for (int half = 0; half < 2; half++)
+        {
+            // Bytes 16·half.. of each 32-byte run: values 16·half.. of both its sub-blocks.
+            var high = fifthBits ? Avx2.ConvertToVector256Int16(block + HighBitsOffset + 16 * half).AsInt16() : default;
+            for (int g = 0; g < 4; g++)
+            {
+                var bytes = Avx2.ConvertToVector256Int16(qs + 32 * g + 16 * half).AsInt16();
+                var even = bytes & nibble;
+                var odd = Vector256.ShiftRightLogical(bytes, 4);
+                if (fifthBits)
+                {
+                    even |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(high, 2 * g) & Vector256<short>.One, 4);
+                    odd |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(high, 2 * g + 1) & Vector256<short>.One, 4);
+                }
+                (even * Vector256.Create((short)((scales >> (16 * g)) & 0xFF))).Store(w + 64 * g + 16 * half);
+                (odd * Vector256.Create((short)((scales >> (16 * g + 8)) & 0xFF))).Store(w + 64 * g + 32 + 16 * half);
             }
         }
     }

@@ -49,6 +49,40 @@ internal readonly unsafe struct Q6_KBlock : IKQuantBlock
         }
     }
 
+    public static bool HasMinimums => false;
+
+    /// <summary>Each quarter's 32 values as in <see cref="Dequantize"/>, (q − 32) widened to int16 and times its two
+    /// sub-block scales.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Widen(byte* block, short* w, int* mins, out float d, out float dmin)
+    {
+        d = F16Scale.ToSingle(*(ushort*)(block + ScaleOffset));
+        dmin = 0;
+        sbyte* sc = (sbyte*)block + ScalesOffset;
+        var nibble = Vector256.Create((byte)0xF);
+        var three = Vector256.Create((byte)3);
+        for (int half = 0; half < 2; half++)
+        {
+            byte* low = block + 64 * half;
+            Vector256<byte> low0 = Vector256.Load(low), low1 = Vector256.Load(low + 32), bits = Vector256.Load(block + HighOffset + 32 * half);
+            short* output = w + 128 * half;
+            sbyte* scales = sc + 8 * half;
+            Widen32((low0 & nibble) | Vector256.ShiftLeft(bits & three, 4), scales, output);
+            Widen32((low1 & nibble) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 2) & three, 4), scales + 2, output + 32);
+            Widen32(Vector256.ShiftRightLogical(low0, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 4) & three, 4), scales + 4, output + 64);
+            Widen32(Vector256.ShiftRightLogical(low1, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 6), 4), scales + 6, output + 96);
+        }
+    }
+
+    /// <summary>w = (q − 32)·sc for 32 values of 6-bit <paramref name="q"/>: the first 16 times sc[0], the next sc[1].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Widen32(Vector256<byte> q, sbyte* sc, short* w)
+    {
+        var values = q.AsSByte() - Vector256.Create((sbyte)32);
+        (Vector256.WidenLower(values) * Vector256.Create((short)sc[0])).Store(w);
+        (Vector256.WidenUpper(values) * Vector256.Create((short)sc[1])).Store(w + 16);
+    }
+
     /// <summary>y = (d·sc_k)·(q − 32) for 32 values of 6-bit <paramref name="q"/>, the first 16 with scale
     /// <paramref name="sc"/>[0], the next with sc[1]: d·sc exact, times an exact small integer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -83,10 +83,10 @@ public static unsafe partial class QuantizedMatVec
                     var pass = new TokenPass(records, scales, count, input, cols, xs, starts, blocks, o, t == 0);
                     switch (Math.Min(PassTokens, tokens - t))
                     {
-                        case 4: Pass256<TBlock, Four>(pass); break;
-                        case 3: Pass256<TBlock, Three>(pass); break;
-                        case 2: Pass256<TBlock, Two>(pass); break;
-                        default: Pass256<TBlock, One>(pass); break;
+                        case 4: Pass256<TBlock, Count4>(pass); break;
+                        case 3: Pass256<TBlock, Count3>(pass); break;
+                        case 2: Pass256<TBlock, Count2>(pass); break;
+                        default: Pass256<TBlock, Count1>(pass); break;
                     }
                 }
             }
@@ -119,17 +119,6 @@ public static unsafe partial class QuantizedMatVec
         public readonly bool Prefetch = prefetch;
     }
 
-    /// <summary>How many tokens a pass multiplies, a constant in each instantiation (its branches fold away).</summary>
-    private interface ITokenCount
-    {
-        static abstract int Count { get; }
-    }
-
-    private struct One : ITokenCount { public static int Count => 1; }
-    private struct Two : ITokenCount { public static int Count => 2; }
-    private struct Three : ITokenCount { public static int Count => 3; }
-    private struct Four : ITokenCount { public static int Count => 4; }
-
     /// <summary>
     /// <see cref="Dots256{TBlock}"/> for <typeparamref name="TCount"/> tokens: per block and half, each four columns
     /// widened once and multiplied with every token's inputs; each token's sums of the half gathered as the one-token
@@ -139,7 +128,7 @@ public static unsafe partial class QuantizedMatVec
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Pass256<TBlock, TCount>(in TokenPass pass)
         where TBlock : struct, IQuantizedBlock
-        where TCount : struct, ITokenCount
+        where TCount : struct, ICount
     {
         int recordBytes = TBlock.QuantBytes * QuantizedLayout.GroupRows, stride = pass.Stride, blockStride = pass.BlockStride;
         byte* record = pass.Records;
@@ -164,9 +153,9 @@ public static unsafe partial class QuantizedMatVec
                 int* starts = pass.InputStarts + b;
                 float* scales = pass.InputScales + b;
                 Scale256(a0, c0, starts, weightScales * scales[0], o);
-                if (TCount.Count > 1) Scale256(a1, c1, starts + blockStride, weightScales * scales[blockStride], o + QuantizedLayout.GroupRows);
-                if (TCount.Count > 2) Scale256(a2, c2, starts + 2 * blockStride, weightScales * scales[2 * blockStride], o + 2 * QuantizedLayout.GroupRows);
-                if (TCount.Count > 3) Scale256(a3, c3, starts + 3 * blockStride, weightScales * scales[3 * blockStride], o + 3 * QuantizedLayout.GroupRows);
+                if (TCount.Value > 1) Scale256(a1, c1, starts + blockStride, weightScales * scales[blockStride], o + QuantizedLayout.GroupRows);
+                if (TCount.Value > 2) Scale256(a2, c2, starts + 2 * blockStride, weightScales * scales[2 * blockStride], o + 2 * QuantizedLayout.GroupRows);
+                if (TCount.Value > 3) Scale256(a3, c3, starts + 3 * blockStride, weightScales * scales[3 * blockStride], o + 3 * QuantizedLayout.GroupRows);
             }
         }
     }
@@ -178,25 +167,25 @@ public static unsafe partial class QuantizedMatVec
         ref Vector256<int> a0, ref Vector256<int> c0, ref Vector256<int> a1, ref Vector256<int> c1,
         ref Vector256<int> a2, ref Vector256<int> c2, ref Vector256<int> a3, ref Vector256<int> c3)
         where TBlock : struct, IQuantizedBlock
-        where TCount : struct, ITokenCount
+        where TCount : struct, ICount
     {
         TBlock.Widened256(record, g, half, out var low, out var high);
         var input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16();
         a0 += Avx2.MultiplyAddAdjacent(low, input);
         c0 += Avx2.MultiplyAddAdjacent(high, input);
-        if (TCount.Count > 1)
+        if (TCount.Value > 1)
         {
             input = Vector256.Create(*(long*)(x + stride + 4 * g)).AsInt16();
             a1 += Avx2.MultiplyAddAdjacent(low, input);
             c1 += Avx2.MultiplyAddAdjacent(high, input);
         }
-        if (TCount.Count > 2)
+        if (TCount.Value > 2)
         {
             input = Vector256.Create(*(long*)(x + 2 * stride + 4 * g)).AsInt16();
             a2 += Avx2.MultiplyAddAdjacent(low, input);
             c2 += Avx2.MultiplyAddAdjacent(high, input);
         }
-        if (TCount.Count > 3)
+        if (TCount.Value > 3)
         {
             input = Vector256.Create(*(long*)(x + 3 * stride + 4 * g)).AsInt16();
             a3 += Avx2.MultiplyAddAdjacent(low, input);
