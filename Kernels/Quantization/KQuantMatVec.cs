@@ -161,7 +161,8 @@ internal static unsafe class KQuantMatVec
             }
             if (TBlock.HasMinimums)
             {
-                // − s·dmin·m_j·Σ_32 x̂ per sub-block lane (each product below 2^21: exact in float32).
+                // − s·dmin·m_j·Σ_32 x̂ per sub-block lane (each product exact in int32, at most 63·32·32767 < 2^26, then
+                // converted to float32).
                 var input = Vector256.Load(sums);
                 a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Vector256.Load(mins) * input), Vector256.Create(-dmin[b] * s), a0);
                 if (TRows.Value > 1) a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Vector256.Load(mins + 8 * blocks) * input), Vector256.Create(-dmin[blocks + b] * s), a1);

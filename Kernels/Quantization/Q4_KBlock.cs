@@ -210,8 +210,8 @@ internal static unsafe class MinKBlock
         return Avx512BW.MultiplyAddAdjacent(low, Vector512.Load(x + 64 * g)) + Avx512BW.MultiplyAddAdjacent(upper, Vector512.Load(x + 64 * g + 32));
     }
 
-    /// <summary>minus += s·dmin·(m_j·Σ x̂ of sub-block j), per sub-block lane (each product below 2^21: exact in
-    /// float32).</summary>
+    /// <summary>minus += s·dmin·(m_j·Σ x̂ of sub-block j), per sub-block lane (each product exact in int32, at most
+    /// 63·32·32767 &lt; 2^26, then converted to float32).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Minimums(byte* block, ulong mins, int* sums, float s, ref Vector256<float> minus)
     {
