@@ -50,10 +50,12 @@ internal unsafe interface IQuantizedBlock
     /// whose record is at <paramref name="record"/>, as stored (unsigned): byte 4i + j is row 8·half + i, column 4g + j.</summary>
     static abstract Vector256<byte> Columns(byte* record, int g, int half);
 
-    /// <summary><see cref="Columns"/> widened to int16: rows 8·<paramref name="half"/>..+3 into <paramref name="low"/>,
-    /// the next four into <paramref name="high"/> (what the 256-bit matrix-vector kernels multiply with int16 inputs).
-    /// Needs AVX2.</summary>
-    static abstract void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high);
+    /// <summary><see cref="Columns"/> of groups <paramref name="g"/> and g + 4 (g = 0..3) widened to int16: rows
+    /// 8·<paramref name="half"/>..+3 into <paramref name="low"/> and <paramref name="laterLow"/>, the next four into
+    /// <paramref name="high"/> and <paramref name="laterHigh"/> (what the 256-bit matrix-vector kernels multiply with
+    /// int16 inputs; a block type whose groups g and g + 4 share bytes widens them once). Needs AVX2.</summary>
+    static abstract void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high,
+        out Vector256<short> laterLow, out Vector256<short> laterHigh);
 
     /// <summary><see cref="Columns"/> for groups <paramref name="g"/> and g + 4 (g = 0..3) of the same rows, widened to int16
     /// (what the 512-bit matrix-vector kernel multiplies with int16 inputs). Needs AVX-512 BW.</summary>

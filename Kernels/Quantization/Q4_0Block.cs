@@ -116,24 +116,20 @@ internal readonly unsafe struct Q4_0Block<TScale> : IQuantizedBlock
         return *(ushort*)source;
     }
 
-    /// <summary>Each four rows' bytes widened as they load (<c>vpmovzxbw</c> from memory), then the group's nibble kept:
-    /// a byte zero-extended to 16 bits holds its low nibble in bits 0..3 and its high nibble in bits 4..7.</summary>
+    /// <summary>Each four rows' bytes widened once as they load (<c>vpmovzxbw</c> from memory), then split: a byte
+    /// zero-extended to 16 bits holds group g's nibble in bits 0..3 and group g + 4's in bits 4..7.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high)
+    public static void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high,
+        out Vector256<short> laterLow, out Vector256<short> laterHigh)
     {
-        byte* bytes = record + (g & 3) * QuantizedLayout.VectorBytes + 32 * half;
-        low = Avx2.ConvertToVector256Int16(bytes).AsInt16();
-        high = Avx2.ConvertToVector256Int16(bytes + 16).AsInt16();
-        if (g < 4)
-        {
-            low &= Vector256.Create((short)0x0F);
-            high &= Vector256.Create((short)0x0F);
-        }
-        else
-        {
-            low >>>= 4;
-            high >>>= 4;
-        }
+        byte* bytes = record + g * QuantizedLayout.VectorBytes + 32 * half;
+        var first = Avx2.ConvertToVector256Int16(bytes).AsInt16();
+        var second = Avx2.ConvertToVector256Int16(bytes + 16).AsInt16();
+        var nibble = Vector256.Create((short)0x0F);
+        low = first & nibble;
+        high = second & nibble;
+        laterLow = first >>> 4;
+        laterHigh = second >>> 4;
     }
 
     /// <summary>One load widened, then split: a byte zero-extended to 16 bits holds its low nibble in bits 0..3 and its

@@ -110,11 +110,14 @@ internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
 
     /// <summary>Each four rows' bytes widened as they load (<c>vpmovzxbw</c> from memory).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high)
+    public static void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high,
+        out Vector256<short> laterLow, out Vector256<short> laterHigh)
     {
-        byte* columns = record + g * QuantizedLayout.VectorBytes + 32 * half;
+        byte* columns = record + g * QuantizedLayout.VectorBytes + 32 * half, later = columns + 4 * QuantizedLayout.VectorBytes;
         low = Avx2.ConvertToVector256Int16(columns).AsInt16();
         high = Avx2.ConvertToVector256Int16(columns + 16).AsInt16();
+        laterLow = Avx2.ConvertToVector256Int16(later).AsInt16();
+        laterHigh = Avx2.ConvertToVector256Int16(later + 16).AsInt16();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

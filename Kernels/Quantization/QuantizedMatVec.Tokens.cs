@@ -143,10 +143,6 @@ public static unsafe partial class QuantizedMatVec
                 Group256<TBlock, TCount>(record, 1, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
                 Group256<TBlock, TCount>(record, 2, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
                 Group256<TBlock, TCount>(record, 3, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
-                Group256<TBlock, TCount>(record, 4, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
-                Group256<TBlock, TCount>(record, 5, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
-                Group256<TBlock, TCount>(record, 6, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
-                Group256<TBlock, TCount>(record, 7, half, x, stride, ref a0, ref c0, ref a1, ref c1, ref a2, ref c2, ref a3, ref c3);
                 // The scales in the order the gathered sums come in (rows 0, 1, 4, 5 | 2, 3, 6, 7), once for every token.
                 var weightScales = Avx2.Permute4x64(TBlock.Scales256(pass.Scales + b * QuantizedLayout.GroupRows + 8 * half).AsDouble(), GatherOrder).AsSingle();
                 float* o = pass.Sums + 8 * half;
@@ -160,8 +156,8 @@ public static unsafe partial class QuantizedMatVec
         }
     }
 
-    /// <summary>Columns 4<paramref name="g"/>..4g+3 of a half's eight rows, widened once, against every token's four
-    /// inputs of those columns: a·, c· (rows 0..3, 4..7 in lane pairs) += the products.</summary>
+    /// <summary>Columns 4<paramref name="g"/>..4g+3 and 4(g+4)..4(g+4)+3 of a half's eight rows, widened once, against
+    /// every token's inputs of those columns: a·, c· (rows 0..3, 4..7 in lane pairs) += the products.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Group256<TBlock, TCount>(byte* record, int g, int half, short* x, int stride,
         ref Vector256<int> a0, ref Vector256<int> c0, ref Vector256<int> a1, ref Vector256<int> c1,
@@ -169,28 +165,22 @@ public static unsafe partial class QuantizedMatVec
         where TBlock : struct, IQuantizedBlock
         where TCount : struct, ICount
     {
-        TBlock.Widened256(record, g, half, out var low, out var high);
-        var input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16();
-        a0 += Avx2.MultiplyAddAdjacent(low, input);
-        c0 += Avx2.MultiplyAddAdjacent(high, input);
-        if (TCount.Value > 1)
-        {
-            input = Vector256.Create(*(long*)(x + stride + 4 * g)).AsInt16();
-            a1 += Avx2.MultiplyAddAdjacent(low, input);
-            c1 += Avx2.MultiplyAddAdjacent(high, input);
-        }
-        if (TCount.Value > 2)
-        {
-            input = Vector256.Create(*(long*)(x + 2 * stride + 4 * g)).AsInt16();
-            a2 += Avx2.MultiplyAddAdjacent(low, input);
-            c2 += Avx2.MultiplyAddAdjacent(high, input);
-        }
-        if (TCount.Value > 3)
-        {
-            input = Vector256.Create(*(long*)(x + 3 * stride + 4 * g)).AsInt16();
-            a3 += Avx2.MultiplyAddAdjacent(low, input);
-            c3 += Avx2.MultiplyAddAdjacent(high, input);
-        }
+        TBlock.Widened256(record, g, half, out var low, out var high, out var laterLow, out var laterHigh);
+        Token256(low, high, laterLow, laterHigh, x + 4 * g, ref a0, ref c0);
+        if (TCount.Value > 1) Token256(low, high, laterLow, laterHigh, x + stride + 4 * g, ref a1, ref c1);
+        if (TCount.Value > 2) Token256(low, high, laterLow, laterHigh, x + 2 * stride + 4 * g, ref a2, ref c2);
+        if (TCount.Value > 3) Token256(low, high, laterLow, laterHigh, x + 3 * stride + 4 * g, ref a3, ref c3);
+    }
+
+    /// <summary>One token's share of <see cref="Group256{TBlock, TCount}"/>: its inputs at <paramref name="x"/> (columns
+    /// 4g..) and 16 on (columns 4(g+4)..).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Token256(Vector256<short> low, Vector256<short> high, Vector256<short> laterLow, Vector256<short> laterHigh,
+        short* x, ref Vector256<int> a, ref Vector256<int> c)
+    {
+        Vector256<short> input = Vector256.Create(*(long*)x).AsInt16(), later = Vector256.Create(*(long*)(x + 16)).AsInt16();
+        a += Avx2.MultiplyAddAdjacent(low, input) + Avx2.MultiplyAddAdjacent(laterLow, later);
+        c += Avx2.MultiplyAddAdjacent(high, input) + Avx2.MultiplyAddAdjacent(laterHigh, later);
     }
 
     /// <summary>The 64-bit lanes' order that <see cref="Half256{TBlock}"/> permutes its horizontal add by to put rows in

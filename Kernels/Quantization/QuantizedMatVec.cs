@@ -294,12 +294,12 @@ public static unsafe partial class QuantizedMatVec
         where TBlock : struct, IQuantizedBlock
     {
         Vector256<int> a = default, c = default;
-        for (int g = 0; g < 8; g++)
+        for (int g = 0; g < 4; g++)
         {
-            TBlock.Widened256(record, g, half, out var low, out var high);
-            var input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16();
-            a += Avx2.MultiplyAddAdjacent(low, input);
-            c += Avx2.MultiplyAddAdjacent(high, input);
+            TBlock.Widened256(record, g, half, out var low, out var high, out var laterLow, out var laterHigh);
+            Vector256<short> input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16(), later = Vector256.Create(*(long*)(x + 4 * g + 16)).AsInt16();
+            a += Avx2.MultiplyAddAdjacent(low, input) + Avx2.MultiplyAddAdjacent(laterLow, later);
+            c += Avx2.MultiplyAddAdjacent(high, input) + Avx2.MultiplyAddAdjacent(laterHigh, later);
         }
         // a: rows 0, 1 | 2, 3 (two lanes each); c: rows 4, 5 | 6, 7. The horizontal add gives rows 0, 1, 4, 5 | 2, 3, 6, 7.
         return Avx2.Permute4x64(Avx2.HorizontalAdd(a, c).AsInt64(), 0b11_01_10_00).AsInt32();
