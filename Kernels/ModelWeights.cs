@@ -107,21 +107,13 @@ public sealed class ModelWeights : IDisposable
         int inter = config.IntermediateSize, v = config.VocabSize;
         var fallback = source.DTypeOf(CheckpointNames.Embed) ?? TensorDType.F32;
         var byFormat = new Dictionary<WeightFormat, long>();
-        // As Loader.Stacked holds them: one format for the whole matrix, or a stack of parts in formats of their own.
+        // As Loader.Stacked holds them (WeightMatrix.Stack); each format's share, which only orders them, by its parts.
         long Bytes(int cols, long count, bool interleave, params (string? Name, int Rows)[] parts)
         {
             var formats = StackFormats(format, parts.Select(p => (p.Name == null ? null : source.DTypeOf(p.Name)) ?? fallback).ToArray(), cols, interleave);
-            long bytes;
-            if (formats.Distinct().Count() == 1)
-            {
-                bytes = checked(WeightMatrix.ByteLengthOf(formats[0], parts.Sum(p => p.Rows), cols) * count);
-                if (count > 0) byFormat[formats[0]] = checked(byFormat.GetValueOrDefault(formats[0]) + bytes);
-                return bytes;
-            }
-            bytes = checked(WeightMatrix.StackByteLength(cols, parts.Select((p, i) => ("", p.Rows, formats[i]))) * count);
             for (int i = 0; i < parts.Length && count > 0; i++)
                 byFormat[formats[i]] = checked(byFormat.GetValueOrDefault(formats[i]) + WeightMatrix.ByteLengthOf(formats[i], parts[i].Rows, cols) * count);
-            return bytes;
+            return checked(WeightMatrix.StackByteLength(cols, parts.Select((p, i) => (p.Name ?? "", p.Rows, formats[i])).ToArray()) * count);
         }
         long Layer(LayerNames? n, long count) => checked(
             Bytes(d, count, false, (n?.QProj, h * hd), (n?.KProj, k * hd), (n?.VProj, k * hd)) + Bytes(h * hd, count, false, (n?.OProj, d)) +
@@ -290,10 +282,7 @@ public sealed class ModelWeights : IDisposable
         {
             var views = parts.Select(p => Get(p.Name, p.Rows, cols)).ToArray();
             var formats = StackFormats(format, views.Select(t => t.DType).ToArray(), cols, interleave);
-            string name = string.Join(" + ", parts.Select(p => p.Name));
-            var m = formats.Distinct().Count() == 1
-                ? new WeightMatrix(name, parts.Sum(p => p.Rows), cols, formats[0])
-                : WeightMatrix.Stack(name, cols, parts.Select((p, i) => (p.Name, p.Rows, formats[i])).ToArray());
+            var m = WeightMatrix.Stack(string.Join(" + ", parts.Select(p => p.Name)), cols, parts.Select((p, i) => (p.Name, p.Rows, formats[i])).ToArray());
             _made.Add(m);
             var row = new float[cols];
             int target = 0;

@@ -47,13 +47,13 @@ public sealed unsafe class WeightMatrix : IDisposable
         format.Initialize(this);
     }
 
-    /// <summary>A stack's memory, its parts made over it.</summary>
+    /// <summary>A stack's memory, its parts (of more than one format) made over it.</summary>
     private WeightMatrix(string name, int cols, IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts)
     {
         Name = name;
         Cols = cols;
         Format = WeightFormat.Stacked;
-        _storage = new NativeBuffer(StackByteLength(cols, parts));
+        _storage = new NativeBuffer(parts.Sum(p => PartBytes(p.Format.ByteLength(p.Rows, cols))));
         _data = _storage.Pointer;
         _byteLength = _storage.ByteLength;
         _parts = new WeightMatrix[parts.Count];
@@ -75,6 +75,7 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// checkpoint tensors differ in type (a GGUF <c>*_K_M</c> layer's Q6_K attn_v beside Q4_K q and k) keeps every
     /// part as stored instead of widening them all to one format. Rows are written, read and multiplied through
     /// the part that holds them, each with its format's kernels (<see cref="Parts"/>); one memory holds them all.
+    /// Parts that all share one format make an ordinary matrix of that format (their rows one after another).
     /// </summary>
     /// <exception cref="ArgumentException">No parts, or a part's format cannot store <paramref name="cols"/> columns.</exception>
     public static WeightMatrix Stack(string name, int cols, IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts)
@@ -86,13 +87,16 @@ public sealed unsafe class WeightMatrix : IDisposable
             if (!format.CanStore(cols))
                 throw new ArgumentException($"{partName}: {format} stores blocks of {format.BlockSize} columns; {cols} columns are not a multiple", nameof(parts));
         }
-        return new WeightMatrix(name, cols, parts);
+        return OneFormat(parts) ? new WeightMatrix(name, parts.Sum(p => p.Rows), cols, parts[0].Format) : new WeightMatrix(name, cols, parts);
     }
 
-    /// <summary>Bytes a <see cref="Stack"/> of <paramref name="parts"/> takes: each part's, every part starting on a
-    /// 64-byte boundary.</summary>
-    public static long StackByteLength(int cols, IEnumerable<(string Name, int Rows, WeightFormat Format)> parts) =>
-        parts.Sum(p => PartBytes(p.Format.ByteLength(p.Rows, cols)));
+    /// <summary>Bytes a <see cref="Stack"/> of <paramref name="parts"/> takes: an ordinary matrix's when they share one
+    /// format, else each part's, every part starting on a 64-byte boundary.</summary>
+    public static long StackByteLength(int cols, IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts) =>
+        OneFormat(parts) ? parts[0].Format.ByteLength(parts.Sum(p => p.Rows), cols) : parts.Sum(p => PartBytes(p.Format.ByteLength(p.Rows, cols)));
+
+    private static bool OneFormat(IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts) =>
+        parts.All(p => p.Format == parts[0].Format);
 
     private static long PartBytes(long bytes) => (bytes + 63) & ~63L;
 
