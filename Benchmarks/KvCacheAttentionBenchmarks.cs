@@ -1,10 +1,11 @@
 using BenchmarkDotNet.Attributes;
 using GemmaGen.Benchmarks.Compiled;
+using GemmaGen.Kernels;
 
 namespace GemmaGen.Benchmarks;
 
 /// <summary>
-/// The generated global attention of the 2B shape (G = 2, d = 256) over 1024 and 3072 cached positions with each KV
+/// Global attention (<see cref="Attention"/>, as the compiled layers call it) in the 2B shape (G = 2, d = 256) over 1024 and 3072 cached positions with each KV
 /// cache precision (<c>--kv f32|bf16|q8_0</c>): what one (layer, kv head) unit of a decode step costs. Each call
 /// attends the next of <see cref="Copies"/> caches, so the rows come from memory as in a decode step (which reads
 /// 26 layers × 4 kv heads of them), not from a cache level that holds one head.
@@ -58,27 +59,27 @@ public unsafe class KvCacheAttentionBenchmarks
         }
     }
 
-    [Benchmark(Description = "global attention, one kv head (generated kernel)")]
+    [Benchmark(Description = "global attention, one kv head")]
     public void Attend()
     {
-        int c = _next++ % Copies, position = Positions - 1;
+        int c = _next++ % Copies;
         fixed (float* q = _q, scores = _scores, output = _output)
         {
             if (Kv == "f32")
             {
                 fixed (float* k = _keys[c], v = _values[c])
-                    Gemma2_2B.GlobalAttention(q, k, v, position, scores, Positions, output);
+                    Attention.Attend<KvF32>(q, k, null, v, null, Positions - 1, int.MaxValue, int.MaxValue, D, G, Gemma2_2B.AttnSoftcap, Gemma2_2B.QueryScale, scores, Positions, output);
             }
             else if (Kv == "bf16")
             {
                 fixed (ushort* k = _keysBF16[c], v = _valuesBF16[c])
-                    Gemma2_2B.GlobalAttention(q, k, v, position, scores, Positions, output);
+                    Attention.Attend<KvBF16>(q, k, null, v, null, Positions - 1, int.MaxValue, int.MaxValue, D, G, Gemma2_2B.AttnSoftcap, Gemma2_2B.QueryScale, scores, Positions, output);
             }
             else
             {
                 fixed (sbyte* k = _keysQ8[c], v = _valuesQ8[c])
                 fixed (ushort* ks = _keyScales[c], vs = _valueScales[c])
-                    Gemma2_2B.GlobalAttention(q, k, ks, v, vs, position, scores, Positions, output);
+                    Attention.Attend<KvQ8>(q, k, ks, v, vs, Positions - 1, int.MaxValue, int.MaxValue, D, G, Gemma2_2B.AttnSoftcap, Gemma2_2B.QueryScale, scores, Positions, output);
             }
         }
     }

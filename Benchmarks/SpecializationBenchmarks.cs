@@ -6,37 +6,21 @@ namespace GemmaGen.Benchmarks;
 
 /// <summary>
 /// Issue 10 item 6: the kernels still generated per shape against the same kernels written for runtime shapes
-/// (<see cref="RuntimeShapeKernels"/>), single-threaded, the 2B shape: attention over a float32 cache (the two query
-/// heads of one kv head, d = 256) at a few context lengths, and RoPE of one head. The setup checks that each pair gives
-/// the same floats. (The matrix-vector kernels and RMSNorm, compared the same way, measured no faster generated and are
-/// runtime kernels now: BENCHMARKS.md.)
+/// (<see cref="RuntimeShapeKernels"/>), single-threaded, the 2B shape: RoPE of one head. The setup checks that the pair
+/// gives the same floats. (The matrix-vector kernels, RMSNorm and attention, compared the same way, measured no faster
+/// generated and are runtime kernels now: BENCHMARKS.md.)
 /// </summary>
 public unsafe class SpecializationBenchmarks
 {
-    private const int MaxContext = 4096;
-    private float* _q, _keys, _values, _scores, _output, _head, _cos, _sin;
-
-    /// <summary>Positions attended (RoPE ignores it).</summary>
-    [Params(64, 512, 4096)]
-    public int Positions { get; set; }
+    private float* _head, _cos, _sin;
 
     [GlobalSetup]
     public void Setup()
     {
-        _q = Random(2 * Gemma2_2B.HeadDim, 1);
-        _keys = Random((long)MaxContext * Gemma2_2B.HeadDim, 2);
-        _values = Random((long)MaxContext * Gemma2_2B.HeadDim, 3);
-        _scores = Random(2L * MaxContext, 4);
-        _output = Random(2 * Gemma2_2B.HeadDim, 5);
         _head = Random(Gemma2_2B.HeadDim, 6);
         _cos = Random(Gemma2_2B.HeadDim / 2, 7);
         _sin = Random(Gemma2_2B.HeadDim / 2, 8);
 
-        AttentionRuntimeShape();
-        var runtime = new Span<float>(_output, 2 * Gemma2_2B.HeadDim).ToArray();
-        AttentionSpecialized();
-        if (!runtime.AsSpan().SequenceEqual(new Span<float>(_output, 2 * Gemma2_2B.HeadDim)))
-            throw new InvalidOperationException("the runtime-shape attention does not reproduce the generated one");
         var head = new Span<float>(_head, Gemma2_2B.HeadDim).ToArray();
         RopeRuntimeShape();
         var roped = new Span<float>(_head, Gemma2_2B.HeadDim).ToArray();
@@ -49,19 +33,10 @@ public unsafe class SpecializationBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var p in new[] { _q, _keys, _values, _scores, _output, _head, _cos, _sin }) NativeMemory.AlignedFree(p);
+        foreach (var p in new[] { _head, _cos, _sin }) NativeMemory.AlignedFree(p);
     }
 
-    [Benchmark(Baseline = true, Description = "attention, runtime shape (same blocking, d a parameter)")]
-    public void AttentionRuntimeShape() =>
-        RuntimeShapeKernels.AttendGroup2(_q, _keys, _values, 0, Positions, int.MaxValue, _scores, MaxContext, _output,
-            Gemma2_2B.HeadDim, Gemma2_2B.AttnSoftcap, Gemma2_2B.QueryScale);
-
-    [Benchmark(Description = "attention, specialized (generated, d a constant)")]
-    public void AttentionSpecialized() =>
-        Gemma2_2B.AttendGroup(_q, _keys, _values, 0, Positions, int.MaxValue, _scores, MaxContext, _output);
-
-    [Benchmark(Description = "RoPE of one head, runtime shape (a loop)")]
+    [Benchmark(Baseline = true, Description = "RoPE of one head, runtime shape (a loop)")]
     public void RopeRuntimeShape() => RuntimeShapeKernels.Rope(_head, _cos, _sin, Gemma2_2B.HeadDim / 2);
 
     [Benchmark(Description = "RoPE of one head, specialized (written out)")]

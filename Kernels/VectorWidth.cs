@@ -34,6 +34,10 @@ internal unsafe interface IVectorWidth<TV> where TV : struct
     /// <summary><see cref="Count"/> weights from element <paramref name="index"/> of <paramref name="row"/>, as float32.</summary>
     static abstract TV Load<TW>(void* row, int index) where TW : struct, IWeightElements;
 
+    /// <summary><see cref="Count"/> KV cache elements from element <paramref name="index"/> of <paramref name="row"/>
+    /// (block scales, if any, at <paramref name="scales"/>), as float32.</summary>
+    static abstract TV Load<TK>(void* row, ushort* scales, int index) where TK : struct, IKvElements;
+
     /// <summary>Stores <paramref name="v"/> at <paramref name="p"/>.</summary>
     static abstract void Store(TV v, float* p);
 
@@ -78,6 +82,9 @@ internal readonly unsafe partial struct Width512 : IVectorWidth<Vector512<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load<TW>(void* row, int index) where TW : struct, IWeightElements => TW.Load512(row, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load<TK>(void* row, ushort* scales, int index) where TK : struct, IKvElements => TK.Load512(row, scales, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector512<float> v, float* p) => v.Store(p);
@@ -179,6 +186,9 @@ internal readonly unsafe partial struct Width256 : IVectorWidth<Vector256<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load<TW>(void* row, int index) where TW : struct, IWeightElements => TW.Load256(row, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Load<TK>(void* row, ushort* scales, int index) where TK : struct, IKvElements => TK.Load256(row, scales, index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector256<float> v, float* p) => v.Store(p);

@@ -383,77 +383,9 @@ namespace GemmaGen.Generator
             w.Close();
             w.Line();
 
-            AttentionKernels(w, c);
-
-            // Not generated: the matrix-vector kernels and RMSNorm, which with the width a constant measured no faster than
-            // the same kernels with the width a parameter (Kernels: ElementMatVec, Normalization; BENCHMARKS.md,
-            // "Specialization").
-        }
-
-        private static void AttentionKernels(CodeWriter w, Gemma2Config c)
-        {
-            foreach (var kind in KvKinds(c)) AttentionKernels(w, c, kind);
-        }
-
-        /// <summary>The KV cache elements a shape's attention kernels are emitted for: float32 and bfloat16, and Q8_0
-        /// where head_dim is a multiple of its block (elsewhere a Q8_0 cache is refused when created:
-        /// GemmaGen.Kernels.KvCache.Refusal).</summary>
-        private static WeightKind[] KvKinds(Gemma2Config c) =>
-            c.HeadDim % KernelEmitter.Q8Block == 0 ? new[] { WeightKind.F32, WeightKind.BF16, WeightKind.Q8_0 } : Kinds;
-
-        /// <summary>Attention over a KV cache of <paramref name="kind"/> elements (float32, bfloat16 widened as loaded, or
-        /// Q8_0 dequantized as loaded).</summary>
-        private static void AttentionKernels(CodeWriter w, Gemma2Config c, WeightKind kind)
-        {
-            int head = c.HeadDim, group = c.NumAttentionHeads / c.NumKeyValueHeads;
-            string scale = $"scale 1/sqrt({Double(c.QueryPreAttnScalar)})";
-            string cap = c.AttnLogitSoftcapping.HasValue ? $"softcap {Double(c.AttnLogitSoftcapping.Value)}" : "no softcap";
-            string heads = $"the {group} query heads of one kv head ({c.NumAttentionHeads} / {c.NumKeyValueHeads}), d {head}";
-            string element = KernelEmitter.ElementType(kind);
-            string cache = kind == WeightKind.F32 ? "a float32 cache" : kind == WeightKind.Q8_0 ? "a q8_0 cache (int8 rows, a bf16 scale per block of 32)" : "a bfloat16 cache";
-            bool q8 = kind == WeightKind.Q8_0;
-            string keys = q8 ? $"{element}* keys, ushort* keyScales" : $"{element}* keys";
-            string values = q8 ? $"{element}* values, ushort* valueScales" : $"{element}* values";
-            string pass = q8 ? "q, keys, keyScales, values, valueScales" : "q, keys, values";
-            string args = $"float* q, {keys}, {values}, int position, float* scores, long stride, float* output";
-            w.Line($"/// <summary>local attention over {cache}: window {c.SlidingWindow}, {heads}, {cap}, {scale}.");
-            w.Line("/// A query at p sees keys p-W+1 .. p (W keys, itself included); key j lives in slot j % ring of the layer's ring,");
-            w.Line("/// which has W slots or more (a batch writes all its keys before attending).</summary>");
-            w.Open($"internal static void LocalAttention({args}, int ring)");
-            w.Line("int first = position < SlidingWindow ? 0 : position - SlidingWindow + 1;");
-            w.Line($"AttendGroup({pass}, first % ring, position - first + 1, ring, scores, stride, output);");
-            w.Close();
-            w.Line();
-            w.Line($"/// <summary>global attention over {cache}: {heads}, {cap}, {scale}. A query at p sees keys 0 .. p.</summary>");
-            w.Open($"internal static void GlobalAttention({args})");
-            w.Line($"AttendGroup({pass}, 0, position + 1, int.MaxValue, scores, stride, output);");
-            w.Close();
-            w.Line();
-            w.Line($"/// <summary>The GroupSize query heads q + g·d that share one kv head of {cache}, over <paramref name=\"count\"/> keys starting at");
-            w.Line("/// ring slot <paramref name=\"firstSlot\"/> (slots wrap at <paramref name=\"ring\"/>): scores (each key row read once for");
-            w.Line("/// the group), soft-cap, softmax, weighted sum of values (each value row read once for the group) into output + g·d.");
-            w.Line("/// Query g's scores are row g of <paramref name=\"scores\"/>, rows <paramref name=\"stride\"/> apart.</summary>");
-            w.Line("[MethodImpl(MethodImplOptions.AggressiveOptimization)]");
-            w.Open($"internal static void AttendGroup(float* q, {keys}, {values}, int firstSlot, int count, int ring, float* scores, long stride, float* output)");
-            w.Line("int slot = firstSlot;");
-            w.Open("for (int n = 0; n < count; n++)");
-            string keyScales = q8 ? $"keyScales + (long)slot * {head / KernelEmitter.Q8Block}, " : "";
-            w.Line($"{KernelEmitter.GroupDotName(head, kind)}(q, keys + (long)slot * HeadDim, {keyScales}scores + n, stride);");
-            w.Line("if (++slot == ring) slot = 0;");
-            w.Close();
-            w.Open("for (int g = 0; g < GroupSize; g++)");
-            w.Line("var s = new Span<float>(scores + g * stride, count);");
-            if (c.AttnLogitSoftcapping.HasValue)
-                w.Line("Activations.SoftCap(s, AttnSoftcap, QueryScale);  // before the mask: cap·tanh(q·k·scale / cap)");
-            else
-                w.Line("TensorPrimitives.Multiply(s, QueryScale, s);");
-            w.Line("Activations.Softmax(s);");
-            w.Close();
-            KernelEmitter.GroupWeightedValues(w, head, group, kind);
-            w.Close();
-            w.Line();
-            KernelEmitter.GroupDot(w, head, group, kind);
-            w.Line();
+            // Not generated: the matrix-vector kernels, RMSNorm and attention, which with the shape constant measured no
+            // faster than the same kernels with it a parameter (Kernels: ElementMatVec, Normalization, Attention;
+            // BENCHMARKS.md, "Specialization").
         }
 
         private static void Jobs(CodeWriter w, GeneratedModel model)
@@ -497,9 +429,9 @@ namespace GemmaGen.Generator
             w.Close();
             w.Close();
             w.Line();
-            AttentionJob(w, owner, local: true, q8: KvKinds(c).Contains(WeightKind.Q8_0));
+            AttentionJob(w, owner, c, local: true);
             w.Line();
-            AttentionJob(w, owner, local: false, q8: KvKinds(c).Contains(WeightKind.Q8_0));
+            AttentionJob(w, owner, c, local: false);
             w.Line();
 
             w.Line("/// <summary>One row: y = x·Wᵀ over a range of the matrix's rows (the format's matrix-vector kernel).</summary>");
@@ -574,13 +506,14 @@ namespace GemmaGen.Generator
         }
 
         /// <summary>Attention of one layer kind over units (row, kv head): each unit attends the GroupSize query heads of
-        /// one kv head of one row over the row's sequence's cache.</summary>
-        private static void AttentionJob(CodeWriter w, string owner, bool local, bool q8)
+        /// one kv head of one row over the row's sequence's cache (<c>GemmaGen.Kernels.Attention</c>, for the cache's
+        /// element type).</summary>
+        private static void AttentionJob(CodeWriter w, string owner, Gemma2Config c, bool local)
         {
             string name = local ? "LocalAttentionJob" : "GlobalAttentionJob";
-            w.Line($"/// <summary>{(local ? "Local" : "Global")} attention for a range of (row, kv head) units. Rows are taken in zigzag order");
-            w.Line("/// (first, last, second, second to last, ...) so that contiguous ranges of a prompt's rows, which see more keys the");
-            w.Line("/// later they are, cost the threads alike.</summary>");
+            w.Line($"/// <summary>{(local ? $"Local attention (window {c.SlidingWindow}: a query at p sees keys p − W + 1 .. p, key j in slot j mod the ring)" : "Global attention (a query at p sees keys 0 .. p)")}");
+            w.Line("/// for a range of (row, kv head) units. Rows are taken in zigzag order (first, last, second, second to last, ...) so");
+            w.Line("/// that contiguous ranges of a prompt's rows, which see more keys the later they are, cost the threads alike.</summary>");
             w.Open($"private sealed class {name} : IRowJob");
             w.Line($"private readonly {owner} _owner;");
             w.Line("public int Layer;");
@@ -599,17 +532,15 @@ namespace GemmaGen.Generator
             w.Line("// query heads kv·G .. kv·G + G − 1 share kv head kv");
             w.Line("float* q = o._qkvRows + t * QkvRows + kv * GroupSize * HeadDim, output = o._attention + t * AttentionWidth + kv * GroupSize * HeadDim;");
             w.Line("float* scores = ScoreScratch(GroupSize * sequence.MaxContext);");
-            string tail = local ? ", (int)slots" : "";
-            string call = local ? "LocalAttention" : "GlobalAttention";
+            string window = local ? "SlidingWindow, (int)slots" : "int.MaxValue, int.MaxValue";
+            string cap = c.AttnLogitSoftcapping.HasValue ? "AttnSoftcap" : "0f";
+            string tail = $"o._batch.Position(t), {window}, HeadDim, GroupSize, {cap}, QueryScale, scores, sequence.MaxContext, output";
             w.Line("if (cache.Precision == KvPrecision.BF16)");
-            w.Line($"    {call}(q, cache.KeysBF16(Layer) + offset, cache.ValuesBF16(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
-            if (q8)
-            {
-                w.Line("else if (cache.Precision == KvPrecision.Q8_0)");
-                w.Line($"    {call}(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / {KernelEmitter.Q8Block}, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / {KernelEmitter.Q8Block}, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
-            }
+            w.Line($"    Attention.Attend<KvBF16>(q, cache.KeysBF16(Layer) + offset, null, cache.ValuesBF16(Layer) + offset, null, {tail});");
+            w.Line("else if (cache.Precision == KvPrecision.Q8_0)");
+            w.Line($"    Attention.Attend<KvQ8>(q, cache.KeysQ8(Layer) + offset, cache.KeyScales(Layer) + offset / KvCache.Q8Block, cache.ValuesQ8(Layer) + offset, cache.ValueScales(Layer) + offset / KvCache.Q8Block, {tail});");
             w.Line("else");
-            w.Line($"    {call}(q, cache.Keys(Layer) + offset, cache.Values(Layer) + offset, o._batch.Position(t), scores, sequence.MaxContext, output{tail});");
+            w.Line($"    Attention.Attend<KvF32>(q, cache.Keys(Layer) + offset, null, cache.Values(Layer) + offset, null, {tail});");
             w.Close();
             w.Close();
             w.Close();

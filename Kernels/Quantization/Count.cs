@@ -14,3 +14,11 @@ internal struct Count2 : ICount { public static int Value => 2; }
 internal struct Count3 : ICount { public static int Value => 3; }
 
 internal struct Count4 : ICount { public static int Value => 4; }
+
+internal struct Count5 : ICount { public static int Value => 5; }
+
+internal struct Count6 : ICount { public static int Value => 6; }
+
+internal struct Count7 : ICount { public static int Value => 7; }
+
+internal struct Count8 : ICount { public static int Value => 8; }
