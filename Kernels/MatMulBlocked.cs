@@ -238,8 +238,8 @@ public static unsafe partial class MatMul
         {
             Cols = cols;
             Tokens = tokens;
-            long weights = (GroupFloats(cols) * sizeof(float) + 63) & ~63L;
-            long rows = ((long)GroupRows * cols * sizeof(float) + 63) & ~63L;
+            long weights = NativeBuffer.Align(GroupFloats(cols) * sizeof(float));
+            long rows = NativeBuffer.Align((long)GroupRows * cols * sizeof(float));
             _buffer = new NativeBuffer(weights + rows + InputFloats(cols, tokens) * sizeof(float));
             Weights = (float*)_buffer.Pointer;
             Rows = (float*)((byte*)_buffer.Pointer + weights);

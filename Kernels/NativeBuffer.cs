@@ -13,6 +13,10 @@ public sealed unsafe partial class NativeBuffer : IDisposable
 
     private void* _pointer;
 
+    /// <summary>Bytes rounded up to the buffer's 64-byte alignment: the size of a piece of a buffer after which the next
+    /// piece starts on a cache line (scratch laid out in one buffer, a stack's parts).</summary>
+    public static long Align(long bytes) => (bytes + 63) & ~63L;
+
     /// <summary>Allocates <paramref name="bytes"/> bytes, uninitialized.</summary>
     public NativeBuffer(long bytes)
     {

@@ -12,9 +12,8 @@ public sealed unsafe class WeightMatrix : IDisposable
     private readonly void* _data;
     private readonly long _byteLength;
 
-    /// <summary>A stack's parts and the row each starts at; null for any other matrix.</summary>
-    private readonly WeightMatrix[]? _parts;
-    private readonly int[]? _partStarts;
+    /// <summary>A stack's parts and the row each starts at; empty for any other matrix.</summary>
+    private readonly (WeightMatrix Part, int Start)[] _parts = [];
 
     /// <summary>An uninitialized matrix named <paramref name="name"/> (rows are filled with <see cref="WriteRow"/>).</summary>
     /// <exception cref="ArgumentException">A width that is not a multiple of the <paramref name="format"/>'s block size.</exception>
@@ -53,20 +52,18 @@ public sealed unsafe class WeightMatrix : IDisposable
         Name = name;
         Cols = cols;
         Format = WeightFormat.Stacked;
-        _storage = new NativeBuffer(parts.Sum(p => PartBytes(p.Format.ByteLength(p.Rows, cols))));
+        _storage = new NativeBuffer(StackByteLength(cols, parts));
         _data = _storage.Pointer;
         _byteLength = _storage.ByteLength;
-        _parts = new WeightMatrix[parts.Count];
-        _partStarts = new int[parts.Count];
+        _parts = new (WeightMatrix, int)[parts.Count];
         long offset = 0;
         for (int i = 0; i < parts.Count; i++)
         {
             var (partName, rows, format) = parts[i];
             long bytes = format.ByteLength(rows, cols);
-            _partStarts[i] = Rows;
-            _parts[i] = new WeightMatrix(partName, rows, cols, format, (byte*)_data + offset, bytes);
+            _parts[i] = (new WeightMatrix(partName, rows, cols, format, (byte*)_data + offset, bytes), Rows);
             Rows += rows;
-            offset += PartBytes(bytes);
+            offset += NativeBuffer.Align(bytes);
         }
     }
 
@@ -93,33 +90,24 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>Bytes a <see cref="Stack"/> of <paramref name="parts"/> takes: an ordinary matrix's when they share one
     /// format, else each part's, every part starting on a 64-byte boundary.</summary>
     public static long StackByteLength(int cols, IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts) =>
-        OneFormat(parts) ? parts[0].Format.ByteLength(parts.Sum(p => p.Rows), cols) : parts.Sum(p => PartBytes(p.Format.ByteLength(p.Rows, cols)));
+        OneFormat(parts) ? parts[0].Format.ByteLength(parts.Sum(p => p.Rows), cols) : parts.Sum(p => NativeBuffer.Align(p.Format.ByteLength(p.Rows, cols)));
 
     private static bool OneFormat(IReadOnlyList<(string Name, int Rows, WeightFormat Format)> parts) =>
         parts.All(p => p.Format == parts[0].Format);
 
-    private static long PartBytes(long bytes) => (bytes + 63) & ~63L;
-
     /// <summary>The parts of a <see cref="Stack"/> and the first row of each, in order; empty for any other matrix.</summary>
-    public IReadOnlyList<(WeightMatrix Part, int Start)> Parts =>
-        _parts == null ? [] : _parts.Select((p, i) => (p, _partStarts![i])).ToArray();
+    public IReadOnlyList<(WeightMatrix Part, int Start)> Parts => _parts;
 
     /// <summary>The part of a stack holding row <paramref name="row"/>, and the row's index in it.</summary>
     internal (WeightMatrix Part, int Row) PartOf(int row)
     {
-        int i = _parts!.Length - 1;
-        while (_partStarts![i] > row) i--;
-        return (_parts[i], row - _partStarts[i]);
+        int i = _parts.Length - 1;
+        while (_parts[i].Start > row) i--;
+        return (_parts[i].Part, row - _parts[i].Start);
     }
 
-    /// <summary>How many parts a stack has (0 for any other matrix).</summary>
-    internal int PartCount => _parts?.Length ?? 0;
-
-    /// <summary>Part <paramref name="i"/> of a stack.</summary>
-    internal WeightMatrix Part(int i) => _parts![i];
-
-    /// <summary>The row of its stack part <paramref name="i"/> starts at.</summary>
-    internal int PartStart(int i) => _partStarts![i];
+    /// <summary><see cref="Parts"/> without an enumerator (the kernels walk it on every call).</summary>
+    internal ReadOnlySpan<(WeightMatrix Part, int Start)> PartSpan => _parts;
 
     /// <summary>The checkpoint tensor(s) this matrix was made from, for messages.</summary>
     public string Name { get; }
@@ -212,6 +200,10 @@ public sealed unsafe class WeightMatrix : IDisposable
         CheckRange(start, end, Rows);
         if (start < end && tokens > 0) Format.MatMulRows(this, x, xStride, tokens, y, yStride, start, end);
     }
+
+    /// <summary>Throws unless [<paramref name="start"/>, <paramref name="end"/>) is a range of this matrix's rows (what
+    /// every kernel called directly checks first).</summary>
+    internal void CheckRows(int start, int end) => CheckRange(start, end, Rows);
 
     private static void CheckRange(int start, int end, int limit)
     {

@@ -32,10 +32,9 @@ internal sealed unsafe class StackedFormat() : WeightFormat("stacked", blockSize
 
     internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end)
     {
-        for (int i = 0; i < matrix.PartCount; i++)
+        foreach (var (part, first) in matrix.PartSpan)
         {
-            var part = matrix.Part(i);
-            int first = matrix.PartStart(i), from = Math.Max(start, first), to = Math.Min(end, first + part.Rows);
+            int from = Math.Max(start, first), to = Math.Min(end, first + part.Rows);
             if (from < to) part.Format.MatVecRows(part, x, y + first, from - first, to - first);
         }
     }
@@ -45,10 +44,9 @@ internal sealed unsafe class StackedFormat() : WeightFormat("stacked", blockSize
 
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        for (int i = 0; i < matrix.PartCount; i++)
+        foreach (var (part, first) in matrix.PartSpan)
         {
-            var part = matrix.Part(i);
-            int first = matrix.PartStart(i), from = Math.Max(start, first), to = Math.Min(end, first + part.Rows);
+            int from = Math.Max(start, first), to = Math.Min(end, first + part.Rows);
             if (from < to) part.Format.MatMulRows(part, x, xStride, tokens, y + first, yStride, from - first, to - first);
         }
     }

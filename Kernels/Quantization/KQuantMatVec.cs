@@ -63,8 +63,7 @@ internal static unsafe class KQuantMatVec
     public static void TokenRows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TBlock : struct, IKQuantBlock
     {
-        if (start < 0 || end > matrix.Rows || start > end)
-            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
+        matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
         if (!TokensSupported)
             throw new PlatformNotSupportedException("the K-quants' batched integer kernel needs AVX2 and FMA");
@@ -294,9 +293,9 @@ internal static unsafe class KQuantMatVec
             Cols = cols;
             Tokens = tokens;
             int blocks = cols / KQuantBlocks.BlockSize;
-            long input = Align((long)tokens * cols * sizeof(short)), scales = Align((long)tokens * blocks * sizeof(float));
-            long sums = Align((long)tokens * (cols / 32) * sizeof(int)), widened = Align((long)PassRows * cols * sizeof(short));
-            long minimums = Align((long)PassRows * blocks * 8 * sizeof(int)), perBlock = Align((long)PassRows * blocks * sizeof(float));
+            long input = NativeBuffer.Align((long)tokens * cols * sizeof(short)), scales = NativeBuffer.Align((long)tokens * blocks * sizeof(float));
+            long sums = NativeBuffer.Align((long)tokens * (cols / 32) * sizeof(int)), widened = NativeBuffer.Align((long)PassRows * cols * sizeof(short));
+            long minimums = NativeBuffer.Align((long)PassRows * blocks * 8 * sizeof(int)), perBlock = NativeBuffer.Align((long)PassRows * blocks * sizeof(float));
             _buffer = new NativeBuffer(input + scales + sums + widened + minimums + 2 * perBlock);
             byte* p = (byte*)_buffer.Pointer;
             Input = (short*)p;
@@ -334,8 +333,6 @@ internal static unsafe class KQuantMatVec
         public float* D { get; }
 
         public float* DMin { get; }
-
-        private static long Align(long bytes) => (bytes + 63) & ~63L;
     }
 
     /// <summary>A worker thread's buffers, grown (never shrunk) to the widest matrix it has seen.</summary>
@@ -346,8 +343,8 @@ internal static unsafe class KQuantMatVec
         public Scratch(int cols)
         {
             Capacity = cols;
-            long input = Align(cols * sizeof(short)), scales = Align(cols / KQuantBlocks.BlockSize * sizeof(float));
-            _buffer = new NativeBuffer(input + scales + Align(cols / 32 * sizeof(int)));
+            long input = NativeBuffer.Align(cols * sizeof(short)), scales = NativeBuffer.Align(cols / KQuantBlocks.BlockSize * sizeof(float));
+            _buffer = new NativeBuffer(input + scales + NativeBuffer.Align(cols / 32 * sizeof(int)));
             byte* p = (byte*)_buffer.Pointer;
             Input = (short*)p;
             Scales = (float*)(p + input);
@@ -368,7 +365,5 @@ internal static unsafe class KQuantMatVec
 
         /// <summary>Σ x̂ over each 32 inputs.</summary>
         public int* Sums { get; }
-
-        private static long Align(long bytes) => (bytes + 63) & ~63L;
     }
 }

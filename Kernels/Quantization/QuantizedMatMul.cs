@@ -106,8 +106,7 @@ public static unsafe partial class QuantizedMatMul
             throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(vnni || !PairsFit<TBlock>() ? "AVX-VNNI" : "AVX2")}");
         if (wide && !WideSupported)
             throw new PlatformNotSupportedException("the 512-bit scaling of the integer prefill kernels needs AVX-512");
-        if (start < 0 || end > matrix.Rows || start > end)
-            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
+        matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
 
         int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize;

@@ -39,8 +39,7 @@ public static unsafe partial class QuantizedMatVec
     internal static void TokenRows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TBlock : struct, IQuantizedBlock
     {
-        if (start < 0 || end > matrix.Rows || start > end)
-            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
+        matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
         if (!TokensSupported)
         {
@@ -173,7 +172,8 @@ public static unsafe partial class QuantizedMatVec
     }
 
     /// <summary>One token's share of <see cref="Group256{TBlock, TCount}"/>: its inputs at <paramref name="x"/> (columns
-    /// 4g..) and 16 on (columns 4(g+4)..).</summary>
+    /// 4g..) and 16 on (columns 4(g+4)..). Also the one-token kernel's products (<see cref="Half256{TBlock}"/>), so that a
+    /// token of a batch gets the same integer sums as decoding it alone.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Token256(Vector256<short> low, Vector256<short> high, Vector256<short> laterLow, Vector256<short> laterHigh,
         short* x, ref Vector256<int> a, ref Vector256<int> c)

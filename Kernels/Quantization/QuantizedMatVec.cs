@@ -86,8 +86,7 @@ public static unsafe partial class QuantizedMatVec
     {
         if (matrix.Format.ElementSize != null)
             throw new ArgumentException($"{matrix.Name} is {matrix.Format}, not a block format", nameof(matrix));
-        if (start < 0 || end > matrix.Rows || start > end)
-            throw new ArgumentOutOfRangeException(nameof(start), $"rows [{start}, {end}) are not within [0, {matrix.Rows})");
+        matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
         int cols = matrix.Cols;
         if (MatMul.BlockedSupported && tokens >= MatMul.MinBlockedTokens)
@@ -297,9 +296,7 @@ public static unsafe partial class QuantizedMatVec
         for (int g = 0; g < 4; g++)
         {
             TBlock.Widened256(record, g, half, out var low, out var high, out var laterLow, out var laterHigh);
-            Vector256<short> input = Vector256.Create(*(long*)(x + 4 * g)).AsInt16(), later = Vector256.Create(*(long*)(x + 4 * g + 16)).AsInt16();
-            a += Avx2.MultiplyAddAdjacent(low, input) + Avx2.MultiplyAddAdjacent(laterLow, later);
-            c += Avx2.MultiplyAddAdjacent(high, input) + Avx2.MultiplyAddAdjacent(laterHigh, later);
+            Token256(low, high, laterLow, laterHigh, x + 4 * g, ref a, ref c);
         }
         // a: rows 0, 1 | 2, 3 (two lanes each); c: rows 4, 5 | 6, 7. The horizontal add gives rows 0, 1, 4, 5 | 2, 3, 6, 7.
         return Avx2.Permute4x64(Avx2.HorizontalAdd(a, c).AsInt64(), 0b11_01_10_00).AsInt32();
@@ -340,7 +337,7 @@ public static unsafe partial class QuantizedMatVec
         {
             Capacity = cols;
             int blocks = cols / QuantizedLayout.BlockSize;
-            long input = Align(cols * sizeof(short)), perBlock = Align(blocks * sizeof(float));
+            long input = NativeBuffer.Align(cols * sizeof(short)), perBlock = NativeBuffer.Align(blocks * sizeof(float));
             long dots = QuantizedLayout.GroupRows * sizeof(float), panel = (long)DotRows * cols * sizeof(float);
             _buffer = new NativeBuffer(input + 2 * perBlock + dots + panel);
             byte* p = (byte*)_buffer.Pointer;
@@ -371,7 +368,5 @@ public static unsafe partial class QuantizedMatVec
 
         /// <summary>Rows dequantized for the float fallback, [<see cref="DotRows"/>][cols].</summary>
         public float* PanelRows { get; }
-
-        private static long Align(long bytes) => (bytes + 63) & ~63L;
     }
 }

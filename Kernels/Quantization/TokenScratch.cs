@@ -17,8 +17,8 @@ internal sealed unsafe class TokenScratch<TInput>
         Cols = cols;
         Tokens = tokens;
         int blocks = cols / QuantizedLayout.BlockSize;
-        long input = Align((long)tokens * cols * sizeof(TInput)), perBlock = Align((long)tokens * blocks * sizeof(float));
-        long sums = Align((long)tokens * QuantizedLayout.GroupRows * sizeof(float));
+        long input = NativeBuffer.Align((long)tokens * cols * sizeof(TInput)), perBlock = NativeBuffer.Align((long)tokens * blocks * sizeof(float));
+        long sums = NativeBuffer.Align((long)tokens * QuantizedLayout.GroupRows * sizeof(float));
         _buffer = new NativeBuffer(input + 2 * perBlock + sums);
         byte* p = (byte*)_buffer.Pointer;
         Input = (TInput*)p;
@@ -54,6 +54,4 @@ internal sealed unsafe class TokenScratch<TInput>
 
     /// <summary>What the inputs hold, for the run's later chunks (<see cref="RunInput"/>).</summary>
     public RunInput Held { get; set; }
-
-    private static long Align(long bytes) => (bytes + 63) & ~63L;
 }

@@ -300,8 +300,8 @@ public sealed unsafe class KQuantFormatTests
             foreach (var m in new[] { layer.Qkv, layer.O, layer.GateUp, layer.Down })
             {
                 // A q/k/v stack of parts of different types (Q4_K q and k, Q6_K v) keeps each part as stored; nothing is F32.
-                var held = m.PartCount > 0 ? m.Parts.Select(p => p.Part).ToArray() : [m];
-                if (m.PartCount > 0) stacks++;
+                var held = m.Parts.Count > 0 ? m.Parts.Select(p => p.Part).ToArray() : [m];
+                if (m.Parts.Count > 0) stacks++;
                 foreach (var part in held)
                 {
                     Assert.True(part.Format.Name is "q4_k" or "q6_k", $"{part.Name}: {part.Format.Name}");
@@ -312,7 +312,7 @@ public sealed unsafe class KQuantFormatTests
         if (name == "q4_k_m")
         {
             Assert.True(stacks > 0, "no layer of the q4_k_m fixture mixes Q4_K and Q6_K in q/k/v");
-            var stack = weights.Layers.First(l => l.Qkv.PartCount > 0).Qkv;
+            var stack = weights.Layers.First(l => l.Qkv.Parts.Count > 0).Qkv;
             Assert.Equal(["q4_k", "q4_k", "q6_k"], stack.Parts.Select(p => p.Part.Format.Name));
         }
         var plan = LoadPlan.Create(gguf.Config, gguf, tokenizer: gguf.LoadTokenizer());
