@@ -53,9 +53,10 @@ public abstract unsafe class WeightFormat
     public static WeightFormat Q4_0F16 { get; } = new QuantizedFormat<Q4_0Block<F16Scale>>("q4_0-f16", integerPrefill: false);
 
     /// <summary>GGUF's Q4_K tensors as stored: ggml's super-blocks of 256 four-bit values with 6-bit sub-block scales and
-    /// minimums, 0.5625 bytes per weight, copied block for block (<see cref="KQuantBlocks"/>); not a conversion target
-    /// (<see cref="AsStored"/>). Decode on integer dot products, prefill exact as <see cref="Q8_0F16"/>'s.</summary>
-    public static WeightFormat Q4_K { get; } = new KQuantFormat<Q4_KBlock>("q4_k");
+    /// minimums, every bit kept, rearranged at load into groups of eight interleaved rows with the scales unpacked
+    /// (<see cref="Q4_KGroupFormat"/>), 0.59375 bytes per weight; not a conversion target (<see cref="AsStored"/>).
+    /// Decode on integer dot products, prefill exact as <see cref="Q8_0F16"/>'s.</summary>
+    public static WeightFormat Q4_K { get; } = new Q4_KGroupFormat();
 
     /// <summary>GGUF's Q5_K tensors as stored: <see cref="Q4_K"/> with a fifth bit per value, 0.6875 bytes per weight.</summary>
     public static WeightFormat Q5_K { get; } = new KQuantFormat<Q5_KBlock>("q5_k");

@@ -69,17 +69,8 @@ internal static unsafe class KQuantMatVec
             throw new PlatformNotSupportedException("the K-quants' batched integer kernel needs AVX2 and FMA");
 
         const int size = KQuantBlocks.BlockSize;
-        int cols = matrix.Cols, blocks = cols / size, subBlocks = cols / 32;
-        var scratch = t_tokens;
-        if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
-            t_tokens = scratch = new TokensScratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
-        var key = RunInput.Of(x, xStride, tokens, cols, 0);
-        if (!key.IsHeldIn(scratch.Held))
-        {
-            for (int t = 0; t < tokens; t++)
-                QuantizeInput(x + (long)t * xStride, blocks, scratch.Input + (long)t * cols, scratch.Scales + t * blocks, scratch.Sums + t * subBlocks);
-            scratch.Held = key;
-        }
+        int cols = matrix.Cols, blocks = cols / size;
+        var scratch = TokensHolding(x, xStride, tokens, cols);
 
         long rowBytes = (long)blocks * TBlock.BlockBytes;
         for (int r0 = start; r0 < end; r0 += PassRows)
@@ -174,6 +165,59 @@ internal static unsafe class KQuantMatVec
         if (TRows.Value > 1) o[1] = Vector256.Sum(a1);
         if (TRows.Value > 2) o[2] = Vector256.Sum(a2);
         if (TRows.Value > 3) o[3] = Vector256.Sum(a3);
+    }
+
+    /// <summary>This thread's batch scratch, sized for <paramref name="tokens"/> inputs of <paramref name="cols"/>, with
+    /// them quantized into it (kept for the run's later chunks).</summary>
+    private static TokensScratch TokensHolding(float* x, int xStride, int tokens, int cols)
+    {
+        int blocks = cols / KQuantBlocks.BlockSize;
+        var scratch = t_tokens;
+        if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
+            t_tokens = scratch = new TokensScratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
+        var key = RunInput.Of(x, xStride, tokens, cols, 0);
+        if (!key.IsHeldIn(scratch.Held))
+        {
+            for (int t = 0; t < tokens; t++)
+                QuantizeInput(x + (long)t * xStride, blocks, scratch.Input + (long)t * cols, scratch.Scales + t * blocks, scratch.Sums + t * (cols / 32));
+            scratch.Held = key;
+        }
+        return scratch;
+    }
+
+    /// <summary>x quantized for a matrix-vector product over <paramref name="matrix"/> (<see cref="QuantizeInput"/>), in
+    /// this thread's scratch: for kernels of other layouts.</summary>
+    internal static QuantizedInput Quantized(WeightMatrix matrix, float* x)
+    {
+        var scratch = Prepare(matrix, x);
+        return new QuantizedInput(scratch.Input, scratch.Scales, scratch.Sums);
+    }
+
+    /// <summary><paramref name="tokens"/> inputs of <paramref name="cols"/> quantized (<see cref="QuantizeInput"/>), in
+    /// this thread's batch scratch: for kernels of other layouts.</summary>
+    internal static QuantizedInput QuantizedTokens(float* x, int xStride, int tokens, int cols)
+    {
+        var scratch = TokensHolding(x, xStride, tokens, cols);
+        return new QuantizedInput(scratch.Input, scratch.Scales, scratch.Sums);
+    }
+
+    /// <summary>Inputs quantized by <see cref="QuantizeInput"/>, one after another: x̂ [tokens][cols], the scales
+    /// [tokens][cols / 256], Σ x̂ per 32 [tokens][cols / 32].</summary>
+    internal readonly struct QuantizedInput(short* values, float* scales, int* sums)
+    {
+        /// <summary>Token <paramref name="t"/>'s, for inputs of <paramref name="cols"/>.</summary>
+        public TokenInput Token(int t, int cols) =>
+            new(values + (long)t * cols, scales + t * (cols / KQuantBlocks.BlockSize), sums + t * (cols / 32));
+    }
+
+    /// <summary>One input quantized by <see cref="QuantizeInput"/>: x̂, the scale s of each super-block, Σ x̂ of each 32.</summary>
+    internal readonly struct TokenInput(short* values, float* scales, int* sums)
+    {
+        public short* Values { get; } = values;
+
+        public float* Scales { get; } = scales;
+
+        public int* Sums { get; } = sums;
     }
 
     /// <summary>This thread's scratch, sized for the matrix, with x quantized into it (kept for the run's later chunks).</summary>

@@ -144,10 +144,12 @@ public sealed unsafe class KQuantFormatTests
         var bytes = RandomBlocks(format, rows * cols / 256, seed: rows + cols);
         using var matrix = Matrix(format, bytes, rows, cols);
         int rowBytes = bytes.Length / rows;
-        // Passes of four rows and fewer (the range's last), one token and many; from 64 tokens on the float kernel.
-        foreach (int tokens in new[] { 1, 3, 17, KQuantFormat<Q4_KBlock>.IntegerTokensBelow })
+        // Passes of four rows (Q4_K: of four tokens) and fewer, one token and many; from 64 tokens on the float kernel.
+        // Q4_K's grouped rows run the integer kernel on every batch without AVX-512.
+        int integerBelow = format == "q4_k" ? Q4_KGroupFormat.IntegerTokensBelow : KQuantFormat<Q4_KBlock>.IntegerTokensBelow;
+        foreach (int tokens in new[] { 1, 3, 17, 64 })
         {
-            bool integer = KQuantMatVec.TokensSupported && tokens < KQuantFormat<Q4_KBlock>.IntegerTokensBelow;
+            bool integer = KQuantMatVec.TokensSupported && tokens < integerBelow;
             var x = new float[tokens * cols];
             for (int t = 0; t < tokens; t++) Input(cols, seed: 31 * t + rows).CopyTo(x, t * cols);
             foreach (var (start, end) in Ranges(rows))
@@ -305,7 +307,11 @@ public sealed unsafe class KQuantFormatTests
                 foreach (var part in held)
                 {
                     Assert.True(part.Format.Name is "q4_k" or "q6_k", $"{part.Name}: {part.Format.Name}");
-                    Assert.Equal((long)part.Rows * part.Cols / 256 * TensorView.BlockBytes(part.Format.SourceType!.Value), part.ByteLength);
+                    // Q6_K as stored; Q4_K in groups of eight rows, 152 bytes per row and 256 values (the 144 stored
+                    // and the scales and minimums unpacked).
+                    long expected = part.Format.Name == "q4_k" ? (part.Rows + 7) / 8 * 8L * part.Cols / 256 * 152
+                        : (long)part.Rows * part.Cols / 256 * TensorView.BlockBytes(part.Format.SourceType!.Value);
+                    Assert.Equal(expected, part.ByteLength);
                 }
             }
         }
