@@ -54,16 +54,17 @@ public abstract unsafe class WeightFormat
 
     /// <summary>GGUF's Q4_K tensors as stored: ggml's super-blocks of 256 four-bit values with 6-bit sub-block scales and
     /// minimums, every bit kept, rearranged at load into groups of eight interleaved rows with the scales unpacked
-    /// (<see cref="Q4_KGroupFormat"/>), 0.59375 bytes per weight; not a conversion target (<see cref="AsStored"/>).
-    /// Decode on integer dot products, prefill exact as <see cref="Q8_0F16"/>'s.</summary>
-    public static WeightFormat Q4_K { get; } = new Q4_KGroupFormat();
+    /// (<see cref="MinKGroup{TBits}"/>), 0.59375 bytes per weight; not a conversion target (<see cref="AsStored"/>). Decode and
+    /// batches on integer dot products (<see cref="KQuantGroupFormat{TGroup}"/>).</summary>
+    public static WeightFormat Q4_K { get; } = new KQuantGroupFormat<MinKGroup<Count4>>("q4_k");
 
-    /// <summary>GGUF's Q5_K tensors as stored: <see cref="Q4_K"/> with a fifth bit per value, 0.6875 bytes per weight.</summary>
-    public static WeightFormat Q5_K { get; } = new KQuantFormat<Q5_KBlock>("q5_k");
+    /// <summary>GGUF's Q5_K tensors as stored: <see cref="Q4_K"/> with a fifth bit per value, 0.71875 bytes per weight.</summary>
+    public static WeightFormat Q5_K { get; } = new KQuantGroupFormat<MinKGroup<Count5>>("q5_k");
 
-    /// <summary>GGUF's Q6_K tensors as stored: ggml's super-blocks of 256 six-bit values with int8 scales per 16,
-    /// 0.8203 bytes per weight, copied block for block (<see cref="KQuantBlocks"/>).</summary>
-    public static WeightFormat Q6_K { get; } = new KQuantFormat<Q6_KBlock>("q6_k");
+    /// <summary>GGUF's Q6_K tensors as stored: ggml's super-blocks of 256 six-bit values with int8 scales per 16, every
+    /// bit kept, rearranged at load into groups of eight interleaved rows (<see cref="Q6_KGroup"/>), 0.828 bytes per
+    /// weight; as <see cref="Q4_K"/>.</summary>
+    public static WeightFormat Q6_K { get; } = new KQuantGroupFormat<Q6_KGroup>("q6_k");
 
     /// <summary>Every format a model can be converted to at load, the one registration of them: option parsing
     /// (<c>--quant</c>), messages and tables enumerate this list.</summary>

@@ -110,10 +110,9 @@ internal static unsafe class KQuantBlocks
 }
 
 /// <summary>
-/// What one K-quant super-block type provides to <see cref="KQuantFormat{TBlock}"/> and <see cref="KQuantMatVec"/>:
-/// its layout (<see cref="KQuantBlocks"/>), its exact dequantization, a quantizer for synthetic weights, and its dot
-/// product with an input quantized to int16 (<see cref="KQuantMatVec.QuantizeInput"/>). Specialized per type, so the
-/// calls inline.
+/// What one K-quant super-block type provides as stored: its layout (<see cref="KQuantBlocks"/>), its exact
+/// dequantization and a quantizer for synthetic weights (the kernels read the blocks rearranged at load:
+/// <see cref="KQuantGroupFormat{TGroup}"/>). Specialized per type, so the calls inline.
 /// </summary>
 internal unsafe interface IKQuantBlock
 {
@@ -131,27 +130,4 @@ internal unsafe interface IKQuantBlock
     /// range, each value rounded to nearest), not ggml's search for the best scales: for synthetic weights, whose
     /// kernel speed does not depend on the values.</summary>
     static abstract void Quantize(float* x, byte* block);
-
-    /// <summary>
-    /// The super-block's dot product with 256 inputs x ≈ s·x̂ (x̂ int16 at <paramref name="x"/>, Σ x̂ of each 32 in
-    /// <paramref name="sums"/>): adds the integer part, per 128 values, times s·d to <paramref name="acc"/>'s lanes and
-    /// what is subtracted (s·dmin·m_j·sums_j per sub-block; nothing without minimums) to <paramref name="minus"/>'s.
-    /// AVX-512 BW.
-    /// </summary>
-    static abstract void Dot512(byte* block, short* x, int* sums, float s, ref Vector512<float> acc, ref Vector256<float> minus);
-
-    /// <summary><see cref="Dot512"/> at 256 bits. AVX2 and FMA.</summary>
-    static abstract void Dot256(byte* block, short* x, int* sums, float s, ref Vector256<float> acc, ref Vector256<float> minus);
-
-    /// <summary>Whether the type subtracts minimums (Q4_K, Q5_K: dmin·m_j per sub-block of 32; Q6_K does not).</summary>
-    static abstract bool HasMinimums { get; }
-
-    /// <summary>
-    /// The super-block's 256 values times their sub-block scales as int16 into <paramref name="w"/> (in column order;
-    /// at most 63·31 for Q4_K/Q5_K, 128·32 for Q6_K, so exact), its eight minimums m_j into <paramref name="mins"/>
-    /// (Q4_K, Q5_K), and its d and dmin: the block's dot product with s·x̂ is s·d·Σ w·x̂ − s·dmin·Σ_j m_j·Σ_32 x̂, what
-    /// <see cref="Dot256"/> computes, once per block for any number of inputs (<see cref="KQuantMatVec.TokenRows{TBlock}"/>).
-    /// AVX2.
-    /// </summary>
-    static abstract void Widen(byte* block, short* w, int* mins, out float d, out float dmin);
 }

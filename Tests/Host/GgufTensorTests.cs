@@ -108,8 +108,9 @@ public sealed unsafe class GgufTensorTests : IDisposable
         var plan = LoadPlan.Create(gguf.Config, gguf, tokenizer: gguf.LoadTokenizer());
         Assert.Same(WeightFormat.Q6_K, plan.Format);
         Assert.Equal(TensorDType.Q6_K, gguf.DTypeOf(CheckpointNames.Embed));
-        // 210 bytes per 256 weights: the demo's 4096 × 256 embedding and 6 layers of 786,432 weights.
-        Assert.Equal((4096L * 256 + 6L * 786_432) / 256 * 210, plan.WeightBytes);
+        // 212 bytes per 256 weights (the 210 stored and d widened, in groups of eight rows; every matrix of the demo has
+        // a multiple of eight rows): the demo's 4096 × 256 embedding and 6 layers of 786,432 weights.
+        Assert.Equal((4096L * 256 + 6L * 786_432) / 256 * 212, plan.WeightBytes);
         using var f16 = GgufCheckpoint.Open(GgufFixtures.Path("f16"));
         Assert.Equal(TensorDType.F16, f16.DTypeOf(CheckpointNames.Embed));
         Assert.Null(f16.DTypeOf(CheckpointNames.LmHead));

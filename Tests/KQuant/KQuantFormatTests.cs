@@ -9,8 +9,9 @@ namespace GemmaGen.Tests.KQuant;
 /// <summary>
 /// The K-quant formats (<see cref="WeightFormat.Q4_K"/>, <see cref="WeightFormat.Q5_K"/>, <see cref="WeightFormat.Q6_K"/>)
 /// over random super-blocks with extreme half scales (subnormal to 65504, negative too) and every 6-bit scale and
-/// minimum: the decode kernel (AVX-512, AVX2 or scalar, whichever this process runs: the class runs again in the ISA
-/// child runs), the prefill and the gate/up product against the rows dequantized by the independent
+/// minimum, held in groups of eight rows (<see cref="KQuantGroupFormat{TGroup}"/>; row counts and ranges that fill
+/// groups and that do not): the decode kernel (AVX2 or scalar, whichever this process runs: the class runs again in the
+/// ISA child runs), the prefill and the gate/up product against the rows dequantized by the independent
 /// <see cref="ScalarReference"/> times the float input, summed in float64. The decode kernel's only other rounding is its
 /// int16 input (at most half a step of max|x| / 32767 per super-block, bounded exactly here); float32 sums are held to
 /// a small fraction of the terms' magnitude. Row ranges write their rows and nothing else; after a warm-up call no
@@ -144,12 +145,11 @@ public sealed unsafe class KQuantFormatTests
         var bytes = RandomBlocks(format, rows * cols / 256, seed: rows + cols);
         using var matrix = Matrix(format, bytes, rows, cols);
         int rowBytes = bytes.Length / rows;
-        // Passes of four rows (Q4_K: of four tokens) and fewer, one token and many; from 64 tokens on the float kernel.
-        // Q4_K's grouped rows run the integer kernel on every batch without AVX-512.
-        int integerBelow = format == "q4_k" ? Q4_KGroupFormat.IntegerTokensBelow : KQuantFormat<Q4_KBlock>.IntegerTokensBelow;
+        // Groups of eight rows and passes of four tokens, whole and not; from 64 tokens on the float kernel with AVX-512.
+        // Without AVX-512 every batch runs the integer kernel.
         foreach (int tokens in new[] { 1, 3, 17, 64 })
         {
-            bool integer = KQuantMatVec.TokensSupported && tokens < integerBelow;
+            bool integer = KQuantGroupFormat<Q6_KGroup>.Supported && tokens < KQuantGroupFormat<Q6_KGroup>.IntegerTokensBelow;
             var x = new float[tokens * cols];
             for (int t = 0; t < tokens; t++) Input(cols, seed: 31 * t + rows).CopyTo(x, t * cols);
             foreach (var (start, end) in Ranges(rows))
@@ -307,10 +307,9 @@ public sealed unsafe class KQuantFormatTests
                 foreach (var part in held)
                 {
                     Assert.True(part.Format.Name is "q4_k" or "q6_k", $"{part.Name}: {part.Format.Name}");
-                    // Q6_K as stored; Q4_K in groups of eight rows, 152 bytes per row and 256 values (the 144 stored
-                    // and the scales and minimums unpacked).
-                    long expected = part.Format.Name == "q4_k" ? (part.Rows + 7) / 8 * 8L * part.Cols / 256 * 152
-                        : (long)part.Rows * part.Cols / 256 * TensorView.BlockBytes(part.Format.SourceType!.Value);
+                    // In groups of eight rows: Q4_K 152 bytes per row and 256 values (the 144 stored and the scales and
+                    // minimums unpacked), Q6_K 212 (the 210 stored and d widened).
+                    long expected = (part.Rows + 7) / 8 * 8L * part.Cols / 256 * (part.Format.Name == "q4_k" ? 152 : 212);
                     Assert.Equal(expected, part.ByteLength);
                 }
             }
