@@ -20,8 +20,8 @@ namespace GemmaGen.Kernels;
 /// values 4c and 4c + 1 as one int32 lane of int16 pairs (lane r = row r), its high nibbles values 4c + 2 and 4c + 3.
 /// </para>
 /// <para>
-/// Decode (<see cref="MatVecRows"/>) quantizes x to int16 per super-block as the other K-quant kernels do
-/// (<see cref="KQuantInput.Quantize"/>); each row's sums are exact in its int32 lane per sub-block and are scaled
+/// Decode (<see cref="MatVecRows"/>) quantizes x to int16 per super-block of 256 (<see cref="KQuantInput"/>); each
+/// row's sums are exact in its int32 lane per sub-block and are scaled
 /// into a float lane per row. Batches of fewer than <see cref="IntegerTokensBelow"/> tokens run the same kernel over each
 /// group while it is in cache, <see cref="PassTokens"/> tokens at a time (every widened vector of values used once per
 /// token); larger ones the dequantized rows and the float kernel (<see cref="QuantizedMatVec.FloatMatMulRows"/>). AVX2
