@@ -126,6 +126,10 @@ internal unsafe interface IKQuantBlock
     /// ggml dequantizes them.</summary>
     static abstract void Dequantize(byte* block, float* y);
 
+    /// <summary>The super-block's 256 quantized values in order, each as stored (0..15 for Q4_K, 0..31 for Q5_K, 0..63
+    /// for Q6_K), one byte each: what a layout that rearranges the blocks (<see cref="IKQuantGroup.Store"/>) reads.</summary>
+    static abstract void Values(byte* block, byte* q);
+
     /// <summary>Quantizes 256 floats into a super-block. A simple, correct quantizer (the scales from each sub-block's
     /// range, each value rounded to nearest), not ggml's search for the best scales: for synthetic weights, whose
     /// kernel speed does not depend on the values.</summary>

@@ -111,54 +111,52 @@ internal sealed unsafe class KQuantGroupFormat<TGroup>(string name) : WeightForm
     internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end)
     {
         matrix.CheckRows(start, end);
-        if (start >= end) return;
-        var input = KQuantInput.For(matrix, x);
-        int cols = matrix.Cols, blocks = cols / KQuantBlocks.BlockSize;
-        float* dots = stackalloc float[RowsPerGroup];
-        for (int group = start / RowsPerGroup; group <= (end - 1) / RowsPerGroup; group++)
-        {
-            byte* data = GroupBlock(matrix, group * RowsPerGroup, 0);
-            int first = group * RowsPerGroup, last = first + RowsPerGroup;
-            bool whole = first >= start && last <= end;
-            float* o = whole ? y + first : dots;
-            if (Supported) TGroup.Dot256<Count1>(data, blocks, input, 0, cols, o);
-            else DotScalar(data, blocks, input.Token(0, cols), o);
-            if (whole) continue;
-            for (int r = Math.Max(start, first); r < Math.Min(end, last); r++) y[r] = dots[r - first];
-        }
+        if (start < end) Rows(matrix, KQuantInput.For(matrix, x), 1, y, 0, start, end);
     }
 
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
         matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
-        if (!(Supported && tokens < IntegerTokensBelow))
-        {
-            QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
-            return;
-        }
-        var input = KQuantInput.ForTokens(x, xStride, tokens, matrix.Cols);
+        if (Supported && tokens < IntegerTokensBelow) Rows(matrix, KQuantInput.ForTokens(x, xStride, tokens, matrix.Cols), tokens, y, yStride, start, end);
+        else QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+    }
+
+    /// <summary>
+    /// y[t·yStride + r] = W[r]·x̂_t for rows [start, end) and the <paramref name="tokens"/> quantized inputs, group by
+    /// group, <see cref="PassTokens"/> tokens at a time while the group's bytes stay in cache. A single token's whole
+    /// group is written straight to y; the rest goes through scratch so that only the range's rows are written. Without
+    /// AVX2 (one token only: batches take the float kernel there) each row is dequantized and multiplied in scalar code.
+    /// </summary>
+    private static void Rows(WeightMatrix matrix, KQuantInput.Quantized input, int tokens, float* y, int yStride, int start, int end)
+    {
         float* dots = stackalloc float[PassTokens * RowsPerGroup];
         int cols = matrix.Cols, blocks = cols / KQuantBlocks.BlockSize;
         for (int group = start / RowsPerGroup; group <= (end - 1) / RowsPerGroup; group++)
         {
             byte* data = GroupBlock(matrix, group * RowsPerGroup, 0);
-            int first = Math.Max(start, group * RowsPerGroup), last = Math.Min(end, group * RowsPerGroup + RowsPerGroup);
-            // The group's bytes stay in cache from the first pass on.
+            int first = group * RowsPerGroup, from = Math.Max(start, first), to = Math.Min(end, first + RowsPerGroup);
+            bool whole = from == first && to == first + RowsPerGroup;
             for (int t0 = 0; t0 < tokens; t0 += PassTokens)
             {
                 int count = Math.Min(PassTokens, tokens - t0);
+                bool direct = whole && count == 1;
+                float* o = direct ? y + (long)t0 * yStride + first : dots;
                 switch (count)
                 {
-                    case 4: TGroup.Dot256<Count4>(data, blocks, input, t0, cols, dots); break;
-                    case 3: TGroup.Dot256<Count3>(data, blocks, input, t0, cols, dots); break;
-                    case 2: TGroup.Dot256<Count2>(data, blocks, input, t0, cols, dots); break;
-                    default: TGroup.Dot256<Count1>(data, blocks, input, t0, cols, dots); break;
+                    case 4: TGroup.Dot256<Count4>(data, blocks, input, t0, cols, o); break;
+                    case 3: TGroup.Dot256<Count3>(data, blocks, input, t0, cols, o); break;
+                    case 2: TGroup.Dot256<Count2>(data, blocks, input, t0, cols, o); break;
+                    default:
+                        if (Supported) TGroup.Dot256<Count1>(data, blocks, input, t0, cols, o);
+                        else DotScalar(data, blocks, input.Token(t0, cols), o);
+                        break;
                 }
+                if (direct) continue;
                 for (int i = 0; i < count; i++)
                 {
-                    float* o = y + (long)(t0 + i) * yStride;
-                    for (int r = first; r < last; r++) o[r] = dots[RowsPerGroup * i + r - group * RowsPerGroup];
+                    float* row = y + (long)(t0 + i) * yStride;
+                    for (int r = from; r < to; r++) row[r] = dots[RowsPerGroup * i + r - first];
                 }
             }
         }

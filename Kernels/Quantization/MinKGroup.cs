@@ -60,15 +60,8 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
             group[ScalesOffset + 8 * j + r] = (byte)(scales >> (8 * j));
             group[MinimumsOffset + 8 * j + r] = (byte)(mins >> (8 * j));
         }
-        // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32(j/2)..32(j/2)+31 of the nibbles (at 48 in
-        // Q5_K, after 32 bytes of fifth bits: bit j of byte l is that of value 32j + l).
-        byte* qs = block + (Fifth ? 48 : 16);
         byte* q = stackalloc byte[KQuantBlocks.BlockSize];
-        for (int i = 0; i < KQuantBlocks.BlockSize; i++)
-        {
-            q[i] = (byte)((qs[32 * (i / 64) + i % 32] >> (4 * (i / 32 % 2))) & 0xF);
-            if (Fifth) q[i] |= (byte)(((block[16 + i % 32] >> (i / 32)) & 1) << 4);
-        }
+        MinKBlock.Values(block, q, Fifth);
         GroupNibbles.Store(q, group, r);
         if (!Fifth) return;
         for (int j = 0; j < 8; j++)

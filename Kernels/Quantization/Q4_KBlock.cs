@@ -16,8 +16,9 @@ internal readonly unsafe struct Q4_KBlock : IKQuantBlock
 
     public static void Dequantize(byte* block, float* y) => MinKBlock.Dequantize(block, y, fifthBits: false);
 
-    public static void Quantize(float* x, byte* block) => MinKBlock.Quantize(x, block, fifthBits: false);
+    public static void Values(byte* block, byte* q) => MinKBlock.Values(block, q, fifthBits: false);
 
+    public static void Quantize(float* x, byte* block) => MinKBlock.Quantize(x, block, fifthBits: false);
 }
 
 /// <summary>ggml's <c>block_q5_K</c> as stored (<see cref="KQuantBlocks"/>): 176 bytes per 256 values.</summary>
@@ -32,8 +33,9 @@ internal readonly unsafe struct Q5_KBlock : IKQuantBlock
 
     public static void Dequantize(byte* block, float* y) => MinKBlock.Dequantize(block, y, fifthBits: true);
 
-    public static void Quantize(float* x, byte* block) => MinKBlock.Quantize(x, block, fifthBits: true);
+    public static void Values(byte* block, byte* q) => MinKBlock.Values(block, q, fifthBits: true);
 
+    public static void Quantize(float* x, byte* block) => MinKBlock.Quantize(x, block, fifthBits: true);
 }
 
 /// <summary>
@@ -52,25 +54,37 @@ internal static unsafe class MinKBlock
     {
         float d = KQuantBlocks.HalfAt(block), dmin = KQuantBlocks.HalfAt(block + 2);
         KQuantBlocks.UnpackScales(block + ScalesOffset, out ulong scales, out ulong mins);
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            byte* values = stackalloc byte[KQuantBlocks.BlockSize];
+            Values(block, values, fifthBits);
+            for (int i = 0; i < KQuantBlocks.BlockSize; i++)
+                y[i] = d * (int)((scales >> (8 * (i / 32))) & 0xFF) * values[i] - dmin * (int)((mins >> (8 * (i / 32))) & 0xFF);
+            return;
+        }
         byte* qs = block + QuantsOffset(fifthBits), qh = block + HighBitsOffset;
         for (int j = 0; j < 8; j++)
         {
             // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32(j/2)..32(j/2)+31.
             float dj = d * (int)((scales >> (8 * j)) & 0xFF), mj = dmin * (int)((mins >> (8 * j)) & 0xFF);
-            byte* q = qs + 32 * (j / 2);
-            int shift = 4 * (j % 2);
-            if (Vector256.IsHardwareAccelerated)
-            {
-                var values = Vector256.ShiftRightLogical(Vector256.Load(q), shift) & Vector256.Create((byte)0xF);
-                if (fifthBits) values |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(Vector256.Load(qh), j) & Vector256<byte>.One, 4);
-                KQuantBlocks.Store32(values, dj, mj, y + 32 * j);
-                continue;
-            }
+            var q = Vector256.ShiftRightLogical(Vector256.Load(qs + 32 * (j / 2)), 4 * (j % 2)) & Vector256.Create((byte)0xF);
+            if (fifthBits) q |= Vector256.ShiftLeft(Vector256.ShiftRightLogical(Vector256.Load(qh), j) & Vector256<byte>.One, 4);
+            KQuantBlocks.Store32(q, dj, mj, y + 32 * j);
+        }
+    }
+
+    /// <summary>The 256 values as <see cref="IKQuantBlock.Values"/>: value 32j + l is the low (even j) or high (odd j)
+    /// nibble of byte 32(j/2) + l of the nibbles, with bit j of fifth-bit byte l as its bit 4 (Q5_K).</summary>
+    public static void Values(byte* block, byte* q, bool fifthBits)
+    {
+        byte* qs = block + QuantsOffset(fifthBits), qh = block + HighBitsOffset;
+        for (int j = 0; j < 8; j++)
+        {
             for (int l = 0; l < 32; l++)
             {
-                int value = (q[l] >> shift) & 0xF;
+                int value = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF;
                 if (fifthBits) value |= ((qh[l] >> j) & 1) << 4;
-                y[32 * j + l] = dj * value - mj;
+                q[32 * j + l] = (byte)value;
             }
         }
     }

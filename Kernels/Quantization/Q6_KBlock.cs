@@ -13,7 +13,10 @@ internal readonly unsafe struct Q6_KBlock : IKQuantBlock
     /// <summary>Where the half d is.</summary>
     public const int ScaleOffset = 208;
 
-    private const int HighOffset = 128, ScalesOffset = 192;
+    /// <summary>Where the 16 int8 scales are.</summary>
+    public const int ScalesOffset = 192;
+
+    private const int HighOffset = 128;
 
     public static TensorDType SourceType => TensorDType.Q6_K;
 
@@ -24,28 +27,36 @@ internal readonly unsafe struct Q6_KBlock : IKQuantBlock
     {
         float d = KQuantBlocks.HalfAt(block + ScaleOffset);
         sbyte* sc = (sbyte*)block + ScalesOffset;
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            byte* values = stackalloc byte[KQuantBlocks.BlockSize];
+            Values(block, values);
+            for (int i = 0; i < KQuantBlocks.BlockSize; i++) y[i] = d * sc[i / 16] * (values[i] - 32);
+            return;
+        }
         for (int half = 0; half < 2; half++)
         {
             byte* low = block + 64 * half, high = block + HighOffset + 32 * half;
             float* output = y + 128 * half;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                Vector256<byte> low0 = Vector256.Load(low), low1 = Vector256.Load(low + 32), bits = Vector256.Load(high);
-                var nibble = Vector256.Create((byte)0xF);
-                Store32(((low0 & nibble) | Vector256.ShiftLeft(bits & Vector256.Create((byte)3), 4)), d, sc + 8 * half, output);
-                Store32(((low1 & nibble) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 2) & Vector256.Create((byte)3), 4)), d, sc + 8 * half + 2, output + 32);
-                Store32((Vector256.ShiftRightLogical(low0, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 4) & Vector256.Create((byte)3), 4)), d, sc + 8 * half + 4, output + 64);
-                Store32((Vector256.ShiftRightLogical(low1, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 6), 4)), d, sc + 8 * half + 6, output + 96);
-                continue;
-            }
-            for (int quarter = 0; quarter < 4; quarter++)
-            {
-                for (int l = 0; l < 32; l++)
-                {
-                    int q = ((low[l + 32 * (quarter % 2)] >> (4 * (quarter / 2))) & 0xF) | ((high[l] >> (2 * quarter)) & 3) << 4;
-                    output[32 * quarter + l] = d * sc[8 * half + 2 * quarter + l / 16] * (q - 32);
-                }
-            }
+            Vector256<byte> low0 = Vector256.Load(low), low1 = Vector256.Load(low + 32), bits = Vector256.Load(high);
+            var nibble = Vector256.Create((byte)0xF);
+            Store32(((low0 & nibble) | Vector256.ShiftLeft(bits & Vector256.Create((byte)3), 4)), d, sc + 8 * half, output);
+            Store32(((low1 & nibble) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 2) & Vector256.Create((byte)3), 4)), d, sc + 8 * half + 2, output + 32);
+            Store32((Vector256.ShiftRightLogical(low0, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 4) & Vector256.Create((byte)3), 4)), d, sc + 8 * half + 4, output + 64);
+            Store32((Vector256.ShiftRightLogical(low1, 4) | Vector256.ShiftLeft(Vector256.ShiftRightLogical(bits, 6), 4)), d, sc + 8 * half + 6, output + 96);
+        }
+    }
+
+    /// <summary>The 256 values as <see cref="IKQuantBlock.Values"/> (0..63): in half h (values 128h..128h+127), quarter
+    /// u (32 values), l &lt; 32: the low nibble of byte 64h + 32(u % 2) + l (u &lt; 2) or its high one (u ≥ 2), and bits
+    /// 2u, 2u + 1 of byte 128 + 32h + l as bits 4-5.</summary>
+    public static void Values(byte* block, byte* q)
+    {
+        for (int v = 0; v < KQuantBlocks.BlockSize; v++)
+        {
+            int h = v / 128, u = v % 128 / 32, l = v % 32;
+            int low = (block[64 * h + 32 * (u % 2) + l] >> (4 * (u / 2))) & 0xF, high = (block[HighOffset + 32 * h + l] >> (2 * u)) & 3;
+            q[v] = (byte)(low | high << 4);
         }
     }
 

@@ -37,16 +37,9 @@ internal readonly unsafe struct Q6_KGroup : IKQuantGroup
     public static void Store(byte* block, byte* group, int r)
     {
         ((float*)(group + DOffset))[r] = KQuantBlocks.HalfAt(block + Q6_KBlock.ScaleOffset);
-        for (int k = 0; k < 16; k++) group[ScalesOffset + 8 * k + r] = block[192 + k];
-        // Value v: in half h = v / 128, quarter u = v % 128 / 32, l = v % 32: the low nibble of byte 64h + 32(u % 2) + l
-        // (u < 2) or its high one (u ≥ 2), the high part in bits 2u, 2u + 1 of byte 128 + 32h + l.
+        for (int k = 0; k < 16; k++) group[ScalesOffset + 8 * k + r] = block[Q6_KBlock.ScalesOffset + k];
         byte* q = stackalloc byte[KQuantBlocks.BlockSize];
-        for (int v = 0; v < KQuantBlocks.BlockSize; v++)
-        {
-            int h = v / 128, u = v % 128 / 32, l = v % 32;
-            int low = (block[64 * h + 32 * (u % 2) + l] >> (4 * (u / 2))) & 0xF, high = (block[128 + 32 * h + l] >> (2 * u)) & 3;
-            q[v] = (byte)(low | high << 4);
-        }
+        Q6_KBlock.Values(block, q);
         GroupNibbles.Store(q, group, r);
         for (int j = 0; j < 8; j++)
         {
