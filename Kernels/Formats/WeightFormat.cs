@@ -160,6 +160,10 @@ public abstract unsafe class WeightFormat
         }
     }
 
+    /// <summary>Whether <see cref="MatMulRows"/> on this CPU rounds the inputs of large batches to int8 for byte products
+    /// (as llama.cpp does), rather than computing as exactly as decoding.</summary>
+    public virtual bool RoundsPrefillInputs => false;
+
     /// <summary>Prefill: y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), each
     /// weight read once per call.</summary>
     internal abstract void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end);

@@ -22,10 +22,11 @@ namespace GemmaGen.Kernels;
 /// <para>
 /// Decode (<see cref="MatVecRows"/>) quantizes x to int16 per super-block of 256 (<see cref="KQuantInput"/>); each
 /// row's sums are exact in its int32 lane per sub-block and are scaled
-/// into a float lane per row. Batches of fewer than <see cref="IntegerTokensBelow"/> tokens run the same kernel over each
+/// into a float lane per row. Batches of fewer than <see cref="ByteTokensFrom"/> tokens run the same kernel over each
 /// group while it is in cache, <see cref="PassTokens"/> tokens at a time (every widened vector of values used once per
-/// token); larger ones the dequantized rows and the float kernel (<see cref="QuantizedMatVec.FloatMatMulRows"/>). AVX2
-/// and FMA; else scalar code over the dequantized rows.
+/// token), as exact as decoding; larger ones round their inputs to int8 for byte products (<see cref="KQuantMatMul"/>),
+/// as GemmaGen's own Q8_0 and Q4_0 prefill does. AVX2 and FMA; else scalar code over the dequantized rows (one token)
+/// and the float kernel over them (<see cref="QuantizedMatVec.FloatMatMulRows"/>, batches).
 /// </para>
 /// </summary>
 /// <param name="name">The format's name.</param>
@@ -48,14 +49,14 @@ internal sealed unsafe class KQuantGroupFormat<TGroup>(string name) : WeightForm
         (byte*)matrix.Data + ((long)(row / RowsPerGroup) * (matrix.Cols / KQuantBlocks.BlockSize) + block) * TGroup.GroupBlockBytes;
 
     /// <summary>
-    /// Batches of fewer tokens than this run the integer kernel, larger ones the dequantized rows and the float kernel.
-    /// Without AVX-512 every batch runs the integer kernel: measured on an AMD EPYC Zen 3 (AVX2), 2 threads, the Q4_K_M
-    /// 2B file's prefill ran 1.27–1.31x faster on it than on the float kernel at 128, 256 and 512 tokens (the float
-    /// kernel reads every row back through <see cref="ReadRow"/>, a gather in this layout). With AVX-512 the float kernel
-    /// runs at twice the width, and batches from 64 tokens take it, as they did before this layout (unmeasured here:
-    /// no AVX-512 machine was at hand).
+    /// Batches of this many tokens or more run <see cref="KQuantMatMul"/> (int8 inputs, byte products, each group unpacked
+    /// once per batch); smaller ones the decode kernel's int16 products, as exact as decoding.
     /// </summary>
-    internal static int IntegerTokensBelow { get; } = Avx512F.IsSupported ? 64 : int.MaxValue;
+    internal const int ByteTokensFrom = 8;
+
+    /// <summary>Batches from <see cref="ByteTokensFrom"/> tokens round their inputs to int8 where the CPU runs the
+    /// vector kernels.</summary>
+    public override bool RoundsPrefillInputs => Supported;
 
     /// <summary>Whether this CPU runs the vector kernels (AVX2 and FMA).</summary>
     internal static bool Supported => Avx2.IsSupported && Fma.IsSupported;
@@ -118,8 +119,9 @@ internal sealed unsafe class KQuantGroupFormat<TGroup>(string name) : WeightForm
     {
         matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
-        if (Supported && tokens < IntegerTokensBelow) Rows(matrix, KQuantInput.ForTokens(x, xStride, tokens, matrix.Cols), tokens, y, yStride, start, end);
-        else QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+        if (!Supported) QuantizedMatVec.FloatMatMulRows(matrix, x, xStride, tokens, y, yStride, start, end);
+        else if (tokens >= ByteTokensFrom) KQuantMatMul.Rows<TGroup>(matrix, x, xStride, tokens, y, yStride, start, end);
+        else Rows(matrix, KQuantInput.ForTokens(x, xStride, tokens, matrix.Cols), tokens, y, yStride, start, end);
     }
 
     /// <summary>
@@ -209,6 +211,17 @@ internal unsafe interface IKQuantGroup
     /// <summary>Row <paramref name="r"/>'s 256 values of a group-block into <paramref name="y"/>, bit for bit as ggml
     /// dequantizes them.</summary>
     static abstract void Dequantize(byte* group, int r, float* y);
+
+    /// <summary>How many of <see cref="KQuantMatMul"/>'s eight-value byte sums (two <c>vpmaddubsw</c> per row lane) int16
+    /// holds before the scales widen them: 4 (a sub-block of 32), 2 or 1.</summary>
+    static abstract int Int16Steps { get; }
+
+    /// <summary>Whether values are d·sc·q − dmin·m (Q4_K, Q5_K) rather than d·sc·(q − 32) (Q6_K).</summary>
+    static abstract bool Minimums { get; }
+
+    /// <summary>The group-block at <paramref name="group"/> as <see cref="KQuantMatMul"/>'s tile of
+    /// <see cref="KQuantMatMul.TileBytes"/> at <paramref name="tile"/>. AVX2.</summary>
+    static abstract void Unpack(byte* group, byte* tile);
 
     /// <summary>The eight rows of a group (<paramref name="blocks"/> group-blocks from <paramref name="group"/>) times
     /// <typeparamref name="TTokens"/> quantized inputs (tokens <paramref name="t0"/>.. of <paramref name="input"/>,

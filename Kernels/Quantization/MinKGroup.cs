@@ -77,6 +77,40 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
         }
     }
 
+    /// <summary>Q4_K's byte sums of 32 values fit int16 (16 pairs of at most 15·127 per lane), Q5_K's of 16.</summary>
+    public static int Int16Steps => Fifth ? 2 : 4;
+
+    public static bool Minimums => true;
+
+    /// <summary>The values (nibbles and fifth bits), sc_j as int16 pairs (twice per 32), −dmin·m_j and d into the
+    /// tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Unpack(byte* group, byte* tile)
+    {
+        var one = Vector128.Create((byte)1);
+        for (int j = 0; j < 8; j++)
+        {
+            for (int c = 0; c < 8; c++)
+            {
+                Vector128<byte> lowFifth = default, highFifth = default;
+                if (Fifth)
+                {
+                    var bits = Vector128.Load(group + FifthOffset + 32 * j + 16 * (c / 4)).AsUInt16();
+                    int m = 2 * (c % 4);
+                    lowFifth = Vector128.ShiftLeft((Vector128.ShiftRightLogical(bits, m).AsByte() & one).AsUInt16(), 4).AsByte();
+                    highFifth = Vector128.ShiftLeft((Vector128.ShiftRightLogical(bits, m + 1).AsByte() & one).AsUInt16(), 4).AsByte();
+                }
+                KQuantMatMul.StoreChunk(group + 128 * j + 16 * c, lowFifth, highFifth, tile + 256 * j + 32 * c);
+            }
+            var sc = Avx2.ConvertToVector256Int32(group + ScalesOffset + 8 * j);
+            KQuantMatMul.StorePairs(sc, tile + KQuantMatMul.ScalesOffset + 64 * j);
+            KQuantMatMul.StorePairs(sc, tile + KQuantMatMul.ScalesOffset + 64 * j + 32);
+            var minimums = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + MinimumsOffset + 8 * j));
+            (minimums * Vector256.Load((float*)(group + DMinOffset)) * -1f).Store((float*)(tile + KQuantMatMul.OffsetsOffset + 32 * j));
+        }
+        Vector256.Load((float*)(group + DOffset)).Store((float*)(tile + KQuantMatMul.DOffset));
+    }
+
     /// <summary>(d·sc_j)·q − dmin·m_j, each product exact, one rounding.</summary>
     public static void Dequantize(byte* group, int r, float* y)
     {

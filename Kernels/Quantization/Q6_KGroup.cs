@@ -79,6 +79,38 @@ internal readonly unsafe struct Q6_KGroup : IKQuantGroup
         }
     }
 
+    /// <summary>Byte sums of 8 values fit int16 (4 pairs of at most 63·127 per lane).</summary>
+    public static int Int16Steps => 1;
+
+    public static bool Minimums => false;
+
+    /// <summary>The values q (nibble + 16·high part, 0..63), sc_k as int16 pairs, −32·sc of each 16 as int16 pairs per 32,
+    /// and d into the tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Unpack(byte* group, byte* tile)
+    {
+        var three = Vector128.Create((byte)3);
+        var two = Vector128.Create((byte)2);
+        for (int j = 0; j < 8; j++)
+        {
+            for (int c = 0; c < 8; c++)
+            {
+                var bits = Vector128.Load(group + HighOffset + 64 * j + 16 * (c / 2)).AsUInt16();
+                int e = 4 * (c % 2);
+                var lowHigh = Vector128.ShiftLeft(((Vector128.ShiftRightLogical(bits, e).AsByte() & three) ^ two).AsUInt16(), 4).AsByte();
+                var highHigh = Vector128.ShiftLeft(((Vector128.ShiftRightLogical(bits, e + 2).AsByte() & three) ^ two).AsUInt16(), 4).AsByte();
+                KQuantMatMul.StoreChunk(group + 128 * j + 16 * c, lowHigh, highHigh, tile + 256 * j + 32 * c);
+            }
+            var first = Avx2.ConvertToVector256Int32((sbyte*)(group + ScalesOffset + 16 * j));
+            var second = Avx2.ConvertToVector256Int32((sbyte*)(group + ScalesOffset + 16 * j + 8));
+            KQuantMatMul.StorePairs(first, tile + KQuantMatMul.ScalesOffset + 64 * j);
+            KQuantMatMul.StorePairs(second, tile + KQuantMatMul.ScalesOffset + 64 * j + 32);
+            var offsets = ((first * -32) & Vector256.Create(0xFFFF)) | Vector256.ShiftLeft(second * -32, 16);
+            offsets.Store((int*)(tile + KQuantMatMul.OffsetsOffset + 32 * j));
+        }
+        Vector256.Load((float*)(group + DOffset)).Store((float*)(tile + KQuantMatMul.DOffset));
+    }
+
     /// <summary>q − 32 from a nibble and the flipped high part in the low 2 bits of <paramref name="field"/>.</summary>
     private static int Value(int nibble, int field) => nibble + 16 * (((field & 3) ^ 2) - 2);
 

@@ -12,6 +12,8 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
     /// int16 products for every token (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>), as exact as decoding.</summary>
     public bool IntegerPrefill { get; } = integerPrefill;
 
+    public override bool RoundsPrefillInputs => IntegerPrefill && IntegerMatMulSupported;
+
     /// <summary>Bytes of quantized values of one row's block.</summary>
     public int QuantBytes { get; } = quantBytes;
 

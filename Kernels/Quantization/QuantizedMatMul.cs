@@ -54,10 +54,6 @@ public static unsafe partial class QuantizedMatMul
     /// format, or AVX2 for Q4_0 (whose byte pairs fit int16).</summary>
     public static bool IsSupported(WeightFormat format) => format is QuantizedFormat { IntegerMatMulSupported: true };
 
-    /// <summary>Whether the prefill of a <paramref name="format"/> matrix rounds its inputs to int8 for these kernels: a
-    /// format that uses them (GemmaGen's own Q8_0 and Q4_0, not GGUF's blocks as stored) on a CPU that runs them.</summary>
-    public static bool RoundsPrefillInputs(WeightFormat format) => format is QuantizedFormat { IntegerPrefill: true, IntegerMatMulSupported: true };
-
     /// <summary>Whether this CPU runs the integer kernels for <typeparamref name="TBlock"/>.</summary>
     internal static bool IsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
         Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>());
@@ -163,10 +159,11 @@ public static unsafe partial class QuantizedMatMul
     /// <summary>
     /// Quantizes <paramref name="blocks"/> blocks of 32 floats to int8: per block s = max|x| / 127 and
     /// x̂ = round(x · (127 / max|x|)), ties to even (all zero when the block is). Writes x̂ to <paramref name="input"/>,
-    /// s to <paramref name="scales"/>[b] and −<paramref name="offset"/>·Σ x̂ to <paramref name="starts"/>[b].
+    /// s to <paramref name="scales"/>[b] and −<paramref name="offset"/>·Σ x̂ to <paramref name="starts"/>[b]; where
+    /// <paramref name="halves"/> is given, Σ x̂ of each block's first and second 16 to halves[2b] and halves[2b + 1].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void QuantizeInput(float* x, int blocks, int offset, sbyte* input, float* scales, int* starts)
+    internal static void QuantizeInput(float* x, int blocks, int offset, sbyte* input, float* scales, int* starts, short* halves = null)
     {
         const int size = QuantizedLayout.BlockSize;
         for (int b = 0; b < blocks; b++, x += size, input += size)
@@ -180,11 +177,22 @@ public static unsafe partial class QuantizedMatMul
                 Vector256<int> q0 = Avx.ConvertToVector256Int32(v0 * inverse), q1 = Avx.ConvertToVector256Int32(v1 * inverse);
                 Vector256<int> q2 = Avx.ConvertToVector256Int32(v2 * inverse), q3 = Avx.ConvertToVector256Int32(v3 * inverse);
                 Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(input);
-                sum = Vector256.Sum(q0 + q1 + q2 + q3);
+                if (halves == null)
+                {
+                    sum = Vector256.Sum(q0 + q1 + q2 + q3);
+                }
+                else
+                {
+                    int first = Vector256.Sum(q0 + q1), second = Vector256.Sum(q2 + q3);
+                    halves[2 * b] = (short)first;
+                    halves[2 * b + 1] = (short)second;
+                    sum = first + second;
+                }
             }
             else
             {
                 Vector256<sbyte>.Zero.Store(input);
+                if (halves != null) *(int*)(halves + 2 * b) = 0;
             }
             scales[b] = max / InputMax;
             starts[b] = -offset * sum;

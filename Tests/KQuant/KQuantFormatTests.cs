@@ -83,9 +83,14 @@ public sealed unsafe class KQuantFormatTests
     }
 
     /// <summary>Σ w·x in float64 over the reference's dequantized row, the input rounding's bound
-    /// Σ |w|·0.51·max|x| / 32767 per super-block, and the magnitude float32 rounding is relative to: Σ (|w| + |dmin|·63)·|x|
-    /// (the minimums' part is summed apart and subtracted).</summary>
-    private static (double Dot, double InputBound, double Magnitude) Reference(string format, ReadOnlySpan<byte> row, float[] x)
+    /// Σ |w|·0.51·max|x| / 32767 per super-block (the int16 inputs of decoding), and the magnitude float32 rounding is
+    /// relative to: Σ (|w| + |dmin|·63)·|x| (the minimums' part is summed apart and subtracted).</summary>
+    private static (double Dot, double InputBound, double Magnitude) Reference(string format, ReadOnlySpan<byte> row, float[] x) =>
+        Reference(format, row, x, 256, short.MaxValue);
+
+    /// <summary><see cref="Reference(string, ReadOnlySpan{byte}, float[])"/> with the inputs rounded per
+    /// <paramref name="block"/> to <paramref name="levels"/> steps of max|x| (the int8 inputs of large batches: 32, 127).</summary>
+    private static (double Dot, double InputBound, double Magnitude) Reference(string format, ReadOnlySpan<byte> row, float[] x, int block, int levels)
     {
         var w = ScalarReference.Dequantize(TypeName(format), row, x.Length);
         var dtype = Enum.Parse<TensorDType>(TypeName(format));
@@ -93,14 +98,17 @@ public sealed unsafe class KQuantFormatTests
         double dot = 0, bound = 0, magnitude = 0;
         for (int b = 0; b < x.Length / 256; b++)
         {
-            double max = 0;
-            for (int i = 0; i < 256; i++) max = Math.Max(max, Math.Abs(x[256 * b + i]));
             double minimums = dtype == TensorDType.Q6_K ? 0 : Math.Abs((double)BinaryPrimitives.ReadHalfLittleEndian(row[(b * size + 2)..])) * 63;
-            for (int i = 256 * b; i < 256 * b + 256; i++)
+            for (int k = 256 * b; k < 256 * b + 256; k += block)
             {
-                dot += (double)w[i] * x[i];
-                bound += Math.Abs(w[i]) * 0.51 * max / short.MaxValue;
-                magnitude += (Math.Abs(w[i]) + minimums) * Math.Abs(x[i]);
+                double max = 0;
+                for (int i = k; i < k + block; i++) max = Math.Max(max, Math.Abs(x[i]));
+                for (int i = k; i < k + block; i++)
+                {
+                    dot += (double)w[i] * x[i];
+                    bound += Math.Abs(w[i]) * 0.51 * max / levels;
+                    magnitude += (Math.Abs(w[i]) + minimums) * Math.Abs(x[i]);
+                }
             }
         }
         return (dot, bound, magnitude);
@@ -145,11 +153,12 @@ public sealed unsafe class KQuantFormatTests
         var bytes = RandomBlocks(format, rows * cols / 256, seed: rows + cols);
         using var matrix = Matrix(format, bytes, rows, cols);
         int rowBytes = bytes.Length / rows;
-        // Groups of eight rows and passes of four tokens, whole and not; from 64 tokens on the float kernel with AVX-512.
-        // Without AVX-512 every batch runs the integer kernel.
-        foreach (int tokens in new[] { 1, 3, 17, 64 })
+        // Groups of eight rows and passes of four tokens, whole and not: below ByteTokensFrom the decode kernel's int16
+        // inputs, from it int8 inputs per 32 and byte products (KQuantMatMul); without AVX2 the float kernel.
+        foreach (int tokens in new[] { 1, 3, KQuantGroupFormat<Q6_KGroup>.ByteTokensFrom - 1, KQuantGroupFormat<Q6_KGroup>.ByteTokensFrom, 17, 64 })
         {
-            bool integer = KQuantGroupFormat<Q6_KGroup>.Supported && tokens < KQuantGroupFormat<Q6_KGroup>.IntegerTokensBelow;
+            bool integer = KQuantGroupFormat<Q6_KGroup>.Supported;
+            bool bytes8 = integer && tokens >= KQuantGroupFormat<Q6_KGroup>.ByteTokensFrom;
             var x = new float[tokens * cols];
             for (int t = 0; t < tokens; t++) Input(cols, seed: 31 * t + rows).CopyTo(x, t * cols);
             foreach (var (start, end) in Ranges(rows))
@@ -168,8 +177,10 @@ public sealed unsafe class KQuantFormatTests
                             Assert.True(float.IsNaN(actual), $"row {r} outside [{start}, {end}) was written");
                             continue;
                         }
-                        var (dot, inputBound, magnitude) = Reference(format, bytes.AsSpan(r * rowBytes, rowBytes), input);
-                        // The integer kernel rounds the inputs to int16 as decoding does; the float one does not.
+                        var rowBytesSpan = bytes.AsSpan(r * rowBytes, rowBytes);
+                        var (dot, inputBound, magnitude) = bytes8 ? Reference(format, rowBytesSpan, input, 32, sbyte.MaxValue) : Reference(format, rowBytesSpan, input);
+                        // The integer kernels round the inputs (int16 per 256 as decoding does, or int8 per 32); the float
+                        // one does not.
                         double tolerance = integer ? inputBound + 4e-6 * magnitude + 1e-30 : 2e-5 * magnitude + 1e-30;
                         Assert.True(Math.Abs(actual - dot) <= tolerance,
                             $"{format} [{rows}, {cols}] {tokens} tokens, token {t} row {r}: {actual:R}, reference {dot:R}, |diff| {Math.Abs(actual - dot):E3} > {tolerance:E3}");

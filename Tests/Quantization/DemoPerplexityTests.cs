@@ -1,5 +1,6 @@
 using GemmaGen.Kernels;
 using GemmaGen.Tests.Golden;
+using GemmaGen.Tests.Host;
 using Xunit.Abstractions;
 
 namespace GemmaGen.Tests.Quantization;
@@ -29,16 +30,44 @@ public sealed class DemoPerplexityTests(ITestOutputHelper output)
         Assert.True(rise <= maxRise, $"{format} raises the perplexity from {baseline:F3} to {quantized:F3} ({rise:P2} > {maxRise:P0})");
     }
 
+    /// <summary>
+    /// The K-quant GGUF fixtures (the demo quantized by llama.cpp) as stored: the compiled prefill, whose windows round
+    /// the inputs of the K-quant matrices to int8 per 32 (<see cref="KQuantMatMul"/>), against the reference path over
+    /// the same weights, which multiplies the dequantized rows with float inputs.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("q4_k_m", 0.005)]
+    [InlineData("q6_k", 0.005)]
+    public void The_int8_prefill_of_a_K_quant_file_raises_its_perplexity_by_at_most(string name, double maxRise)
+    {
+        Skip.IfNot(WeightFormat.Q6_K.RoundsPrefillInputs, "no AVX2 and FMA in this process: the K-quant prefill computes as exactly as decoding");
+        using var gguf = GgufCheckpoint.Open(GgufFixtures.Path(name));
+        var tokenizer = gguf.LoadTokenizer()!;
+        using var weights = ModelWeights.Load(gguf.Config, gguf);
+        double exact = Perplexity(weights, tokenizer, compiled: false), rounded = Perplexity(weights, tokenizer, compiled: true);
+        double rise = rounded / exact - 1;
+        output.WriteLine($"{name}: perplexity with exact inputs {exact:F4}, with the int8 prefill {rounded:F4}: {rise:+0.000%;-0.000%}");
+        Assert.True(exact is > 1 and < 1000, $"the perplexity {exact} is implausible: is the text English prose?");
+        Assert.True(Math.Abs(rise) <= maxRise, $"{name}: the int8 prefill moves the perplexity from {exact:F4} to {rounded:F4} ({rise:P3}, more than {maxRise:P1})");
+    }
+
     private static double Perplexity(WeightFormat? format)
     {
         string directory = GoldenCheckpoint.FixturePath("gemma2-demo");
         var tokenizer = GemmaTokenizer.Load(Path.Combine(directory, "tokenizer.model"));
-        var text = tokenizer.Encode(File.ReadAllText(GoldenCheckpoint.FixturePath("heldout.txt")));
         using var checkpoint = Checkpoint.Open(directory);
         using var weights = ModelWeights.Load(checkpoint.Config, checkpoint, format);
+        return Perplexity(weights, tokenizer, compiled: true);
+    }
+
+    /// <summary>The perplexity of <paramref name="weights"/> over the held-out text, through the compiled path or the
+    /// reference.</summary>
+    private static double Perplexity(ModelWeights weights, GemmaTokenizer tokenizer, bool compiled)
+    {
+        var text = tokenizer.Encode(File.ReadAllText(GoldenCheckpoint.FixturePath("heldout.txt")));
         using var pool = new WorkerPool(2);
-        int v = checkpoint.Config.VocabSize;
-        var decoder = Decoders.Create(weights, compiled: true, pool, Window);
+        int v = weights.Config.VocabSize;
+        var decoder = Decoders.Create(weights, compiled, pool, Window);
         var logits = new float[Window * v];
         double negativeLogLikelihood = 0;
         int scored = 0;

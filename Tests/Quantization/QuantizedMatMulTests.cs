@@ -234,8 +234,8 @@ public sealed unsafe class QuantizedMatMulTests
         }
         var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
         // GGUF's blocks as stored prefill as exactly as they decode (int16 inputs) even where the int8 kernels run.
-        Assert.Equal(QuantizedMatMul.IsSupported(format) && !BlockFormats.HalfScales(format), QuantizedMatMul.RoundsPrefillInputs(format));
-        var expected = QuantizedMatMul.RoundsPrefillInputs(format)
+        Assert.Equal(QuantizedMatMul.IsSupported(format) && !BlockFormats.HalfScales(format), format.RoundsPrefillInputs);
+        var expected = format.RoundsPrefillInputs
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
             : Product((px, py) => ((QuantizedFormat)format).TokenRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
         Assert.Equal(expected, dispatched);
