@@ -15,8 +15,9 @@ namespace GemmaGen.Kernels;
 /// Weights: <see cref="ChunkBlocks"/> super-blocks of a group at a time are unpacked (<see cref="IKQuantGroup.Unpack"/>)
 /// into a tile in the first-level cache, and every token runs over the tile before the next chunk: the unpacking is paid
 /// once per batch, not once per token. In the tile a 32-byte vector holds four consecutive values of each of the eight
-/// rows as unsigned bytes (lane r = row r), so a broadcast of four input bytes meets it in one <c>vpmaddubsw</c>
-/// (int16 sums of byte pairs: a Q6_K pair is at most 2·63·127 = 16002); the sums of as many vectors as int16 holds
+/// rows as unsigned bytes (lane r = row r), so four of a token's input bytes in every lane meet it in one
+/// <c>vpmaddubsw</c> (int16 sums of byte pairs: a Q6_K pair is at most 2·63·127 = 16002); a token's sixteen inputs are
+/// loaded once into both 128-bit halves and spread four at a time by <c>vpshufd</c>. The sums of as many vectors as int16 holds
 /// (<see cref="IKQuantGroup.Int16Steps"/>) are multiplied by each row's sub-block scale and widened in one
 /// <c>vpmaddwd</c>, and each 32 values' int32 sum is scaled by d·s into a float lane per row and token. The minimums
 /// (Q4_K, Q5_K) are −dmin·m per row times s·Σ x̂; Q6_K's offset of 32 is −32·sc·Σ x̂ per 16, where the int32 sum starts.
@@ -205,7 +206,7 @@ internal static unsafe class KQuantMatMul
         if (TTokens.Value > 3) a3 += Avx2.MultiplyAddAdjacent(p3, scales);
     }
 
-    /// <summary>Stores the values of chunk 16 bytes at <paramref name="lowNibbles"/> (eight rows' low and high nibbles,
+    /// <summary>Stores the values of the 16-byte chunk at <paramref name="lowNibbles"/> (eight rows' low and high nibbles,
     /// <see cref="KQuantGroupFormat{TGroup}"/>'s layout) with <paramref name="lowHigh"/> and <paramref name="highHigh"/>
     /// added (the upper bits of the same values, already in place) as one tile vector: lane r = row r's four values.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -77,7 +77,8 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
         }
     }
 
-    /// <summary>Q4_K's byte sums of 32 values fit int16 (16 pairs of at most 15·127 per lane), Q5_K's of 16.</summary>
+    /// <summary>Q4_K's byte sums of 32 values fit int16 (16 products of at most 15·127 per int16), Q5_K's of 16
+    /// (8 of at most 31·127).</summary>
     public static int Int16Steps => Fifth ? 2 : 4;
 
     public static bool Minimums => true;

@@ -79,7 +79,7 @@ internal readonly unsafe struct Q6_KGroup : IKQuantGroup
         }
     }
 
-    /// <summary>Byte sums of 8 values fit int16 (4 pairs of at most 63·127 per lane).</summary>
+    /// <summary>Byte sums of 8 values fit int16 (4 products of at most 63·127 per int16).</summary>
     public static int Int16Steps => 1;
 
     public static bool Minimums => false;

@@ -177,8 +177,8 @@ public sealed unsafe class KQuantFormatTests
                             Assert.True(float.IsNaN(actual), $"row {r} outside [{start}, {end}) was written");
                             continue;
                         }
-                        var rowBytesSpan = bytes.AsSpan(r * rowBytes, rowBytes);
-                        var (dot, inputBound, magnitude) = bytes8 ? Reference(format, rowBytesSpan, input, 32, sbyte.MaxValue) : Reference(format, rowBytesSpan, input);
+                        var rowData = bytes.AsSpan(r * rowBytes, rowBytes);
+                        var (dot, inputBound, magnitude) = bytes8 ? Reference(format, rowData, input, 32, sbyte.MaxValue) : Reference(format, rowData, input);
                         // The integer kernels round the inputs (int16 per 256 as decoding does, or int8 per 32); the float
                         // one does not.
                         double tolerance = integer ? inputBound + 4e-6 * magnitude + 1e-30 : 2e-5 * magnitude + 1e-30;
