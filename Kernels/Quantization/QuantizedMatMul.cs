@@ -10,7 +10,9 @@ namespace GemmaGen.Kernels;
 /// block type; and on AVX2 CPUs without it, for a block type whose unsigned weights are small enough,
 /// <c>vpmaddubsw</c> (byte products summed in pairs into int16): a Q4_0 weight is at most 15, so a pair is at most
 /// 2·15·127 = 3810 and a block's eight groups sum to at most 30480 in int16, widened to int32 once per block
-/// (<c>vpmaddwd</c> with ones). A Q8_0 weight (up to 255 unsigned) would overflow int16 pairs, so Q8_0 needs AVX-VNNI.
+/// (<c>vpmaddwd</c> with ones). A Q8_0 weight (up to 255 unsigned) would overflow int16 pairs, so without AVX-VNNI Q8_0
+/// multiplies each weight's magnitude with the input carrying its sign (<c>vpsignb</c>): a pair is at most 2·128·127,
+/// widened after every product.
 /// .NET 10 exposes <c>vpdpbusd</c> only on 128- and 256-bit vectors (<see cref="AvxVnni"/>; its 512-bit forms come
 /// with AVX-VNNI-INT8 and AVX10.2, not with AVX-512 VNNI), so the products stay 256-bit; where the CPU has AVX-512
 /// (<c>wide</c>) the scaling is 512-bit.
@@ -56,7 +58,7 @@ public static unsafe partial class QuantizedMatMul
 
     /// <summary>Whether this CPU runs the integer kernels for <typeparamref name="TBlock"/>.</summary>
     internal static bool IsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
-        Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>());
+        Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>() || Signs<TBlock>());
 
     /// <summary>Whether this CPU runs the 512-bit scaling (AVX-512 F).</summary>
     internal static bool WideSupported => Avx512F.IsSupported;
@@ -64,6 +66,11 @@ public static unsafe partial class QuantizedMatMul
     /// <summary>Whether a block's eight groups of <c>vpmaddubsw</c> pairs stay within int16 for <typeparamref name="TBlock"/>.</summary>
     private static bool PairsFit<TBlock>() where TBlock : struct, IQuantizedBlock =>
         QuantizedLayout.BlockSize / 4 * 2 * TBlock.MaxUnsigned * InputMax <= short.MaxValue;
+
+    /// <summary>Whether <typeparamref name="TBlock"/>'s values are int8 stored with an offset of 128 (Q8_0): without
+    /// AVX-VNNI they run as |q| times x̂ with q's sign (<c>vpsignb</c>), whose byte pairs fit int16 one product at a
+    /// time.</summary>
+    private static bool Signs<TBlock>() where TBlock : struct, IQuantizedBlock => !PairsFit<TBlock>() && TBlock.Offset == 128;
 
     /// <summary>
     /// y[t·yStride + r] = W[r]·x[t·xStride ..] for rows [start, end) and tokens [0, tokens), x rounded to int8 as the
@@ -98,8 +105,8 @@ public static unsafe partial class QuantizedMatMul
     internal static void Rows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide)
         where TBlock : struct, IQuantizedBlock
     {
-        if (vnni ? !AvxVnni.IsSupported || !IsSupported<TBlock>() : !(Avx2.IsSupported && Fma.IsSupported && PairsFit<TBlock>()))
-            throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(vnni || !PairsFit<TBlock>() ? "AVX-VNNI" : "AVX2")}");
+        if (vnni ? !AvxVnni.IsSupported || !IsSupported<TBlock>() : !(Avx2.IsSupported && Fma.IsSupported && (PairsFit<TBlock>() || Signs<TBlock>())))
+            throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(vnni ? "AVX-VNNI" : "AVX2")}");
         if (wide && !WideSupported)
             throw new PlatformNotSupportedException("the 512-bit scaling of the integer prefill kernels needs AVX-512");
         matrix.CheckRows(start, end);
@@ -144,6 +151,12 @@ public static unsafe partial class QuantizedMatMul
                     var ahead = new PrefetchPass(prefetch, pass * count);
                     if (step == 4 && vnni && wide) Tokens4Wide<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (step == 4 && vnni) Tokens4<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
+                    else if (!vnni && Signs<TBlock>())
+                    {
+                        if (step == 4) SignTokens<TBlock, Count4>(records, scales, count, input, cols, xs, blocks, o, ahead);
+                        else if (step == 2) SignTokens<TBlock, Count2>(records, scales, count, input, cols, xs, blocks, o, ahead);
+                        else SignTokens<TBlock, Count1>(records, scales, count, input, cols, xs, blocks, o, ahead);
+                    }
                     else if (step == 4) PairTokens4<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (step == 2 && vnni) Tokens2<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (step == 2) PairTokens2<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
@@ -441,6 +454,60 @@ public static unsafe partial class QuantizedMatMul
             Scale<TBlock>(Avx2.MultiplyAddAdjacent(p2, ones) + a2, Avx2.MultiplyAddAdjacent(q2, ones) + a2, d, s2[b], sums + 32);
             Scale<TBlock>(Avx2.MultiplyAddAdjacent(p3, ones) + a3, Avx2.MultiplyAddAdjacent(q3, ones) + a3, d, s3[b], sums + 48);
         }
+    }
+
+    /// <summary>
+    /// Without AVX-VNNI, Q8_0 (<see cref="Signs{TBlock}"/>): sixteen rows × <typeparamref name="TTokens"/> tokens (1, 2 or
+    /// 4). Per group of four columns each vector of values is made signed (q) and its magnitude |q| taken once; each token's
+    /// broadcast inputs take q's sign (<c>vpsignb</c>), and <c>vpmaddubsw</c> of |q| with them sums each row's two byte
+    /// pairs (at most 2·128·127) into int16, widened at once (<c>vpmaddwd</c> with ones). The sums are Σ q·x̂ with no
+    /// offset to take off (the starts are not read).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SignTokens<TBlock, TTokens>(byte* record, ushort* scales, int count, sbyte* x, int stride, float* xs, int blocks, float* sums, PrefetchPass prefetch)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
+        int recordBytes = TBlock.QuantBytes * GroupRows;
+        var ones = Vector256.Create((short)1);
+        var flip = Vector256.Create((byte)0x80);
+        for (int b = 0; b < count; b++, record += recordBytes, x += 32)
+        {
+            prefetch.Block(b);
+            Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
+            for (int g = 0; g < 8; g++)
+            {
+                var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
+                var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
+                Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
+                SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
+                if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
+                if (TTokens.Value > 2)
+                {
+                    SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
+                    SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
+                }
+            }
+            ushort* d = scales + b * GroupRows;
+            Scale<TBlock>(a0, e0, d, xs[b], sums);
+            if (TTokens.Value > 1) Scale<TBlock>(a1, e1, d, xs[blocks + b], sums + 16);
+            if (TTokens.Value > 2)
+            {
+                Scale<TBlock>(a2, e2, d, xs[2 * blocks + b], sums + 32);
+                Scale<TBlock>(a3, e3, d, xs[3 * blocks + b], sums + 48);
+            }
+        }
+    }
+
+    /// <summary>One token's four input bytes at <paramref name="x"/> against sixteen rows' four signed values
+    /// (<paramref name="w"/>: rows 0..7, <paramref name="v"/>: 8..15) as magnitudes times sign-moved inputs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SignStep(Vector256<byte> aw, Vector256<byte> av, Vector256<sbyte> w, Vector256<sbyte> v, sbyte* x, Vector256<short> ones,
+        ref Vector256<int> a, ref Vector256<int> e)
+    {
+        var i = Vector256.Create(*(int*)x).AsSByte();
+        a += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(i, w)), ones);
+        e += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(av, Avx2.Sign(i, v)), ones);
     }
 
     /// <summary>Without AVX-VNNI (Q4_0), sixteen rows × two tokens.</summary>

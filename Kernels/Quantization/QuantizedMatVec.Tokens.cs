@@ -31,8 +31,7 @@ public static unsafe partial class QuantizedMatVec
     /// <para>
     /// This is the batched product of the block formats that do not round their inputs to int8 (GGUF's blocks as
     /// stored, which must compute as exactly as decoding does) and of those whose int8 kernels this CPU does not run
-    /// (Q8_0 without AVX-VNNI, whose unsigned bytes overflow <c>vpmaddubsw</c>'s int16 pairs): integer products
-    /// where the alternative was dequantizing every row to float32.
+    /// (without AVX2): integer products where the alternative was dequantizing every row to float32.
     /// </para>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

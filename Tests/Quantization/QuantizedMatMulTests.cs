@@ -7,7 +7,8 @@ namespace GemmaGen.Tests.Quantization;
 
 /// <summary>
 /// <see cref="QuantizedMatMul"/>, the integer prefill kernels, both of them wherever this process can run them: AVX-VNNI
-/// (Q8_0 and Q4_0) and AVX2 byte pairs (Q4_0 only), each with the 512-bit scaling (AVX-512) and the 256-bit one; where
+/// and AVX2 (Q4_0's byte pairs, Q8_0's magnitudes times sign-moved inputs), each with the 512-bit scaling (AVX-512)
+/// and the 256-bit one; where
 /// it cannot (the child runs with AVX-512, AVX2 or AVX-VNNI disabled) the tests check that the kernel refuses and that
 /// <see cref="WeightMatrix.MatMulRows"/> takes the other path.
 /// Against a float64 reference over the same integers (the stored weights and scales and the kernel's own int8
@@ -38,23 +39,11 @@ public sealed unsafe class QuantizedMatMulTests
         return data;
     }
 
-    /// <summary>The shapes of the kernels that exist: Q8_0 has no AVX2 kernel (its refusal is asserted with <see cref="Shapes"/>).</summary>
-    public static TheoryData<WeightFormat, int, int, int, bool, bool> KernelShapes()
-    {
-        var data = new TheoryData<WeightFormat, int, int, int, bool, bool>();
-        foreach (var row in Shapes())
-        {
-            if (BlockFormats.IsQ8((WeightFormat)row[0]) && !(bool)row[4]) continue;
-            data.Add((WeightFormat)row[0], (int)row[1], (int)row[2], (int)row[3], (bool)row[4], (bool)row[5]);
-        }
-        return data;
-    }
-
     /// <summary>Whether this process runs the chosen kernel for <paramref name="format"/>: AVX-VNNI or AVX2 pairs, with
     /// the 512-bit scaling (<paramref name="wide"/>, AVX-512) or the 256-bit one.</summary>
     private static bool Runs(WeightFormat format, bool vnni, bool wide = false) =>
         (!wide || QuantizedMatMul.WideSupported) &&
-        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : !BlockFormats.IsQ8(format) && QuantizedMatMul.IsSupported(format));
+        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : QuantizedMatMul.IsSupported(format));
 
     /// <summary>What a test needs that this process lacks.</summary>
     private static string Missing(bool vnni, bool wide) =>
@@ -154,7 +143,7 @@ public sealed unsafe class QuantizedMatMulTests
     }
 
     [SkippableTheory]
-    [MemberData(nameof(KernelShapes))]
+    [MemberData(nameof(Shapes))]
     public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens, bool vnni, bool wide)
     {
         Skip.IfNot(Runs(format, vnni, wide), $"no {Missing(vnni, wide)} in this process (the kernel's refusal is asserted above)");
@@ -239,7 +228,7 @@ public sealed unsafe class QuantizedMatMulTests
             ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
             : Product((px, py) => ((QuantizedFormat)format).TokenRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
         Assert.Equal(expected, dispatched);
-        Assert.Equal(AvxVnni.IsSupported || (!BlockFormats.IsQ8(format) && Avx2.IsSupported && Fma.IsSupported), QuantizedMatMul.IsSupported(format));
+        Assert.Equal(Avx2.IsSupported && Fma.IsSupported, QuantizedMatMul.IsSupported(format));
     }
 
     [SkippableFact]
