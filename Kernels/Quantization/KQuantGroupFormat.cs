@@ -50,9 +50,11 @@ internal sealed unsafe class KQuantGroupFormat<TGroup>(string name) : WeightForm
 
     /// <summary>
     /// Batches of this many tokens or more run <see cref="KQuantMatMul"/> (int8 inputs, byte products, each group unpacked
-    /// once per batch); smaller ones the decode kernel's int16 products, as exact as decoding.
+    /// once per batch); smaller ones the decode kernel's int16 products, as exact as decoding. Measured on an AMD EPYC
+    /// Zen 3 (AVX2), the 2B Q4_K_M file, 2 threads: 8 sequences decoding together ran 1.17–1.59x faster on the int16
+    /// kernel, 16 together 1.00–1.12x faster on the byte products, a 32-token prompt 1.07–1.47x faster on them.
     /// </summary>
-    internal const int ByteTokensFrom = 8;
+    internal const int ByteTokensFrom = 16;
 
     /// <summary>Batches from <see cref="ByteTokensFrom"/> tokens round their inputs to int8 where the CPU runs the
     /// vector kernels.</summary>
