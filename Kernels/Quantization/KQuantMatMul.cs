@@ -9,7 +9,8 @@ namespace GemmaGen.Kernels;
 /// as llama.cpp computes its K-quant products (its inputs are int8 per 256, these per 32). AVX2 and FMA.
 /// <para>
 /// Inputs: every token's x rounded to int8 per block of 32 (<see cref="QuantizedMatMul.QuantizeInput"/>, the rounding of
-/// GemmaGen's own Q8_0 and Q4_0 prefill), with Σ x̂ of each 16 and s·Σ x̂ of each 32, once per pool run and thread.
+/// GemmaGen's own Q8_0 and Q4_0 prefill), with Σ x̂ of each 16 and each 32, once per pool run and thread
+/// (<see cref="TokenScratch{TInput}"/>).
 /// </para>
 /// <para>
 /// Weights: <see cref="ChunkBlocks"/> super-blocks of a group at a time are unpacked (<see cref="IKQuantGroup.Unpack"/>)
@@ -30,7 +31,8 @@ namespace GemmaGen.Kernels;
 /// </summary>
 internal static unsafe class KQuantMatMul
 {
-    /// <summary>Super-blocks of a group unpacked at a time: a tile of 11 KiB that stays in the first-level cache.</summary>
+    /// <summary>Super-blocks of a group unpacked at a time: a tile of 11 KiB (on the stack) that stays in the first-level
+    /// cache.</summary>
     internal const int ChunkBlocks = 4;
 
     /// <summary>The tile of one super-block: 64 vectors of values, then 16 vectors of scales (int16 pairs, one per 16
@@ -39,10 +41,7 @@ internal static unsafe class KQuantMatMul
     internal const int ScalesOffset = 2048, OffsetsOffset = 2560, DOffset = 2816, TileBytes = 2848;
 
     [ThreadStatic]
-    private static Scratch? t_scratch;
-
-    /// <summary>Whether this CPU runs the kernel: AVX2 and FMA.</summary>
-    public static bool IsSupported => Avx2.IsSupported && Fma.IsSupported;
+    private static TokenScratch<sbyte>? t_scratch;
 
     /// <summary>y[t·yStride + r] = W[r]·x̂_t for rows [start, end) and <paramref name="tokens"/> tokens, x rounded to int8
     /// per 32.</summary>
@@ -50,26 +49,26 @@ internal static unsafe class KQuantMatMul
     public static void Rows<TGroup>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
         where TGroup : struct, IKQuantGroup
     {
-        if (!IsSupported) throw new PlatformNotSupportedException("the K-quant byte kernels need AVX2 and FMA");
+        if (!KQuantGroupFormat<TGroup>.Supported) throw new PlatformNotSupportedException("the K-quant byte kernels need AVX2 and FMA");
         int cols = matrix.Cols, blocks = cols / KQuantBlocks.BlockSize, subs = cols / 32;
-        var scratch = Scratch.Fit(ref t_scratch, cols, tokens);
+        var scratch = TokenScratch<sbyte>.Fit(ref t_scratch, cols, tokens);
         var key = RunInput.Of(x, xStride, tokens, cols, -1);
         if (!key.IsHeldIn(scratch.Held))
         {
+            // Offset −1: the starts are Σ x̂ of each 32.
             for (int t = 0; t < tokens; t++)
             {
-                float* s = scratch.Scales + t * subs, m = scratch.Sums32 + t * subs;
-                int* sums = (int*)scratch.Sums32 + t * subs;
-                QuantizedMatMul.QuantizeInput(x + (long)t * xStride, subs, -1, scratch.Input + (long)t * cols, s, sums, (short*)(scratch.Halves + t * subs));
-                for (int j = 0; j < subs; j++) m[j] = s[j] * sums[j];
+                QuantizedMatMul.QuantizeInput(x + (long)t * xStride, subs, -1, scratch.Input + (long)t * cols, scratch.InputScales + t * subs,
+                    scratch.InputStarts + t * subs, (short*)(scratch.InputHalves + t * subs));
             }
             scratch.Held = key;
         }
 
         const int rows = KQuantGroupFormat<TGroup>.RowsPerGroup;
         long groupBytes = (long)blocks * TGroup.GroupBlockBytes;
-        float* results = scratch.Results;
-        byte* tile = scratch.Tile;
+        float* results = scratch.Sums;
+        byte* chunk = stackalloc byte[ChunkBlocks * TileBytes + 32];
+        byte* tile = (byte*)(((nint)chunk + 31) & ~(nint)31);
         for (int group = start / rows; group <= (end - 1) / rows; group++)
         {
             byte* data = (byte*)matrix.Data + group * groupBytes;
@@ -82,14 +81,14 @@ internal static unsafe class KQuantMatMul
                 {
                     sbyte* xt = scratch.Input + (long)t * cols + b0 * KQuantBlocks.BlockSize;
                     int first = t * subs + b0 * 8;
-                    float* s = scratch.Scales + first, m = scratch.Sums32 + first, o = results + t * rows;
-                    int* h = scratch.Halves + first;
+                    float* s = scratch.InputScales + first, o = results + t * rows;
+                    int* c = scratch.InputStarts + first, h = scratch.InputHalves + first;
                     switch (Math.Min(4, tokens - t))
                     {
-                        case 4: Pass<TGroup, Count4>(tile, count, xt, cols, s, m, h, subs, o); break;
-                        case 3: Pass<TGroup, Count3>(tile, count, xt, cols, s, m, h, subs, o); break;
-                        case 2: Pass<TGroup, Count2>(tile, count, xt, cols, s, m, h, subs, o); break;
-                        default: Pass<TGroup, Count1>(tile, count, xt, cols, s, m, h, subs, o); break;
+                        case 4: Pass<TGroup, Count4>(tile, count, xt, cols, s, c, h, subs, o); break;
+                        case 3: Pass<TGroup, Count3>(tile, count, xt, cols, s, c, h, subs, o); break;
+                        case 2: Pass<TGroup, Count2>(tile, count, xt, cols, s, c, h, subs, o); break;
+                        default: Pass<TGroup, Count1>(tile, count, xt, cols, s, c, h, subs, o); break;
                     }
                 }
             }
@@ -104,11 +103,11 @@ internal static unsafe class KQuantMatMul
 
     /// <summary>
     /// <typeparamref name="TTokens"/> tokens over <paramref name="count"/> unpacked super-blocks: token i's inputs at
-    /// x + i·<paramref name="cols"/>, its scales, s·Σ x̂ per 32 and Σ x̂ per 16 at s, m and h + i·<paramref name="subs"/>;
+    /// x + i·<paramref name="cols"/>, its scales s, Σ x̂ per 32 (c) and per 16 (h) at s, c and h + i·<paramref name="subs"/>;
     /// its eight results added to o[8i..8i + 8).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Pass<TGroup, TTokens>(byte* tile, int count, sbyte* x, int cols, float* s, float* m, int* h, int subs, float* o)
+    private static void Pass<TGroup, TTokens>(byte* tile, int count, sbyte* x, int cols, float* s, int* c, int* h, int subs, float* o)
         where TGroup : struct, IKQuantGroup
         where TTokens : struct, ICount
     {
@@ -116,7 +115,7 @@ internal static unsafe class KQuantMatMul
         if (TTokens.Value > 1) f1 = Vector256.Load(o + 8);
         if (TTokens.Value > 2) f2 = Vector256.Load(o + 16);
         if (TTokens.Value > 3) f3 = Vector256.Load(o + 24);
-        for (int b = 0; b < count; b++, tile += TileBytes, x += KQuantBlocks.BlockSize, s += 8, m += 8, h += 8)
+        for (int b = 0; b < count; b++, tile += TileBytes, x += KQuantBlocks.BlockSize, s += 8, c += 8, h += 8)
         {
             var d = Vector256.Load((float*)(tile + DOffset));
             for (int j = 0; j < 8; j++)
@@ -156,10 +155,10 @@ internal static unsafe class KQuantMatMul
                 if (TGroup.Minimums)
                 {
                     var minimums = Vector256.Load((float*)(tile + OffsetsOffset + 32 * j));
-                    f0 = Fma.MultiplyAdd(minimums, Vector256.Create(m[j]), f0);
-                    if (TTokens.Value > 1) f1 = Fma.MultiplyAdd(minimums, Vector256.Create(m[subs + j]), f1);
-                    if (TTokens.Value > 2) f2 = Fma.MultiplyAdd(minimums, Vector256.Create(m[2 * subs + j]), f2);
-                    if (TTokens.Value > 3) f3 = Fma.MultiplyAdd(minimums, Vector256.Create(m[3 * subs + j]), f3);
+                    f0 = Fma.MultiplyAdd(minimums, Vector256.Create(s[j] * c[j]), f0);
+                    if (TTokens.Value > 1) f1 = Fma.MultiplyAdd(minimums, Vector256.Create(s[subs + j] * c[subs + j]), f1);
+                    if (TTokens.Value > 2) f2 = Fma.MultiplyAdd(minimums, Vector256.Create(s[2 * subs + j] * c[2 * subs + j]), f2);
+                    if (TTokens.Value > 3) f3 = Fma.MultiplyAdd(minimums, Vector256.Create(s[3 * subs + j] * c[3 * subs + j]), f3);
                 }
             }
         }
@@ -224,57 +223,4 @@ internal static unsafe class KQuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void StorePairs(Vector256<int> values, byte* at) =>
         ((values & Vector256.Create(0xFFFF)) | Vector256.ShiftLeft(values, 16)).Store((int*)at);
-
-    /// <summary>A worker thread's buffers, grown (never shrunk) to the widest matrix and largest batch it has seen.</summary>
-    private sealed class Scratch
-    {
-        private readonly NativeBuffer _buffer;
-
-        private Scratch(int cols, int tokens)
-        {
-            Cols = cols;
-            Tokens = tokens;
-            long input = NativeBuffer.Align((long)tokens * cols), perSub = NativeBuffer.Align((long)tokens * (cols / 32) * sizeof(float));
-            long results = NativeBuffer.Align((long)tokens * 8 * sizeof(float)), tile = (long)ChunkBlocks * TileBytes;
-            _buffer = new NativeBuffer(input + 3 * perSub + results + tile);
-            byte* p = (byte*)_buffer.Pointer;
-            Input = (sbyte*)p;
-            Scales = (float*)(p + input);
-            Sums32 = (float*)(p + input + perSub);
-            Halves = (int*)(p + input + 2 * perSub);
-            Results = (float*)(p + input + 3 * perSub);
-            Tile = p + input + 3 * perSub + results;
-        }
-
-        public static Scratch Fit(ref Scratch? scratch, int cols, int tokens)
-        {
-            if (scratch == null || scratch.Cols < cols || scratch.Tokens < tokens)
-                scratch = new Scratch(Math.Max(cols, scratch?.Cols ?? 0), Math.Max(tokens, scratch?.Tokens ?? 0));
-            return scratch;
-        }
-
-        public int Cols { get; }
-
-        public int Tokens { get; }
-
-        public RunInput Held { get; set; }
-
-        /// <summary>x̂ of every token, [tokens][cols].</summary>
-        public sbyte* Input { get; }
-
-        /// <summary>s of each 32, [tokens][cols / 32].</summary>
-        public float* Scales { get; }
-
-        /// <summary>s·Σ x̂ of each 32 (Σ x̂ as int32 while quantizing), [tokens][cols / 32].</summary>
-        public float* Sums32 { get; }
-
-        /// <summary>Σ x̂ of each 16 as an int16 pair per 32, [tokens][cols / 32].</summary>
-        public int* Halves { get; }
-
-        /// <summary>The current group's results, [tokens][8].</summary>
-        public float* Results { get; }
-
-        /// <summary>The unpacked chunk, <see cref="ChunkBlocks"/> tiles.</summary>
-        public byte* Tile { get; }
-    }
 }

@@ -2,8 +2,8 @@ namespace GemmaGen.Kernels;
 
 /// <summary>
 /// A worker thread's buffers for a batched product over the block formats (<see cref="QuantizedMatMul"/>'s int8
-/// inputs, <see cref="QuantizedMatVec.TokenRows{TBlock}"/>'s int16): every token's quantized input, its block scales
-/// and block starts, and the current group's float sums; grown (never shrunk) to the widest matrix and largest batch
+/// inputs, <see cref="QuantizedMatVec.TokenRows{TBlock}"/>'s int16, <see cref="KQuantMatMul"/>'s int8): every token's
+/// quantized input, its block scales, block starts and block halves' sums, and the current group's float sums; grown (never shrunk) to the widest matrix and largest batch
 /// the thread has seen.
 /// </summary>
 /// <typeparam name="TInput">The quantized input's element: <see cref="sbyte"/> or <see cref="short"/>.</typeparam>
@@ -19,12 +19,13 @@ internal sealed unsafe class TokenScratch<TInput>
         int blocks = cols / QuantizedLayout.BlockSize;
         long input = NativeBuffer.Align((long)tokens * cols * sizeof(TInput)), perBlock = NativeBuffer.Align((long)tokens * blocks * sizeof(float));
         long sums = NativeBuffer.Align((long)tokens * QuantizedLayout.GroupRows * sizeof(float));
-        _buffer = new NativeBuffer(input + 2 * perBlock + sums);
+        _buffer = new NativeBuffer(input + 3 * perBlock + sums);
         byte* p = (byte*)_buffer.Pointer;
         Input = (TInput*)p;
         InputScales = (float*)(p + input);
         InputStarts = (int*)(p + input + perBlock);
-        Sums = (float*)(p + input + 2 * perBlock);
+        InputHalves = (int*)(p + input + 2 * perBlock);
+        Sums = (float*)(p + input + 3 * perBlock);
     }
 
     /// <summary><paramref name="scratch"/>, replaced by larger buffers when it does not fit
@@ -48,6 +49,10 @@ internal sealed unsafe class TokenScratch<TInput>
 
     /// <summary>Where each block's integer sum starts (−offset·Σ x̂), [tokens][blocks].</summary>
     public int* InputStarts { get; }
+
+    /// <summary>Σ x̂ of each block's first and second 16 as an int16 pair, [tokens][blocks], where the kernel asks
+    /// for them (<see cref="KQuantMatMul"/>).</summary>
+    public int* InputHalves { get; }
 
     /// <summary>The current group's float sums, [tokens][<see cref="QuantizedLayout.GroupRows"/>].</summary>
     public float* Sums { get; }
