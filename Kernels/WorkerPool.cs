@@ -214,11 +214,13 @@ public sealed class WorkerPool : IDisposable
 /// address and shape. Within a run the job's inputs do not change, so a later chunk on the same thread whose key equals
 /// the one its scratch holds may reuse what was derived (the quantized input); outside a run (run 0) nothing is reused.
 /// </summary>
-internal readonly record struct RunInput(long Run, nint X, int Stride, int Tokens, int Cols, int Offset)
+internal readonly record struct RunInput(long Run, nint X, int Stride, int Tokens, int Cols, int Offset, int Block)
 {
-    /// <summary>The key of <paramref name="x"/> in the current run of this thread.</summary>
-    public static unsafe RunInput Of(float* x, int stride, int tokens, int cols, int offset) =>
-        new(WorkerPool.CurrentRun, (nint)x, stride, tokens, cols, offset);
+    /// <summary>The key of <paramref name="x"/> in the current run of this thread: what a kernel derived with
+    /// <paramref name="offset"/> (its weights' offset, or a mark of its own) and inputs rounded per
+    /// <paramref name="block"/> values.</summary>
+    public static unsafe RunInput Of(float* x, int stride, int tokens, int cols, int offset, int block = QuantizedLayout.BlockSize) =>
+        new(WorkerPool.CurrentRun, (nint)x, stride, tokens, cols, offset, block);
 
     /// <summary>Whether scratch holding <paramref name="held"/> already holds what this key derives.</summary>
     public bool IsHeldIn(RunInput held) => Run != 0 && this == held;

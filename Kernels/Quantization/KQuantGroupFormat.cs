@@ -22,7 +22,7 @@ namespace GemmaGen.Kernels;
 /// <para>
 /// Decode (<see cref="MatVecRows"/>) quantizes x to int16 per super-block of 256 (<see cref="KQuantInput"/>); each
 /// row's sums are exact in its int32 lane per sub-block and are scaled
-/// into a float lane per row. Batches of fewer than <see cref="ByteTokensFrom"/> tokens run the same kernel over each
+/// into a float lane per row. Batches of fewer than <see cref="WeightFormat.ByteTokensFrom"/> tokens run the same kernel over each
 /// group while it is in cache, <see cref="PassTokens"/> tokens at a time (every widened vector of values used once per
 /// token), as exact as decoding; larger ones round their inputs to int8 for byte products (<see cref="KQuantMatMul"/>),
 /// as GemmaGen's own Q8_0 and Q4_0 prefill does. AVX2 and FMA; else scalar code over the dequantized rows (one token)
@@ -48,15 +48,7 @@ internal sealed unsafe class KQuantGroupFormat<TGroup>(string name) : WeightForm
     private static byte* GroupBlock(WeightMatrix matrix, int row, int block) =>
         (byte*)matrix.Data + ((long)(row / RowsPerGroup) * (matrix.Cols / KQuantBlocks.BlockSize) + block) * TGroup.GroupBlockBytes;
 
-    /// <summary>
-    /// Batches of this many tokens or more run <see cref="KQuantMatMul"/> (int8 inputs, byte products, each group unpacked
-    /// once per batch); smaller ones the decode kernel's int16 products, as exact as decoding. Measured on an AMD EPYC
-    /// Zen 3 (AVX2), the 2B Q4_K_M file, 2 threads: 8 sequences decoding together ran 1.17–1.59x faster on the int16
-    /// kernel, 16 together 1.00–1.12x faster on the byte products, a 32-token prompt 1.07–1.47x faster on them.
-    /// </summary>
-    internal const int ByteTokensFrom = 16;
-
-    /// <summary>Batches from <see cref="ByteTokensFrom"/> tokens round their inputs to int8 where the CPU runs the
+    /// <summary>Batches from <see cref="WeightFormat.ByteTokensFrom"/> tokens round their inputs to int8 where the CPU runs the
     /// vector kernels.</summary>
     public override bool RoundsPrefillInputs => Supported;
 

@@ -4,15 +4,20 @@ namespace GemmaGen.Kernels;
 
 /// <summary>A block format laid out as <see cref="QuantizedLayout"/> describes: what code that is not specialized
 /// per block type needs to know of it.</summary>
-internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool integerPrefill)
+internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool inputsPer16)
     : WeightFormat(name, QuantizedLayout.BlockSize, QuantizedLayout.GroupRows)
 {
-    /// <summary>Whether the prefill (<see cref="WeightFormat.MatMulRows"/>) runs the int8 kernels where the CPU has
-    /// them (<see cref="IntegerMatMulSupported"/>), rounding the inputs to int8; otherwise it runs the decode kernel's
-    /// int16 products for every token (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>), as exact as decoding.</summary>
-    public bool IntegerPrefill { get; } = integerPrefill;
+    /// <summary>
+    /// How the prefill (<see cref="WeightFormat.MatMulRows"/>) rounds its inputs to int8 where the CPU runs the integer
+    /// kernels (<see cref="IntegerMatMulSupported"/>). False (GemmaGen's own formats): per block of 32, every batch, as
+    /// llama.cpp does. True (GGUF's blocks as stored): per 16 values, each half block with its own input scale, and
+    /// only batches of <see cref="WeightFormat.ByteTokensFrom"/> tokens or more; smaller ones run the decode kernel's
+    /// int16 products (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>), as exact as decoding. Where the integer
+    /// kernels do not run, every batch takes the int16 products.
+    /// </summary>
+    public bool InputsPer16 { get; } = inputsPer16;
 
-    public override bool RoundsPrefillInputs => IntegerPrefill && IntegerMatMulSupported;
+    public override bool RoundsPrefillInputs => IntegerMatMulSupported;
 
     /// <summary>Bytes of quantized values of one row's block.</summary>
     public int QuantBytes { get; } = quantBytes;
@@ -53,9 +58,9 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
 /// every block type and specialized for each.
 /// </summary>
 /// <param name="name">The format's name.</param>
-/// <param name="integerPrefill">Whether the prefill rounds its inputs to int8 for the integer kernels
-/// (<see cref="QuantizedFormat.IntegerPrefill"/>).</param>
-internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPrefill) : QuantizedFormat(name, TBlock.QuantBytes, integerPrefill)
+/// <param name="inputsPer16">Whether the prefill rounds its inputs to int8 per 16 values from
+/// <see cref="WeightFormat.ByteTokensFrom"/> tokens, else per 32 in every batch (<see cref="QuantizedFormat.InputsPer16"/>).</param>
+internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool inputsPer16) : QuantizedFormat(name, TBlock.QuantBytes, inputsPer16)
     where TBlock : struct, IQuantizedBlock
 {
     public override bool IntegerMatMulSupported => QuantizedMatMul.IsSupported<TBlock>();
@@ -140,12 +145,14 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool integerPr
     internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
         QuantizedMatVec.GateUpRows<TBlock>(matrix, x, y, start, end);
 
-    /// <summary>The int8 kernels where the format uses them (<see cref="QuantizedFormat.IntegerPrefill"/>) and the
-    /// CPU runs them, else the matrix-vector kernel's int16 products for every token (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>:
-    /// as exact as decoding).</summary>
+    /// <summary>The int8 kernels where the CPU runs them and the batch is large enough for the format
+    /// (<see cref="QuantizedFormat.InputsPer16"/>), else the matrix-vector kernel's int16 products for every token
+    /// (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>: as exact as decoding). Per-16 inputs run the AVX2 kernels
+    /// (<see cref="QuantizedMatMul"/>) on AVX-VNNI CPUs too.</summary>
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        if (IntegerPrefill && IntegerMatMulSupported) QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported);
+        if (IntegerMatMulSupported && (!InputsPer16 || tokens >= ByteTokensFrom))
+            QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported && !InputsPer16);
         else QuantizedMatVec.TokenRows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end);
     }
 

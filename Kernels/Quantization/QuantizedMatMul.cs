@@ -19,7 +19,10 @@ namespace GemmaGen.Kernels;
 /// <para>
 /// Inputs: every token's x is quantized to int8 in blocks of 32 (x̂ = round(x · 127 / max|x|), ties to even; scale
 /// s = max|x| / 127), once per call and thread. The rounding is at most s/2 per element (0.4% of the block's
-/// largest input), the same scheme llama.cpp uses for its quantized products.
+/// largest input), the same scheme llama.cpp uses for its quantized products. GGUF's blocks as stored
+/// (<see cref="QuantizedFormat.InputsPer16"/>) round per 16 values instead, each half block with its own scale and
+/// its own integer sum (<see cref="QuantizeHalves"/>), which keeps their prefill closer to the exact logits than
+/// llama.cpp's own; they run the AVX2 kernels, on AVX-VNNI CPUs too.
 /// </para>
 /// <para>
 /// Weights: read as stored (<see cref="QuantizedLayout"/>: groups of <see cref="GroupRows"/> rows whose records hold
@@ -64,12 +67,14 @@ public static unsafe partial class QuantizedMatMul
     internal static bool WideSupported => Avx512F.IsSupported;
 
     /// <summary>Whether a block's eight groups of <c>vpmaddubsw</c> pairs stay within int16 for <typeparamref name="TBlock"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool PairsFit<TBlock>() where TBlock : struct, IQuantizedBlock =>
         QuantizedLayout.BlockSize / 4 * 2 * TBlock.MaxUnsigned * InputMax <= short.MaxValue;
 
     /// <summary>Whether <typeparamref name="TBlock"/>'s values are int8 stored with an offset of 128 (Q8_0): without
     /// AVX-VNNI they run as |q| times x̂ with q's sign (<c>vpsignb</c>), whose byte pairs fit int16 one product at a
     /// time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool Signs<TBlock>() where TBlock : struct, IQuantizedBlock => !PairsFit<TBlock>() && TBlock.Offset == 128;
 
     /// <summary>
@@ -77,7 +82,7 @@ public static unsafe partial class QuantizedMatMul
     /// type describes. Requires <see cref="IsSupported(WeightFormat)"/> for the matrix's format.
     /// </summary>
     public static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
-        Rows(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnni.IsSupported);
+        Rows(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnni.IsSupported && matrix.Format is not QuantizedFormat { InputsPer16: true });
 
     /// <summary><see cref="Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> with the kernel chosen: AVX-VNNI
     /// (<paramref name="vnni"/>) or AVX2 pairs (tests run both on one machine).</summary>
@@ -105,6 +110,9 @@ public static unsafe partial class QuantizedMatMul
     internal static void Rows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide)
         where TBlock : struct, IQuantizedBlock
     {
+        bool halves = matrix.Format is QuantizedFormat { InputsPer16: true };
+        if (vnni && halves)
+            throw new PlatformNotSupportedException($"{matrix.Format}'s per-16 inputs run the AVX2 kernels, not the AVX-VNNI ones");
         if (vnni ? !AvxVnni.IsSupported || !IsSupported<TBlock>() : !(Avx2.IsSupported && Fma.IsSupported && (PairsFit<TBlock>() || Signs<TBlock>())))
             throw new PlatformNotSupportedException($"the integer prefill kernels for {matrix.Format} need {(vnni ? "AVX-VNNI" : "AVX2")}");
         if (wide && !WideSupported)
@@ -112,13 +120,20 @@ public static unsafe partial class QuantizedMatMul
         matrix.CheckRows(start, end);
         if (start >= end || tokens <= 0) return;
 
-        int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize;
+        // Per token: x̂, and a scale and start per block, or per half block (scaleStride of them per token).
+        int cols = matrix.Cols, blocks = cols / QuantizedLayout.BlockSize, perBlock = halves ? 2 : 1, scaleStride = perBlock * blocks;
         var scratch = TokenScratch<sbyte>.Fit(ref t_scratch, cols, tokens);
-        var key = RunInput.Of(x, xStride, tokens, cols, TBlock.Offset);
+        var key = RunInput.Of(x, xStride, tokens, cols, TBlock.Offset, QuantizedLayout.BlockSize / perBlock);
         if (!key.IsHeldIn(scratch.Held))
         {
             for (int t = 0; t < tokens; t++)
-                QuantizeInput(x + (long)t * xStride, blocks, TBlock.Offset, scratch.Input + (long)t * cols, scratch.InputScales + t * blocks, scratch.InputStarts + t * blocks);
+            {
+                float* from = x + (long)t * xStride, scales = scratch.InputScales + t * scaleStride;
+                sbyte* input = scratch.Input + (long)t * cols;
+                int* starts = scratch.InputStarts + t * scaleStride;
+                if (halves) QuantizeHalves(from, blocks, TBlock.Offset, input, scales, starts);
+                else QuantizeInput(from, blocks, TBlock.Offset, input, scales, starts);
+            }
             scratch.Held = key;
         }
 
@@ -146,10 +161,16 @@ public static unsafe partial class QuantizedMatMul
                 {
                     step = tokens - t >= 4 ? 4 : tokens - t >= 2 ? 2 : 1;
                     sbyte* input = scratch.Input + (long)t * cols + b0 * QuantizedLayout.BlockSize;
-                    float* xs = scratch.InputScales + t * blocks + b0, o = sums + t * GroupRows;
-                    int* starts = scratch.InputStarts + t * blocks + b0;
+                    float* xs = scratch.InputScales + t * scaleStride + b0 * perBlock, o = sums + t * GroupRows;
+                    int* starts = scratch.InputStarts + t * scaleStride + b0 * perBlock;
                     var ahead = new PrefetchPass(prefetch, pass * count);
-                    if (step == 4 && vnni && wide) Tokens4Wide<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
+                    if (halves)
+                    {
+                        if (step == 4) HalfTokens<TBlock, Count4>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
+                        else if (step == 2) HalfTokens<TBlock, Count2>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
+                        else HalfTokens<TBlock, Count1>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
+                    }
+                    else if (step == 4 && vnni && wide) Tokens4Wide<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (step == 4 && vnni) Tokens4<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (!vnni && Signs<TBlock>())
                     {
@@ -209,6 +230,38 @@ public static unsafe partial class QuantizedMatMul
             }
             scales[b] = max / InputMax;
             starts[b] = -offset * sum;
+        }
+    }
+
+    /// <summary>
+    /// Quantizes <paramref name="blocks"/> blocks of 32 floats to int8 per half block of 16: for half h of block b,
+    /// s = max|x| / 127 over its 16 values and x̂ = round(x · (127 / max|x|)), ties to even (all zero when the half is).
+    /// Writes x̂ to <paramref name="input"/>, s to <paramref name="scales"/>[2b + h] and −<paramref name="offset"/>·Σ x̂
+    /// of the half to <paramref name="starts"/>[2b + h].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void QuantizeHalves(float* x, int blocks, int offset, sbyte* input, float* scales, int* starts)
+    {
+        const int size = QuantizedLayout.BlockSize / 2;
+        for (int h = 0; h < 2 * blocks; h++, x += size, input += size)
+        {
+            Vector256<float> v0 = Vector256.Load(x), v1 = Vector256.Load(x + 8);
+            float max = QuantizedLayout.MaxAcross(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)));
+            int sum = 0;
+            if (max > 0)
+            {
+                float inverse = InputMax / max;
+                Vector256<int> q0 = Avx.ConvertToVector256Int32(v0 * inverse), q1 = Avx.ConvertToVector256Int32(v1 * inverse);
+                var narrowed = Vector256.Narrow(q0, q1);
+                Vector128.Narrow(narrowed.GetLower(), narrowed.GetUpper()).Store(input);
+                sum = Vector256.Sum(q0 + q1);
+            }
+            else
+            {
+                Vector128<sbyte>.Zero.Store(input);
+            }
+            scales[h] = max / InputMax;
+            starts[h] = -offset * sum;
         }
     }
 
@@ -561,6 +614,121 @@ public static unsafe partial class QuantizedMatMul
             var a = Vector256.Create(starts[b]);
             Scale<TBlock>(Avx2.MultiplyAddAdjacent(p, ones) + a, Avx2.MultiplyAddAdjacent(q, ones) + a, scales + b * GroupRows, xs[b], sums);
         }
+    }
+
+    /// <summary>
+    /// Per-16 inputs (<see cref="QuantizedFormat.InputsPer16"/>), AVX2: sixteen rows × <typeparamref name="TTokens"/>
+    /// tokens (1, 2 or 4), each half block (four groups of four columns) summed on its own and scaled by its own input
+    /// scale, <paramref name="xs"/>[2b + h] (token t's <paramref name="scaleStride"/>·t on, as its starts). Q8_0's
+    /// products as <see cref="SignTokens{TBlock, TTokens}"/>'s (no offset to take off); Q4_0's byte pairs kept in int16
+    /// over the half (at most 4·3810) and widened once, each half starting at −offset·Σ x̂ of its 16 inputs. The rows'
+    /// block scales are widened once per block for every token.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void HalfTokens<TBlock, TTokens>(byte* record, ushort* scales, int count, sbyte* x, int stride, float* xs, int* starts, int scaleStride, float* sums, PrefetchPass prefetch)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
+        int recordBytes = TBlock.QuantBytes * GroupRows;
+        var ones = Vector256.Create((short)1);
+        for (int b = 0; b < count; b++, record += recordBytes, x += 32)
+        {
+            prefetch.Block(b);
+            ushort* d = scales + b * GroupRows;
+            Vector256<float> low = TBlock.Scales256(d), high = TBlock.Scales256(d + 8);
+            HalfBlock<TBlock, TTokens>(record, 0, x, stride, xs + 2 * b, starts + 2 * b, scaleStride, low, high, ones, sums);
+            HalfBlock<TBlock, TTokens>(record, 1, x, stride, xs + 2 * b + 1, starts + 2 * b + 1, scaleStride, low, high, ones, sums);
+        }
+    }
+
+    /// <summary>Half <paramref name="half"/> of a block (groups 4h..4h+3) of sixteen rows against every token's inputs,
+    /// scaled into the tokens' float sums by the rows' scales (<paramref name="low"/>: rows 0..7, <paramref name="high"/>:
+    /// 8..15) times the token's input scale of the half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void HalfBlock<TBlock, TTokens>(byte* record, int half, sbyte* x, int stride, float* xs, int* starts, int scaleStride,
+        Vector256<float> low, Vector256<float> high, Vector256<short> ones, float* sums)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
+        Vector256<int> a0, a1 = default, a2 = default, a3 = default, e0, e1 = default, e2 = default, e3 = default;
+        if (Signs<TBlock>())
+        {
+            a0 = e0 = default;
+            var flip = Vector256.Create((byte)0x80);
+            for (int g = 4 * half; g < 4 * half + 4; g++)
+            {
+                var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
+                var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
+                Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
+                SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
+                if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
+                if (TTokens.Value > 2)
+                {
+                    SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
+                    SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
+                }
+            }
+        }
+        else
+        {
+            Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default, q0 = default, q1 = default, q2 = default, q3 = default;
+            for (int g = 4 * half; g < 4 * half + 4; g++)
+            {
+                Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
+                var i0 = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
+                p0 += Avx2.MultiplyAddAdjacent(w, i0);
+                q0 += Avx2.MultiplyAddAdjacent(v, i0);
+                if (TTokens.Value > 1)
+                {
+                    var i1 = Vector256.Create(*(int*)(x + stride + 4 * g)).AsSByte();
+                    p1 += Avx2.MultiplyAddAdjacent(w, i1);
+                    q1 += Avx2.MultiplyAddAdjacent(v, i1);
+                }
+                if (TTokens.Value > 2)
+                {
+                    var i2 = Vector256.Create(*(int*)(x + 2 * stride + 4 * g)).AsSByte();
+                    p2 += Avx2.MultiplyAddAdjacent(w, i2);
+                    q2 += Avx2.MultiplyAddAdjacent(v, i2);
+                    var i3 = Vector256.Create(*(int*)(x + 3 * stride + 4 * g)).AsSByte();
+                    p3 += Avx2.MultiplyAddAdjacent(w, i3);
+                    q3 += Avx2.MultiplyAddAdjacent(v, i3);
+                }
+            }
+            var c = Vector256.Create(starts[0]);
+            a0 = Avx2.MultiplyAddAdjacent(p0, ones) + c;
+            e0 = Avx2.MultiplyAddAdjacent(q0, ones) + c;
+            if (TTokens.Value > 1)
+            {
+                c = Vector256.Create(starts[scaleStride]);
+                a1 = Avx2.MultiplyAddAdjacent(p1, ones) + c;
+                e1 = Avx2.MultiplyAddAdjacent(q1, ones) + c;
+            }
+            if (TTokens.Value > 2)
+            {
+                c = Vector256.Create(starts[2 * scaleStride]);
+                a2 = Avx2.MultiplyAddAdjacent(p2, ones) + c;
+                e2 = Avx2.MultiplyAddAdjacent(q2, ones) + c;
+                c = Vector256.Create(starts[3 * scaleStride]);
+                a3 = Avx2.MultiplyAddAdjacent(p3, ones) + c;
+                e3 = Avx2.MultiplyAddAdjacent(q3, ones) + c;
+            }
+        }
+        HalfScale(a0, e0, low, high, xs[0], sums);
+        if (TTokens.Value > 1) HalfScale(a1, e1, low, high, xs[scaleStride], sums + GroupRows);
+        if (TTokens.Value > 2)
+        {
+            HalfScale(a2, e2, low, high, xs[2 * scaleStride], sums + 2 * GroupRows);
+            HalfScale(a3, e3, low, high, xs[3 * scaleStride], sums + 3 * GroupRows);
+        }
+    }
+
+    /// <summary>sums[0..16) += (rows 0..7: <paramref name="a"/>, rows 8..15: <paramref name="e"/>) · the rows' scales
+    /// (widened) · <paramref name="s"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void HalfScale(Vector256<int> a, Vector256<int> e, Vector256<float> low, Vector256<float> high, float s, float* sums)
+    {
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(a), low * s, Vector256.Load(sums)).Store(sums);
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(e), high * s, Vector256.Load(sums + 8)).Store(sums + 8);
     }
 
     /// <summary>y[0..rows) = sums[0..rows).</summary>

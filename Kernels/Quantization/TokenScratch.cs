@@ -17,7 +17,7 @@ internal sealed unsafe class TokenScratch<TInput>
         Cols = cols;
         Tokens = tokens;
         int blocks = cols / QuantizedLayout.BlockSize;
-        long input = NativeBuffer.Align((long)tokens * cols * sizeof(TInput)), perBlock = NativeBuffer.Align((long)tokens * blocks * sizeof(float));
+        long input = NativeBuffer.Align((long)tokens * cols * sizeof(TInput)), perBlock = NativeBuffer.Align(2L * tokens * blocks * sizeof(float));
         long sums = NativeBuffer.Align((long)tokens * QuantizedLayout.GroupRows * sizeof(float));
         _buffer = new NativeBuffer(input + 3 * perBlock + sums);
         byte* p = (byte*)_buffer.Pointer;
@@ -44,10 +44,11 @@ internal sealed unsafe class TokenScratch<TInput>
     /// <summary>x̂ of every token, [tokens][cols].</summary>
     public TInput* Input { get; }
 
-    /// <summary>The input scales, [tokens][blocks].</summary>
+    /// <summary>The input scales, [tokens][blocks], or [tokens][2·blocks] where the kernel rounds per half block
+    /// (<see cref="QuantizedMatMul"/> for <see cref="QuantizedFormat.InputsPer16"/>).</summary>
     public float* InputScales { get; }
 
-    /// <summary>Where each block's integer sum starts (−offset·Σ x̂), [tokens][blocks].</summary>
+    /// <summary>Where each block's (or half block's) integer sum starts (−offset·Σ x̂), laid out as <see cref="InputScales"/>.</summary>
     public int* InputStarts { get; }
 
     /// <summary>Σ x̂ of each block's first and second 16 as an int16 pair, [tokens][blocks], where the kernel asks

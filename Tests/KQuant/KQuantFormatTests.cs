@@ -155,10 +155,10 @@ public sealed unsafe class KQuantFormatTests
         int rowBytes = bytes.Length / rows;
         // Groups of eight rows and passes of four tokens, whole and not: below ByteTokensFrom the decode kernel's int16
         // inputs, from it int8 inputs per 32 and byte products (KQuantMatMul); without AVX2 the float kernel.
-        foreach (int tokens in new[] { 1, 3, KQuantGroupFormat<Q6_KGroup>.ByteTokensFrom - 1, KQuantGroupFormat<Q6_KGroup>.ByteTokensFrom, 17, 64 })
+        foreach (int tokens in new[] { 1, 3, WeightFormat.ByteTokensFrom - 1, WeightFormat.ByteTokensFrom, 17, 64 })
         {
             bool integer = KQuantGroupFormat<Q6_KGroup>.Supported;
-            bool bytes8 = integer && tokens >= KQuantGroupFormat<Q6_KGroup>.ByteTokensFrom;
+            bool bytes8 = integer && tokens >= WeightFormat.ByteTokensFrom;
             var x = new float[tokens * cols];
             for (int t = 0; t < tokens; t++) Input(cols, seed: 31 * t + rows).CopyTo(x, t * cols);
             foreach (var (start, end) in Ranges(rows))

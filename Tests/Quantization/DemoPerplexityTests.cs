@@ -8,7 +8,7 @@ namespace GemmaGen.Tests.Quantization;
 /// <summary>
 /// The demo model's perplexity over <c>Fixtures/heldout.txt</c> (original prose written for this test, so the model
 /// never saw it) with its BF16 weights as stored, then quantized at load: Q8_0 may raise it by at most 1%, Q4_0 by
-/// at most 5%; and the K-quant GGUF fixtures' int8 prefill against their exact products, by at most 0.5% either way.
+/// at most 5%; and the GGUF fixtures' int8 prefill against their exact products, by at most 0.5% either way.
 /// The text is cut into windows of <see cref="Window"/> tokens, each starting with BOS, and every token
 /// after the first of a window is scored.
 /// </summary>
@@ -32,16 +32,20 @@ public sealed class DemoPerplexityTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The K-quant GGUF fixtures (the demo quantized by llama.cpp) as stored: the compiled prefill, whose windows round
-    /// the inputs of the K-quant matrices to int8 per 32 (<see cref="KQuantMatMul"/>), against the reference path over
-    /// the same weights, which multiplies the dequantized rows with float inputs.
+    /// The quantized GGUF fixtures (the demo quantized by llama.cpp) as stored: the compiled prefill, whose windows round
+    /// the inputs of the K-quant matrices to int8 per 32 (<see cref="KQuantMatMul"/>) and those of the Q8_0 and Q4_0
+    /// blocks per 16 (<see cref="QuantizedMatMul"/>), against the reference path over the same weights, which
+    /// multiplies the dequantized rows with float inputs.
     /// </summary>
     [SkippableTheory]
+    [InlineData("q8_0", 0.005)]
+    [InlineData("q4_0", 0.005)]
     [InlineData("q4_k_m", 0.005)]
     [InlineData("q6_k", 0.005)]
-    public void The_int8_prefill_of_a_K_quant_file_raises_its_perplexity_by_at_most(string name, double maxRise)
+    public void The_int8_prefill_of_a_quantized_file_moves_its_perplexity_by_at_most(string name, double maxRise)
     {
-        Skip.IfNot(WeightFormat.Q6_K.RoundsPrefillInputs, "no AVX2 and FMA in this process: the K-quant prefill computes as exactly as decoding");
+        Skip.IfNot(WeightFormat.Q6_K.RoundsPrefillInputs && WeightFormat.Q8_0F16.RoundsPrefillInputs,
+            "no AVX2 and FMA in this process: the prefill of GGUF's blocks computes as exactly as decoding");
         using var gguf = GgufCheckpoint.Open(GgufFixtures.Path(name));
         var tokenizer = gguf.LoadTokenizer()!;
         using var weights = ModelWeights.Load(gguf.Config, gguf);

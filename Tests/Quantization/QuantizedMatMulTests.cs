@@ -43,29 +43,38 @@ public sealed unsafe class QuantizedMatMulTests
     /// the 512-bit scaling (<paramref name="wide"/>, AVX-512) or the 256-bit one.</summary>
     private static bool Runs(WeightFormat format, bool vnni, bool wide = false) =>
         (!wide || QuantizedMatMul.WideSupported) &&
-        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) : QuantizedMatMul.IsSupported(format));
+        (vnni ? AvxVnni.IsSupported && QuantizedMatMul.IsSupported(format) && !Per16(format) : QuantizedMatMul.IsSupported(format));
+
+    /// <summary>Whether the format rounds its prefill inputs per 16 values (GGUF's blocks), which only the AVX2 kernels do.</summary>
+    private static bool Per16(WeightFormat format) => ((QuantizedFormat)format).InputsPer16;
+
+    /// <summary>Values per input scale of the format's prefill: 16 or 32.</summary>
+    private static int InputBlock(WeightFormat format) => Per16(format) ? 16 : 32;
 
     /// <summary>What a test needs that this process lacks.</summary>
-    private static string Missing(bool vnni, bool wide) =>
+    private static string Missing(WeightFormat format, bool vnni, bool wide) =>
         string.Join(" and ", new[]
         {
             wide && !QuantizedMatMul.WideSupported ? "AVX-512 (the 512-bit scaling)" : null,
             vnni && !AvxVnni.IsSupported ? "AVX-VNNI" : null,
+            vnni && Per16(format) ? $"AVX-VNNI kernel for {format}'s per-16 inputs (they run the AVX2 kernels)" : null,
             !(Avx2.IsSupported && Fma.IsSupported) ? "AVX2" : null,
         }.OfType<string>().DefaultIfEmpty(vnni ? "AVX-VNNI" : "AVX2"));
 
-    /// <summary>The kernel's int8 input of one token: x̂ [cols], the scale of each block, and where each block's sum starts.</summary>
-    private static (sbyte[] Values, float[] Scales, int[] Starts) QuantizedInput(float[] x, int offset)
+    /// <summary>The kernel's int8 input of one token: x̂ [cols], the scale of each block of <paramref name="block"/>
+    /// values (32, or 16: <see cref="QuantizedMatMul.QuantizeHalves"/>), and where each one's sum starts.</summary>
+    private static (sbyte[] Values, float[] Scales, int[] Starts) QuantizedInput(float[] x, int offset, int block = 32)
     {
         int blocks = x.Length / 32;
         var values = new sbyte[x.Length];
-        var scales = new float[blocks];
-        var starts = new int[blocks];
+        var scales = new float[x.Length / block];
+        var starts = new int[x.Length / block];
         fixed (float* px = x, ps = scales)
         fixed (sbyte* pv = values)
         fixed (int* pc = starts)
         {
-            QuantizedMatMul.QuantizeInput(px, blocks, offset, pv, ps, pc);
+            if (block == 16) QuantizedMatMul.QuantizeHalves(px, blocks, offset, pv, ps, pc);
+            else QuantizedMatMul.QuantizeInput(px, blocks, offset, pv, ps, pc);
         }
         return (values, scales, starts);
     }
@@ -77,19 +86,27 @@ public sealed unsafe class QuantizedMatMulTests
     public void Inputs_round_to_int8_within_half_a_step(int seed)
     {
         Skip.IfNot(Avx2.IsSupported, "no AVX2 in this process: QuantizeInput is only called by the integer kernels, which need it");
-        var x = Input(320, seed);
-        var (values, scales, starts) = QuantizedInput(x, offset: 128);
-        // x̂ = round(x · (127 / max)) and s = max / 127: three float32 roundings move x / s by far less than 2⁻¹⁶.
-        const double bound = 0.5 + 1.0 / 65536;
-        for (int b = 0; b < 10; b++)
+        foreach (int block in new[] { 32, 16 })
         {
-            float max = 0;
-            for (int i = 0; i < 32; i++) max = Math.Max(max, Math.Abs(x[b * 32 + i]));
-            Assert.Equal(max / 127, scales[b]);
-            Assert.Equal(-128 * values.AsSpan(b * 32, 32).ToArray().Sum(v => v), starts[b]);
-            Assert.Equal(max == 0 ? 0 : 127, values.AsSpan(b * 32, 32).ToArray().Max(v => Math.Abs((int)v)));
-            for (int i = b * 32; i < b * 32 + 32; i++)
-                Assert.True(Math.Abs(x[i] - values[i] * (double)scales[b]) <= scales[b] * bound, $"x[{i}] = {x[i]} quantized to {values[i]}·{scales[b]}");
+            var x = Input(320, seed);
+            // A zero half block and a zero block: all zero, scale 0.
+            Array.Clear(x, 64, 16);
+            Array.Clear(x, 128, 32);
+            var (values, scales, starts) = QuantizedInput(x, offset: 128, block);
+            // x̂ = round(x · (127 / max)) and s = max / 127: three float32 roundings move x / s by far less than 2⁻¹⁶.
+            const double bound = 0.5 + 1.0 / 65536;
+            Assert.Equal(320 / block, scales.Length);
+            for (int b = 0; b < 320 / block; b++)
+            {
+                float max = 0;
+                for (int i = 0; i < block; i++) max = Math.Max(max, Math.Abs(x[b * block + i]));
+                Assert.Equal(max / 127, scales[b]);
+                Assert.Equal(-128 * values.AsSpan(b * block, block).ToArray().Sum(v => v), starts[b]);
+                Assert.Equal(max == 0 ? 0 : 127, values.AsSpan(b * block, block).ToArray().Max(v => Math.Abs((int)v)));
+                for (int i = b * block; i < b * block + block; i++)
+                    Assert.True(Math.Abs(x[i] - values[i] * (double)scales[b]) <= scales[b] * bound, $"per {block}: x[{i}] = {x[i]} quantized to {values[i]}·{scales[b]}");
+            }
+            Assert.Equal(0, scales[(block == 16 ? 64 : 128) / block]);
         }
     }
 
@@ -107,9 +124,10 @@ public sealed unsafe class QuantizedMatMulTests
         foreach (var (start, end) in Ranges(rows))
         {
             var y = Run(format, rows, cols, tokens, start, end, vnni, wide, out var x, out int yStride);
+            int block = InputBlock(format);
             for (int t = 0; t < tokens; t++)
             {
-                var (xq, xs, _) = QuantizedInput(x[t], offset);
+                var (xq, xs, _) = QuantizedInput(x[t], offset, block);
                 for (int r = 0; r < yStride; r++)
                 {
                     float actual = y[t * yStride + r];
@@ -118,23 +136,25 @@ public sealed unsafe class QuantizedMatMulTests
                         Assert.True(float.IsNaN(actual), $"[{start}, {end}) token {t}: row {r} outside the range was written");
                         continue;
                     }
+                    // Per input block (32 values, or 16 with per-16 inputs): the weight scale of its 32-block times its
+                    // input scale, times the exact integer sum.
                     double dot = 0, magnitude = 0;
-                    for (int b = 0; b < cols / 32; b++)
+                    for (int b = 0; b < cols / block; b++)
                     {
                         long sum = 0, magnitudeSum = 0;
                         double scale = 0;
-                        for (int j = 0; j < 32; j++)
+                        for (int j = 0; j < block; j++)
                         {
-                            var (value, s) = Stored(matrix, r, b * 32 + j);
+                            var (value, s) = Stored(matrix, r, b * block + j);
                             scale = s * xs[b];
-                            sum += (long)value * xq[b * 32 + j];
+                            sum += (long)value * xq[b * block + j];
                             // The kernel sums the unsigned weight (value + offset) and starts at −offset·Σ x̂: both parts count.
-                            magnitudeSum += (long)(Math.Abs(value) + 2 * offset) * Math.Abs((int)xq[b * 32 + j]);
+                            magnitudeSum += (long)(Math.Abs(value) + 2 * offset) * Math.Abs((int)xq[b * block + j]);
                         }
                         dot += scale * sum;
                         magnitude += Math.Abs(scale) * magnitudeSum;
                     }
-                    double tolerance = (cols / 32 + 16) * Math.Pow(2, -23);
+                    double tolerance = (cols / block + 16) * Math.Pow(2, -23);
                     Assert.True(Math.Abs(actual - dot) <= tolerance * magnitude + 1e-30,
                         $"[{start}, {end}) token {t} row {r}: {actual} vs {dot} (terms of magnitude {magnitude})");
                 }
@@ -146,13 +166,14 @@ public sealed unsafe class QuantizedMatMulTests
     [MemberData(nameof(Shapes))]
     public void Rows_are_every_token_times_the_dequantized_rows_within_the_input_rounding(WeightFormat format, int rows, int cols, int tokens, bool vnni, bool wide)
     {
-        Skip.IfNot(Runs(format, vnni, wide), $"no {Missing(vnni, wide)} in this process (the kernel's refusal is asserted above)");
+        Skip.IfNot(Runs(format, vnni, wide), $"no {Missing(format, vnni, wide)} in this process (the kernel's refusal is asserted above)");
         using var matrix = Matrix(format, rows, cols);
         var y = Run(format, rows, cols, tokens, 0, rows, vnni, wide, out var x, out int yStride);
         var w = new float[cols];
+        int block = InputBlock(format);
         for (int t = 0; t < tokens; t++)
         {
-            var (_, xs, _) = QuantizedInput(x[t], 0);
+            var (_, xs, _) = QuantizedInput(x[t], 0, block);
             for (int r = 0; r < rows; r++)
             {
                 matrix.ReadRow(r, w);
@@ -160,7 +181,7 @@ public sealed unsafe class QuantizedMatMulTests
                 for (int i = 0; i < cols; i++)
                 {
                     exact += (double)w[i] * x[t][i];
-                    bound += Math.Abs(w[i]) * xs[i / 32] * (0.5 + 1.0 / 65536);
+                    bound += Math.Abs(w[i]) * xs[i / block] * (0.5 + 1.0 / 65536);
                     magnitude += Math.Abs((double)w[i] * x[t][i]);
                 }
                 Assert.True(Math.Abs(y[t * yStride + r] - exact) <= bound + 1e-5 * magnitude + 1e-30,
@@ -194,7 +215,7 @@ public sealed unsafe class QuantizedMatMulTests
     public void The_512_bit_and_256_bit_scalings_agree_bit_for_bit(string formatName, bool vnni, int rows, int cols, int tokens)
     {
         var format = BlockFormats.Find(formatName);
-        Skip.IfNot(Runs(format, vnni, wide: true) && Runs(format, vnni, wide: false), $"this process cannot run both scalings of the {(vnni ? "AVX-VNNI" : "AVX2")} kernel ({Missing(vnni, wide: true)})");
+        Skip.IfNot(Runs(format, vnni, wide: true) && Runs(format, vnni, wide: false), $"this process cannot run both scalings of the {(vnni ? "AVX-VNNI" : "AVX2")} kernel ({Missing(format, vnni, wide: true)})");
         foreach (var (start, end) in Ranges(rows))
         {
             var wide = Run(format, rows, cols, tokens, start, end, vnni, wide: true, out _, out _);
@@ -211,24 +232,35 @@ public sealed unsafe class QuantizedMatMulTests
     public void MatMulRows_takes_the_int8_kernels_where_the_CPU_has_them_and_the_decode_products_elsewhere(string formatName)
     {
         var format = BlockFormats.Find(formatName);
-        const int rows = 12, cols = 256, tokens = 6;
-        using var matrix = Matrix(format, rows, cols);
-        var x = new float[tokens * cols];
-        for (int t = 0; t < tokens; t++) Input(cols, seed: 7 + t).CopyTo(x, t * cols);
-        float[] Product(Action<IntPtr, IntPtr> kernel)
-        {
-            var y = new float[tokens * rows];
-            fixed (float* px = x, py = y) kernel((IntPtr)px, (IntPtr)py);
-            return y;
-        }
-        var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
-        // GGUF's blocks as stored prefill as exactly as they decode (int16 inputs) even where the int8 kernels run.
-        Assert.Equal(QuantizedMatMul.IsSupported(format) && !BlockFormats.HalfScales(format), format.RoundsPrefillInputs);
-        var expected = format.RoundsPrefillInputs
-            ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
-            : Product((px, py) => ((QuantizedFormat)format).TokenRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
-        Assert.Equal(expected, dispatched);
+        // GGUF's blocks as stored (half scales) round per 16, and only batches of ByteTokensFrom tokens or more: smaller
+        // ones compute as exactly as decoding (int16 inputs) even where the int8 kernels run.
+        Assert.Equal(BlockFormats.HalfScales(format), Per16(format));
+        Assert.Equal(QuantizedMatMul.IsSupported(format), format.RoundsPrefillInputs);
         Assert.Equal(Avx2.IsSupported && Fma.IsSupported, QuantizedMatMul.IsSupported(format));
+        const int rows = 12, cols = 256;
+        using var matrix = Matrix(format, rows, cols);
+        foreach (int tokens in new[] { 6, WeightFormat.ByteTokensFrom - 1, WeightFormat.ByteTokensFrom, 21 })
+        {
+            var x = new float[tokens * cols];
+            for (int t = 0; t < tokens; t++) Input(cols, seed: 7 + t).CopyTo(x, t * cols);
+            float[] Product(Action<IntPtr, IntPtr> kernel)
+            {
+                var y = new float[tokens * rows];
+                fixed (float* px = x, py = y) kernel((IntPtr)px, (IntPtr)py);
+                return y;
+            }
+            var dispatched = Product((px, py) => matrix.MatMulRows((float*)px, cols, tokens, (float*)py, rows, 0, rows));
+            bool int8 = format.RoundsPrefillInputs && (!Per16(format) || tokens >= WeightFormat.ByteTokensFrom);
+            // Per-16 inputs run the AVX2 kernels on every CPU; per 32, AVX-VNNI where the CPU has it.
+            var expected = int8
+                ? Product((px, py) => QuantizedMatMul.Rows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows, AvxVnni.IsSupported && !Per16(format)))
+                : Product((px, py) => ((QuantizedFormat)format).TokenRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows));
+            Assert.Equal(expected, dispatched);
+            var other = int8
+                ? Product((px, py) => ((QuantizedFormat)format).TokenRows(matrix, (float*)px, cols, tokens, (float*)py, rows, 0, rows))
+                : null;
+            if (other != null) Assert.NotEqual(other, dispatched);
+        }
     }
 
     [SkippableFact]
