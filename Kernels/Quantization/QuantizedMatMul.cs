@@ -523,24 +523,11 @@ public static unsafe partial class QuantizedMatMul
     {
         int recordBytes = TBlock.QuantBytes * GroupRows;
         var ones = Vector256.Create((short)1);
-        var flip = Vector256.Create((byte)0x80);
         for (int b = 0; b < count; b++, record += recordBytes, x += 32)
         {
             prefetch.Block(b);
             Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
-            for (int g = 0; g < 8; g++)
-            {
-                var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
-                var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
-                Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
-                SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
-                if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
-                if (TTokens.Value > 2)
-                {
-                    SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
-                    SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
-                }
-            }
+            SignGroups<TBlock, TTokens>(record, 0, 8, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
             ushort* d = scales + b * GroupRows;
             Scale<TBlock>(a0, e0, d, xs[b], sums);
             if (TTokens.Value > 1) Scale<TBlock>(a1, e1, d, xs[blocks + b], sums + 16);
@@ -548,6 +535,32 @@ public static unsafe partial class QuantizedMatMul
             {
                 Scale<TBlock>(a2, e2, d, xs[2 * blocks + b], sums + 32);
                 Scale<TBlock>(a3, e3, d, xs[3 * blocks + b], sums + 48);
+            }
+        }
+    }
+
+    /// <summary>Groups [<paramref name="from"/>, <paramref name="to"/>) of a block of sixteen Q8_0 rows against
+    /// <typeparamref name="TTokens"/> tokens' inputs as <see cref="SignStep"/> multiplies them: a·, e· (rows 0..7,
+    /// 8..15 of each token) += the products.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SignGroups<TBlock, TTokens>(byte* record, int from, int to, sbyte* x, int stride, Vector256<short> ones,
+        ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> a2, ref Vector256<int> a3,
+        ref Vector256<int> e0, ref Vector256<int> e1, ref Vector256<int> e2, ref Vector256<int> e3)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
+        var flip = Vector256.Create((byte)0x80);
+        for (int g = from; g < to; g++)
+        {
+            var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
+            var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
+            Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
+            SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
+            if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
+            if (TTokens.Value > 2)
+            {
+                SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
+                SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
             }
         }
     }
@@ -650,24 +663,10 @@ public static unsafe partial class QuantizedMatMul
         where TBlock : struct, IQuantizedBlock
         where TTokens : struct, ICount
     {
-        Vector256<int> a0, a1 = default, a2 = default, a3 = default, e0, e1 = default, e2 = default, e3 = default;
+        Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
         if (Signs<TBlock>())
         {
-            a0 = e0 = default;
-            var flip = Vector256.Create((byte)0x80);
-            for (int g = 4 * half; g < 4 * half + 4; g++)
-            {
-                var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
-                var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
-                Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
-                SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
-                if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
-                if (TTokens.Value > 2)
-                {
-                    SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
-                    SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
-                }
-            }
+            SignGroups<TBlock, TTokens>(record, 4 * half, 4 * half + 4, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
         }
         else
         {
