@@ -27,7 +27,8 @@ internal static class InfoCommand
             // The checks `run` makes before loading, from the same routine; a model too large is a warning here,
             // since the figures below are for choosing --quant and --context.
             string tokenizer = Path.Combine(directory, GemmaModel.TokenizerFileName);
-            var plan = LoadPlan.Create(c, checkpoint, tokenizer: File.Exists(tokenizer) ? GemmaTokenizer.Load(tokenizer) : null);
+            var (loaded, problem) = TryTokenizer(() => File.Exists(tokenizer) ? GemmaTokenizer.Load(tokenizer) : null, stderr);
+            var plan = LoadPlan.Create(c, checkpoint, tokenizer: loaded);
             Program.Warn(stderr, plan.Warnings);
             stdout.WriteLine($"checkpoint   {Path.GetFullPath(directory)}");
             WriteConfig(stdout, c);
@@ -42,7 +43,7 @@ internal static class InfoCommand
                 stdout.WriteLine("             to compile one, add to a project that references GemmaGen:");
                 stdout.WriteLine($"               <GemmaSpec Include=\"{Path.Combine(Path.GetFullPath(directory), "config.json")}\" ClassName=\"MyGemma\" />");
             }
-            stdout.WriteLine($"tokenizer    {(File.Exists(tokenizer) ? tokenizer : "none (text input and output need tokenizer.model)")}");
+            stdout.WriteLine($"tokenizer    {(problem != null ? $"{tokenizer}, unusable ({Unusable})" : File.Exists(tokenizer) ? tokenizer : "none (text input and output need tokenizer.model)")}");
 
             var all = checkpoint.Files.SelectMany(f => f.Tensors.Select(t => (File: f, Tensor: t))).ToList();
             long fileBytes = all.Sum(t => t.Tensor.ByteLength);
@@ -91,7 +92,7 @@ internal static class InfoCommand
         using var gguf = GgufCheckpoint.Open(path);
         var c = gguf.Config;
         var file = gguf.File;
-        var tokenizer = gguf.LoadTokenizer();
+        var (tokenizer, problem) = TryTokenizer(gguf.LoadTokenizer, stderr);
         var plan = LoadPlan.Create(c, gguf, tokenizer: tokenizer);
         Program.Warn(stderr, plan.Warnings);
         stdout.WriteLine($"gguf         {Path.GetFullPath(path)} (GGUF v{file.Version}, {(file.Metadata.TryGetString("general.name", out string name) ? name : "no general.name")})");
@@ -105,7 +106,8 @@ internal static class InfoCommand
             .Select(g => $"{g.Key.Name} x{g.Count()}{(GgufCheckpoint.Supports(g.Key) ? "" : " (not supported)")}");
         stdout.WriteLine($"tensors      {file.Tensors.Count}, {Bytes(file.Tensors.Sum(t => t.ByteLength))}: {string.Join(", ", byType)}");
         foreach (var unmapped in gguf.UnmappedTensors) stderr.WriteLine($"warning: {path}: tensor '{unmapped.Name}' has no role in a Gemma 2 model and is not read");
-        stdout.WriteLine(tokenizer is null
+        stdout.WriteLine(problem != null ? $"tokenizer    tokenizer.ggml.*, unusable ({Unusable})"
+            : tokenizer is null
             ? "tokenizer    none (the file has no tokenizer.ggml.tokens; text input and output need one)"
             : $"tokenizer    {tokenizer.VocabSize} tokens from tokenizer.ggml.*, bos {tokenizer.BosId}, eos {tokenizer.EosId}, add_bos {(tokenizer.AddBosToken ? "true" : "false")}; chat template: "
               + (tokenizer.ChatTemplate is null ? "none" : tokenizer.HasGemmaChatTemplate ? "Gemma's (<start_of_turn>/<end_of_turn>)" : "not Gemma's turn format (chat uses Gemma's)"));
@@ -116,6 +118,27 @@ internal static class InfoCommand
                 stdout.WriteLine($"  {t.Name,-28} {t.TypeName,-5} [{string.Join(", ", t.Shape)}] {Bytes(t.ByteLength)}  {GgufCheckpoint.HuggingFaceName(t.Name) ?? "(unused)"}");
         }
         return Program.Success;
+    }
+
+    /// <summary>What an unusable tokenizer leaves a model good for, for the tokenizer line.</summary>
+    private const string Unusable = "see the warning; text input and output need a usable one, token ids (generate, logits) and bench run without";
+
+    /// <summary>
+    /// The tokenizer <paramref name="load"/> reads, or null and the reason it is unusable (written to
+    /// <paramref name="stderr"/> as a warning): <c>info</c> describes a model whose tokenizer cannot be used, since
+    /// the token-id commands and <c>bench</c> run it, where <c>run</c> and <c>chat</c> refuse it with the same message.
+    /// </summary>
+    private static (GemmaTokenizer? Tokenizer, string? Problem) TryTokenizer(Func<GemmaTokenizer?> load, TextWriter stderr)
+    {
+        try
+        {
+            return (load(), null);
+        }
+        catch (TokenizerException e)
+        {
+            Program.Warn(stderr, [e.Message]);
+            return (null, e.Message);
+        }
     }
 
     private static string Cap(double? cap) => cap?.ToString() ?? "off";

@@ -116,6 +116,28 @@ public sealed class GgufCliTests : IDisposable
         CliAssert.BadInput(CliProcess.Run("generate", "--model", notGguf, "--tokens", "2", "--max-new-tokens", "2"), notGguf, "not a GGUF file");
     }
 
+    /// <summary>A file whose tokenizer cannot be used (here: no <c>tokenizer.ggml.add_space_prefix</c>, which
+    /// llama.cpp reads as a space prefix that Gemma's tokenizer does not add) is still described by <c>info</c>, with
+    /// the reason as a warning, and runs on token ids; <c>run</c>, which needs the tokenizer, refuses it naming the key.</summary>
+    [Fact]
+    public void AnUnusableTokenizerIsAWarningForInfoAndAnErrorForText()
+    {
+        string path = GgufRewriter.Rewrite(GgufFixtures.Path("q4_0"), _temp.File("noprefix.gguf"),
+            kvs => kvs.RemoveAll(kv => kv.Key == "tokenizer.ggml.add_space_prefix"));
+
+        var info = CliProcess.Run("info", "--model", path);
+        Assert.True(info.ExitCode == 0, info.ToString());
+        Assert.Contains("tokenizer    tokenizer.ggml.*, unusable", info.Stdout);
+        Assert.Matches(@"runs on +compiled Gemma2_Demo", info.Stdout);
+        Assert.Contains("memory       weights", info.Stdout);
+        Assert.Contains($"warning: {path}: tokenizer.ggml.add_space_prefix is absent", info.Stderr);
+
+        var generate = CliProcess.Run("generate", "--model", path, "--tokens", "2,651", "--max-new-tokens", "2");
+        Assert.True(generate.ExitCode == 0, generate.ToString());
+
+        CliAssert.BadInput(CliProcess.Run("run", "Hi", "--model", path), path, "tokenizer.ggml.add_space_prefix");
+    }
+
     [Fact]
     public void AMalformedGgufIsAnErrorForEveryCommand()
     {
