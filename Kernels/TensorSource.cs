@@ -195,8 +195,9 @@ public interface ITensorSource
     /// w; the loader then keeps them as stored instead of adding 1.</summary>
     bool NormsIncludeOne => false;
 
-    /// <summary>The caller is done with the tensor: a source that made it in memory may free it now (a memory-mapped
-    /// file has nothing to free).</summary>
+    /// <summary>The caller is done with the tensor (the loader calls it once the tensor is copied): a source that made
+    /// it in memory may free it now, and a memory-mapped file gives its pages back to the system, or every page the
+    /// loader read would stay resident beside the copy (a file's size again). The default does nothing.</summary>
     void Release(string name)
     {
     }

@@ -105,6 +105,14 @@ public sealed class Checkpoint : ITensorSource, IDisposable
         return false;
     }
 
+    /// <summary>The loader has copied the tensor: the file that holds it gives its pages back
+    /// (<see cref="SafetensorsFile.Release"/>). A name no file holds is ignored.</summary>
+    /// <exception cref="ObjectDisposedException">The checkpoint was disposed.</exception>
+    public void Release(string name)
+    {
+        if (_tensorFiles.TryGetValue(name, out var file)) file.Release(name);
+    }
+
     /// <summary>Unmaps every file.</summary>
     public void Dispose()
     {

@@ -166,6 +166,15 @@ public sealed unsafe class SafetensorsFile : ITensorSource, IDisposable
         return true;
     }
 
+    /// <summary>The caller is done with a tensor's bytes (the loader has copied them): the whole pages they span leave
+    /// the process (<see cref="MappedFile.ReleasePages"/>). Views and spans handed out stay valid, and read the same
+    /// bytes: a page read again is faulted back in from the page cache. A name the file does not hold is ignored.</summary>
+    /// <exception cref="ObjectDisposedException">The file was unmapped.</exception>
+    public void Release(string name)
+    {
+        if (_tensors.TryGetValue(name, out var info)) _file.ReleasePages(Data(info), info.ByteLength);
+    }
+
     /// <summary>Unmaps the file; views and spans handed out become invalid.</summary>
     public void Dispose()
     {

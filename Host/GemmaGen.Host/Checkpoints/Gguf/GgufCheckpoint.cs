@@ -217,6 +217,15 @@ public sealed unsafe class GgufCheckpoint : ITensorSource, IDisposable
         return true;
     }
 
+    /// <summary>The loader has copied the tensor: its pages of the file leave the process (<see cref="GgufFile.Release"/>);
+    /// every tensor is a view of the file, so there is nothing else to free. Views handed out stay readable. A name the
+    /// file does not hold is ignored.</summary>
+    /// <exception cref="ObjectDisposedException">The file was unmapped.</exception>
+    public void Release(string name)
+    {
+        if (_byName.TryGetValue(name, out var info)) File.Release(info.Name);
+    }
+
     /// <summary>Unmaps the file.</summary>
     public void Dispose() => File.Dispose();
 }

@@ -236,6 +236,18 @@ public sealed unsafe class GgufFile : IDisposable
     /// <exception cref="CheckpointException">The file has no tensor of that name.</exception>
     public nint GetAddress(string name) => (nint)Data(GetTensor(name));
 
+    /// <summary>The caller is done with a tensor's bytes (the loader has copied them): the whole pages they span leave
+    /// the process (<see cref="MappedFile.ReleasePages"/>). Spans and addresses handed out stay valid, and read the
+    /// same bytes: a page read again is faulted back in from the page cache.</summary>
+    /// <param name="name">The GGUF tensor name (<c>blk.0.attn_q.weight</c>).</param>
+    /// <exception cref="CheckpointException">The file has no tensor of that name.</exception>
+    /// <exception cref="ObjectDisposedException">The file was unmapped.</exception>
+    public void Release(string name)
+    {
+        var tensor = GetTensor(name);
+        _file.ReleasePages(Data(tensor), tensor.ByteLength);
+    }
+
     /// <summary>Unmaps the file; spans and addresses handed out become invalid.</summary>
     public void Dispose()
     {
