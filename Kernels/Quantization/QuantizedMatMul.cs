@@ -178,11 +178,11 @@ public static unsafe partial class QuantizedMatMul
                         else if (step == 2) SignTokens<TBlock, Count2>(records, scales, count, input, cols, xs, blocks, o, ahead);
                         else SignTokens<TBlock, Count1>(records, scales, count, input, cols, xs, blocks, o, ahead);
                     }
-                    else if (step == 4) PairTokens4<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
+                    else if (step == 4) PairTokens<TBlock, Count4>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (step == 2 && vnni) Tokens2<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
-                    else if (step == 2) PairTokens2<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
+                    else if (step == 2) PairTokens<TBlock, Count2>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (vnni) Token1<TBlock>(records, scales, count, input, xs, starts, o, ahead);
-                    else PairToken1<TBlock>(records, scales, count, input, xs, starts, o, ahead);
+                    else PairTokens<TBlock, Count1>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                 }
             }
             int first = Math.Max(start, r), last = Math.Min(end, r + GroupRows);
@@ -467,45 +467,71 @@ public static unsafe partial class QuantizedMatMul
     }
 
     /// <summary>
-    /// Without AVX-VNNI (Q4_0), sixteen rows × four tokens: per group of four columns <c>vpmaddubsw</c> sums each row's
-    /// two byte pairs into int16, kept in int16 for the whole block (at most 8·3810), then widened once
-    /// (<c>vpmaddwd</c> with ones gives each row's int32 sum).
+    /// Without AVX-VNNI (Q4_0), sixteen rows × <typeparamref name="TTokens"/> tokens (1, 2 or 4): per group of four
+    /// columns <c>vpmaddubsw</c> sums each row's two byte pairs into int16, kept in int16 for the whole block (at most
+    /// 8·3810), then widened once (<c>vpmaddwd</c> with ones gives each row's int32 sum).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairTokens4<TBlock>(byte* record, ushort* scales, int count, sbyte* x, int stride, float* xs, int* starts, int blocks, float* sums, PrefetchPass prefetch)
+    private static void PairTokens<TBlock, TTokens>(byte* record, ushort* scales, int count, sbyte* x, int stride, float* xs, int* starts, int blocks, float* sums, PrefetchPass prefetch)
         where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
     {
         int recordBytes = TBlock.QuantBytes * GroupRows;
-        sbyte* x0 = x, x1 = x + stride, x2 = x + 2 * stride, x3 = x + 3 * stride;
-        float* s0 = xs, s1 = xs + blocks, s2 = xs + 2 * blocks, s3 = xs + 3 * blocks;
-        int* c0 = starts, c1 = starts + blocks, c2 = starts + 2 * blocks, c3 = starts + 3 * blocks;
         var ones = Vector256.Create((short)1);
-        for (int b = 0; b < count; b++, record += recordBytes, x0 += 32, x1 += 32, x2 += 32, x3 += 32)
+        for (int b = 0; b < count; b++, record += recordBytes, x += 32)
         {
             prefetch.Block(b);
             Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default, q0 = default, q1 = default, q2 = default, q3 = default;
-            for (int g = 0; g < 8; g++)
+            PairGroups<TBlock, TTokens>(record, 0, 8, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+            ushort* d = scales + b * GroupRows;
+            var a = Vector256.Create(starts[b]);
+            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p0, ones) + a, Avx2.MultiplyAddAdjacent(q0, ones) + a, d, xs[b], sums);
+            if (TTokens.Value > 1)
             {
-                Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
-                var i0 = Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte();
-                p0 += Avx2.MultiplyAddAdjacent(w, i0);
-                q0 += Avx2.MultiplyAddAdjacent(v, i0);
-                var i1 = Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte();
+                a = Vector256.Create(starts[blocks + b]);
+                Scale<TBlock>(Avx2.MultiplyAddAdjacent(p1, ones) + a, Avx2.MultiplyAddAdjacent(q1, ones) + a, d, xs[blocks + b], sums + 16);
+            }
+            if (TTokens.Value > 2)
+            {
+                a = Vector256.Create(starts[2 * blocks + b]);
+                Scale<TBlock>(Avx2.MultiplyAddAdjacent(p2, ones) + a, Avx2.MultiplyAddAdjacent(q2, ones) + a, d, xs[2 * blocks + b], sums + 32);
+                a = Vector256.Create(starts[3 * blocks + b]);
+                Scale<TBlock>(Avx2.MultiplyAddAdjacent(p3, ones) + a, Avx2.MultiplyAddAdjacent(q3, ones) + a, d, xs[3 * blocks + b], sums + 48);
+            }
+        }
+    }
+
+    /// <summary>Groups [<paramref name="from"/>, <paramref name="to"/>) of a block of sixteen Q4_0 rows against
+    /// <typeparamref name="TTokens"/> tokens' inputs: p·, q· (rows 0..7, 8..15 of each token) += the byte pairs' int16
+    /// sums (<c>vpmaddubsw</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairGroups<TBlock, TTokens>(byte* record, int from, int to, sbyte* x, int stride,
+        ref Vector256<short> p0, ref Vector256<short> p1, ref Vector256<short> p2, ref Vector256<short> p3,
+        ref Vector256<short> q0, ref Vector256<short> q1, ref Vector256<short> q2, ref Vector256<short> q3)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
+        for (int g = from; g < to; g++)
+        {
+            Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
+            var i0 = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
+            p0 += Avx2.MultiplyAddAdjacent(w, i0);
+            q0 += Avx2.MultiplyAddAdjacent(v, i0);
+            if (TTokens.Value > 1)
+            {
+                var i1 = Vector256.Create(*(int*)(x + stride + 4 * g)).AsSByte();
                 p1 += Avx2.MultiplyAddAdjacent(w, i1);
                 q1 += Avx2.MultiplyAddAdjacent(v, i1);
-                var i2 = Vector256.Create(*(int*)(x2 + 4 * g)).AsSByte();
+            }
+            if (TTokens.Value > 2)
+            {
+                var i2 = Vector256.Create(*(int*)(x + 2 * stride + 4 * g)).AsSByte();
                 p2 += Avx2.MultiplyAddAdjacent(w, i2);
                 q2 += Avx2.MultiplyAddAdjacent(v, i2);
-                var i3 = Vector256.Create(*(int*)(x3 + 4 * g)).AsSByte();
+                var i3 = Vector256.Create(*(int*)(x + 3 * stride + 4 * g)).AsSByte();
                 p3 += Avx2.MultiplyAddAdjacent(w, i3);
                 q3 += Avx2.MultiplyAddAdjacent(v, i3);
             }
-            ushort* d = scales + b * GroupRows;
-            Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]), a2 = Vector256.Create(c2[b]), a3 = Vector256.Create(c3[b]);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p2, ones) + a2, Avx2.MultiplyAddAdjacent(q2, ones) + a2, d, s2[b], sums + 32);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p3, ones) + a3, Avx2.MultiplyAddAdjacent(q3, ones) + a3, d, s3[b], sums + 48);
         }
     }
 
@@ -576,59 +602,6 @@ public static unsafe partial class QuantizedMatMul
         e += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(av, Avx2.Sign(i, v)), ones);
     }
 
-    /// <summary>Without AVX-VNNI (Q4_0), sixteen rows × two tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairTokens2<TBlock>(byte* record, ushort* scales, int count, sbyte* x, int stride, float* xs, int* starts, int blocks, float* sums, PrefetchPass prefetch)
-        where TBlock : struct, IQuantizedBlock
-    {
-        int recordBytes = TBlock.QuantBytes * GroupRows;
-        sbyte* x0 = x, x1 = x + stride;
-        float* s0 = xs, s1 = xs + blocks;
-        int* c0 = starts, c1 = starts + blocks;
-        var ones = Vector256.Create((short)1);
-        for (int b = 0; b < count; b++, record += recordBytes, x0 += 32, x1 += 32)
-        {
-            prefetch.Block(b);
-            Vector256<short> p0 = default, p1 = default, q0 = default, q1 = default;
-            for (int g = 0; g < 8; g++)
-            {
-                Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
-                var i0 = Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte();
-                p0 += Avx2.MultiplyAddAdjacent(w, i0);
-                q0 += Avx2.MultiplyAddAdjacent(v, i0);
-                var i1 = Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte();
-                p1 += Avx2.MultiplyAddAdjacent(w, i1);
-                q1 += Avx2.MultiplyAddAdjacent(v, i1);
-            }
-            ushort* d = scales + b * GroupRows;
-            Vector256<int> a0 = Vector256.Create(c0[b]), a1 = Vector256.Create(c1[b]);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p0, ones) + a0, Avx2.MultiplyAddAdjacent(q0, ones) + a0, d, s0[b], sums);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p1, ones) + a1, Avx2.MultiplyAddAdjacent(q1, ones) + a1, d, s1[b], sums + 16);
-        }
-    }
-
-    /// <summary>Without AVX-VNNI (Q4_0), sixteen rows × one token.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PairToken1<TBlock>(byte* record, ushort* scales, int count, sbyte* x, float* xs, int* starts, float* sums, PrefetchPass prefetch)
-        where TBlock : struct, IQuantizedBlock
-    {
-        int recordBytes = TBlock.QuantBytes * GroupRows;
-        var ones = Vector256.Create((short)1);
-        for (int b = 0; b < count; b++, record += recordBytes, x += 32)
-        {
-            prefetch.Block(b);
-            Vector256<short> p = default, q = default;
-            for (int g = 0; g < 8; g++)
-            {
-                var i = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
-                p += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 0), i);
-                q += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 1), i);
-            }
-            var a = Vector256.Create(starts[b]);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p, ones) + a, Avx2.MultiplyAddAdjacent(q, ones) + a, scales + b * GroupRows, xs[b], sums);
-        }
-    }
-
     /// <summary>
     /// Per-16 inputs (<see cref="QuantizedFormat.InputsPer16"/>), AVX2: sixteen rows × <typeparamref name="TTokens"/>
     /// tokens (1, 2 or 4), each half block (four groups of four columns) summed on its own and scaled by its own input
@@ -671,28 +644,7 @@ public static unsafe partial class QuantizedMatMul
         else
         {
             Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default, q0 = default, q1 = default, q2 = default, q3 = default;
-            for (int g = 4 * half; g < 4 * half + 4; g++)
-            {
-                Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
-                var i0 = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
-                p0 += Avx2.MultiplyAddAdjacent(w, i0);
-                q0 += Avx2.MultiplyAddAdjacent(v, i0);
-                if (TTokens.Value > 1)
-                {
-                    var i1 = Vector256.Create(*(int*)(x + stride + 4 * g)).AsSByte();
-                    p1 += Avx2.MultiplyAddAdjacent(w, i1);
-                    q1 += Avx2.MultiplyAddAdjacent(v, i1);
-                }
-                if (TTokens.Value > 2)
-                {
-                    var i2 = Vector256.Create(*(int*)(x + 2 * stride + 4 * g)).AsSByte();
-                    p2 += Avx2.MultiplyAddAdjacent(w, i2);
-                    q2 += Avx2.MultiplyAddAdjacent(v, i2);
-                    var i3 = Vector256.Create(*(int*)(x + 3 * stride + 4 * g)).AsSByte();
-                    p3 += Avx2.MultiplyAddAdjacent(w, i3);
-                    q3 += Avx2.MultiplyAddAdjacent(v, i3);
-                }
-            }
+            PairGroups<TBlock, TTokens>(record, 4 * half, 4 * half + 4, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
             var c = Vector256.Create(starts[0]);
             a0 = Avx2.MultiplyAddAdjacent(p0, ones) + c;
             e0 = Avx2.MultiplyAddAdjacent(q0, ones) + c;
