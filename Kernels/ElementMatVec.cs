@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -8,7 +9,9 @@ namespace GemmaGen.Kernels;
 /// Decode over the row-major formats (<see cref="WeightFormat.F32"/>, <see cref="WeightFormat.BF16"/>): y[r] = W[r]·x,
 /// four rows a pass with two accumulators each (eight independent FMA chains hide the FMA latency), every row's stream
 /// prefetched <see cref="PrefetchBytes"/> ahead, at the widest vector width the CPU runs (<see cref="IVectorWidth{TV}"/>),
-/// columns that do not fill two vectors one by one. This kernel was generated per spec, with the width a constant,
+/// columns that do not fill two vectors one by one. BF16 rows are read a 32-bit pair at a time
+/// (<see cref="IWeightElements.PairsInterleaved"/>: the even weight widened by a shift, the odd one by a mask) against
+/// a copy of x laid out the same way, made once per input and thread. This kernel was generated per spec, with the width a constant,
 /// until measuring the two side by side found nothing the constant bought (BENCHMARKS.md, "Specialization"): it is
 /// written once for runtime shapes now, and every compiled decoder calls it through the format.
 /// </summary>
@@ -26,6 +29,15 @@ internal static unsafe class ElementMatVec
 
     /// <summary>Outputs of a gate/up pass whose dot products go through the activation together.</summary>
     private const int GateUpOutputs = 32;
+
+    /// <summary>This thread's copy of the input laid out as <see cref="IWeightElements.PairsInterleaved"/> weights meet
+    /// it, grown (never shrunk) to the widest matrix; pinned, so its address is fixed.</summary>
+    [ThreadStatic]
+    private static float[]? t_paired;
+
+    /// <summary>What <see cref="t_paired"/> holds, for the run's later calls on this thread.</summary>
+    [ThreadStatic]
+    private static RunInput t_pairedInput;
 
     /// <summary>y[r] = W[r]·x for rows [start, end) of a row-major [rows, cols] matrix of <typeparamref name="TW"/>.</summary>
     public static void Rows<TW>(void* w, int cols, float* x, float* y, int start, int end)
@@ -58,14 +70,44 @@ internal static unsafe class ElementMatVec
         where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
     {
         long rowBytes = (long)cols * TW.Size;
+        float* paired = Paired<TS, TV, TW>(x, cols);
         int r = start;
-        for (; r + 4 <= end; r += 4) Dot4<TS, TV, TW>((byte*)w + r * rowBytes, rowBytes, cols, x, y + r);
-        for (; r < end; r++) y[r] = Dot<TS, TV, TW>((byte*)w + r * rowBytes, cols, x);
+        for (; r + 4 <= end; r += 4) Dot4<TS, TV, TW>((byte*)w + r * rowBytes, rowBytes, cols, x, paired, y + r);
+        for (; r < end; r++) y[r] = Dot<TS, TV, TW>((byte*)w + r * rowBytes, cols, x, paired);
+    }
+
+    /// <summary>
+    /// The input as the vector loop reads it: <paramref name="x"/> itself, or for weights whose pairs are interleaved
+    /// (<see cref="IWeightElements.PairsInterleaved"/>: BF16) a copy whose every 2·<see cref="IVectorWidth{TV}.Count"/>
+    /// columns hold the even-numbered ones, then the odd-numbered ones (the columns past the last whole span stay
+    /// where they are; the scalar tail reads <paramref name="x"/>). Made once per input and thread in a pool run.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* Paired<TS, TV, TW>(float* x, int cols)
+        where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
+    {
+        if (!TW.PairsInterleaved || !TS.IsHardwareAccelerated) return x;
+        var buffer = t_paired is { } existing && existing.Length >= cols ? existing : t_paired = GC.AllocateUninitializedArray<float>(cols, pinned: true);
+        float* paired = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+        var key = RunInput.Of(x, cols, 1, cols, offset: -2, block: 2 * TS.Count);
+        if (key.IsHeldIn(t_pairedInput)) return paired;
+        int span = 2 * TS.Count, spans = cols / span;
+        for (int s = 0; s < spans; s++)
+        {
+            float* from = x + s * span, to = paired + s * span;
+            for (int j = 0; j < TS.Count; j++)
+            {
+                to[j] = from[2 * j];
+                to[TS.Count + j] = from[2 * j + 1];
+            }
+        }
+        t_pairedInput = key;
+        return paired;
     }
 
     /// <summary>Four consecutive rows from <paramref name="w"/>, <paramref name="rowBytes"/> apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Dot4<TS, TV, TW>(byte* w, long rowBytes, int cols, float* x, float* y)
+    private static void Dot4<TS, TV, TW>(byte* w, long rowBytes, int cols, float* x, float* paired, float* y)
         where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
     {
         // pointers bumped once a pass and constant offsets from them: the loads and prefetches need no address arithmetic
@@ -74,7 +116,7 @@ internal static unsafe class ElementMatVec
         int vectorCols = TS.IsHardwareAccelerated ? cols - cols % (2 * TS.Count) : 0;
         int step = 2 * TS.Count * TW.Size;
         byte* p0 = w0, p1 = w1, p2 = w2, p3 = w3;
-        for (float* v = x, last = x + vectorCols; v < last; v += 2 * TS.Count, p0 += step, p1 += step, p2 += step, p3 += step)
+        for (float* v = paired, last = paired + vectorCols; v < last; v += 2 * TS.Count, p0 += step, p1 += step, p2 += step, p3 += step)
         {
             var x0 = TS.Load(v);
             var x1 = TS.Load(v + TS.Count);
@@ -85,14 +127,18 @@ internal static unsafe class ElementMatVec
                 Sse.Prefetch0(p2 + PrefetchBytes);
                 Sse.Prefetch0(p3 + PrefetchBytes);
             }
-            a00 = TS.MultiplyAddEstimate(TS.Load<TW>(p0, 0), x0, a00);
-            a01 = TS.MultiplyAddEstimate(TS.Load<TW>(p0, TS.Count), x1, a01);
-            a10 = TS.MultiplyAddEstimate(TS.Load<TW>(p1, 0), x0, a10);
-            a11 = TS.MultiplyAddEstimate(TS.Load<TW>(p1, TS.Count), x1, a11);
-            a20 = TS.MultiplyAddEstimate(TS.Load<TW>(p2, 0), x0, a20);
-            a21 = TS.MultiplyAddEstimate(TS.Load<TW>(p2, TS.Count), x1, a21);
-            a30 = TS.MultiplyAddEstimate(TS.Load<TW>(p3, 0), x0, a30);
-            a31 = TS.MultiplyAddEstimate(TS.Load<TW>(p3, TS.Count), x1, a31);
+            TS.LoadPair<TW>(p0, 0, out var u0, out var v0);
+            a00 = TS.MultiplyAddEstimate(u0, x0, a00);
+            a01 = TS.MultiplyAddEstimate(v0, x1, a01);
+            TS.LoadPair<TW>(p1, 0, out var u1, out var v1);
+            a10 = TS.MultiplyAddEstimate(u1, x0, a10);
+            a11 = TS.MultiplyAddEstimate(v1, x1, a11);
+            TS.LoadPair<TW>(p2, 0, out var u2, out var v2);
+            a20 = TS.MultiplyAddEstimate(u2, x0, a20);
+            a21 = TS.MultiplyAddEstimate(v2, x1, a21);
+            TS.LoadPair<TW>(p3, 0, out var u3, out var v3);
+            a30 = TS.MultiplyAddEstimate(u3, x0, a30);
+            a31 = TS.MultiplyAddEstimate(v3, x1, a31);
         }
         int c = vectorCols;
         float s0 = TS.Sum(TS.Add(a00, a01)), s1 = TS.Sum(TS.Add(a10, a11)), s2 = TS.Sum(TS.Add(a20, a21)), s3 = TS.Sum(TS.Add(a30, a31));
@@ -112,15 +158,16 @@ internal static unsafe class ElementMatVec
 
     /// <summary>One row (the rows of a range that do not fill a pass of four).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot<TS, TV, TW>(byte* w, int cols, float* x)
+    private static float Dot<TS, TV, TW>(byte* w, int cols, float* x, float* paired)
         where TS : struct, IVectorWidth<TV> where TV : struct where TW : struct, IWeightElements
     {
         TV a0 = TS.Zero, a1 = TS.Zero;
         int c = 0;
         for (; TS.IsHardwareAccelerated && c + 2 * TS.Count <= cols; c += 2 * TS.Count)
         {
-            a0 = TS.MultiplyAddEstimate(TS.Load<TW>(w, c), TS.Load(x + c), a0);
-            a1 = TS.MultiplyAddEstimate(TS.Load<TW>(w, c + TS.Count), TS.Load(x + c + TS.Count), a1);
+            TS.LoadPair<TW>(w, c, out var u, out var v);
+            a0 = TS.MultiplyAddEstimate(u, TS.Load(paired + c), a0);
+            a1 = TS.MultiplyAddEstimate(v, TS.Load(paired + c + TS.Count), a1);
         }
         float sum = TS.Sum(TS.Add(a0, a1));
         for (; c < cols; c++) sum += TW.Load(w, c) * x[c];

@@ -17,6 +17,19 @@ public unsafe interface IWeightElements
 
     /// <summary>Bytes per element.</summary>
     static abstract int Size { get; }
+
+    /// <summary>Whether <see cref="LoadPair256"/> and <see cref="LoadPair512"/> give the even-numbered weights of their
+    /// span, then the odd-numbered ones (so the input they meet must be laid out the same way), rather than the first
+    /// half, then the second.</summary>
+    static abstract bool PairsInterleaved { get; }
+
+    /// <summary>16 weights from element <paramref name="index"/> (a multiple of 16) as two vectors, in the order
+    /// <see cref="PairsInterleaved"/> says.</summary>
+    static abstract void LoadPair256(void* row, int index, out Vector256<float> first, out Vector256<float> second);
+
+    /// <summary>32 weights from element <paramref name="index"/> (a multiple of 32) as two vectors, in the order
+    /// <see cref="PairsInterleaved"/> says.</summary>
+    static abstract void LoadPair512(void* row, int index, out Vector512<float> first, out Vector512<float> second);
 }
 
 /// <summary>float32 weights.</summary>
@@ -36,6 +49,25 @@ public readonly unsafe struct F32Elements : IWeightElements
 
     /// <inheritdoc/>
     public static int Size => 4;
+
+    /// <inheritdoc/>
+    public static bool PairsInterleaved => false;
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair256(void* row, int index, out Vector256<float> first, out Vector256<float> second)
+    {
+        first = Vector256.Load((float*)row + index);
+        second = Vector256.Load((float*)row + index + 8);
+    }
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair512(void* row, int index, out Vector512<float> first, out Vector512<float> second)
+    {
+        first = Vector512.Load((float*)row + index);
+        second = Vector512.Load((float*)row + index + 16);
+    }
 }
 
 /// <summary>bfloat16 weights, widened exactly by a 16-bit shift.</summary>
@@ -57,6 +89,29 @@ public readonly unsafe struct BF16Elements : IWeightElements
 
     /// <inheritdoc/>
     public static int Size => 2;
+
+    /// <summary>One load of 32 (64) bytes holds the pairs of weights in its 32-bit lanes: the even one in the low half,
+    /// widened by a shift, the odd one in the high half, already a float32 once the low half is masked off: two
+    /// in-lane operations for two vectors, where widening in order takes a lane-crossing one per vector.</summary>
+    public static bool PairsInterleaved => true;
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair256(void* row, int index, out Vector256<float> first, out Vector256<float> second)
+    {
+        var pairs = Vector256.Load((uint*)((ushort*)row + index));
+        first = (pairs << 16).AsSingle();
+        second = (pairs & Vector256.Create(0xFFFF0000u)).AsSingle();
+    }
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair512(void* row, int index, out Vector512<float> first, out Vector512<float> second)
+    {
+        var pairs = Vector512.Load((uint*)((ushort*)row + index));
+        first = (pairs << 16).AsSingle();
+        second = (pairs & Vector512.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 /// <summary>

@@ -34,6 +34,10 @@ internal unsafe interface IVectorWidth<TV> where TV : struct
     /// <summary><see cref="Count"/> weights from element <paramref name="index"/> of <paramref name="row"/>, as float32.</summary>
     static abstract TV Load<TW>(void* row, int index) where TW : struct, IWeightElements;
 
+    /// <summary>2·<see cref="Count"/> weights from element <paramref name="index"/> as two vectors, in the order of
+    /// <see cref="IWeightElements.PairsInterleaved"/>.</summary>
+    static abstract void LoadPair<TW>(void* row, int index, out TV first, out TV second) where TW : struct, IWeightElements;
+
     /// <summary><see cref="Count"/> KV cache elements from element <paramref name="index"/> of <paramref name="row"/>
     /// (block scales, if any, at <paramref name="scales"/>), as float32.</summary>
     static abstract TV Load<TK>(void* row, ushort* scales, int index) where TK : struct, IKvElements;
@@ -82,6 +86,10 @@ internal readonly unsafe partial struct Width512 : IVectorWidth<Vector512<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load<TW>(void* row, int index) where TW : struct, IWeightElements => TW.Load512(row, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TW>(void* row, int index, out Vector512<float> first, out Vector512<float> second) where TW : struct, IWeightElements =>
+        TW.LoadPair512(row, index, out first, out second);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load<TK>(void* row, ushort* scales, int index) where TK : struct, IKvElements => TK.Load512(row, scales, index);
@@ -186,6 +194,10 @@ internal readonly unsafe partial struct Width256 : IVectorWidth<Vector256<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load<TW>(void* row, int index) where TW : struct, IWeightElements => TW.Load256(row, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadPair<TW>(void* row, int index, out Vector256<float> first, out Vector256<float> second) where TW : struct, IWeightElements =>
+        TW.LoadPair256(row, index, out first, out second);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load<TK>(void* row, ushort* scales, int index) where TK : struct, IKvElements => TK.Load256(row, scales, index);
