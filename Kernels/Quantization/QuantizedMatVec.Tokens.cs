@@ -29,9 +29,10 @@ public static unsafe partial class QuantizedMatVec
     /// order. The weights are widened once per four tokens instead of once per token, and the stream is read once per
     /// batch. (A 512-bit form is not written: no machine this was measured on could run it.)
     /// <para>
-    /// This is the batched product of the block formats that do not round their inputs to int8 (GGUF's blocks as
-    /// stored, which must compute as exactly as decoding does) and of those whose int8 kernels this CPU does not run
-    /// (without AVX2): integer products where the alternative was dequantizing every row to float32.
+    /// This is the batched product of GGUF's blocks as stored in batches smaller than
+    /// <see cref="WeightFormat.ByteTokensFrom"/> (which compute as exactly as decoding does) and of the block formats
+    /// whose int8 kernels this CPU does not run: integer products where the alternative was dequantizing every row to
+    /// float32.
     /// </para>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
