@@ -168,12 +168,13 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
     {
         var x = input.Token(t0, cols);
         short* xs = x.Values;
-        int* sums = x.Sums;
+        float* negatedSums = x.NegatedSums;
         float* scales = x.Scales;
-        int sumStride = cols / 32;
+        int negatedStride = cols / 32;
         Vector256<float> r0 = default, r1 = default, r2 = default, r3 = default;
         var nibble = Vector256.Create((short)0xF);
-        for (int b = 0; b < blocks; b++, group += GroupBlockBytes, xs += KQuantBlocks.BlockSize, sums += 8)
+        var bits = Fifth ? new FifthTables() : default;
+        for (int b = 0; b < blocks; b++, group += GroupBlockBytes, xs += KQuantBlocks.BlockSize, negatedSums += 8)
         {
             byte* ahead = group + QuantizedMatVec.PrefetchBytes;
             GroupNibbles.Prefetch(ahead + 1024, GroupBlockBytes - 1024);
@@ -186,16 +187,16 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
                 GroupNibbles.PrefetchNibbles(ahead + 128 * j);
                 short* xj = xs + 32 * j;
                 Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
-                Chunks<TTokens>(q, fifth, xj, cols, 0, nibble, ref i0, ref i1, ref i2, ref i3);
-                Chunks<TTokens>(q, fifth, xj, cols, 2, nibble, ref i0, ref i1, ref i2, ref i3);
-                Chunks<TTokens>(q, fifth, xj, cols, 4, nibble, ref i0, ref i1, ref i2, ref i3);
-                Chunks<TTokens>(q, fifth, xj, cols, 6, nibble, ref i0, ref i1, ref i2, ref i3);
+                Chunks<TTokens>(q, fifth, xj, cols, 0, nibble, bits, ref i0, ref i1, ref i2, ref i3);
+                Chunks<TTokens>(q, fifth, xj, cols, 2, nibble, bits, ref i0, ref i1, ref i2, ref i3);
+                Chunks<TTokens>(q, fifth, xj, cols, 4, nibble, bits, ref i0, ref i1, ref i2, ref i3);
+                Chunks<TTokens>(q, fifth, xj, cols, 6, nibble, bits, ref i0, ref i1, ref i2, ref i3);
                 var scale = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + ScalesOffset + 8 * j)) * d;
                 var mins = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + MinimumsOffset + 8 * j)) * dmin;
-                b0 = Fma.MultiplyAdd(mins, Vector256.Create(-(float)sums[j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), scale, b0));
-                if (TTokens.Value > 1) b1 = Fma.MultiplyAdd(mins, Vector256.Create(-(float)sums[sumStride + j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), scale, b1));
-                if (TTokens.Value > 2) b2 = Fma.MultiplyAdd(mins, Vector256.Create(-(float)sums[2 * sumStride + j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), scale, b2));
-                if (TTokens.Value > 3) b3 = Fma.MultiplyAdd(mins, Vector256.Create(-(float)sums[3 * sumStride + j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), scale, b3));
+                b0 = Fma.MultiplyAdd(mins, Vector256.Create(negatedSums[j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), scale, b0));
+                if (TTokens.Value > 1) b1 = Fma.MultiplyAdd(mins, Vector256.Create(negatedSums[negatedStride + j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), scale, b1));
+                if (TTokens.Value > 2) b2 = Fma.MultiplyAdd(mins, Vector256.Create(negatedSums[2 * negatedStride + j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), scale, b2));
+                if (TTokens.Value > 3) b3 = Fma.MultiplyAdd(mins, Vector256.Create(negatedSums[3 * negatedStride + j]), Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), scale, b3));
             }
             GroupNibbles.Accumulate<TTokens>(scales + b, blocks, b0, b1, b2, b3, ref r0, ref r1, ref r2, ref r3);
         }
@@ -203,23 +204,24 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
     }
 
     /// <summary>Chunks <paramref name="c"/> and c + 1 of a sub-block (values 4c..4c + 7) against each token's inputs;
-    /// Q5_K's fifth bits from vector c / 4 at <paramref name="fifth"/>, moved to bit 4.</summary>
+    /// Q5_K's fifth bits from vector c / 4 at <paramref name="fifth"/>, as 16 each looked up (<c>vpshufb</c>, the
+    /// <paramref name="bits"/> tables) by the low (chunks 4p, 4p + 1) or high (4p + 2, 4p + 3) 4 bits of each int16 lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Chunks<TTokens>(byte* q, byte* fifth, short* x, int cols, int c, Vector256<short> nibble,
+    private static void Chunks<TTokens>(byte* q, byte* fifth, short* x, int cols, int c, Vector256<short> nibble, in FifthTables bits,
         ref Vector256<int> i0, ref Vector256<int> i1, ref Vector256<int> i2, ref Vector256<int> i3)
         where TTokens : struct, ICount
     {
-        var h = Fifth ? Avx2.ConvertToVector256Int16(fifth + 16 * (c / 4)).AsInt16() : default;
-        int m = c % 4;
         var v0 = Avx2.ConvertToVector256Int16(q + 16 * c).AsInt16();
         var v1 = Avx2.ConvertToVector256Int16(q + 16 * c + 16).AsInt16();
         Vector256<short> a = v0 & nibble, b = Vector256.ShiftRightLogical(v0, 4), e = v1 & nibble, f = Vector256.ShiftRightLogical(v1, 4);
         if (Fifth)
         {
-            a |= FifthBit(h, 2 * m);
-            b |= FifthBit(h, 2 * m + 1);
-            e |= FifthBit(h, 2 * m + 2);
-            f |= FifthBit(h, 2 * m + 3);
+            var h = Avx2.ConvertToVector256Int16(fifth + 16 * (c / 4)).AsInt16();
+            var index = (c % 4 == 0 ? h & nibble : Vector256.ShiftRightLogical(h, 4)).AsByte();
+            a |= Avx2.Shuffle(bits.Bit0, index).AsInt16();
+            b |= Avx2.Shuffle(bits.Bit1, index).AsInt16();
+            e |= Avx2.Shuffle(bits.Bit2, index).AsInt16();
+            f |= Avx2.Shuffle(bits.Bit3, index).AsInt16();
         }
         GroupNibbles.Pair<TTokens>(a, x + 4 * c, cols, ref i0, ref i1, ref i2, ref i3);
         GroupNibbles.Pair<TTokens>(b, x + 4 * c + 2, cols, ref i0, ref i1, ref i2, ref i3);
@@ -227,11 +229,24 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
         GroupNibbles.Pair<TTokens>(f, x + 4 * c + 6, cols, ref i0, ref i1, ref i2, ref i3);
     }
 
-    /// <summary>Bit <paramref name="bit"/> of each int16 lane of <paramref name="h"/> as 16 (bit 4).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> FifthBit(Vector256<short> h, int bit)
+    /// <summary>16 times bit k (0..3) of a 4-bit index, as <c>vpshufb</c> tables; index 0, which every int16 lane's zero
+    /// upper byte reads, gives 0.</summary>
+    private readonly struct FifthTables
     {
-        var moved = bit < 4 ? Vector256.ShiftLeft(h, 4 - bit) : bit > 4 ? Vector256.ShiftRightLogical(h, bit - 4) : h;
-        return moved & Vector256.Create((short)0x10);
+        public FifthTables()
+        {
+            Bit0 = Vector256.Create(Vector128.Create((byte)0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16));
+            Bit1 = Vector256.Create(Vector128.Create((byte)0, 0, 16, 16, 0, 0, 16, 16, 0, 0, 16, 16, 0, 0, 16, 16));
+            Bit2 = Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 16, 16, 16, 16, 0, 0, 0, 0, 16, 16, 16, 16));
+            Bit3 = Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16));
+        }
+
+        public Vector256<byte> Bit0 { get; }
+
+        public Vector256<byte> Bit1 { get; }
+
+        public Vector256<byte> Bit2 { get; }
+
+        public Vector256<byte> Bit3 { get; }
     }
 }
