@@ -54,8 +54,7 @@ internal static unsafe class KQuantInput
             scales[b] = max / QuantizedMatVec.InputMax;
             for (int j = 0; j < size / 32; j++)
             {
-                int total = QuantizedMatVec.Round(x + 32 * j, max, input + 32 * j), first = 0;
-                for (int i = 0; i < 16; i++) first += input[32 * j + i];
+                int total = QuantizedMatVec.Round(x + 32 * j, max, input + 32 * j, out int first);
                 offsets[2 * j] = -32 * first;
                 offsets[2 * j + 1] = -32 * (total - first);
                 negatedSums[j] = -total;

@@ -134,10 +134,8 @@ internal readonly unsafe struct Q6_KGroup : IKQuantGroup
         var nibble = Vector256.Create((short)0xF);
         // 16 times the field in bits 0-1 (values 4c, 4c + 1) or 2-3 (4c + 2, 4c + 3) of a 4-bit index; index 0, which
         // every int16 lane's zero upper byte reads, gives 0.
-        var first = Vector256.Create((byte)0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
-            0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48);
-        var second = Vector256.Create((byte)0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48,
-            0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48);
+        var first = Vector256.Create(Vector128.Create((byte)0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48));
+        var second = Vector256.Create(Vector128.Create((byte)0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48));
         for (int b = 0; b < blocks; b++, group += GroupBlockBytes, xs += KQuantBlocks.BlockSize, offsets += 16)
         {
             byte* ahead = group + QuantizedMatVec.PrefetchBytes;

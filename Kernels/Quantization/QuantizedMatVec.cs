@@ -140,7 +140,7 @@ public static unsafe partial class QuantizedMatVec
         {
             float max = MaxMagnitude(x, size);
             scales[b] = max / InputMax;
-            sums[b] = Round(x, max, input);
+            sums[b] = Round(x, max, input, out _);
         }
     }
 
@@ -161,10 +161,12 @@ public static unsafe partial class QuantizedMatVec
 
     /// <summary>The 32 floats at <paramref name="x"/> as int16 for an input whose largest magnitude is
     /// <paramref name="max"/>: round(x · 32767 / max), ties to even (all zero when max is zero), into
-    /// <paramref name="q"/>; returns their sum. The one rounding of every int16 input (this kernel's, the K-quants').</summary>
+    /// <paramref name="q"/>; returns their sum, and that of the first 16 in <paramref name="first"/>. The one rounding of
+    /// every int16 input (this kernel's, the K-quants').</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static int Round(float* x, float max, short* q)
+    internal static int Round(float* x, float max, short* q, out int first)
     {
+        first = 0;
         if (max == 0)
         {
             new Span<short>(q, 32).Clear();
@@ -177,13 +179,15 @@ public static unsafe partial class QuantizedMatVec
             Vector256<int> q2 = Avx.ConvertToVector256Int32(Vector256.Load(x + 16) * inverse), q3 = Avx.ConvertToVector256Int32(Vector256.Load(x + 24) * inverse);
             Vector256.Narrow(q0, q1).Store(q);
             Vector256.Narrow(q2, q3).Store(q + 16);
-            return Vector256.Sum(q0 + q1 + q2 + q3);
+            first = Vector256.Sum(q0 + q1);
+            return first + Vector256.Sum(q2 + q3);
         }
         int sum = 0;
         for (int i = 0; i < 32; i++)
         {
             q[i] = (short)MathF.Round(x[i] * inverse);
             sum += q[i];
+            if (i == 15) first = sum;
         }
         return sum;
     }
