@@ -177,14 +177,13 @@ internal readonly unsafe struct MinKGroup<TBits> : IKQuantGroup
         for (int b = 0; b < blocks; b++, group += GroupBlockBytes, xs += KQuantBlocks.BlockSize, negatedSums += 8)
         {
             byte* ahead = group + QuantizedMatVec.PrefetchBytes;
-            GroupNibbles.Prefetch(ahead + 1024, GroupBlockBytes - 1024);
             var d = Vector256.Load((float*)(group + DOffset));
             var dmin = Vector256.Load((float*)(group + DMinOffset));
             Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
             for (int j = 0; j < 8; j++)
             {
                 byte* q = group + 128 * j, fifth = group + FifthOffset + 32 * j;
-                GroupNibbles.PrefetchNibbles(ahead + 128 * j);
+                GroupNibbles.PrefetchPart(ahead, GroupBlockBytes, j, 8);
                 short* xj = xs + 32 * j;
                 Vector256<int> i0 = default, i1 = default, i2 = default, i3 = default;
                 Chunks<TTokens>(q, fifth, xj, cols, 0, nibble, bits, ref i0, ref i1, ref i2, ref i3);

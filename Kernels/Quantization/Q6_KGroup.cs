@@ -139,14 +139,13 @@ internal readonly unsafe struct Q6_KGroup : IKQuantGroup
         for (int b = 0; b < blocks; b++, group += GroupBlockBytes, xs += KQuantBlocks.BlockSize, offsets += 16)
         {
             byte* ahead = group + QuantizedMatVec.PrefetchBytes;
-            GroupNibbles.Prefetch(ahead + 1024, GroupBlockBytes - 1024);
             var d = Vector256.Load((float*)(group + DOffset));
             Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
             for (int k = 0; k < 16; k += 2)
             {
                 // Values 16k..16k+31: chunks 0-3 have scale k, chunks 4-7 scale k + 1.
                 byte* q = group + 64 * k;
-                GroupNibbles.PrefetchNibbles(ahead + 64 * k);
+                GroupNibbles.PrefetchPart(ahead, GroupBlockBytes, k / 2, 8);
                 byte* high = group + HighOffset + 32 * k;
                 short* xk = xs + 16 * k;
                 Offsets<TTokens>(offsets + k, offsetStride, out var i0, out var i1, out var i2, out var i3);
