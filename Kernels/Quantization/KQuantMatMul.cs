@@ -77,8 +77,16 @@ internal static unsafe class KQuantMatMul
             {
                 int count = Math.Min(ChunkBlocks, blocks - b0);
                 for (int b = 0; b < count; b++) TGroup.Unpack(data + (long)(b0 + b) * TGroup.GroupBlockBytes, tile + b * TileBytes);
+                // The next chunk (of this group, else the next group's first: groups follow one another), prefetched a
+                // part per token pass while this one runs, as QuantizedMatMul's chunks are.
+                bool lastChunk = b0 + ChunkBlocks >= blocks;
+                int nextCount = !lastChunk ? Math.Min(ChunkBlocks, blocks - b0 - ChunkBlocks) : Math.Min(ChunkBlocks, blocks);
+                var prefetch = !lastChunk || (group + 1) * rows < end
+                    ? new QuantizedMatMul.Prefetch(data + (long)(b0 + count) * TGroup.GroupBlockBytes, nextCount * TGroup.GroupBlockBytes, (tokens + 3) / 4)
+                    : default;
                 for (int t = 0; t < tokens; t += 4)
                 {
+                    prefetch.Visit(t / 4);
                     sbyte* xt = scratch.Input + (long)t * cols + b0 * KQuantBlocks.BlockSize;
                     int first = t * subs + b0 * 8;
                     float* s = scratch.InputScales + first, o = results + t * rows;

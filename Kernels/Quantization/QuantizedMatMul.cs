@@ -270,7 +270,7 @@ public static unsafe partial class QuantizedMatMul
     /// spread evenly over its <paramref name="visits"/> block visits (every token step's pass over every block) so that
     /// the memory streams while every pass computes, not only the first; nothing when <c>default</c>.
     /// </summary>
-    private readonly struct Prefetch(byte* next, int bytes, int visits)
+    internal readonly struct Prefetch(byte* next, int bytes, int visits)
     {
         /// <summary>The most a visit prefetches: eight lines, a Q8_0 record.</summary>
         private const int MaxVisitBytes = 512;
