@@ -26,7 +26,7 @@ public sealed unsafe class KQuantFormatTests
         var data = new TheoryData<string, int, int>();
         foreach (string format in new[] { "q4_k", "q5_k", "q6_k" })
         {
-            foreach (var (rows, cols) in new[] { (1, 256), (6, 512), (19, 2304), (4, 9216) })
+            foreach (var (rows, cols) in new[] { (1, 256), (6, 512), (19, 2304), (4, 9216), (44, 768) })
                 data.Add(format, rows, cols);
         }
         return data;
