@@ -483,20 +483,22 @@ public static unsafe partial class QuantizedMatMul
             prefetch.Block(b);
             Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default, q0 = default, q1 = default, q2 = default, q3 = default;
             PairGroups<TBlock, TTokens>(record, 0, 8, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+            // The rows' scales widened once for every token.
             ushort* d = scales + b * GroupRows;
+            Vector256<float> low = TBlock.Scales256(d), high = TBlock.Scales256(d + 8);
             var a = Vector256.Create(starts[b]);
-            Scale<TBlock>(Avx2.MultiplyAddAdjacent(p0, ones) + a, Avx2.MultiplyAddAdjacent(q0, ones) + a, d, xs[b], sums);
+            HalfScale(Avx2.MultiplyAddAdjacent(p0, ones) + a, Avx2.MultiplyAddAdjacent(q0, ones) + a, low, high, xs[b], sums);
             if (TTokens.Value > 1)
             {
                 a = Vector256.Create(starts[blocks + b]);
-                Scale<TBlock>(Avx2.MultiplyAddAdjacent(p1, ones) + a, Avx2.MultiplyAddAdjacent(q1, ones) + a, d, xs[blocks + b], sums + 16);
+                HalfScale(Avx2.MultiplyAddAdjacent(p1, ones) + a, Avx2.MultiplyAddAdjacent(q1, ones) + a, low, high, xs[blocks + b], sums + 16);
             }
             if (TTokens.Value > 2)
             {
                 a = Vector256.Create(starts[2 * blocks + b]);
-                Scale<TBlock>(Avx2.MultiplyAddAdjacent(p2, ones) + a, Avx2.MultiplyAddAdjacent(q2, ones) + a, d, xs[2 * blocks + b], sums + 32);
+                HalfScale(Avx2.MultiplyAddAdjacent(p2, ones) + a, Avx2.MultiplyAddAdjacent(q2, ones) + a, low, high, xs[2 * blocks + b], sums + 32);
                 a = Vector256.Create(starts[3 * blocks + b]);
-                Scale<TBlock>(Avx2.MultiplyAddAdjacent(p3, ones) + a, Avx2.MultiplyAddAdjacent(q3, ones) + a, d, xs[3 * blocks + b], sums + 48);
+                HalfScale(Avx2.MultiplyAddAdjacent(p3, ones) + a, Avx2.MultiplyAddAdjacent(q3, ones) + a, low, high, xs[3 * blocks + b], sums + 48);
             }
         }
     }
@@ -554,13 +556,15 @@ public static unsafe partial class QuantizedMatMul
             prefetch.Block(b);
             Vector256<int> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
             SignGroups<TBlock, TTokens>(record, 0, 8, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+            // The rows' scales widened once for every token.
             ushort* d = scales + b * GroupRows;
-            Scale<TBlock>(a0, e0, d, xs[b], sums);
-            if (TTokens.Value > 1) Scale<TBlock>(a1, e1, d, xs[blocks + b], sums + 16);
+            Vector256<float> low = TBlock.Scales256(d), high = TBlock.Scales256(d + 8);
+            HalfScale(a0, e0, low, high, xs[b], sums);
+            if (TTokens.Value > 1) HalfScale(a1, e1, low, high, xs[blocks + b], sums + 16);
             if (TTokens.Value > 2)
             {
-                Scale<TBlock>(a2, e2, d, xs[2 * blocks + b], sums + 32);
-                Scale<TBlock>(a3, e3, d, xs[3 * blocks + b], sums + 48);
+                HalfScale(a2, e2, low, high, xs[2 * blocks + b], sums + 32);
+                HalfScale(a3, e3, low, high, xs[3 * blocks + b], sums + 48);
             }
         }
     }
