@@ -104,24 +104,13 @@ internal static unsafe class KQuantMatMul
                     int first = t * subs + b0 * 8;
                     float* s = scratch.InputScales + first, o = results + t * rows * width;
                     int* c = scratch.InputStarts + first, h = scratch.InputHalves + first;
-                    if (width == 2)
-                    {
-                        byte* second = tile + ChunkBlocks * TileBytes;
-                        switch (Math.Min(4, tokens - t))
-                        {
-                            case 4: Pass16<TGroup, Count4>(tile, second, count, xt, cols, s, c, subs, o); break;
-                            case 3: Pass16<TGroup, Count3>(tile, second, count, xt, cols, s, c, subs, o); break;
-                            case 2: Pass16<TGroup, Count2>(tile, second, count, xt, cols, s, c, subs, o); break;
-                            default: Pass16<TGroup, Count1>(tile, second, count, xt, cols, s, c, subs, o); break;
-                        }
-                        continue;
-                    }
+                    byte* second = width == 2 ? tile + ChunkBlocks * TileBytes : null;
                     switch (Math.Min(4, tokens - t))
                     {
-                        case 4: Pass<TGroup, Count4>(tile, count, xt, cols, s, c, h, subs, o); break;
-                        case 3: Pass<TGroup, Count3>(tile, count, xt, cols, s, c, h, subs, o); break;
-                        case 2: Pass<TGroup, Count2>(tile, count, xt, cols, s, c, h, subs, o); break;
-                        default: Pass<TGroup, Count1>(tile, count, xt, cols, s, c, h, subs, o); break;
+                        case 4: Passes<TGroup, Count4>(tile, second, count, xt, cols, s, c, h, subs, o); break;
+                        case 3: Passes<TGroup, Count3>(tile, second, count, xt, cols, s, c, h, subs, o); break;
+                        case 2: Passes<TGroup, Count2>(tile, second, count, xt, cols, s, c, h, subs, o); break;
+                        default: Passes<TGroup, Count1>(tile, second, count, xt, cols, s, c, h, subs, o); break;
                     }
                 }
             }
@@ -132,6 +121,17 @@ internal static unsafe class KQuantMatMul
                 for (int r = from; r < to; r++) row[r] = results[t * stride + r - group * rows];
             }
         }
+    }
+
+    /// <summary>One pass of <typeparamref name="TTokens"/> tokens: over two groups' tiles where <paramref name="second"/>
+    /// is given (<see cref="Pass16{TGroup, TTokens}"/>), else over one (<see cref="Pass{TGroup, TTokens}"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Passes<TGroup, TTokens>(byte* tile, byte* second, int count, sbyte* x, int cols, float* s, int* c, int* h, int subs, float* o)
+        where TGroup : struct, IKQuantGroup
+        where TTokens : struct, ICount
+    {
+        if (second != null) Pass16<TGroup, TTokens>(tile, second, count, x, cols, s, c, subs, o);
+        else Pass<TGroup, TTokens>(tile, count, x, cols, s, c, h, subs, o);
     }
 
     /// <summary>

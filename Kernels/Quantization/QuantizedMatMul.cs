@@ -407,14 +407,11 @@ public static unsafe partial class QuantizedMatMul
     }
 
     /// <summary>sums[0..16) += (rows 0..7: <paramref name="low"/>, rows 8..15: <paramref name="high"/>) · d · s, d the
-    /// rows' scales (<typeparamref name="TBlock"/>'s encoding).</summary>
+    /// rows' scales (<typeparamref name="TBlock"/>'s encoding), widened here (<see cref="HalfScale"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scale<TBlock>(Vector256<int> low, Vector256<int> high, ushort* d, float s, float* sums)
-        where TBlock : struct, IQuantizedBlock
-    {
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(low), TBlock.Scales256(d) * s, Vector256.Load(sums)).Store(sums);
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(high), TBlock.Scales256(d + 8) * s, Vector256.Load(sums + 8)).Store(sums + 8);
-    }
+        where TBlock : struct, IQuantizedBlock =>
+        HalfScale(low, high, TBlock.Scales256(d), TBlock.Scales256(d + 8), s, sums);
 
     /// <summary>Sixteen rows × two tokens (the rest of a batch that is not a multiple of four).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
