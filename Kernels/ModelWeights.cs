@@ -71,6 +71,26 @@ public sealed class ModelWeights : IDisposable
     /// <summary>The weights of each layer, in order.</summary>
     public LayerWeights[] Layers { get; }
 
+    /// <summary>How every matrix's products round their activations where its format offers a choice (the Q4_0 blocks):
+    /// <see cref="Kernels.DecodeActivations.Int16"/> unless set. Set it before running the model, not during a pass.</summary>
+    public DecodeActivations DecodeActivations
+    {
+        get;
+        set
+        {
+            field = value;
+            Embed.DecodeActivations = value;
+            if (LmHead != null) LmHead.DecodeActivations = value;
+            foreach (var layer in Layers)
+            {
+                layer.Qkv.DecodeActivations = value;
+                layer.O.DecodeActivations = value;
+                layer.GateUp.DecodeActivations = value;
+                layer.Down.DecodeActivations = value;
+            }
+        }
+    }
+
     /// <summary>
     /// Bytes of weight data <see cref="Load"/> allocates for <paramref name="config"/> in <paramref name="format"/> (the
     /// matrices; a quantized format keeps a matrix whose width is not a multiple of 32 in BF16), with a separate

@@ -121,6 +121,19 @@ public sealed unsafe class WeightMatrix : IDisposable
     /// <summary>How the elements are stored.</summary>
     public WeightFormat Format { get; }
 
+    /// <summary>How the products of decoding (and of batches) round this matrix's activations where its format offers a
+    /// choice (<see cref="Kernels.DecodeActivations"/>); set for a whole model by <see cref="ModelWeights.DecodeActivations"/>.
+    /// A stack passes it to its parts.</summary>
+    public DecodeActivations DecodeActivations
+    {
+        get;
+        set
+        {
+            field = value;
+            foreach (var (part, _) in _parts) part.DecodeActivations = value;
+        }
+    }
+
     /// <summary>First byte of the matrix: for F32 and BF16 row r starts at <c>Data + r·Cols·ElementSize</c>; for the
     /// quantized formats group g (rows 16g..16g+15) starts at <c>Data + g·QuantizedLayout.GroupBytes</c>.</summary>
     public void* Data => _data;

@@ -61,10 +61,11 @@ internal static class BenchCommand
             CustomParser = NumberOptions.Integer(1, Specs.SpecParser.MaxBatchRows),
         };
         var kv = GenerationOptionSet.CreateKv();
+        var activations = GenerationOptionSet.CreateActivations();
         var compare = new Option<string?>("--compare") { Description = "reference: also measure the runtime-shape path", HelpName = "PATH" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of a table" };
         var command = new Command("bench", "Measure prefill and decode of a model shape with synthetic weights, or of a checkpoint");
-        foreach (var option in new Option[] { spec, model, format, layers, threads, prompt, tokens, repeat, batch, kv, compare, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { spec, model, format, layers, threads, prompt, tokens, repeat, batch, kv, activations, compare, json }) command.Options.Add(option);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {
             string? specName = parse.GetValue(spec), modelPath = parse.GetValue(model), formatName = parse.GetValue(format);
@@ -89,6 +90,7 @@ internal static class BenchCommand
                 Repeats = parse.GetValue(repeat),
                 Batch = parse.GetValue(batch),
                 KvCache = GenerationOptionSet.ParseKv(parse.GetValue(kv)),
+                Activations = GenerationOptionSet.ParseActivations(parse.GetValue(activations)),
                 CompareReference = compareWith == "reference",
             }, name, stderr);
             if (parse.GetValue(json)) stdout.WriteLine(ToJson(report).ToJsonString());
@@ -144,6 +146,7 @@ internal static class BenchCommand
         json["weight_bytes_per_token"] = r.WeightBytesPerToken;
         json["repeats"] = r.Repeats;
         json["kv"] = GenerationOptionSet.KvName(r.KvCache);
+        json["activations"] = GenerationOptionSet.ActivationsName(r.Activations);
         if (r.Reference is { } reference)
         {
             json["reference"] = WithBatch(reference);
@@ -156,7 +159,8 @@ internal static class BenchCommand
     private static void WriteTable(TextWriter stdout, BenchmarkReport r)
     {
         string scope = r.Extrapolated ? $"{r.LayersRun} of {r.Layers} layers run; whole-model figures extrapolated" : $"all {r.Layers} layers";
-        stdout.WriteLine($"{r.Spec}, {WeightFormat.Describe(r.Formats)}, {r.Threads} threads, {scope}");
+        string activations = r.Activations == DecodeActivations.Int8 ? ", int8 activations" : "";
+        stdout.WriteLine($"{r.Spec}, {WeightFormat.Describe(r.Formats)}{activations}, {r.Threads} threads, {scope}");
         stdout.WriteLine($"weights read per token {InfoCommand.Bytes(r.WeightBytesPerToken)}; bandwidth probe {r.BandwidthGigabytesPerSecond:F1} GB/s; peak RSS {InfoCommand.Bytes(r.PeakRssBytes)}");
         stdout.WriteLine($"{"path",-26} {"prefill tok/s",14} {"decode tok/s",13} {"decode GB/s",12} {"of probe",9}");
         foreach (var m in new[] { r.Compiled, r.Reference }.OfType<DecoderMeasurement>())

@@ -111,6 +111,35 @@ internal sealed class GenerationOptionSet
         throw new UsageException($"--kv {kv}: expected {names}");
     }
 
+    public Option<string?> Activations { get; } = CreateActivations();
+
+    /// <summary><c>--activations int16|int8</c>: how the Q4_0 blocks' products round activations; also on <c>bench</c>
+    /// and <c>serve</c>.</summary>
+    internal static Option<string?> CreateActivations() => new("--activations")
+    {
+        Description = "How the Q4_0 blocks' products round activations in decoding: int16 (the default; within about 1e-3 "
+            + "of the exact logits) or int8 (per 16 values, as llama.cpp rounds them: faster where the CPU, not the memory, "
+            + "bounds decoding; logits about as far from the exact ones as llama.cpp's). Other formats ignore it",
+        HelpName = "PRECISION",
+    };
+
+    /// <summary>Each activation rounding by the name <c>--activations</c> takes and reports.</summary>
+    private static readonly (string Name, DecodeActivations Value)[] ActivationNames =
+        [("int16", DecodeActivations.Int16), ("int8", DecodeActivations.Int8)];
+
+    /// <summary>The name <c>--activations</c> gives <paramref name="value"/>.</summary>
+    internal static string ActivationsName(DecodeActivations value) => ActivationNames.First(n => n.Value == value).Name;
+
+    /// <summary>The rounding <c>--activations</c> names (null: int16).</summary>
+    /// <exception cref="UsageException">Not one of the names.</exception>
+    internal static DecodeActivations ParseActivations(string? name)
+    {
+        if (name == null) return DecodeActivations.Int16;
+        foreach (var (known, value) in ActivationNames)
+            if (string.Equals(known, name, StringComparison.OrdinalIgnoreCase)) return value;
+        throw new UsageException($"--activations {name}: expected int16 or int8");
+    }
+
     public Option<bool> Reference { get; } = new("--reference")
     {
         Description = "Run the runtime-shape reference decoder even when a compiled spec matches the model",
@@ -130,7 +159,7 @@ internal sealed class GenerationOptionSet
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Kv, Reference, Stats, NoCheck })
+        foreach (var option in new Option[] { Model, MaxTokens, Greedy, Temperature, TopK, TopP, MinP, RepetitionPenalty, Seed, Threads, Context, Quant, Kv, Activations, Reference, Stats, NoCheck })
             command.Options.Add(option);
     }
 
@@ -201,12 +230,14 @@ internal sealed class GenerationOptionSet
         int? threads = parse.GetValue(Threads), context = parse.GetValue(Context);
         var format = QuantFormat(parse.GetValue(Quant));
         var kv = ParseKv(parse.GetValue(Kv));
+        var activations = ParseActivations(parse.GetValue(Activations));
         using var progress = new ProgressBar(stderr, "loading " + Path.GetFileName(Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar)));
         var model = GemmaModel.Load(directory, new GemmaModelOptions
         {
             ForceReference = parse.GetValue(Reference),
             Format = format,
             KvCache = kv,
+            Activations = activations,
             Threads = threads,
             MaxContext = context,
             LoadProgress = progress.Report,

@@ -58,7 +58,7 @@ internal static class ServeCommand
             CustomParser = NumberOptions.Integer(1),
         };
         var command = new Command("serve", "Serve the model over HTTP with an OpenAI-compatible API (the built-in demo model unless --model is given)");
-        foreach (var option in new Option[] { options.Model, host, port, parallel, queue, options.Context, options.Quant, options.Kv, options.Threads, apiKey, maxBody, options.Reference, options.NoCheck })
+        foreach (var option in new Option[] { options.Model, host, port, parallel, queue, options.Context, options.Quant, options.Kv, options.Activations, options.Threads, apiKey, maxBody, options.Reference, options.NoCheck })
             command.Options.Add(option);
         command.SetAction(parse => Program.Guard(stderr, () =>
         {

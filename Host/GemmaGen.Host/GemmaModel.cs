@@ -24,6 +24,12 @@ public sealed record GemmaModelOptions
     /// (int8 blocks of 32 with a bf16 scale, 17/64 of the memory; refused at load where head_dim is not a multiple of 32).</summary>
     public KvPrecision KvCache { get; init; } = KvPrecision.F32;
 
+    /// <summary>How the Q4_0 blocks' products round activations in decoding and short batches:
+    /// <see cref="DecodeActivations.Int16"/> (default; decode within about 1e-3 of the exact logits) or
+    /// <see cref="DecodeActivations.Int8"/> (per 16, as llama.cpp rounds its quantized products: faster decoding where the
+    /// CPU bounds it, logits about as far from the exact ones as llama.cpp's). The other formats ignore it.</summary>
+    public DecodeActivations Activations { get; init; } = DecodeActivations.Int16;
+
     /// <summary>Called while the weights load with the fraction done (0 to 1), for a progress bar.</summary>
     public Action<double>? LoadProgress { get; init; }
 
@@ -153,6 +159,7 @@ public sealed class GemmaModel : IDisposable
         var compiled = options.ForceReference ? null : CompiledModelRegistry.Find(config.Shape);
         var model = new GemmaModel(weights, new WorkerPool(options.Threads ?? Environment.ProcessorCount), compiled, tokenizer, plan.MaxContext, plan.Warnings);
         model.Forward.KvPrecision = options.KvCache;
+        weights.DecodeActivations = options.Activations;
         return model;
     }
 

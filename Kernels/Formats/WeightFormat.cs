@@ -179,3 +179,22 @@ public abstract unsafe class WeightFormat
     /// weight read once per call.</summary>
     internal abstract void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end);
 }
+
+/// <summary>
+/// How the 4-bit block formats (<see cref="WeightFormat.Q4_0"/>, GGUF's Q4_0 blocks) round the activations their
+/// integer products take in decoding and in batches below <see cref="WeightFormat.ByteTokensFrom"/> tokens. The other
+/// formats compute as they always do: their int16 (or float) decode kernels are as fast as int8 ones would be.
+/// </summary>
+public enum DecodeActivations
+{
+    /// <summary>int16 per block of 32 (x̂ = round(x · 32767 / max|x|)): decode within about 1e-3 of the exact logits
+    /// (the default).</summary>
+    Int16,
+
+    /// <summary>int8 per 16 values (x̂ = round(x · 127 / max|x|)) in every product, decode and batches alike, as the
+    /// long prompts' prefill of GGUF's blocks does and as llama.cpp rounds all of its quantized products (per 32):
+    /// byte products (<c>vpmaddubsw</c>) that run about 1.4x the int16 kernel on AVX2 CPUs, for decoding where the
+    /// CPU and not the memory bounds it; the logits land about as far from the exact ones as llama.cpp's. Needs AVX2,
+    /// else <see cref="Int16"/>.</summary>
+    Int8,
+}

@@ -139,19 +139,36 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool inputsPer
         return group + QuantizedLayout.ScaleBytes(matrix.Cols) + lane * 4;
     }
 
-    internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
-        QuantizedMatVec.Rows<TBlock>(matrix, x, y, start, end);
+    /// <summary>Whether <paramref name="matrix"/>'s products round activations to int8 per 16 everywhere
+    /// (<see cref="DecodeActivations.Int8"/>, where this CPU runs the byte products of the block type).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool ByteActivations(WeightMatrix matrix) =>
+        matrix.DecodeActivations == DecodeActivations.Int8 && QuantizedMatMul.ByteActivationsSupported<TBlock>();
 
-    internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end) =>
-        QuantizedMatVec.GateUpRows<TBlock>(matrix, x, y, start, end);
+    /// <summary>The int16 matrix-vector kernel, or with int8 activations the batched kernel for one token (the same
+    /// floats as that token in any batch).</summary>
+    internal override void MatVecRows(WeightMatrix matrix, float* x, float* y, int start, int end)
+    {
+        if (ByteActivations(matrix)) QuantizedMatMul.Rows<TBlock>(matrix, x, matrix.Cols, 1, y, 0, start, end, vnni: false);
+        else QuantizedMatVec.Rows<TBlock>(matrix, x, y, start, end);
+    }
+
+    internal override void GateUpRows(WeightMatrix matrix, float* x, float* y, int start, int end)
+    {
+        if (ByteActivations(matrix)) QuantizedMatMul.GateUpRow<TBlock>(matrix, x, y, start, end);
+        else QuantizedMatVec.GateUpRows<TBlock>(matrix, x, y, start, end);
+    }
 
     /// <summary>The int8 kernels where the CPU runs them and the batch is large enough for the format
     /// (<see cref="QuantizedFormat.InputsPer16"/>), else the matrix-vector kernel's int16 products for every token
-    /// (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>: as exact as decoding). Per-16 inputs run the AVX2 kernels
-    /// (<see cref="QuantizedMatMul"/>) on AVX-VNNI CPUs too.</summary>
+    /// (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>: as exact as decoding). With int8 activations
+    /// (<see cref="DecodeActivations.Int8"/>) every batch rounds per 16, as decoding then does. Per-16 inputs run the
+    /// AVX2 kernels (<see cref="QuantizedMatMul"/>) on AVX-VNNI CPUs too.</summary>
     internal override void MatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end)
     {
-        if (IntegerMatMulSupported && (!InputsPer16 || tokens >= ByteTokensFrom))
+        if (ByteActivations(matrix))
+            QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, vnni: false);
+        else if (IntegerMatMulSupported && (!InputsPer16 || tokens >= ByteTokensFrom))
             QuantizedMatMul.Rows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnniSupported && !InputsPer16);
         else QuantizedMatVec.TokenRows<TBlock>(matrix, x, xStride, tokens, y, yStride, start, end);
     }

@@ -63,6 +63,32 @@ public static unsafe partial class QuantizedMatMul
     internal static bool IsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
         Avx2.IsSupported && Fma.IsSupported && (AvxVnni.IsSupported || PairsFit<TBlock>() || Signs<TBlock>());
 
+    /// <summary>Whether this CPU runs <typeparamref name="TBlock"/>'s products on int8 activations per 16 in decoding too
+    /// (<see cref="DecodeActivations.Int8"/>): AVX2 byte pairs that fit int16 (Q4_0).</summary>
+    internal static bool ByteActivationsSupported<TBlock>() where TBlock : struct, IQuantizedBlock =>
+        Avx2.IsSupported && Fma.IsSupported && PairsFit<TBlock>();
+
+    [ThreadStatic]
+    private static float[]? t_gateUp;
+
+    /// <summary>y[i] = gelu_tanh(W[2i]·x)·(W[2i+1]·x) for outputs [start, end) of an interleaved gate/up matrix, one
+    /// token on int8 activations per 16 (<see cref="DecodeActivations.Int8"/>): its rows [2·start, 2·end) as
+    /// <see cref="Rows{TBlock}(WeightMatrix, float*, int, int, float*, int, int, int, bool)"/> computes them, into this
+    /// thread's scratch (grown once), then gated.</summary>
+    internal static void GateUpRow<TBlock>(WeightMatrix matrix, float* x, float* y, int start, int end)
+        where TBlock : struct, IQuantizedBlock
+    {
+        if (start >= end) return;
+        int n = 2 * (end - start);
+        var rows = t_gateUp;
+        if (rows == null || rows.Length < n) t_gateUp = rows = GC.AllocateArray<float>(Math.Max(n, 2 * QuantizedLayout.GroupRows), pinned: true);
+        fixed (float* r = rows)
+        {
+            Rows<TBlock>(matrix, x, matrix.Cols, 1, r - 2 * start, 0, 2 * start, 2 * end, vnni: false);
+            Activations.GeluTanhGated(r, y + start, end - start);
+        }
+    }
+
     /// <summary>Whether this CPU runs the 512-bit scaling (AVX-512 F).</summary>
     internal static bool WideSupported => Avx512F.IsSupported;
 
@@ -110,7 +136,7 @@ public static unsafe partial class QuantizedMatMul
     internal static void Rows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide)
         where TBlock : struct, IQuantizedBlock
     {
-        bool halves = matrix.Format is QuantizedFormat { InputsPer16: true };
+        bool halves = matrix.Format is QuantizedFormat { InputsPer16: true } || matrix.DecodeActivations == DecodeActivations.Int8 && PairsFit<TBlock>();
         if (vnni && halves)
             throw new PlatformNotSupportedException($"{matrix.Format}'s per-16 inputs run the AVX2 kernels, not the AVX-VNNI ones");
         if (vnni ? !AvxVnni.IsSupported || !IsSupported<TBlock>() : !(Avx2.IsSupported && Fma.IsSupported && (PairsFit<TBlock>() || Signs<TBlock>())))
@@ -168,7 +194,8 @@ public static unsafe partial class QuantizedMatMul
                     {
                         if (step == 4) HalfTokens<TBlock, Count4>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
                         else if (step == 2) HalfTokens<TBlock, Count2>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
-                        else HalfTokens<TBlock, Count1>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
+                        else if (Signs<TBlock>()) HalfTokens<TBlock, Count1>(records, scales, count, input, cols, xs, starts, scaleStride, o, ahead);
+                        else HalfToken<TBlock>(records, scales, count, input, xs, starts, o, ahead);
                     }
                     else if (step == 4 && vnni && wide) Tokens4Wide<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
                     else if (step == 4 && vnni) Tokens4<TBlock>(records, scales, count, input, cols, xs, starts, blocks, o, ahead);
@@ -626,6 +653,57 @@ public static unsafe partial class QuantizedMatMul
             HalfBlock<TBlock, TTokens>(record, 0, x, stride, xs + 2 * b, starts + 2 * b, scaleStride, low, high, ones, sums);
             HalfBlock<TBlock, TTokens>(record, 1, x, stride, xs + 2 * b + 1, starts + 2 * b + 1, scaleStride, low, high, ones, sums);
         }
+    }
+
+    /// <summary>
+    /// <see cref="HalfTokens{TBlock, TTokens}"/> for one token of a block type whose byte pairs fit int16 (Q4_0), the
+    /// same operations per half block in the same order (so the same floats, bit for bit), with the token's sixteen float
+    /// sums held in registers over the chunk instead of loaded and stored per half block, and both halves of a block in
+    /// one pass over its record (Q4_0's first half is the low nibbles of the bytes whose high nibbles are the second). What a
+    /// row of decoding runs when the activations are rounded to int8 (<see cref="WeightMatrix.DecodeActivations"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void HalfToken<TBlock>(byte* record, ushort* scales, int count, sbyte* x, float* xs, int* starts, float* sums, PrefetchPass prefetch)
+        where TBlock : struct, IQuantizedBlock
+    {
+        int recordBytes = TBlock.QuantBytes * GroupRows;
+        var ones = Vector256.Create((short)1);
+        Vector256<float> s0 = Vector256.Load(sums), s1 = Vector256.Load(sums + 8);
+        for (int b = 0; b < count; b++, record += recordBytes, x += 32)
+        {
+            prefetch.Block(b);
+            Vector256<short> p = default, q = default, u = default, v = default;
+            HalfTokenGroup<TBlock>(record, 0, x, ref p, ref q, ref u, ref v);
+            HalfTokenGroup<TBlock>(record, 1, x, ref p, ref q, ref u, ref v);
+            HalfTokenGroup<TBlock>(record, 2, x, ref p, ref q, ref u, ref v);
+            HalfTokenGroup<TBlock>(record, 3, x, ref p, ref q, ref u, ref v);
+            ushort* d = scales + b * GroupRows;
+            Vector256<float> low = TBlock.Scales256(d), high = TBlock.Scales256(d + 8);
+            var c = Vector256.Create(starts[2 * b]);
+            s0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p, ones) + c), low * xs[2 * b], s0);
+            s1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(q, ones) + c), high * xs[2 * b], s1);
+            c = Vector256.Create(starts[2 * b + 1]);
+            s0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(u, ones) + c), low * xs[2 * b + 1], s0);
+            s1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(v, ones) + c), high * xs[2 * b + 1], s1);
+        }
+        s0.Store(sums);
+        s1.Store(sums + 8);
+    }
+
+    /// <summary>Groups <paramref name="g"/> (of the first half block) and g + 4 (of the second) of sixteen rows against
+    /// one token's inputs (<see cref="HalfToken{TBlock}"/>): p, q (rows 0..7, 8..15) += the first half's byte pairs, u, v
+    /// the second's. Called with constant groups, so that the block type's choice of bytes folds away.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void HalfTokenGroup<TBlock>(byte* record, int g, sbyte* x,
+        ref Vector256<short> p, ref Vector256<short> q, ref Vector256<short> u, ref Vector256<short> v)
+        where TBlock : struct, IQuantizedBlock
+    {
+        var first = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
+        var second = Vector256.Create(*(int*)(x + 16 + 4 * g)).AsSByte();
+        p += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 0), first);
+        q += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 1), first);
+        u += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g + 4, 0), second);
+        v += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g + 4, 1), second);
     }
 
     /// <summary>Half <paramref name="half"/> of a block (groups 4h..4h+3) of sixteen rows against every token's inputs,

@@ -85,4 +85,40 @@ public sealed class QuantOptionTests
         Assert.StartsWith("error: synthetic weights: a q8_0 KV cache stores each head in blocks of 32 values", error);
         Assert.Contains("head_dim is 16 (not a multiple of 32)", error);
     }
+
+    [Fact]
+    public void Run_with_int8_activations_continues_as_the_library_does()
+    {
+        string demo = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gemma2-demo");
+        using var model = GemmaModel.Load(demo, new GemmaModelOptions { Format = WeightFormat.Q4_0, Activations = DecodeActivations.Int8, Threads = 2 });
+        var tokenizer = model.RequireTokenizer();
+        string expected = tokenizer.Decode(model.GenerateGreedy(tokenizer.Encode("The jury said", addBos: true), 16));
+
+        var run = CliProcess.Run("run", "The jury said", "--greedy", "--max-tokens", "16", "--ignore-eos", "--quant", "q4_0", "--activations", "int8", "--threads", "2");
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.Equal(expected, run.Stdout.TrimEnd('\n'));
+        Assert.Equal(DecodeActivations.Int8, model.Weights.Layers[0].GateUp.DecodeActivations);
+    }
+
+    [Fact]
+    public void An_unknown_activation_rounding_is_a_one_line_error()
+    {
+        var run = CliProcess.Run("run", "x", "--activations", "int4");
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Equal("error: --activations int4: expected int16 or int8", run.Stderr.Trim());
+    }
+
+    [Fact]
+    public void Bench_reports_the_activation_rounding()
+    {
+        string config = Path.Combine(AppContext.BaseDirectory, "Fixtures", "tiny-gqa", "config.json");
+
+        var run = CliProcess.Run("bench", "--spec", config, "--format", "q4_0", "--activations", "int8", "--prompt", "4", "--tokens", "2", "--threads", "1", "--repeat", "1", "--json");
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        using var json = System.Text.Json.JsonDocument.Parse(run.Stdout);
+        Assert.Equal("int8", json.RootElement.GetProperty("activations").GetString());
+    }
 }

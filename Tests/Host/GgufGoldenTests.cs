@@ -115,6 +115,48 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         Assert.True(longDiff <= longBound, $"{name}: the prefill's long-prompt rows differ from the goldens by {longDiff} > {longBound}");
     }
 
+    /// <summary>
+    /// <see cref="DecodeActivations.Int8"/> on the file with Q4_0 blocks: decoding a token at a time and the batched
+    /// prefill both round the Q4_0 products' activations to int8 per 16 (the Q6_K output matrix keeps its int16 decode);
+    /// the logits stay no further from the exact goldens than llama.cpp's own, and greedy decoding through the KV cache
+    /// reproduces the golden ids wherever the exact margin is decisive.
+    /// </summary>
+    [Fact]
+    public void Int8ActivationsAreNoFurtherFromTheExactGoldensThanLlamaCppsLogits()
+    {
+        const string name = "q4_0";
+        using var model = GemmaModel.Load(GgufFixtures.Path(name), new GemmaModelOptions { Threads = 2, Activations = DecodeActivations.Int8 });
+        using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
+        var expected = golden.GetF32("prompt_logits");
+        var expectedLong = golden.GetF32("long_prompt_logits");
+        double llama = MaxDiff(expected, golden.GetF32("llamacpp_prompt_logits"));
+        double llamaLong = MaxDiff(expectedLong, golden.GetF32("llamacpp_long_prompt_logits"));
+        foreach (bool stepwise in new[] { true, false })
+        {
+            var (prompt, longRows) = Run(model, golden, stepwise);
+            double diff = MaxDiff(expected, prompt), longDiff = MaxDiff(expectedLong, longRows);
+            string path = stepwise ? "decode" : "prefill";
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{name} int8 activations, {path}: max |diff| prompt {diff:0.000e+00} (llama.cpp {llama:0.000e+00}), long rows {longDiff:0.000e+00} (llama.cpp {llamaLong:0.000e+00})"));
+            Assert.True(diff <= llama, $"{name} {path}: prompt logits differ from the goldens by {diff} > llama.cpp's {llama}");
+            Assert.True(longDiff <= llamaLong, $"{name} {path}: long-prompt rows differ from the goldens by {longDiff} > llama.cpp's {llamaLong}");
+            // Coarser than the int16 products: the setting took effect.
+            Assert.True(diff > RelativeTolerance * MaxAbs(expected) || longDiff > RelativeTolerance * MaxAbs(expectedLong),
+                $"{name} {path}: within {RelativeTolerance} of the goldens, as only int16 activations would be");
+        }
+        foreach (string prefix in new[] { "", "long_" })
+        {
+            int[] prompt = Ints(golden.GetI64(prefix + "prompt_ids"));
+            int[] ids = Ints(golden.GetI64(prefix + "generated_ids"));
+            var margins = golden.GetF32(prefix + "generated_margins").ToArray();
+            int decisive = Array.FindIndex(margins, m => m < DecisiveMargin);
+            if (decisive < 0) decisive = ids.Length;
+            int[] generated = model.GenerateGreedy(prompt, ids.Length);
+            Assert.True(ids.AsSpan(0, decisive).SequenceEqual(generated.AsSpan(0, decisive)),
+                $"{name} {prefix}prompt, int8 activations: expected [{string.Join(", ", ids)}] up to step {decisive}, got [{string.Join(", ", generated)}]");
+        }
+    }
+
     public static TheoryData<string> Files() => new(GgufFixtures.Names);
 
     internal static GemmaModel Load(string name, bool compiled)

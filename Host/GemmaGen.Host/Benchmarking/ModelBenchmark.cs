@@ -38,6 +38,9 @@ public sealed record BenchmarkOptions
     /// <summary>How the KV caches store keys and values. Default float32.</summary>
     public KvPrecision KvCache { get; init; } = KvPrecision.F32;
 
+    /// <summary>How the Q4_0 blocks' products round activations (<see cref="GemmaModelOptions.Activations"/>). Default int16.</summary>
+    public DecodeActivations Activations { get; init; } = DecodeActivations.Int16;
+
     /// <summary>Also measure the runtime-shape reference decoder on the same weights.</summary>
     public bool CompareReference { get; init; }
 
@@ -92,6 +95,7 @@ public sealed record BenchmarkReport(
     int Repeats,
     int Batch,
     KvPrecision KvCache,
+    DecodeActivations Activations,
     long WeightBytesPerToken,
     double BandwidthGigabytesPerSecond,
     long PeakRssBytes,
@@ -150,6 +154,7 @@ public static class ModelBenchmark
             log?.WriteLine($"loading {n} layer(s) of {(synthetic != null ? "synthetic weights" : source.Description)} as {plan.FormatNames}...");
             // The synthetic formula is finite by construction: no scan; a checkpoint's weights are checked as on loading.
             using var weights = ModelWeights.Load(config, source, format, checkFinite: synthetic == null);
+            weights.DecodeActivations = options.Activations;
             long output = weights.Output.ByteLength;
             if (n > 0) layerBytes = (weights.ByteLength - weights.Embed.ByteLength - (weights.LmHead?.ByteLength ?? 0)) / n;
             headBytes = output;
@@ -193,7 +198,7 @@ public static class ModelBenchmark
         using var process = Process.GetCurrentProcess();
         process.Refresh();
         return new BenchmarkReport(specName, formats[0], formats, options.Threads, layers, full.NumHiddenLayers, extrapolate,
-            options.PromptTokens, options.DecodeTokens, options.Repeats, options.Batch, options.KvCache, bytesPerToken, bandwidth, process.PeakWorkingSet64,
+            options.PromptTokens, options.DecodeTokens, options.Repeats, options.Batch, options.KvCache, options.Activations, bytesPerToken, bandwidth, process.PeakWorkingSet64,
             Summarize(paths[0]), paths.Count > 1 ? Summarize(false) : null);
     }
 
