@@ -13,7 +13,8 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
     /// llama.cpp does. True (GGUF's blocks as stored): per 16 values, each half block with its own input scale, and
     /// only batches of <see cref="WeightFormat.ByteTokensFrom"/> tokens or more; smaller ones run the decode kernel's
     /// int16 products (<see cref="QuantizedMatVec.TokenRows{TBlock}"/>), as exact as decoding. Where the integer
-    /// kernels do not run, every batch takes the int16 products.
+    /// kernels do not run, every batch takes the int16 products. A matrix with int8 activations
+    /// (<see cref="DecodeActivations.Int8"/>, Q4_0 blocks) rounds per 16 in every batch and in decoding instead.
     /// </summary>
     public bool InputsPer16 { get; } = inputsPer16;
 
@@ -47,6 +48,11 @@ internal abstract unsafe class QuantizedFormat(string name, int quantBytes, bool
     /// <summary><see cref="QuantizedMatMul"/> over rows [start, end): AVX-VNNI when <paramref name="vnni"/>, else
     /// AVX2 byte pairs (for formats whose sums fit them); the scaling 512-bit when <paramref name="wide"/>.</summary>
     internal abstract void IntegerMatMulRows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide);
+
+    /// <summary>Whether <see cref="QuantizedMatMul"/> rounds <paramref name="matrix"/>'s inputs per 16 values (and runs
+    /// its AVX2 kernels): GGUF's blocks as stored (<see cref="InputsPer16"/>), or int8 activations
+    /// (<see cref="DecodeActivations.Int8"/>) where the CPU runs them for the format.</summary>
+    internal abstract bool RoundsPer16(WeightMatrix matrix);
 
     /// <summary><see cref="QuantizedMatVec.TokenRows{TBlock}"/> over rows [start, end): the int16 products of decoding,
     /// for every token (what <see cref="WeightFormat.MatMulRows"/> runs where it does not round the inputs to int8).</summary>
@@ -144,6 +150,8 @@ internal sealed unsafe class QuantizedFormat<TBlock>(string name, bool inputsPer
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool ByteActivations(WeightMatrix matrix) =>
         matrix.DecodeActivations == DecodeActivations.Int8 && QuantizedMatMul.ByteActivationsSupported<TBlock>();
+
+    internal override bool RoundsPer16(WeightMatrix matrix) => InputsPer16 || ByteActivations(matrix);
 
     /// <summary>The int16 matrix-vector kernel, or with int8 activations the batched kernel for one token (the same
     /// floats as that token in any batch).</summary>

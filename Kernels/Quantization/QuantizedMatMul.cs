@@ -108,7 +108,7 @@ public static unsafe partial class QuantizedMatMul
     /// type describes. Requires <see cref="IsSupported(WeightFormat)"/> for the matrix's format.
     /// </summary>
     public static void Rows(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end) =>
-        Rows(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnni.IsSupported && matrix.Format is not QuantizedFormat { InputsPer16: true });
+        Rows(matrix, x, xStride, tokens, y, yStride, start, end, AvxVnni.IsSupported && !(matrix.Format is QuantizedFormat format && format.RoundsPer16(matrix)));
 
     /// <summary><see cref="Rows(WeightMatrix, float*, int, int, float*, int, int, int)"/> with the kernel chosen: AVX-VNNI
     /// (<paramref name="vnni"/>) or AVX2 pairs (tests run both on one machine).</summary>
@@ -136,7 +136,7 @@ public static unsafe partial class QuantizedMatMul
     internal static void Rows<TBlock>(WeightMatrix matrix, float* x, int xStride, int tokens, float* y, int yStride, int start, int end, bool vnni, bool wide)
         where TBlock : struct, IQuantizedBlock
     {
-        bool halves = matrix.Format is QuantizedFormat { InputsPer16: true } || matrix.DecodeActivations == DecodeActivations.Int8 && PairsFit<TBlock>();
+        bool halves = ((QuantizedFormat)matrix.Format).RoundsPer16(matrix);
         if (vnni && halves)
             throw new PlatformNotSupportedException($"{matrix.Format}'s per-16 inputs run the AVX2 kernels, not the AVX-VNNI ones");
         if (vnni ? !AvxVnni.IsSupported || !IsSupported<TBlock>() : !(Avx2.IsSupported && Fma.IsSupported && (PairsFit<TBlock>() || Signs<TBlock>())))
