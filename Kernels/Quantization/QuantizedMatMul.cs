@@ -537,27 +537,44 @@ public static unsafe partial class QuantizedMatMul
         where TBlock : struct, IQuantizedBlock
         where TTokens : struct, ICount
     {
-        for (int g = from; g < to; g++)
+        // Unrolled by hand, each group a constant (the JIT keeps the loop a loop, with the block type's choice of bytes
+        // for the group a branch inside it); from and to are constants where this inlines.
+        if (from <= 0 && 0 < to) PairGroup<TBlock, TTokens>(record, 0, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 1 && 1 < to) PairGroup<TBlock, TTokens>(record, 1, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 2 && 2 < to) PairGroup<TBlock, TTokens>(record, 2, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 3 && 3 < to) PairGroup<TBlock, TTokens>(record, 3, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 4 && 4 < to) PairGroup<TBlock, TTokens>(record, 4, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 5 && 5 < to) PairGroup<TBlock, TTokens>(record, 5, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 6 && 6 < to) PairGroup<TBlock, TTokens>(record, 6, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+        if (from <= 7 && 7 < to) PairGroup<TBlock, TTokens>(record, 7, x, stride, ref p0, ref p1, ref p2, ref p3, ref q0, ref q1, ref q2, ref q3);
+    }
+
+    /// <summary>Group <paramref name="g"/> of <see cref="PairGroups{TBlock, TTokens}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairGroup<TBlock, TTokens>(byte* record, int g, sbyte* x, int stride,
+        ref Vector256<short> p0, ref Vector256<short> p1, ref Vector256<short> p2, ref Vector256<short> p3,
+        ref Vector256<short> q0, ref Vector256<short> q1, ref Vector256<short> q2, ref Vector256<short> q3)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
+        Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
+        var i0 = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
+        p0 += Avx2.MultiplyAddAdjacent(w, i0);
+        q0 += Avx2.MultiplyAddAdjacent(v, i0);
+        if (TTokens.Value > 1)
         {
-            Vector256<byte> w = TBlock.Columns(record, g, 0), v = TBlock.Columns(record, g, 1);
-            var i0 = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
-            p0 += Avx2.MultiplyAddAdjacent(w, i0);
-            q0 += Avx2.MultiplyAddAdjacent(v, i0);
-            if (TTokens.Value > 1)
-            {
-                var i1 = Vector256.Create(*(int*)(x + stride + 4 * g)).AsSByte();
-                p1 += Avx2.MultiplyAddAdjacent(w, i1);
-                q1 += Avx2.MultiplyAddAdjacent(v, i1);
-            }
-            if (TTokens.Value > 2)
-            {
-                var i2 = Vector256.Create(*(int*)(x + 2 * stride + 4 * g)).AsSByte();
-                p2 += Avx2.MultiplyAddAdjacent(w, i2);
-                q2 += Avx2.MultiplyAddAdjacent(v, i2);
-                var i3 = Vector256.Create(*(int*)(x + 3 * stride + 4 * g)).AsSByte();
-                p3 += Avx2.MultiplyAddAdjacent(w, i3);
-                q3 += Avx2.MultiplyAddAdjacent(v, i3);
-            }
+            var i1 = Vector256.Create(*(int*)(x + stride + 4 * g)).AsSByte();
+            p1 += Avx2.MultiplyAddAdjacent(w, i1);
+            q1 += Avx2.MultiplyAddAdjacent(v, i1);
+        }
+        if (TTokens.Value > 2)
+        {
+            var i2 = Vector256.Create(*(int*)(x + 2 * stride + 4 * g)).AsSByte();
+            p2 += Avx2.MultiplyAddAdjacent(w, i2);
+            q2 += Avx2.MultiplyAddAdjacent(v, i2);
+            var i3 = Vector256.Create(*(int*)(x + 3 * stride + 4 * g)).AsSByte();
+            p3 += Avx2.MultiplyAddAdjacent(w, i3);
+            q3 += Avx2.MultiplyAddAdjacent(v, i3);
         }
     }
 
