@@ -620,19 +620,35 @@ public static unsafe partial class QuantizedMatMul
         where TBlock : struct, IQuantizedBlock
         where TTokens : struct, ICount
     {
+        // Unrolled by hand, as PairGroups.
+        if (from <= 0 && 0 < to) SignGroup<TBlock, TTokens>(record, 0, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 1 && 1 < to) SignGroup<TBlock, TTokens>(record, 1, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 2 && 2 < to) SignGroup<TBlock, TTokens>(record, 2, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 3 && 3 < to) SignGroup<TBlock, TTokens>(record, 3, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 4 && 4 < to) SignGroup<TBlock, TTokens>(record, 4, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 5 && 5 < to) SignGroup<TBlock, TTokens>(record, 5, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 6 && 6 < to) SignGroup<TBlock, TTokens>(record, 6, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+        if (from <= 7 && 7 < to) SignGroup<TBlock, TTokens>(record, 7, x, stride, ones, ref a0, ref a1, ref a2, ref a3, ref e0, ref e1, ref e2, ref e3);
+    }
+
+    /// <summary>Group <paramref name="g"/> of <see cref="SignGroups{TBlock, TTokens}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SignGroup<TBlock, TTokens>(byte* record, int g, sbyte* x, int stride, Vector256<short> ones,
+        ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> a2, ref Vector256<int> a3,
+        ref Vector256<int> e0, ref Vector256<int> e1, ref Vector256<int> e2, ref Vector256<int> e3)
+        where TBlock : struct, IQuantizedBlock
+        where TTokens : struct, ICount
+    {
         var flip = Vector256.Create((byte)0x80);
-        for (int g = from; g < to; g++)
+        var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
+        var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
+        Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
+        SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
+        if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
+        if (TTokens.Value > 2)
         {
-            var w = (TBlock.Columns(record, g, 0) ^ flip).AsSByte();
-            var v = (TBlock.Columns(record, g, 1) ^ flip).AsSByte();
-            Vector256<byte> aw = Avx2.Abs(w), av = Avx2.Abs(v);
-            SignStep(aw, av, w, v, x + 4 * g, ones, ref a0, ref e0);
-            if (TTokens.Value > 1) SignStep(aw, av, w, v, x + stride + 4 * g, ones, ref a1, ref e1);
-            if (TTokens.Value > 2)
-            {
-                SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
-                SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
-            }
+            SignStep(aw, av, w, v, x + 2 * stride + 4 * g, ones, ref a2, ref e2);
+            SignStep(aw, av, w, v, x + 3 * stride + 4 * g, ones, ref a3, ref e3);
         }
     }
 
