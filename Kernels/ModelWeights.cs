@@ -31,13 +31,13 @@ public sealed class LayerWeights : IDisposable
     /// <summary>post_feedforward_layernorm [D].</summary>
     public required float[] PostFeedforwardNorm { get; init; }
 
+    /// <summary>The layer's four matrices: <see cref="Qkv"/>, <see cref="O"/>, <see cref="GateUp"/>, <see cref="Down"/>.</summary>
+    public IEnumerable<WeightMatrix> Matrices => [Qkv, O, GateUp, Down];
+
     /// <summary>Frees the layer's matrices.</summary>
     public void Dispose()
     {
-        Qkv.Dispose();
-        O.Dispose();
-        GateUp.Dispose();
-        Down.Dispose();
+        foreach (var m in Matrices) m.Dispose();
     }
 }
 
@@ -79,15 +79,7 @@ public sealed class ModelWeights : IDisposable
         set
         {
             field = value;
-            Embed.DecodeActivations = value;
-            if (LmHead != null) LmHead.DecodeActivations = value;
-            foreach (var layer in Layers)
-            {
-                layer.Qkv.DecodeActivations = value;
-                layer.O.DecodeActivations = value;
-                layer.GateUp.DecodeActivations = value;
-                layer.Down.DecodeActivations = value;
-            }
+            foreach (var m in Matrices) m.DecodeActivations = value;
         }
     }
 
@@ -176,10 +168,12 @@ public sealed class ModelWeights : IDisposable
         return formats.Select(_ => WeightFormat.F32).ToArray();
     }
 
+    /// <summary>Every weight matrix: the embedding, the lm_head when there is one, and each layer's.</summary>
+    public IEnumerable<WeightMatrix> Matrices =>
+        [Embed, .. LmHead is { } head ? [head] : Array.Empty<WeightMatrix>(), .. Layers.SelectMany(l => l.Matrices)];
+
     /// <summary>Bytes of weight data held.</summary>
-    public long ByteLength =>
-        Embed.ByteLength + (LmHead?.ByteLength ?? 0) +
-        Layers.Sum(l => l.Qkv.ByteLength + l.O.ByteLength + l.GateUp.ByteLength + l.Down.ByteLength);
+    public long ByteLength => Matrices.Sum(m => m.ByteLength);
 
     /// <summary>
     /// Reads every tensor the config calls for from <paramref name="source"/>, checks its shape and packs it.

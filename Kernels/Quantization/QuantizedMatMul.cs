@@ -705,11 +705,17 @@ public static unsafe partial class QuantizedMatMul
         for (int b = 0; b < count; b++, record += recordBytes, x += 32)
         {
             prefetch.Block(b);
-            Vector256<short> p = default, q = default, u = default, v = default;
-            HalfTokenGroup<TBlock>(record, 0, x, ref p, ref q, ref u, ref v);
-            HalfTokenGroup<TBlock>(record, 1, x, ref p, ref q, ref u, ref v);
-            HalfTokenGroup<TBlock>(record, 2, x, ref p, ref q, ref u, ref v);
-            HalfTokenGroup<TBlock>(record, 3, x, ref p, ref q, ref u, ref v);
+            // p, q: the first half (groups 0..3), u, v: the second (4..7), each group a constant as in PairGroups, the two
+            // halves' groups sharing bytes side by side (one token: the other tokens' sums are not touched).
+            Vector256<short> p = default, q = default, u = default, v = default, none = default;
+            PairGroup<TBlock, Count1>(record, 0, x, 0, ref p, ref none, ref none, ref none, ref q, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 4, x, 0, ref u, ref none, ref none, ref none, ref v, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 1, x, 0, ref p, ref none, ref none, ref none, ref q, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 5, x, 0, ref u, ref none, ref none, ref none, ref v, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 2, x, 0, ref p, ref none, ref none, ref none, ref q, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 6, x, 0, ref u, ref none, ref none, ref none, ref v, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 3, x, 0, ref p, ref none, ref none, ref none, ref q, ref none, ref none, ref none);
+            PairGroup<TBlock, Count1>(record, 7, x, 0, ref u, ref none, ref none, ref none, ref v, ref none, ref none, ref none);
             ushort* d = scales + b * GroupRows;
             Vector256<float> low = TBlock.Scales256(d), high = TBlock.Scales256(d + 8);
             var c = Vector256.Create(starts[2 * b]);
@@ -721,22 +727,6 @@ public static unsafe partial class QuantizedMatMul
         }
         s0.Store(sums);
         s1.Store(sums + 8);
-    }
-
-    /// <summary>Groups <paramref name="g"/> (of the first half block) and g + 4 (of the second) of sixteen rows against
-    /// one token's inputs (<see cref="HalfToken{TBlock}"/>): p, q (rows 0..7, 8..15) += the first half's byte pairs, u, v
-    /// the second's. Called with constant groups, so that the block type's choice of bytes folds away.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void HalfTokenGroup<TBlock>(byte* record, int g, sbyte* x,
-        ref Vector256<short> p, ref Vector256<short> q, ref Vector256<short> u, ref Vector256<short> v)
-        where TBlock : struct, IQuantizedBlock
-    {
-        var first = Vector256.Create(*(int*)(x + 4 * g)).AsSByte();
-        var second = Vector256.Create(*(int*)(x + 16 + 4 * g)).AsSByte();
-        p += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 0), first);
-        q += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g, 1), first);
-        u += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g + 4, 0), second);
-        v += Avx2.MultiplyAddAdjacent(TBlock.Columns(record, g + 4, 1), second);
     }
 
     /// <summary>Half <paramref name="half"/> of a block (groups 4h..4h+3) of sixteen rows against every token's inputs,

@@ -48,7 +48,7 @@ public sealed unsafe class GgufBlockWeightsTests : IDisposable
         Assert.Null(weights.LmHead);
         foreach (var layer in weights.Layers)
         {
-            foreach (var m in new[] { layer.Qkv, layer.O, layer.GateUp, layer.Down })
+            foreach (var m in layer.Matrices)
             {
                 Assert.Equal(formatName, m.Format.Name);
                 // Groups of 16 rows, each with its scales padded to 64 bytes.

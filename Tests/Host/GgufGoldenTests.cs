@@ -60,18 +60,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
     {
         using var model = Load(name, compiled);
         using var golden = SafetensorsFile.Open(GgufFixtures.GoldenPath(name));
-        foreach (string prefix in new[] { "", "long_" })
-        {
-            int[] prompt = Ints(golden.GetI64(prefix + "prompt_ids"));
-            int[] expected = Ints(golden.GetI64(prefix + "generated_ids"));
-            var margins = golden.GetF32(prefix + "generated_margins").ToArray();
-            int decisive = Array.FindIndex(margins, m => m < DecisiveMargin);
-            if (decisive < 0) decisive = expected.Length;
-            int[] generated = model.GenerateGreedy(prompt, expected.Length);
-            Assert.True(expected.AsSpan(0, decisive).SequenceEqual(generated.AsSpan(0, decisive)),
-                $"{name} {prefix}prompt: expected [{string.Join(", ", expected)}] up to step {decisive}, got [{string.Join(", ", generated)}]");
-            output.WriteLine($"{name} {model.ExecutionPath} {prefix}prompt: {decisive} of {expected.Length} steps are decisive and reproduced; all 16 equal: {expected.SequenceEqual(generated)}");
-        }
+        AssertGreedyReproducesTheDecisiveSteps(model, golden, name);
 
         // Teacher forcing over the whole continuation: the logits that chose each golden token.
         int[] ids = Ints(golden.GetI64("prompt_ids"));
@@ -106,7 +95,7 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
         double llamaLong = MaxDiff(expectedLong, golden.GetF32("llamacpp_long_prompt_logits"));
         // The output matrix too: the tied embedding, a Q6_K one in llama.cpp's Q4_0 file.
         bool integer = model.Weights.Output.Format.RoundsPrefillInputs
-            || model.Weights.Layers.Any(l => new[] { l.Qkv, l.O, l.GateUp, l.Down }.Any(m => m.Format.RoundsPrefillInputs));
+            || model.Weights.Layers.Any(l => l.Matrices.Any(m => m.Format.RoundsPrefillInputs));
         double bound = integer ? llama : RelativeTolerance * MaxAbs(expected);
         double longBound = integer ? llamaLong : RelativeTolerance * MaxAbs(expectedLong);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -146,16 +135,24 @@ public sealed class GgufGoldenTests(ITestOutputHelper output)
             Assert.True(diff > RelativeTolerance * MaxAbs(expected) || longDiff > RelativeTolerance * MaxAbs(expectedLong),
                 $"{name} {path}: within {RelativeTolerance} of the goldens, as only int16 activations would be");
         }
+        AssertGreedyReproducesTheDecisiveSteps(model, golden, $"{name} (int8 activations)");
+    }
+
+    /// <summary>Greedy decoding through the KV cache of the prompt and the long prompt gives the golden ids up to the
+    /// first step whose exact margin is below <see cref="DecisiveMargin"/>.</summary>
+    private void AssertGreedyReproducesTheDecisiveSteps(GemmaModel model, SafetensorsFile golden, string name)
+    {
         foreach (string prefix in new[] { "", "long_" })
         {
             int[] prompt = Ints(golden.GetI64(prefix + "prompt_ids"));
-            int[] ids = Ints(golden.GetI64(prefix + "generated_ids"));
+            int[] expected = Ints(golden.GetI64(prefix + "generated_ids"));
             var margins = golden.GetF32(prefix + "generated_margins").ToArray();
             int decisive = Array.FindIndex(margins, m => m < DecisiveMargin);
-            if (decisive < 0) decisive = ids.Length;
-            int[] generated = model.GenerateGreedy(prompt, ids.Length);
-            Assert.True(ids.AsSpan(0, decisive).SequenceEqual(generated.AsSpan(0, decisive)),
-                $"{name} {prefix}prompt, int8 activations: expected [{string.Join(", ", ids)}] up to step {decisive}, got [{string.Join(", ", generated)}]");
+            if (decisive < 0) decisive = expected.Length;
+            int[] generated = model.GenerateGreedy(prompt, expected.Length);
+            Assert.True(expected.AsSpan(0, decisive).SequenceEqual(generated.AsSpan(0, decisive)),
+                $"{name} {prefix}prompt: expected [{string.Join(", ", expected)}] up to step {decisive}, got [{string.Join(", ", generated)}]");
+            output.WriteLine($"{name} {model.ExecutionPath} {prefix}prompt: {decisive} of {expected.Length} steps are decisive and reproduced; all 16 equal: {expected.SequenceEqual(generated)}");
         }
     }
 

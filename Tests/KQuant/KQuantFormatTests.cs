@@ -310,7 +310,7 @@ public sealed unsafe class KQuantFormatTests
         int stacks = 0;
         foreach (var layer in weights.Layers)
         {
-            foreach (var m in new[] { layer.Qkv, layer.O, layer.GateUp, layer.Down })
+            foreach (var m in layer.Matrices)
             {
                 // A q/k/v stack of parts of different types (Q4_K q and k, Q6_K v) keeps each part as stored; nothing is F32.
                 var held = m.Parts.Count > 0 ? m.Parts.Select(p => p.Part).ToArray() : [m];
