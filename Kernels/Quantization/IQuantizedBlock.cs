@@ -57,6 +57,11 @@ internal unsafe interface IQuantizedBlock
     static abstract void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high,
         out Vector256<short> laterLow, out Vector256<short> laterHigh);
 
+    /// <summary>Whether the 256-bit one-token kernel (<see cref="QuantizedMatVec"/>) takes a half block's four groups
+    /// unrolled by hand rather than in a loop (the JIT keeps a loop of four): measured per block type, because it pays
+    /// where splitting the widened bytes is the work (Q4_0's nibbles) and not where the widening loads are (Q8_0).</summary>
+    static abstract bool DecodeUnrolled { get; }
+
     /// <summary><see cref="Columns"/> for groups <paramref name="g"/> and g + 4 (g = 0..3) of the same rows, widened to int16
     /// (what the 512-bit matrix-vector kernel multiplies with int16 inputs). Needs AVX-512 BW.</summary>
     static abstract void Widened512(byte* record, int g, int half, out Vector512<short> first, out Vector512<short> second);

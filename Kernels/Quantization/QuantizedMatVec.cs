@@ -297,10 +297,24 @@ public static unsafe partial class QuantizedMatVec
         where TBlock : struct, IQuantizedBlock
     {
         Vector256<int> a = default, c = default;
-        for (int g = 0; g < 4; g++)
+        if (TBlock.DecodeUnrolled)
         {
-            TBlock.Widened256(record, g, half, out var low, out var high, out var laterLow, out var laterHigh);
-            Token256(low, high, laterLow, laterHigh, x + 4 * g, ref a, ref c);
+            TBlock.Widened256(record, 0, half, out var low, out var high, out var laterLow, out var laterHigh);
+            Token256(low, high, laterLow, laterHigh, x, ref a, ref c);
+            TBlock.Widened256(record, 1, half, out low, out high, out laterLow, out laterHigh);
+            Token256(low, high, laterLow, laterHigh, x + 4, ref a, ref c);
+            TBlock.Widened256(record, 2, half, out low, out high, out laterLow, out laterHigh);
+            Token256(low, high, laterLow, laterHigh, x + 8, ref a, ref c);
+            TBlock.Widened256(record, 3, half, out low, out high, out laterLow, out laterHigh);
+            Token256(low, high, laterLow, laterHigh, x + 12, ref a, ref c);
+        }
+        else
+        {
+            for (int g = 0; g < 4; g++)
+            {
+                TBlock.Widened256(record, g, half, out var low, out var high, out var laterLow, out var laterHigh);
+                Token256(low, high, laterLow, laterHigh, x + 4 * g, ref a, ref c);
+            }
         }
         // a: rows 0, 1 | 2, 3 (two lanes each); c: rows 4, 5 | 6, 7. The horizontal add gives rows 0, 1, 4, 5 | 2, 3, 6, 7.
         return Avx2.Permute4x64(Avx2.HorizontalAdd(a, c).AsInt64(), 0b11_01_10_00).AsInt32();
