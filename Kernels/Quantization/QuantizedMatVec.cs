@@ -216,7 +216,7 @@ public static unsafe partial class QuantizedMatVec
     /// lanes 2i, 2i + 1 of <c>low</c> hold row i's sums (columns 4g, 4g+1 and 4g+2, 4g+3), <c>high</c> rows 8..15. Two float accumulators (even and odd
     /// blocks) hide the FMA latency; the stream is prefetched <see cref="PrefetchBytes"/> ahead.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Dots512<TBlock>(byte* record, ushort* weightScales, int blocks, short* x, float* inputScales, int* inputSums, float* dots)
         where TBlock : struct, IQuantizedBlock
     {
@@ -271,9 +271,12 @@ public static unsafe partial class QuantizedMatVec
 
     /// <summary>
     /// <see cref="Dots512{TBlock}"/> at 256 bits: each half of the group (eight rows) in two accumulators of four rows'
-    /// pairs of lanes, gathered per block by a horizontal add and a permute of 64-bit lanes.
+    /// pairs of lanes, gathered per block by a horizontal add and a permute of 64-bit lanes. Never inlined (nor
+    /// <see cref="Dots512{TBlock}"/>): compiled on its own, its helpers inline within its own budget; inlined through
+    /// <see cref="Rows{TBlock}"/> into a tiered caller, the JIT once ran out of budget there and left the widening and
+    /// the products as calls (whole 2B decode 1.3x slower, Q8_0 and Q4_0 alike).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Dots256<TBlock>(byte* record, ushort* weightScales, int blocks, short* x, float* inputScales, int* inputSums, float* dots)
         where TBlock : struct, IQuantizedBlock
     {
