@@ -116,8 +116,8 @@ internal readonly unsafe struct Q4_0Block<TScale> : IQuantizedBlock
         return *(ushort*)source;
     }
 
-    /// <summary>Unrolled: the nibble splits of one group overlap the products of the last (whole 2B decode 1.01–1.09x,
-    /// the kernel 1.22x in cache on AVX2; BENCHMARKS.md, "Q4_0 decode unrolled").</summary>
+    /// <summary>Unrolled: the nibble splits of one group overlap the products of the last (the kernel 1.11–1.25x in
+    /// cache, whole 2B decode 1.06x median on AVX2; BENCHMARKS.md, "Q4_0 decode unrolled").</summary>
     public static bool DecodeUnrolled => true;
 
     /// <summary>Each four rows' bytes widened once as they load (<c>vpmovzxbw</c> from memory), then split: a byte

@@ -108,11 +108,11 @@ internal readonly unsafe struct Q8_0Block<TScale> : IQuantizedBlock
         return *(ushort*)source;
     }
 
-    /// <summary>Each four rows' bytes widened as they load (<c>vpmovzxbw</c> from memory).</summary>
     /// <summary>A loop: unrolled, the kernel ran 1.1–1.2x in cache but 0.95x from memory and 0.96–0.99x in the whole
     /// 2B on AVX2 (BENCHMARKS.md, "Q4_0 decode unrolled").</summary>
     public static bool DecodeUnrolled => false;
 
+    /// <summary>Each four rows' bytes widened as they load (<c>vpmovzxbw</c> from memory).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Widened256(byte* record, int g, int half, out Vector256<short> low, out Vector256<short> high,
         out Vector256<short> laterLow, out Vector256<short> laterHigh)
