@@ -194,7 +194,7 @@ public enum DecodeActivations
     /// <summary>int8 per 16 values (x̂ = round(x · 127 / max|x|)) in every product, decode and batches alike, as the
     /// long prompts' prefill of GGUF's blocks does and as llama.cpp rounds all of its quantized products (per 32):
     /// byte products (<c>vpmaddubsw</c>, <see cref="QuantizedMatMul"/>'s per-16 kernel, whose one-token form is the
-    /// decode) that run 1.5–2.0x the int16 kernel in cache on an AMD EPYC Zen 3, for decoding where the CPU and not the
+    /// decode) that run 1.45–1.8x the int16 kernel in cache on an AMD EPYC Zen 3, for decoding where the CPU and not the
     /// memory bounds it; the logits land about as far from the exact ones as llama.cpp's. Needs AVX2, else
     /// <see cref="Int16"/>.</summary>
     Int8,
